@@ -1,0 +1,19 @@
+//! # aiops-core
+//!
+//! The vocabulary every aiops stage shares (DESIGN §3–§6): the normalised [`Event`] with its
+//! [`Position`], the [`Finding`] detect produces, the [`Decision`] enrichment adds, and the
+//! incident [`WorkflowState`]s. No AWS SDK types and no I/O live here.
+//!
+//! All timestamps are `i64` microseconds since the Unix epoch, UTC (see [`time`]).
+
+pub mod event;
+pub mod finding;
+pub mod time;
+
+pub use event::{
+    CloudTrailFields, Event, EventBody, LogFields, LogLevel, MetricFields, MetricValue, Position,
+    Principal, ResourceRef, Source, stable_hash,
+};
+pub use finding::{
+    Classification, Decision, Evidence, Finding, FindingKind, ResourceKey, WorkflowState,
+};

@@ -1,0 +1,1 @@
+//! De-duplication by event id (placeholder).
