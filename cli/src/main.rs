@@ -1,1 +1,447 @@
-fn main() {}
+//! `aiops`: the streaming AIOps agent for AWS. See README.md.
+
+mod config;
+mod deadletter;
+mod pipeline;
+mod simulate;
+
+use crate::config::{PipelineConfig, SourceConfig};
+use crate::pipeline::{Counters, RunMode, run_embedded};
+use aiops_act::{Incident, IncidentStore, SqliteStore};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Streaming AIOps agent for AWS: CloudTrail and CloudWatch Logs in, incidents and verified
+/// recovery out.
+#[derive(Parser)]
+#[command(name = "aiops", version, about)]
+struct Cli {
+    /// Log format on stderr: `text` or `json` (use json in production).
+    #[arg(long, global = true, default_value = "text", env = "AIOPS_LOG_FORMAT")]
+    log_format: String,
+    /// Log filter, e.g. `info`, `aiops=debug` (overrides RUST_LOG).
+    #[arg(long, global = true, env = "AIOPS_LOG")]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct ConfigArgs {
+    /// Configuration file (default: ./pipeline.toml when present, else the built-in default:
+    /// embedded mode with the simulate source).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Where embedded mode writes Parquet, the SQLite store and dead letters (overrides
+    /// `data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline on the configured sources until Ctrl-C.
+    Run {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Stop after this many seconds (0: run until Ctrl-C).
+        #[arg(long, default_value_t = 0)]
+        duration: u64,
+    },
+    /// Process files or directories once and exit with a summary.
+    Replay {
+        /// Files or directories (read recursively, in path order).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Print JSON lines: one per incident, then a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the configuration and say precisely what is wrong.
+    Validate {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Print the Parquet table schemas (columns with Glue/Hive types, partition keys).
+    Schema {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read incidents from the store.
+    Incidents {
+        #[command(subcommand)]
+        command: IncidentsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum IncidentsCommand {
+    /// List incidents, newest first.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one incident.
+    Show {
+        /// Incident id (`inc-...`).
+        id: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging(format: &str, level: Option<&str>) -> Result<()> {
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::try_new(l)
+            .with_context(|| format!("invalid --log-level {l:?}"))?,
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => bail!("--log-format {other:?} is not text or json"),
+    }
+    Ok(())
+}
+
+fn load_config(args: &ConfigArgs) -> Result<(PipelineConfig, String)> {
+    let (mut cfg, origin) = match &args.config {
+        Some(p) => (PipelineConfig::load(p)?, p.display().to_string()),
+        None => {
+            let default = Path::new("pipeline.toml");
+            if default.exists() {
+                (PipelineConfig::load(default)?, "pipeline.toml".to_string())
+            } else {
+                (PipelineConfig::builtin_default(), "built-in default".to_string())
+            }
+        }
+    };
+    if let Some(d) = &args.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    cfg.validate()
+        .with_context(|| format!("invalid configuration ({origin})"))?;
+    Ok((cfg, origin))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli.log_format, cli.log_level.as_deref()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+    let code = match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(command: Command) -> Result<i32> {
+    match command {
+        Command::Run { config, duration } => cmd_run(&config, duration),
+        Command::Replay {
+            paths,
+            config,
+            json,
+        } => cmd_replay(&paths, &config, json),
+        Command::Validate { config } => {
+            let (cfg, origin) = load_config(&config)?;
+            let rules = aiops_detect::rules::ChangeRules::new(&cfg.detect.change_rules)?;
+            println!(
+                "configuration OK ({origin}): mode {}, data_dir {}, {} source(s), {} change rules over {} resource types",
+                cfg.mode,
+                cfg.data_dir.display(),
+                cfg.sources.len(),
+                rules.rules().len(),
+                rules.watched_resource_types().len()
+            );
+            Ok(0)
+        }
+        Command::Schema { json } => {
+            let tables = aiops_ingest::archive::all_table_specs();
+            if json {
+                println!("{}", serde_json::json!({ "tables": tables }));
+            } else {
+                for t in tables {
+                    println!("{} (version {})", t.name, t.version);
+                    for c in t.columns {
+                        println!("  {:<24} {}", c.name, c.glue_type);
+                    }
+                    let parts: Vec<String> = t.partition_keys.iter().map(|p| p.name.clone()).collect();
+                    println!("  partitioned by {}", parts.join(", "));
+                }
+            }
+            Ok(0)
+        }
+        Command::Incidents { command } => cmd_incidents(command),
+    }
+}
+
+fn open_store(cfg: &PipelineConfig) -> Result<SqliteStore> {
+    let path = cfg.data_dir.join("incidents.sqlite");
+    if !path.exists() {
+        bail!("no incident store at {} (run or replay first, or pass --data-dir)", path.display());
+    }
+    Ok(SqliteStore::open(&path)?)
+}
+
+fn cmd_incidents(command: IncidentsCommand) -> Result<i32> {
+    match command {
+        IncidentsCommand::List { config, limit, json } => {
+            let (cfg, _) = load_config(&config)?;
+            let store = open_store(&cfg)?;
+            for i in store.list(limit)? {
+                if json {
+                    println!("{}", incident_json(&i));
+                } else {
+                    println!("{}", incident_line(&i));
+                }
+            }
+            Ok(0)
+        }
+        IncidentsCommand::Show { id, config, json } => {
+            let (cfg, _) = load_config(&config)?;
+            let store = open_store(&cfg)?;
+            let Some(i) = store.get(&id)? else {
+                bail!("no incident {id:?}");
+            };
+            if json {
+                println!("{}", incident_json(&i));
+            } else {
+                println!("{}", serde_json::to_string_pretty(&incident_json(&i))?);
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// The JSON form of an incident for `incidents list|show --json`.
+fn incident_json(i: &Incident) -> serde_json::Value {
+    serde_json::json!({
+        "incident_id": i.incident_id,
+        "state": i.state,
+        "resource_type": i.resource_type,
+        "resource_id": i.resource_id,
+        "resource_key": i.resource_key,
+        "detector": i.finding.detector,
+        "summary": i.finding.summary,
+        "timeline": i.timeline.iter().map(|t| serde_json::json!({"state": t.state, "at": aiops_core::time::format_rfc3339_micros(t.at)})).collect::<Vec<_>>(),
+        "classification": i.classification,
+        "confidence": i.confidence,
+        "severity": i.severity,
+        "reasoning": i.reasoning,
+        "action": i.action,
+        "codebuild_project": i.codebuild_project,
+        "terraform_target": i.terraform_target,
+        "build_ids": i.build_ids,
+        "outcome": i.outcome,
+        "correlation_id": i.correlation_id,
+        "event_time": aiops_core::time::format_rfc3339_micros(i.event_time),
+    })
+}
+
+fn incident_line(i: &Incident) -> String {
+    let what = match &i.finding.evidence.event_name {
+        Some(name) => format!(
+            "{} by {}",
+            name,
+            i.finding.evidence.principal.as_deref().unwrap_or("unknown")
+        ),
+        None => i.finding.summary.clone(),
+    };
+    let resource = if i.resource_type.is_empty() {
+        "-".to_string()
+    } else {
+        format!("{} {}", i.resource_type, i.resource_id)
+    };
+    format!(
+        "INCIDENT {} {:<16} {} | {} | action={} target={} | {}",
+        i.incident_id,
+        i.state.as_str(),
+        resource,
+        what,
+        i.action.as_deref().unwrap_or("none"),
+        i.terraform_target.as_deref().unwrap_or("-"),
+        i.outcome.as_deref().unwrap_or("")
+    )
+}
+
+/// The JSON line `replay --json` prints per incident.
+fn incident_replay_json(i: &Incident) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "incident",
+        "incident_id": i.incident_id,
+        "resource_type": if i.resource_type.is_empty() { None } else { Some(&i.resource_type) },
+        "resource_id": if i.resource_id.is_empty() { None } else { Some(&i.resource_id) },
+        "event_name": i.finding.evidence.event_name,
+        "event_id": i.finding.evidence.event_ids.first(),
+        "detector": i.finding.detector,
+        "state": i.state,
+        "action": i.action,
+    })
+}
+
+fn progress_bar(hidden: bool) -> ProgressBar {
+    if hidden {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+fn spawn_progress(pb: ProgressBar, counters: Arc<Counters>, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        while !done.load(Ordering::SeqCst) {
+            let s = counters.summary();
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            pb.set_message(format!(
+                "events {} ({:.0}/s) | duplicates {} | dead letters {} | findings {} | incidents {}",
+                s.events,
+                s.events as f64 / secs,
+                s.duplicates,
+                s.dead_letters,
+                s.findings,
+                s.incidents
+            ));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+}
+
+fn cmd_run(args: &ConfigArgs, duration: u64) -> Result<i32> {
+    let (cfg, origin) = load_config(args)?;
+    if cfg.sources.is_empty() {
+        bail!("configuration ({origin}) lists no [[sources]]: nothing to run");
+    }
+    eprintln!(
+        "aiops run: configuration {origin}, data in {} (Ctrl-C stops and flushes)",
+        cfg.data_dir.display()
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .context("cannot install the Ctrl-C handler")?;
+    }
+    if duration > 0 {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(duration));
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    let counters = Arc::new(Counters::default());
+    let pb = progress_bar(false);
+    let done = Arc::new(AtomicBool::new(false));
+    let ticker = spawn_progress(pb.clone(), counters.clone(), done.clone());
+    let printer = pb.clone();
+    let sources = cfg.sources.clone();
+    let result = run_embedded(
+        &cfg,
+        sources,
+        RunMode::Follow,
+        stop,
+        counters.clone(),
+        Box::new(move |i| printer.suspend(|| println!("{}", incident_line(i)))),
+    );
+    done.store(true, Ordering::SeqCst);
+    let _ = ticker.join();
+    pb.finish_and_clear();
+    result?;
+    let s = counters.summary();
+    eprintln!(
+        "stopped: {} events, {} duplicates, {} dead letters, {} findings, {} incidents, {} rows archived under {}",
+        s.events,
+        s.duplicates,
+        s.dead_letters,
+        s.findings,
+        s.incidents,
+        s.archived_rows,
+        cfg.data_dir.join("raw").display()
+    );
+    Ok(0)
+}
+
+fn cmd_replay(paths: &[PathBuf], args: &ConfigArgs, json: bool) -> Result<i32> {
+    let (cfg, _origin) = load_config(args)?;
+    let sources = vec![SourceConfig::Files {
+        paths: paths.to_vec(),
+        follow: false,
+        poll_interval_ms: 1000,
+        exclude: config::default_exclude(),
+    }];
+    let counters = Arc::new(Counters::default());
+    let pb = progress_bar(json || !std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let done = Arc::new(AtomicBool::new(false));
+    let ticker = spawn_progress(pb.clone(), counters.clone(), done.clone());
+    let printer = pb.clone();
+    let result = run_embedded(
+        &cfg,
+        sources,
+        RunMode::Once,
+        Arc::new(AtomicBool::new(false)),
+        counters.clone(),
+        Box::new(move |i| {
+            if json {
+                println!("{}", incident_replay_json(i));
+            } else {
+                printer.suspend(|| println!("{}", incident_line(i)));
+            }
+        }),
+    );
+    done.store(true, Ordering::SeqCst);
+    let _ = ticker.join();
+    pb.finish_and_clear();
+    result?;
+    let s = counters.summary();
+    if json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else {
+        println!(
+            "replayed: {} events, {} duplicates, {} dead letters, {} control messages, {} digest files and {} excluded files skipped, {} findings, {} incidents, {} rows archived under {}",
+            s.events,
+            s.duplicates,
+            s.dead_letters,
+            s.control_messages,
+            s.digest_files,
+            s.skipped_files,
+            s.findings,
+            s.incidents,
+            s.archived_rows,
+            cfg.data_dir.join("raw").display()
+        );
+    }
+    Ok(0)
+}

@@ -10,6 +10,40 @@
 //!
 //! Neither panics on any input: what cannot be decoded becomes a [`DeadLetter`] with the
 //! reason and the original bytes, and decoding goes on with the next record.
+//!
+//! Shapes are recognised by content, never by file name (except the `CloudTrail-Digest` rule):
+//!
+//! | recognised by | input |
+//! |---|---|
+//! | bytes `1f 8b` | gzip (inflated through a capped reader, then recognised again) |
+//! | bytes `F3 89 9A C2` + valid MD5 + protobuf (Kinesis records only) | KPL aggregate ([`kpl`]) |
+//! | `Records` whose element has `kinesis` | Lambda Kinesis event |
+//! | `Records` otherwise | CloudTrail log file |
+//! | `awslogs` | Lambda CloudWatch Logs event |
+//! | `messageType` | CloudWatch Logs subscription payload |
+//! | `detail-type` / `detail` | EventBridge event ("... via CloudTrail") |
+//! | `digestStartTime` / `digestEndTime` / `digestS3Object` | CloudTrail digest file (skipped, counted) |
+//! | `metric_stream_name`, or `metric_name` + `namespace` | CloudWatch metric stream line |
+//! | `kinesis` | one record of a Lambda Kinesis event |
+//! | `eventName` / `eventSource` / `eventTime` / `eventVersion` / `userIdentity` | single CloudTrail record |
+//! | several lines, when the whole is not one JSON value | NDJSON, each line recognised alone |
+//!
+//! Dead letters: an element of `Records`, an NDJSON line and a CloudWatch Logs log event each
+//! fail alone, with their own JSON text as data; a document that cannot be read at all is
+//! one dead letter with the bytes given to the decoder for it (before inflation). For a
+//! Lambda Kinesis event, the data is the record's base64-decoded Kinesis data (what the
+//! Kinesis record held), or the base64 text when it does not decode.
+
+mod cloudtrail;
+mod dispatch;
+mod doc;
+mod error;
+pub mod gzip;
+pub mod kpl;
+mod protobuf;
+
+pub use cloudtrail::parse_cloudtrail_record;
+pub use error::DecodeError;
 
 use aiops_core::{Event, Position};
 use serde::{Deserialize, Serialize};
@@ -60,37 +94,58 @@ pub struct DecodeOutput {
     pub digest_files: u64,
 }
 
-/// Decodes the data of one Kinesis record (placeholder until the decoders land).
+/// Decodes the data of one Kinesis record read at `position`.
+///
+/// A KPL aggregate (see [`kpl`]) is split into its user records, each positioned at the
+/// record's sequence number with `sub_sequence_number = Some(index)`; each user record, or
+/// the plain record, is then decoded as a document: gzip (detected by magic bytes) is
+/// inflated within `limits.max_decompressed_bytes`, and the JSON is recognised by shape (see
+/// the module docs). Events are pushed to `out.events` with `ingest_time` (microseconds since
+/// the Unix epoch, UTC); what cannot be decoded goes to `out.dead_letters` at `position`.
+/// Never panics.
 pub fn decode_kinesis_record(
     data: &[u8],
     position: &Position,
-    _ingest_time: i64,
-    _limits: &DecodeLimits,
+    ingest_time: i64,
+    limits: &DecodeLimits,
     out: &mut DecodeOutput,
 ) {
-    out.dead_letters.push(DeadLetter {
-        reason: "decoder not implemented".into(),
-        data: data.to_vec(),
-        position: position.clone(),
-    });
+    let mut decoder = dispatch::Decoder {
+        ingest_time,
+        limits: *limits,
+        out,
+    };
+    decoder.kinesis_record(data, position, dispatch::Nest::default());
 }
 
-/// Decodes the bytes of one file named `name` (placeholder until the decoders land).
+/// Decodes the bytes of one file named `name` (an S3 key or a path).
+///
+/// A name containing `CloudTrail-Digest` is a CloudTrail digest file: skipped and counted in
+/// `out.digest_files`. Anything else is decoded as a document (gzip by magic bytes, then
+/// JSON recognised by shape, see the module docs). Records are positioned at
+/// `Position { stream: "file:<name>", shard_id: "file", sequence_number: <ordinal>,
+/// sub_sequence_number: None }`, the ordinal counting every event and dead letter of the
+/// file from 0, except records of a Lambda Kinesis event, which carry the Kinesis position
+/// the event names. `ingest_time` is in microseconds since the Unix epoch, UTC. Never panics.
 pub fn decode_file(
     name: &str,
     data: &[u8],
-    _ingest_time: i64,
-    _limits: &DecodeLimits,
+    ingest_time: i64,
+    limits: &DecodeLimits,
     out: &mut DecodeOutput,
 ) {
-    out.dead_letters.push(DeadLetter {
-        reason: "decoder not implemented".into(),
-        data: data.to_vec(),
-        position: Position {
-            stream: format!("file:{name}"),
-            shard_id: "file".into(),
-            sequence_number: "0".into(),
-            sub_sequence_number: None,
-        },
-    });
+    if name.contains("CloudTrail-Digest") {
+        out.digest_files += 1;
+        return;
+    }
+    let mut origin = dispatch::Origin::File {
+        stream: format!("file:{name}"),
+        next: 0,
+    };
+    let mut decoder = dispatch::Decoder {
+        ingest_time,
+        limits: *limits,
+        out,
+    };
+    decoder.document(data, data, &mut origin, dispatch::Nest::default());
 }

@@ -1,0 +1,166 @@
+//! The incident record (DESIGN §6) and the store port it lives behind.
+
+use aiops_core::{Finding, WorkflowState};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// One entry of an incident's timeline: the state entered and when (microseconds since the
+/// Unix epoch, UTC, wall clock).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// State entered.
+    pub state: WorkflowState,
+    /// When, microseconds since the Unix epoch, UTC.
+    pub at: i64,
+}
+
+/// One incident: the finding, the decision taken on it, the recovery and its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// `inc-<finding id>`: the same finding delivered twice is one incident.
+    pub incident_id: String,
+    /// Correlation id passed to the recovery builds and notifications (a UUID).
+    pub correlation_id: String,
+    /// Cooldown key of the resource (`ResourceKey::key`), or `finding:<id>` without resource.
+    pub resource_key: String,
+    /// Resource type, e.g. `ssm_parameter` (empty for findings without a resource).
+    pub resource_type: String,
+    /// Resource id (empty for findings without a resource).
+    pub resource_id: String,
+    /// Current workflow state.
+    pub state: WorkflowState,
+    /// The finding that opened it.
+    pub finding: Finding,
+    /// Classification (`FAILURE`, `TAMPERING`, `ANOMALY`, `NORMAL`), once decided.
+    pub classification: Option<String>,
+    /// Confidence in [0, 1], once decided.
+    pub confidence: Option<f64>,
+    /// Severity 1..=10, once decided.
+    pub severity: Option<u8>,
+    /// Reasoning, once decided.
+    pub reasoning: Option<String>,
+    /// The chosen action (from the allowlist), once decided.
+    pub action: Option<String>,
+    /// Who decided (`statistical`, `bedrock:<model>`).
+    pub explainer: Option<String>,
+    /// CodeBuild project of the recovery (apply).
+    pub codebuild_project: Option<String>,
+    /// Terraform target address of the recovery.
+    pub terraform_target: Option<String>,
+    /// Build ids started (apply, then verify); `dry-run:...` ids for the dry-run executor.
+    pub build_ids: Vec<String>,
+    /// Outcome in words, e.g. `dry_run`, `verified`, `verify found drift`.
+    pub outcome: Option<String>,
+    /// Every state entered, in order.
+    pub timeline: Vec<TimelineEntry>,
+    /// Event time of the finding, microseconds since the Unix epoch, UTC.
+    pub event_time: i64,
+    /// Created, microseconds since the Unix epoch, UTC.
+    pub created_at: i64,
+    /// Last changed, microseconds since the Unix epoch, UTC.
+    pub updated_at: i64,
+}
+
+/// Fields written together with a state transition (`None` leaves a field unchanged).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IncidentPatch {
+    /// Classification.
+    pub classification: Option<String>,
+    /// Confidence.
+    pub confidence: Option<f64>,
+    /// Severity.
+    pub severity: Option<u8>,
+    /// Reasoning.
+    pub reasoning: Option<String>,
+    /// Action.
+    pub action: Option<String>,
+    /// Explainer.
+    pub explainer: Option<String>,
+    /// CodeBuild project.
+    pub codebuild_project: Option<String>,
+    /// Terraform target.
+    pub terraform_target: Option<String>,
+    /// Build id to append.
+    pub add_build_id: Option<String>,
+    /// Outcome.
+    pub outcome: Option<String>,
+}
+
+/// Errors of an incident store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The backing database failed.
+    #[error("incident store: {0}")]
+    Backend(String),
+    /// A stored item could not be read back.
+    #[error("incident store: corrupt item {id}: {reason}")]
+    Corrupt {
+        /// Incident id.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The workflow does not allow this transition.
+    #[error("incident {id}: transition {from} -> {to} is not allowed")]
+    IllegalTransition {
+        /// Incident id.
+        id: String,
+        /// Current state.
+        from: WorkflowState,
+        /// Requested state.
+        to: WorkflowState,
+    },
+}
+
+/// Where incidents and cooldown locks live (SQLite in embedded mode, DynamoDB in aws mode).
+/// Every state change is conditional on the previous state, and a lock is taken only when it
+/// is absent or expired, so two workers acting on the same decision start one recovery.
+pub trait IncidentStore {
+    /// Inserts the incident unless one with the same id exists. Returns `true` when inserted.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store fails.
+    fn create(&self, incident: &Incident) -> Result<bool, StoreError>;
+
+    /// Moves `incident_id` from `from` to `to` and applies `patch`, only if its state is
+    /// still `from`. Returns `true` when the transition happened, `false` when the state was
+    /// not `from` (another worker moved it).
+    ///
+    /// # Errors
+    /// [`StoreError::IllegalTransition`] when the workflow forbids `from -> to`;
+    /// [`StoreError::Backend`] when the store fails.
+    fn transition(
+        &self,
+        incident_id: &str,
+        from: WorkflowState,
+        to: WorkflowState,
+        patch: &IncidentPatch,
+        at: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Takes the cooldown lock of `resource_key` for `holder` until `expires_at`
+    /// (microseconds since the epoch, UTC) if it is absent or expired at `now`. Returns `true`
+    /// when taken.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store fails.
+    fn try_lock(
+        &self,
+        resource_key: &str,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Reads one incident.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails or the item is corrupt.
+    fn get(&self, incident_id: &str) -> Result<Option<Incident>, StoreError>;
+
+    /// Lists incidents, newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails or an item is corrupt.
+    fn list(&self, limit: usize) -> Result<Vec<Incident>, StoreError>;
+}

@@ -1,0 +1,295 @@
+//! `pipeline.toml`: the whole configuration, parsed strictly (`deny_unknown_fields`) and
+//! validated before anything starts.
+
+use aiops_act::ActConfig;
+use aiops_detect::rules::{ChangeRules, ChangeRulesConfig};
+use aiops_ingest::archive::ArchiveConfig;
+use aiops_ingest::decode::DecodeLimits;
+use aiops_ingest::dedup::DedupConfig;
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The top level of `pipeline.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// `embedded` (one process, local stores) or `aws`.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Where embedded mode writes Parquet, the SQLite store and dead letters.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Decoding, de-duplication and bounds.
+    #[serde(default)]
+    pub ingest: IngestSection,
+    /// Parquet archive roll-over.
+    #[serde(default)]
+    pub archive: ArchiveConfig,
+    /// Inputs of embedded mode.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// Detection.
+    #[serde(default)]
+    pub detect: DetectSection,
+    /// Decisions and recovery.
+    #[serde(default)]
+    pub act: ActConfig,
+    /// Channel capacities between stages.
+    #[serde(default)]
+    pub pipeline: PipelineSection,
+}
+
+fn default_mode() -> String {
+    "embedded".to_string()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+/// `[ingest]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSection {
+    /// Largest decompressed size of one gzip payload, bytes. Default 64 MiB.
+    pub max_decompressed_bytes: usize,
+    /// Largest single record, bytes. Default 1 MiB (the Kinesis record limit).
+    pub max_record_bytes: usize,
+    /// Largest file read by the file source, bytes; a larger file is a dead letter.
+    /// Default 512 MiB.
+    pub max_file_bytes: u64,
+    /// De-duplication window.
+    pub dedup: DedupConfig,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        let limits = DecodeLimits::default();
+        IngestSection {
+            max_decompressed_bytes: limits.max_decompressed_bytes,
+            max_record_bytes: limits.max_record_bytes,
+            max_file_bytes: 512 * 1024 * 1024,
+            dedup: DedupConfig::default(),
+        }
+    }
+}
+
+impl IngestSection {
+    /// The decoder bounds.
+    pub fn limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_decompressed_bytes: self.max_decompressed_bytes,
+            max_record_bytes: self.max_record_bytes,
+        }
+    }
+}
+
+/// `[detect]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectSection {
+    /// Change rules.
+    pub change_rules: ChangeRulesConfig,
+}
+
+/// `[pipeline]`: bounded channels between the embedded stages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    /// Capacity of each channel between stages, in messages. Default 1024.
+    pub channel_capacity: usize,
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        PipelineSection {
+            channel_capacity: 1024,
+        }
+    }
+}
+
+/// One input of embedded mode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// Files or directories: read once (recursively, in path order), then, with `follow`,
+    /// polled for new files.
+    Files {
+        /// Files or directories.
+        paths: Vec<PathBuf>,
+        /// Keep polling for new files after the first pass. Default true.
+        #[serde(default = "yes")]
+        follow: bool,
+        /// Poll interval in milliseconds. Default 1000.
+        #[serde(default = "default_poll_ms")]
+        poll_interval_ms: u64,
+        /// File-name patterns (`*` wildcard) never read: documentation, tables and our own
+        /// outputs. Default [`DEFAULT_EXCLUDE`].
+        #[serde(default = "default_exclude")]
+        exclude: Vec<String>,
+    },
+    /// Built-in traffic generator with injected incidents.
+    Simulate(crate::simulate::SimulateConfig),
+}
+
+/// File-name patterns the files source skips by default: documentation, licences, checksums
+/// and aiops' own outputs. Skipped files are counted, not dead letters.
+pub const DEFAULT_EXCLUDE: [&str; 14] = [
+    "*.md", "*.txt", "*.rst", "*.html", "*.pdf", "LICENSE*", "NOTICE*", "*.parquet",
+    "*.sqlite", "*.sqlite-*", "*.toml", "*.yaml", "*.yml", "*.csv",
+];
+
+/// [`DEFAULT_EXCLUDE`] as owned strings.
+pub fn default_exclude() -> Vec<String> {
+    DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect()
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_poll_ms() -> u64 {
+    1000
+}
+
+impl PipelineConfig {
+    /// Reads and parses `path`.
+    ///
+    /// # Errors
+    /// When the file cannot be read, or the TOML is invalid or has unknown fields (the error
+    /// names the line, column and field).
+    pub fn load(path: &Path) -> Result<PipelineConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read configuration {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parses TOML text.
+    ///
+    /// # Errors
+    /// Invalid TOML or unknown fields.
+    pub fn parse(text: &str) -> Result<PipelineConfig> {
+        let cfg: PipelineConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(cfg)
+    }
+
+    /// The built-in default (embedded mode, simulate source).
+    pub fn builtin_default() -> PipelineConfig {
+        PipelineConfig {
+            mode: default_mode(),
+            data_dir: default_data_dir(),
+            ingest: IngestSection::default(),
+            archive: ArchiveConfig::default(),
+            sources: vec![SourceConfig::Simulate(
+                crate::simulate::SimulateConfig::default(),
+            )],
+            detect: DetectSection::default(),
+            act: ActConfig::default(),
+            pipeline: PipelineSection::default(),
+        }
+    }
+
+    /// Checks every section; the error says which field is wrong and why.
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn validate(&self) -> Result<()> {
+        match self.mode.as_str() {
+            "embedded" => {}
+            "aws" => bail!(
+                "mode: \"aws\" is not available in this build yet; use \"embedded\" (see README)"
+            ),
+            other => bail!("mode: {other:?} is not \"embedded\" or \"aws\""),
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            bail!("data_dir: is empty");
+        }
+        let l = self.ingest.limits();
+        if l.max_record_bytes == 0 {
+            bail!("ingest.max_record_bytes: must be at least 1");
+        }
+        if l.max_decompressed_bytes < l.max_record_bytes {
+            bail!(
+                "ingest.max_decompressed_bytes: {} is smaller than ingest.max_record_bytes {}",
+                l.max_decompressed_bytes,
+                l.max_record_bytes
+            );
+        }
+        if self.ingest.max_file_bytes == 0 {
+            bail!("ingest.max_file_bytes: must be at least 1");
+        }
+        self.ingest
+            .dedup
+            .validate()
+            .map_err(|e| anyhow::anyhow!("ingest.dedup: {e}"))?;
+        self.archive.validate()?;
+        ChangeRules::new(&self.detect.change_rules)
+            .map_err(|e| anyhow::anyhow!("detect.{e}"))?;
+        self.act.validate()?;
+        if self.pipeline.channel_capacity == 0 || self.pipeline.channel_capacity > 1_000_000 {
+            bail!("pipeline.channel_capacity: must be between 1 and 1000000");
+        }
+        for (i, s) in self.sources.iter().enumerate() {
+            match s {
+                SourceConfig::Files {
+                    paths,
+                    poll_interval_ms,
+                    ..
+                } => {
+                    if paths.is_empty() {
+                        bail!("sources[{i}].paths: lists no path");
+                    }
+                    if *poll_interval_ms == 0 {
+                        bail!("sources[{i}].poll_interval_ms: must be at least 1");
+                    }
+                }
+                SourceConfig::Simulate(sim) => sim
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("sources[{i}] (simulate).{e}"))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_pipeline_toml_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline.toml");
+        let cfg = PipelineConfig::load(&path).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.mode, "embedded");
+        assert!(matches!(cfg.sources[0], SourceConfig::Simulate(_)));
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = PipelineConfig::parse("mode = \"embedded\"\n[act]\nconfidence_treshold = 0.5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `confidence_treshold`"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_named() {
+        let cfg = PipelineConfig::parse("[act]\nconfidence_threshold = 1.5\n").unwrap();
+        assert_eq!(
+            cfg.validate().unwrap_err().to_string(),
+            "act.confidence_threshold: 1.5 is outside 0..=1"
+        );
+        let cfg = PipelineConfig::parse("mode = \"cloud\"\n").unwrap();
+        assert_eq!(
+            cfg.validate().unwrap_err().to_string(),
+            "mode: \"cloud\" is not \"embedded\" or \"aws\""
+        );
+        let cfg =
+            PipelineConfig::parse("[detect.change_rules]\ndisabled_rules = [\"nope\"]\n").unwrap();
+        assert_eq!(
+            cfg.validate().unwrap_err().to_string(),
+            "detect.change rules: disabled_rules names unknown rule \"nope\""
+        );
+    }
+}

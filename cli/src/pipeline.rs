@@ -1,0 +1,484 @@
+//! The embedded pipeline (DESIGN §1): sources -> ingest (decode, de-duplicate, dead letters,
+//! Parquet archive) -> detect (change rules, statistics) -> act (incidents in SQLite, dry-run
+//! recovery), one thread per stage joined by bounded channels, so a slow stage slows its
+//! producers instead of growing memory.
+
+use crate::config::{PipelineConfig, SourceConfig};
+use crate::deadletter::DeadLetterWriter;
+use crate::simulate::{SimRecord, Simulator};
+use aiops_act::{
+    DryRunExecutor, Incident, RuleProfile, SqliteStore, StatisticalExplainer, Workflow,
+};
+use aiops_core::time::now_micros;
+use aiops_core::{Event, Finding, Position};
+use aiops_detect::rules::{ChangeRules, RuleVerdict, glob_match};
+use aiops_ingest::archive::LocalArchive;
+use aiops_ingest::decode::{DecodeOutput, decode_file, decode_kinesis_record};
+use aiops_ingest::dedup::Deduplicator;
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender, bounded};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// What sources send to ingest.
+enum Input {
+    /// A whole file.
+    File { name: String, data: Vec<u8> },
+    /// A file that could not be read or is too large: a dead letter.
+    Unreadable { name: String, reason: String, head: Vec<u8> },
+    /// Kinesis-like records.
+    Records(Vec<SimRecord>),
+}
+
+/// Counters shared by the stages; read for progress and the summary.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Events decoded (including duplicates).
+    pub events: AtomicU64,
+    /// Records that could not be decoded.
+    pub dead_letters: AtomicU64,
+    /// Events dropped as duplicates.
+    pub duplicates: AtomicU64,
+    /// CloudWatch Logs control messages dropped.
+    pub control_messages: AtomicU64,
+    /// CloudTrail digest files skipped.
+    pub digest_files: AtomicU64,
+    /// Files skipped by the files source's `exclude` patterns.
+    pub skipped_files: AtomicU64,
+    /// Findings produced.
+    pub findings: AtomicU64,
+    /// Incidents opened.
+    pub incidents: AtomicU64,
+    /// Rows accepted by the Parquet archive.
+    pub archived_rows: AtomicU64,
+    /// Change-rule matches skipped because the call failed.
+    pub skipped_failed_calls: AtomicU64,
+    /// Change-rule matches skipped because an AWS service made the call.
+    pub skipped_service_calls: AtomicU64,
+}
+
+/// The summary printed at the end of a replay (and of a run).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    /// Always `summary`.
+    pub kind: &'static str,
+    /// Events decoded (including duplicates).
+    pub events: u64,
+    /// Records sent to dead letters.
+    pub dead_letters: u64,
+    /// Duplicate events dropped.
+    pub duplicates: u64,
+    /// Findings produced.
+    pub findings: u64,
+    /// Incidents opened.
+    pub incidents: u64,
+    /// Rows written to Parquet.
+    pub archived_rows: u64,
+    /// CloudWatch Logs control messages dropped.
+    pub control_messages: u64,
+    /// CloudTrail digest files skipped.
+    pub digest_files: u64,
+    /// Files skipped by `exclude` patterns.
+    pub skipped_files: u64,
+}
+
+impl Counters {
+    /// A snapshot as a [`Summary`].
+    pub fn summary(&self) -> Summary {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Summary {
+            kind: "summary",
+            events: g(&self.events),
+            dead_letters: g(&self.dead_letters),
+            duplicates: g(&self.duplicates),
+            findings: g(&self.findings),
+            incidents: g(&self.incidents),
+            archived_rows: g(&self.archived_rows),
+            control_messages: g(&self.control_messages),
+            digest_files: g(&self.digest_files),
+            skipped_files: g(&self.skipped_files),
+        }
+    }
+}
+
+/// How the pipeline ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Process the sources once and stop (replay).
+    Once,
+    /// Follow sources until stopped.
+    Follow,
+}
+
+/// Called with each incident when its workflow has run.
+pub type IncidentSink = Box<dyn FnMut(&Incident) + Send>;
+
+/// Runs the embedded pipeline until the sources end (`RunMode::Once`) or `stop` is set.
+///
+/// # Errors
+/// When the data directory, the SQLite store or the Parquet archive cannot be used; a stage
+/// that fails stops the pipeline and its error is returned after the others drained.
+pub fn run_embedded(
+    config: &PipelineConfig,
+    sources: Vec<SourceConfig>,
+    mode: RunMode,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    mut on_incident: IncidentSink,
+) -> Result<()> {
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let cap = config.pipeline.channel_capacity;
+    let (in_tx, in_rx) = bounded::<Input>(cap);
+    let (ev_tx, ev_rx) = bounded::<Vec<Event>>(cap);
+    let (f_tx, f_rx) = bounded::<Finding>(cap);
+
+    let rules = ChangeRules::new(&config.detect.change_rules)?;
+    let profiles: BTreeMap<String, RuleProfile> = rules
+        .rules()
+        .iter()
+        .map(|r| {
+            (
+                r.name.clone(),
+                RuleProfile {
+                    severity: r.severity,
+                    category: r.category.clone(),
+                },
+            )
+        })
+        .collect();
+    let store = SqliteStore::open(&data_dir.join("incidents.sqlite"))?;
+    let worker_id = format!("embedded-{}", uuid::Uuid::new_v4().simple());
+    let workflow = Workflow::new(
+        store,
+        StatisticalExplainer::new(profiles),
+        DryRunExecutor,
+        config.act.clone(),
+        worker_id,
+    );
+
+    // Sources.
+    let mut source_handles = Vec::new();
+    for source in sources {
+        let tx = in_tx.clone();
+        let stop = stop.clone();
+        let max_file = config.ingest.max_file_bytes;
+        let src_counters = counters.clone();
+        source_handles.push(std::thread::spawn(move || match source {
+            SourceConfig::Files {
+                paths,
+                follow,
+                poll_interval_ms,
+                exclude,
+            } => file_source(
+                &paths,
+                &exclude,
+                follow && mode == RunMode::Follow,
+                Duration::from_millis(poll_interval_ms),
+                max_file,
+                &tx,
+                &stop,
+                &src_counters,
+            ),
+            SourceConfig::Simulate(sim) => simulate_source(sim, mode, &tx, &stop),
+        }));
+    }
+    drop(in_tx);
+
+    // Ingest.
+    let ingest = {
+        let counters = counters.clone();
+        let limits = config.ingest.limits();
+        let mut dedup = Deduplicator::new(&config.ingest.dedup)?;
+        let mut archive = LocalArchive::new(&data_dir, config.archive);
+        let mut dlq = DeadLetterWriter::new(&data_dir.join("dead_letters"));
+        std::thread::spawn(move || -> Result<()> {
+            let result = ingest_loop(&in_rx, &ev_tx, &limits, &mut dedup, &mut archive, &mut dlq, &counters);
+            // Whatever happened, make what was accepted durable.
+            let flushed = archive.flush();
+            let dlq_flushed = dlq.flush();
+            result?;
+            flushed?;
+            dlq_flushed?;
+            Ok(())
+        })
+    };
+
+    // Detect.
+    let detect = {
+        let counters = counters.clone();
+        std::thread::spawn(move || -> Result<()> {
+            for batch in ev_rx {
+                for event in &batch {
+                    let (verdict, findings) = rules.evaluate(event);
+                    match verdict {
+                        RuleVerdict::FailedCall => {
+                            counters.skipped_failed_calls.fetch_add(1, Ordering::Relaxed);
+                        }
+                        RuleVerdict::AwsService => {
+                            counters.skipped_service_calls.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {}
+                    }
+                    for f in findings {
+                        counters.findings.fetch_add(1, Ordering::Relaxed);
+                        if f_tx.send(f).is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    };
+
+    // Act (on this thread).
+    let mut act_result: Result<()> = Ok(());
+    for finding in f_rx {
+        match workflow.handle(&finding) {
+            Ok(h) => {
+                if h.opened {
+                    counters.incidents.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(i) = h.incident {
+                    on_incident(&i);
+                }
+            }
+            Err(e) => {
+                act_result = Err(e.into());
+                stop.store(true, Ordering::SeqCst);
+                break;
+            }
+        }
+    }
+    for h in source_handles {
+        if h.join().is_err() {
+            tracing::error!("a source thread panicked");
+        }
+    }
+    let ingest_result = ingest
+        .join()
+        .map_err(|_| anyhow::anyhow!("ingest thread panicked"))?;
+    let detect_result = detect
+        .join()
+        .map_err(|_| anyhow::anyhow!("detect thread panicked"))?;
+    ingest_result?;
+    detect_result?;
+    act_result
+}
+
+fn record_dead_letters(out: &mut DecodeOutput, dlq: &mut DeadLetterWriter, counters: &Counters) -> Result<()> {
+    for d in out.dead_letters.drain(..) {
+        tracing::warn!(reason = %d.reason, stream = %d.position.stream, sequence_number = %d.position.sequence_number, "dead letter");
+        dlq.write(&d)?;
+        counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn ingest_loop(
+    rx: &Receiver<Input>,
+    tx: &Sender<Vec<Event>>,
+    limits: &aiops_ingest::decode::DecodeLimits,
+    dedup: &mut Deduplicator,
+    archive: &mut LocalArchive,
+    dlq: &mut DeadLetterWriter,
+    counters: &Counters,
+) -> Result<()> {
+    let mut out = DecodeOutput::default();
+    let mut last_roll = Instant::now();
+    loop {
+        let input = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(i) => Some(i),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        let ingest_time = now_micros();
+        match input {
+            Some(Input::File { name, data }) => decode_file(&name, &data, ingest_time, limits, &mut out),
+            Some(Input::Unreadable { name, reason, head }) => {
+                out.dead_letters.push(aiops_ingest::decode::DeadLetter {
+                    reason,
+                    data: head,
+                    position: Position {
+                        stream: format!("file:{name}"),
+                        shard_id: "file".into(),
+                        sequence_number: "0".into(),
+                        sub_sequence_number: None,
+                    },
+                });
+            }
+            Some(Input::Records(records)) => {
+                for r in &records {
+                    decode_kinesis_record(&r.data, &r.position, ingest_time, limits, &mut out);
+                }
+            }
+            None => {}
+        }
+        record_dead_letters(&mut out, dlq, counters)?;
+        counters.control_messages.fetch_add(std::mem::take(&mut out.control_messages), Ordering::Relaxed);
+        counters.digest_files.fetch_add(std::mem::take(&mut out.digest_files), Ordering::Relaxed);
+        if !out.events.is_empty() {
+            let mut batch = Vec::with_capacity(out.events.len());
+            for e in out.events.drain(..) {
+                counters.events.fetch_add(1, Ordering::Relaxed);
+                if dedup.is_duplicate(&e.event_id, e.event_time) {
+                    counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                archive.append(&e)?;
+                counters.archived_rows.fetch_add(1, Ordering::Relaxed);
+                batch.push(e);
+            }
+            if !batch.is_empty() && tx.send(batch).is_err() {
+                break;
+            }
+        }
+        if last_roll.elapsed() >= Duration::from_secs(1) {
+            archive.roll_expired()?;
+            dlq.flush()?;
+            last_roll = Instant::now();
+        }
+    }
+    Ok(())
+}
+
+/// Lists the files under `path` (itself when a file), recursively, sorted, skipping hidden
+/// names (`.` prefix).
+pub fn list_files(path: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                for e in rd.flatten() {
+                    let name = e.file_name();
+                    if name.to_string_lossy().starts_with('.') {
+                        continue;
+                    }
+                    stack.push(e.path());
+                }
+            }
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn file_source(
+    paths: &[PathBuf],
+    exclude: &[String],
+    follow: bool,
+    poll: Duration,
+    max_file_bytes: u64,
+    tx: &Sender<Input>,
+    stop: &AtomicBool,
+    counters: &Counters,
+) {
+    // Files already read, by path, size and modification time (so a rewritten file is read
+    // again). Bounded by the number of files in the watched directories.
+    let mut seen: HashSet<(PathBuf, u64, Option<std::time::SystemTime>)> = HashSet::new();
+    loop {
+        for root in paths {
+            if !root.exists() {
+                if !follow {
+                    let _ = tx.send(Input::Unreadable {
+                        name: root.display().to_string(),
+                        reason: "path does not exist".into(),
+                        head: Vec::new(),
+                    });
+                }
+                continue;
+            }
+            for file in list_files(root) {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let meta = std::fs::metadata(&file).ok();
+                let size = meta.as_ref().map_or(0, |m| m.len());
+                let key = (file.clone(), size, meta.and_then(|m| m.modified().ok()));
+                if seen.contains(&key) {
+                    continue;
+                }
+                let excluded = file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .is_some_and(|n| exclude.iter().any(|p| glob_match(p, &n)));
+                if excluded {
+                    seen.insert(key);
+                    counters.skipped_files.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let name = file.display().to_string();
+                let input = if size > max_file_bytes {
+                    Input::Unreadable {
+                        name,
+                        reason: format!("file of {size} bytes exceeds the {max_file_bytes}-byte limit (ingest.max_file_bytes)"),
+                        head: Vec::new(),
+                    }
+                } else {
+                    match std::fs::read(&file) {
+                        Ok(data) => Input::File { name, data },
+                        Err(e) => Input::Unreadable {
+                            name,
+                            reason: format!("cannot read file: {e}"),
+                            head: Vec::new(),
+                        },
+                    }
+                };
+                seen.insert(key);
+                if tx.send(input).is_err() {
+                    return;
+                }
+            }
+        }
+        if !follow {
+            return;
+        }
+        let until = Instant::now() + poll;
+        while Instant::now() < until {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50).min(poll));
+        }
+    }
+}
+
+fn simulate_source(
+    config: crate::simulate::SimulateConfig,
+    mode: RunMode,
+    tx: &Sender<Input>,
+    stop: &AtomicBool,
+) {
+    let started = Instant::now();
+    let duration = config.duration_secs;
+    let mut sim = Simulator::new(config, now_micros());
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let until = sim.sim_time_at(elapsed);
+        let mut out = Vec::new();
+        sim.advance_to(until, &mut out);
+        while !out.is_empty() {
+            let rest = out.split_off(out.len().min(500));
+            if tx.send(Input::Records(std::mem::replace(&mut out, rest))).is_err() {
+                return;
+            }
+        }
+        if (duration > 0 && elapsed >= duration as f64) || (mode == RunMode::Once && duration == 0) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

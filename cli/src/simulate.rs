@@ -1,0 +1,570 @@
+//! The built-in `simulate` source: realistic CloudTrail (EventBridge envelopes) and CloudWatch
+//! Logs subscription traffic (gzip payloads), as the raw Kinesis records AWS would deliver,
+//! with a diurnal rate, many principals, services and log groups, a few producer retries
+//! (duplicates), and injected incidents in the first 20 seconds of wall-clock time.
+//!
+//! The generator is pure: [`Simulator::advance_to`] emits every record whose simulated event
+//! time falls in the elapsed interval, so the same seed gives the same records.
+
+use aiops_core::Position;
+use aiops_core::time::{MICROS_PER_SEC, format_rfc3339_micros};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::io::Write;
+
+/// `[[sources]] type = "simulate"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulateConfig {
+    /// Random seed: the same seed gives the same traffic. Default 42.
+    pub seed: u64,
+    /// Simulated seconds per wall-clock second. Default 120 (an hour of traffic in 30 s).
+    pub speedup: f64,
+    /// Mean CloudTrail events per simulated second at the daily mean. Default 20.
+    pub cloudtrail_per_sec: f64,
+    /// Mean log lines per simulated second at the daily mean. Default 40.
+    pub log_lines_per_sec: f64,
+    /// Distinct principals. Default 2000.
+    pub principals: usize,
+    /// Distinct log groups. Default 120.
+    pub log_groups: usize,
+    /// Inject the incident scenario (deleted SSM parameter, terminated instance, deleted
+    /// Lambda function, failed DeleteTable, autoscaling termination, error burst,
+    /// AccessDenied burst). Default true.
+    pub inject_incidents: bool,
+    /// Fraction of records delivered twice (producer retries). Default 0.001.
+    pub duplicate_fraction: f64,
+    /// Stop after this many wall-clock seconds; 0 runs until stopped. Default 0.
+    pub duration_secs: u64,
+}
+
+impl Default for SimulateConfig {
+    fn default() -> Self {
+        SimulateConfig {
+            seed: 42,
+            speedup: 120.0,
+            cloudtrail_per_sec: 20.0,
+            log_lines_per_sec: 40.0,
+            principals: 2000,
+            log_groups: 120,
+            inject_incidents: true,
+            duplicate_fraction: 0.001,
+            duration_secs: 0,
+        }
+    }
+}
+
+impl SimulateConfig {
+    /// Checks ranges.
+    ///
+    /// # Errors
+    /// A message naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.speedup.is_finite() && self.speedup > 0.0 && self.speedup <= 100_000.0) {
+            return Err(format!("speedup: {} is outside (0, 100000]", self.speedup));
+        }
+        for (name, v) in [
+            ("cloudtrail_per_sec", self.cloudtrail_per_sec),
+            ("log_lines_per_sec", self.log_lines_per_sec),
+        ] {
+            if !(v.is_finite() && (0.0..=10_000_000.0).contains(&v)) {
+                return Err(format!("{name}: {v} is outside [0, 10000000]"));
+            }
+        }
+        if self.principals == 0 || self.principals > 10_000_000 {
+            return Err("principals: must be between 1 and 10000000".into());
+        }
+        if self.log_groups == 0 || self.log_groups > 1_000_000 {
+            return Err("log_groups: must be between 1 and 1000000".into());
+        }
+        if !(0.0..=0.5).contains(&self.duplicate_fraction) {
+            return Err(format!(
+                "duplicate_fraction: {} is outside [0, 0.5]",
+                self.duplicate_fraction
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One simulated Kinesis record: its data and position.
+#[derive(Debug, Clone)]
+pub struct SimRecord {
+    /// The record's data, exactly as Kinesis would hold it.
+    pub data: Vec<u8>,
+    /// Stream `simulate`, shard `shardId-000000000000`, increasing sequence numbers.
+    pub position: Position,
+}
+
+/// An injected incident: wall-clock offset from the start, seconds, and what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Injection {
+    DeleteParameter,
+    TerminateInstance,
+    FailedDeleteTable,
+    DeleteFunction,
+    AutoscalingTerminate,
+    ErrorBurst,
+    AccessDeniedBurst,
+}
+
+const INJECTIONS: [(f64, Injection); 7] = [
+    (2.0, Injection::DeleteParameter),
+    (4.0, Injection::TerminateInstance),
+    (6.0, Injection::FailedDeleteTable),
+    (8.0, Injection::DeleteFunction),
+    (10.0, Injection::AutoscalingTerminate),
+    (13.0, Injection::ErrorBurst),
+    (15.0, Injection::AccessDeniedBurst),
+];
+
+/// The error-burst log group.
+pub const BURST_LOG_GROUP: &str = "/ecs/checkout-api";
+
+const SERVICES: [(&str, &[&str]); 8] = [
+    ("ec2.amazonaws.com", &["DescribeInstances", "DescribeVolumes", "DescribeSecurityGroups", "CreateTags"]),
+    ("s3.amazonaws.com", &["GetBucketAcl", "ListBuckets", "GetBucketLocation", "PutBucketTagging"]),
+    ("iam.amazonaws.com", &["GetRole", "ListRoles", "GetPolicy"]),
+    ("sts.amazonaws.com", &["AssumeRole", "GetCallerIdentity"]),
+    ("lambda.amazonaws.com", &["GetFunction", "ListFunctions20150331", "Invoke"]),
+    ("dynamodb.amazonaws.com", &["DescribeTable", "ListTables", "UpdateTimeToLive"]),
+    ("ssm.amazonaws.com", &["GetParameter", "GetParameters", "DescribeParameters"]),
+    ("kms.amazonaws.com", &["Decrypt", "GenerateDataKey", "DescribeKey"]),
+];
+
+const TEMPLATES: [&str; 12] = [
+    "INFO Request {uuid} completed in {n} ms",
+    "INFO GET /api/v1/items/{n} 200 {n}ms",
+    "INFO POST /api/v1/orders 201 {n}ms user={n}",
+    "DEBUG cache hit key=item:{n} ttl={n}",
+    "INFO Processed batch of {n} messages from queue {word}",
+    "WARN Retrying connection to {ip}:5432 attempt {n}",
+    "INFO Health check passed in {n} ms",
+    "INFO Started task {hex} on instance i-{hex}",
+    "DEBUG Loaded config version {n}",
+    "INFO Published event {uuid} to topic {word}",
+    "WARN Slow query took {n} ms: SELECT * FROM orders WHERE id = {n}",
+    "ERROR Failed to process message {hex}: timeout after {n} ms",
+];
+
+const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "us-west-2"];
+const ACCOUNT: &str = "123456789012";
+
+/// The traffic generator.
+pub struct Simulator {
+    config: SimulateConfig,
+    rng: StdRng,
+    start: i64,
+    now: i64,
+    seq: u64,
+    ct_carry: f64,
+    log_carry: f64,
+    injected: usize,
+    burst_left: u32,
+    denied_left: u32,
+    last_dup: Option<SimRecord>,
+    sent_control: bool,
+}
+
+impl Simulator {
+    /// A generator whose simulated clock starts at `start` (microseconds since the epoch,
+    /// UTC).
+    pub fn new(config: SimulateConfig, start: i64) -> Simulator {
+        let rng = StdRng::seed_from_u64(config.seed);
+        Simulator {
+            config,
+            rng,
+            start,
+            now: start,
+            seq: 0,
+            ct_carry: 0.0,
+            log_carry: 0.0,
+            injected: 0,
+            burst_left: 0,
+            denied_left: 0,
+            last_dup: None,
+            sent_control: false,
+        }
+    }
+
+    /// The simulated time at `wall_elapsed_secs` seconds after the start.
+    pub fn sim_time_at(&self, wall_elapsed_secs: f64) -> i64 {
+        self.start + (wall_elapsed_secs * self.config.speedup * MICROS_PER_SEC as f64) as i64
+    }
+
+    fn position(&mut self) -> Position {
+        self.seq += 1;
+        Position {
+            stream: "simulate".to_string(),
+            shard_id: "shardId-000000000000".to_string(),
+            sequence_number: format!("{:020}", self.seq),
+            sub_sequence_number: None,
+        }
+    }
+
+    fn diurnal(&self, t: i64) -> f64 {
+        let hour = (t.rem_euclid(86_400 * MICROS_PER_SEC)) as f64 / (3600.0 * MICROS_PER_SEC as f64);
+        1.0 + 0.5 * ((hour - 8.0) / 24.0 * std::f64::consts::TAU).sin()
+    }
+
+    /// Emits every record with a simulated event time in `(previous time, until]`.
+    pub fn advance_to(&mut self, until: i64, out: &mut Vec<SimRecord>) {
+        if until <= self.now {
+            return;
+        }
+        if !self.sent_control {
+            self.sent_control = true;
+            let data = gzip(&json!({
+                "messageType": "CONTROL_MESSAGE",
+                "owner": "CloudwatchLogs",
+                "logGroup": "",
+                "logStream": "",
+                "subscriptionFilters": [],
+                "logEvents": [{"id": "", "timestamp": self.now / 1000, "message": "CWL CONTROL MESSAGE: Checking health of destination Kinesis stream."}]
+            }));
+            let position = self.position();
+            out.push(SimRecord { data, position });
+        }
+        // Work in steps of at most one simulated second so rates follow the diurnal curve.
+        while self.now < until {
+            let step_end = (self.now + MICROS_PER_SEC).min(until);
+            let dt = (step_end - self.now) as f64 / MICROS_PER_SEC as f64;
+            let m = self.diurnal(step_end);
+            self.ct_carry += self.config.cloudtrail_per_sec * m * dt;
+            self.log_carry += self.config.log_lines_per_sec * m * dt;
+            let n_ct = self.ct_carry.floor();
+            self.ct_carry -= n_ct;
+            let n_log = self.log_carry.floor();
+            self.log_carry -= n_log;
+            for _ in 0..n_ct as u64 {
+                let t = self.rng.random_range(self.now..step_end.max(self.now + 1));
+                let rec = self.cloudtrail_record(t);
+                self.emit(rec, out);
+            }
+            if n_log >= 1.0 {
+                self.log_batches(n_log as usize, self.now, step_end, out);
+            }
+            self.injections(step_end, out);
+            self.now = step_end;
+        }
+    }
+
+    fn emit(&mut self, data: Vec<u8>, out: &mut Vec<SimRecord>) {
+        let position = self.position();
+        let rec = SimRecord { data, position };
+        if self.rng.random::<f64>() < self.config.duplicate_fraction {
+            self.last_dup = Some(rec.clone());
+        }
+        out.push(rec);
+        if let Some(d) = self.last_dup.take() {
+            // A producer retry: the same data again under a new sequence number.
+            let position = self.position();
+            out.push(SimRecord {
+                data: d.data,
+                position,
+            });
+        }
+    }
+
+    fn uuid(&mut self) -> String {
+        let a: u128 = self.rng.random();
+        let s = format!("{a:032x}");
+        format!("{}-{}-{}-{}-{}", &s[0..8], &s[8..12], &s[12..16], &s[16..20], &s[20..32])
+    }
+
+    fn principal(&mut self) -> (serde_json::Value, String) {
+        let i = self.rng.random_range(0..self.config.principals);
+        if i % 3 == 0 {
+            let user = format!("user-{i:05}");
+            (
+                json!({"type": "IAMUser", "principalId": format!("AIDA{i:016}"), "arn": format!("arn:aws:iam::{ACCOUNT}:user/{user}"), "accountId": ACCOUNT, "userName": user}),
+                "aws-cli/2.15.0 Python/3.11".to_string(),
+            )
+        } else {
+            let role = format!("app-role-{:04}", i % 500);
+            let session = format!("session-{i}");
+            (
+                json!({"type": "AssumedRole", "principalId": format!("AROA{i:016}:{session}"), "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{session}"), "accountId": ACCOUNT,
+                       "sessionContext": {"sessionIssuer": {"type": "Role", "principalId": format!("AROA{i:016}"), "arn": format!("arn:aws:iam::{ACCOUNT}:role/{role}"), "accountId": ACCOUNT, "userName": role},
+                                          "attributes": {"creationDate": "2024-01-01T00:00:00Z", "mfaAuthenticated": "false"}}}),
+                "aws-sdk-java/2.20.0".to_string(),
+            )
+        }
+    }
+
+    fn envelope(&mut self, t: i64, detail: serde_json::Value, region: &str) -> Vec<u8> {
+        let source = detail
+            .get("eventSource")
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.strip_suffix(".amazonaws.com"))
+            .unwrap_or("unknown")
+            .to_string();
+        let id = self.uuid();
+        let v = json!({
+            "version": "0",
+            "id": id,
+            "detail-type": "AWS API Call via CloudTrail",
+            "source": format!("aws.{source}"),
+            "account": ACCOUNT,
+            "time": format_rfc3339_seconds(t),
+            "region": region,
+            "resources": [],
+            "detail": detail,
+        });
+        serde_json::to_vec(&v).unwrap_or_default()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        t: i64,
+        source: &str,
+        name: &str,
+        identity: serde_json::Value,
+        agent: &str,
+        params: serde_json::Value,
+        error: Option<&str>,
+        read_only: bool,
+        ip: &str,
+    ) -> Vec<u8> {
+        let region = REGIONS[self.rng.random_range(0..REGIONS.len())];
+        let mut detail = json!({
+            "eventVersion": "1.09",
+            "userIdentity": identity,
+            "eventTime": format_rfc3339_seconds(t),
+            "eventSource": source,
+            "eventName": name,
+            "awsRegion": region,
+            "sourceIPAddress": ip,
+            "userAgent": agent,
+            "requestParameters": params,
+            "responseElements": null,
+            "requestID": self.uuid(),
+            "eventID": self.uuid(),
+            "readOnly": read_only,
+            "eventType": "AwsApiCall",
+            "managementEvent": true,
+            "recipientAccountId": ACCOUNT,
+            "eventCategory": "Management",
+        });
+        if let (Some(code), Some(obj)) = (error, detail.as_object_mut()) {
+            obj.insert("errorCode".into(), json!(code));
+            obj.insert("errorMessage".into(), json!(format!("{code}: simulated")));
+        }
+        self.envelope(t, detail, region)
+    }
+
+    fn cloudtrail_record(&mut self, t: i64) -> Vec<u8> {
+        let (identity, agent) = self.principal();
+        let (source, names) = SERVICES[self.rng.random_range(0..SERVICES.len())];
+        let name = names[self.rng.random_range(0..names.len())];
+        let read_only = name.starts_with("Describe")
+            || name.starts_with("Get")
+            || name.starts_with("List")
+            || name == "Decrypt";
+        let error = if self.rng.random::<f64>() < 0.01 {
+            Some("AccessDenied")
+        } else {
+            None
+        };
+        let params = json!({"maxResults": self.rng.random_range(1..100)});
+        let ip = format!("10.{}.{}.{}", self.rng.random_range(0..255), self.rng.random_range(0..255), self.rng.random_range(1..255));
+        self.record(t, source, name, identity, &agent, params, error, read_only, &ip)
+    }
+
+    fn fill(&mut self, template: &str) -> String {
+        let mut out = String::with_capacity(template.len() + 32);
+        let mut rest = template;
+        while let Some(start) = rest.find('{') {
+            out.push_str(&rest[..start]);
+            let Some(end) = rest[start..].find('}') else {
+                break;
+            };
+            match &rest[start + 1..start + end] {
+                "uuid" => out.push_str(&self.uuid()),
+                "n" => out.push_str(&self.rng.random_range(1..5000).to_string()),
+                "hex" => out.push_str(&format!("{:012x}", self.rng.random::<u64>() & 0xffff_ffff_ffff)),
+                "ip" => out.push_str(&format!("10.0.{}.{}", self.rng.random_range(0..255), self.rng.random_range(1..255))),
+                "word" => out.push_str(["orders", "payments", "events", "audit"][self.rng.random_range(0..4)]),
+                other => out.push_str(other),
+            }
+            rest = &rest[start + end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn log_group_name(&self, i: usize) -> String {
+        if i == 0 {
+            BURST_LOG_GROUP.to_string()
+        } else if i % 2 == 0 {
+            format!("/aws/lambda/service-{i:03}")
+        } else {
+            format!("/ecs/app-{i:03}")
+        }
+    }
+
+    fn log_batches(&mut self, n: usize, from: i64, to: i64, out: &mut Vec<SimRecord>) {
+        // Group lines into subscription payloads of up to 50 events per log group.
+        let mut remaining = n;
+        while remaining > 0 {
+            let group = self.rng.random_range(0..self.config.log_groups);
+            let take = remaining.min(self.rng.random_range(1..=50usize));
+            remaining -= take;
+            let mut events = Vec::with_capacity(take);
+            for _ in 0..take {
+                let t = self.rng.random_range(from..to.max(from + 1));
+                // Templates per group: a group uses a window of the pool; errors are rare.
+                let k = if self.rng.random::<f64>() < 0.002 {
+                    TEMPLATES.len() - 1
+                } else {
+                    (group + self.rng.random_range(0..6)) % (TEMPLATES.len() - 1)
+                };
+                let message = self.fill(TEMPLATES[k]);
+                events.push((t, message));
+            }
+            let stream = format!("stream-{}", group % 7);
+            let name = self.log_group_name(group);
+            let data = self.subscription_payload(&name, &stream, &events);
+            self.emit(data, out);
+        }
+    }
+
+    fn subscription_payload(&mut self, group: &str, stream: &str, events: &[(i64, String)]) -> Vec<u8> {
+        let log_events: Vec<serde_json::Value> = events
+            .iter()
+            .map(|(t, m)| {
+                let id = format!("{:056}", self.rng.random::<u64>() as u128 * 1_000_003 + (*t as u128));
+                json!({"id": id, "timestamp": t / 1000, "message": m})
+            })
+            .collect();
+        gzip(&json!({
+            "messageType": "DATA_MESSAGE",
+            "owner": ACCOUNT,
+            "logGroup": group,
+            "logStream": stream,
+            "subscriptionFilters": ["aiops"],
+            "logEvents": log_events,
+        }))
+    }
+
+    fn injections(&mut self, until: i64, out: &mut Vec<SimRecord>) {
+        if !self.config.inject_incidents {
+            return;
+        }
+        while self.injected < INJECTIONS.len() {
+            let (wall, what) = INJECTIONS[self.injected];
+            let at = self.sim_time_at(wall);
+            if at > until {
+                break;
+            }
+            self.injected += 1;
+            self.inject(what, at, out);
+        }
+        // Bursts continue over a simulated minute after they start.
+        if self.burst_left > 0 {
+            let n = self.burst_left.min(10);
+            self.burst_left -= n;
+            let events: Vec<(i64, String)> = (0..n)
+                .map(|_| {
+                    let m = self.fill("ERROR Payment gateway call failed: connection reset by peer after {n} ms (order {n})");
+                    (until - 1, m)
+                })
+                .collect();
+            let data = self.subscription_payload(BURST_LOG_GROUP, "stream-burst", &events);
+            self.emit(data, out);
+        }
+        if self.denied_left > 0 {
+            let n = self.denied_left.min(5);
+            self.denied_left -= n;
+            for _ in 0..n {
+                let identity = json!({"type": "IAMUser", "principalId": "AIDAEXFILTRATOR0001", "arn": format!("arn:aws:iam::{ACCOUNT}:user/mallory"), "accountId": ACCOUNT, "userName": "mallory"});
+                let secret = format!("prod/secret-{}", self.rng.random_range(0..50));
+                let rec = self.record(until - 1, "secretsmanager.amazonaws.com", "GetSecretValue", identity, "aws-cli/2.15.0", json!({"secretId": secret}), Some("AccessDenied"), true, "198.51.100.77");
+                self.emit(rec, out);
+            }
+        }
+    }
+
+    fn inject(&mut self, what: Injection, t: i64, out: &mut Vec<SimRecord>) {
+        let alice = json!({"type": "IAMUser", "principalId": "AIDAALICE0000000001", "arn": format!("arn:aws:iam::{ACCOUNT}:user/alice"), "accountId": ACCOUNT, "userName": "alice"});
+        let ops = json!({"type": "AssumedRole", "principalId": "AROAOPS:bob", "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/ops-admin/bob"), "accountId": ACCOUNT,
+                         "sessionContext": {"sessionIssuer": {"type": "Role", "arn": format!("arn:aws:iam::{ACCOUNT}:role/ops-admin"), "accountId": ACCOUNT, "userName": "ops-admin"}}});
+        let rec = match what {
+            Injection::DeleteParameter => self.record(t, "ssm.amazonaws.com", "DeleteParameter", alice, "aws-cli/2.15.0", json!({"name": "/prod/payments/db-password"}), None, false, "203.0.113.10"),
+            Injection::TerminateInstance => self.record(t, "ec2.amazonaws.com", "TerminateInstances", ops, "console.amazonaws.com", json!({"instancesSet": {"items": [{"instanceId": "i-0a1b2c3d4e5f60718"}]}}), None, false, "203.0.113.11"),
+            Injection::FailedDeleteTable => self.record(t, "dynamodb.amazonaws.com", "DeleteTable", alice, "aws-cli/2.15.0", json!({"tableName": "orders"}), Some("ResourceInUseException"), false, "203.0.113.10"),
+            Injection::DeleteFunction => self.record(t, "lambda.amazonaws.com", "DeleteFunction20150331", ops, "aws-sdk-go/1.44", json!({"functionName": "billing-worker"}), None, false, "203.0.113.11"),
+            Injection::AutoscalingTerminate => {
+                let asg = json!({"type": "AssumedRole", "principalId": "AROAASG:AutoScaling", "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/AWSServiceRoleForAutoScaling/AutoScaling"), "accountId": ACCOUNT, "invokedBy": "autoscaling.amazonaws.com",
+                                 "sessionContext": {"sessionIssuer": {"type": "Role", "arn": format!("arn:aws:iam::{ACCOUNT}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"), "accountId": ACCOUNT}}});
+                self.record(t, "ec2.amazonaws.com", "TerminateInstances", asg, "autoscaling.amazonaws.com", json!({"instancesSet": {"items": [{"instanceId": "i-0fedcba9876543210"}]}}), None, false, "autoscaling.amazonaws.com")
+            }
+            Injection::ErrorBurst => {
+                self.burst_left = 400;
+                return;
+            }
+            Injection::AccessDeniedBurst => {
+                self.denied_left = 120;
+                return;
+            }
+        };
+        self.emit(rec, out);
+    }
+}
+
+fn format_rfc3339_seconds(t: i64) -> String {
+    let s = format_rfc3339_micros(t - t.rem_euclid(MICROS_PER_SEC));
+    // 2024-01-01T00:00:00.000000Z -> 2024-01-01T00:00:00Z, as CloudTrail writes it.
+    format!("{}Z", &s[..19])
+}
+
+fn gzip(v: &serde_json::Value) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+    let _ = enc.write_all(&serde_json::to_vec(v).unwrap_or_default());
+    enc.finish().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn injections_all_happen_within_twenty_wall_seconds() {
+        let cfg = SimulateConfig::default();
+        let mut sim = Simulator::new(cfg, 1_700_000_000_000_000);
+        let mut out = Vec::new();
+        let until = sim.sim_time_at(20.0);
+        sim.advance_to(until, &mut out);
+        let text: Vec<String> = out
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+            .collect();
+        for name in ["\"DeleteParameter\"", "\"DeleteFunction20150331\"", "\"GetSecretValue\""] {
+            assert!(text.iter().any(|t| t.contains(name)), "{name} not injected");
+        }
+        assert_eq!(
+            text.iter().filter(|t| t.contains("\"TerminateInstances\"")).count(),
+            2
+        );
+        assert_eq!(sim.burst_left, 0);
+        // Roughly 20 s * 120 * 20 CloudTrail events per simulated second, +-50% diurnal.
+        let ct = text.iter().filter(|t| t.contains("detail-type")).count();
+        assert!(ct > 24_000 && ct < 73_000, "{ct}");
+    }
+
+    #[test]
+    fn same_seed_same_traffic() {
+        let mut a = Simulator::new(SimulateConfig::default(), 0);
+        let mut b = Simulator::new(SimulateConfig::default(), 0);
+        let (mut oa, mut ob) = (Vec::new(), Vec::new());
+        a.advance_to(60 * MICROS_PER_SEC, &mut oa);
+        b.advance_to(60 * MICROS_PER_SEC, &mut ob);
+        assert_eq!(oa.len(), ob.len());
+        assert!(oa.iter().zip(&ob).all(|(x, y)| x.data == y.data));
+    }
+}

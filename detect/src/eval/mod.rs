@@ -1,0 +1,3 @@
+//! Evaluations that run the detectors on public benchmarks.
+
+pub mod nab;

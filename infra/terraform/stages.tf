@@ -1,0 +1,392 @@
+# The three stages as ECS Fargate services, one task definition each, running the aiops image as
+#   aiops ingest|detect|act --config /run/aiops/pipeline.toml
+# (the configuration is rendered from templates/pipeline.toml.tftpl and handed to the task in an
+# environment variable, then written to an in-task volume: the root filesystem stays read-only).
+#
+# Why Fargate services and not Lambda functions behind Kinesis event source mappings: the stages are
+# long-lived stateful consumers. ingest buffers a Parquet file per partition and rolls it over by size
+# or age, advancing a shard's checkpoint only after the file is durably written; detect keeps
+# event-time windows, watermarks and the log template miner in memory per key; both lose that state
+# (or write tiny files) when an invocation ends. The lease table already spreads shards over workers,
+# so scale-out is `desired_count` (README.md, "Why ECS Fargate").
+
+locals {
+  stage_names = ["ingest", "detect", "act"]
+
+  image = startswith(var.image_tag, "sha256:") ? "${aws_ecr_repository.aiops.repository_url}@${var.image_tag}" : "${aws_ecr_repository.aiops.repository_url}:${var.image_tag}"
+
+  pipeline_toml = templatefile("${path.module}/templates/pipeline.toml.tftpl", {
+    region               = var.region
+    raw_stream           = local.stream_names.raw
+    events_stream        = local.stream_names.events
+    decisions_stream     = local.stream_names.decisions
+    leases_table         = local.table_names.leases
+    history_bucket       = local.history_bucket_name
+    history_prefix       = var.history_prefix
+    patterns_table       = local.table_names.patterns
+    bedrock_model_id     = var.bedrock_model_id
+    incidents_table      = local.table_names.incidents
+    locks_table          = local.table_names.locks
+    confidence_threshold = var.confidence_threshold
+    apply_project        = local.apply_project_name
+    verify_project       = local.verify_project_name
+    topic_arn            = aws_sns_topic.notifications.arn
+  })
+}
+
+# --- image registry ---------------------------------------------------------------------------------
+
+resource "aws_ecr_repository" "aiops" {
+  name                 = var.name
+  image_tag_mutability = "IMMUTABLE"
+
+  image_scanning_configuration {
+    scan_on_push = true
+  }
+
+  encryption_configuration {
+    encryption_type = "KMS"
+    kms_key         = aws_kms_key.main.arn
+  }
+}
+
+resource "aws_ecr_lifecycle_policy" "aiops" {
+  repository = aws_ecr_repository.aiops.name
+  policy = jsonencode({
+    rules = [{
+      rulePriority = 1
+      description  = "Keep the 30 most recent images"
+      selection = {
+        tagStatus   = "any"
+        countType   = "imageCountMoreThan"
+        countNumber = 30
+      }
+      action = { type = "expire" }
+    }]
+  })
+}
+
+# --- cluster, logs, network ------------------------------------------------------------------------
+
+resource "aws_ecs_cluster" "aiops" {
+  name = var.name
+
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+}
+
+resource "aws_cloudwatch_log_group" "stage" {
+  for_each = toset(local.stage_names)
+
+  name              = "/aiops/${var.name}/${each.key}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.main.arn
+}
+
+resource "aws_security_group" "stages" {
+  name        = "${var.name}-stages"
+  description = "aiops stage tasks: no inbound; outbound HTTPS to the AWS APIs only"
+  vpc_id      = var.vpc_id
+
+  egress {
+    description = "HTTPS to AWS service endpoints (through NAT or VPC endpoints)"
+    protocol    = "tcp"
+    from_port   = 443
+    to_port     = 443
+    cidr_blocks = ["0.0.0.0/0"]
+  }
+}
+
+# --- task definitions and services ---------------------------------------------------------------
+
+resource "aws_ecs_task_definition" "stage" {
+  for_each = toset(local.stage_names)
+
+  family                   = "${var.name}-${each.key}"
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = tostring(var.stages[each.key].cpu)
+  memory                   = tostring(var.stages[each.key].memory)
+  execution_role_arn       = aws_iam_role.execution.arn
+  task_role_arn            = aws_iam_role.stage[each.key].arn
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = var.cpu_architecture
+  }
+
+  volume {
+    name = "run"
+  }
+
+  container_definitions = jsonencode([{
+    name                   = each.key
+    image                  = local.image
+    essential              = true
+    readonlyRootFilesystem = true
+    privileged             = false
+    entryPoint             = ["/bin/sh", "-c"]
+    command                = ["printf '%s' \"$AIOPS_PIPELINE_TOML\" > /run/aiops/pipeline.toml && exec aiops ${each.key} --config /run/aiops/pipeline.toml"]
+    environment = [
+      { name = "AIOPS_PIPELINE_TOML", value = local.pipeline_toml },
+      { name = "AWS_REGION", value = var.region },
+      { name = "RUST_LOG", value = "info" },
+    ]
+    mountPoints = [{ sourceVolume = "run", containerPath = "/run/aiops", readOnly = false }]
+    # Fargate's maximum: time to flush the open Parquet files and checkpoint before SIGKILL.
+    stopTimeout = 120
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        "awslogs-group"         = aws_cloudwatch_log_group.stage[each.key].name
+        "awslogs-region"        = var.region
+        "awslogs-stream-prefix" = each.key
+      }
+    }
+  }])
+}
+
+resource "aws_ecs_service" "stage" {
+  for_each = toset(local.stage_names)
+
+  name             = each.key
+  cluster          = aws_ecs_cluster.aiops.id
+  task_definition  = aws_ecs_task_definition.stage[each.key].arn
+  desired_count    = var.stages[each.key].desired_count
+  launch_type      = "FARGATE"
+  platform_version = "LATEST"
+  propagate_tags   = "SERVICE"
+
+  # Leases hand shards over between old and new tasks, so a rolling deployment may run both.
+  deployment_minimum_healthy_percent = 100
+  deployment_maximum_percent         = 200
+
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+
+  network_configuration {
+    subnets          = var.subnet_ids
+    security_groups  = [aws_security_group.stages.id]
+    assign_public_ip = false
+  }
+}
+
+# --- execution role (image pull, log delivery) ----------------------------------------------------------
+
+data "aws_iam_policy_document" "ecs_tasks_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:ecs:${var.region}:${local.account_id}:*"]
+    }
+  }
+}
+
+resource "aws_iam_role" "execution" {
+  name               = "${var.name}-task-execution"
+  description        = "ECS pulls the aiops image and delivers the stages' logs"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+data "aws_iam_policy_document" "execution" {
+  statement {
+    sid       = "RegistryLogin"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"] # GetAuthorizationToken has no resource type (service authorization reference)
+  }
+  statement {
+    sid       = "PullImage"
+    actions   = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
+    resources = [aws_ecr_repository.aiops.arn]
+  }
+  statement {
+    sid       = "ImageKey"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.main.arn]
+  }
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = [for g in aws_cloudwatch_log_group.stage : "${g.arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "execution" {
+  name   = "pull-and-log"
+  role   = aws_iam_role.execution.id
+  policy = data.aws_iam_policy_document.execution.json
+}
+
+# --- task roles: each stage only what it does ---------------------------------------------------------
+
+resource "aws_iam_role" "stage" {
+  for_each = toset(local.stage_names)
+
+  name               = "${var.name}-${each.key}"
+  description        = "aiops ${each.key} stage"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+locals {
+  kinesis_read_actions = [
+    "kinesis:DescribeStream",
+    "kinesis:DescribeStreamSummary",
+    "kinesis:ListShards",
+    "kinesis:GetShardIterator",
+    "kinesis:GetRecords",
+  ]
+  kinesis_write_actions = ["kinesis:PutRecord", "kinesis:PutRecords", "kinesis:DescribeStreamSummary"]
+  lease_actions = [
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Scan",
+    "dynamodb:Query",
+    "dynamodb:DescribeTable",
+  ]
+  history_bucket_arn = "arn:${local.partition}:s3:::${local.history_bucket_name}"
+}
+
+# Statements every stage needs: its input stream (read), the lease table, the key, its metrics.
+data "aws_iam_policy_document" "stage_common" {
+  for_each = {
+    ingest = local.stream_arns.raw
+    detect = local.stream_arns.events
+    act    = local.stream_arns.decisions
+  }
+
+  statement {
+    sid       = "ReadInputStream"
+    actions   = local.kinesis_read_actions
+    resources = [each.value]
+  }
+  statement {
+    sid       = "Leases"
+    actions   = local.lease_actions
+    resources = [aws_dynamodb_table.leases.arn]
+  }
+  statement {
+    sid       = "Key"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.main.arn]
+  }
+  statement {
+    sid       = "Metrics"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"] # PutMetricData has no resource type; limited to the aiops namespace below
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = ["aiops"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "ingest" {
+  source_policy_documents = [data.aws_iam_policy_document.stage_common["ingest"].json]
+
+  statement {
+    sid       = "WriteEvents"
+    actions   = local.kinesis_write_actions
+    resources = [local.stream_arns.events]
+  }
+  statement {
+    sid       = "ArchiveRawHistory"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = ["${local.history_bucket_arn}/${local.history_table_prefixes.raw}/*"]
+  }
+}
+
+data "aws_iam_policy_document" "detect" {
+  source_policy_documents = [data.aws_iam_policy_document.stage_common["detect"].json]
+
+  statement {
+    sid       = "WriteDecisions"
+    actions   = local.kinesis_write_actions
+    resources = [local.stream_arns.decisions]
+  }
+  statement {
+    sid       = "ReadPatterns"
+    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:DescribeTable"]
+    resources = [aws_dynamodb_table.patterns.arn]
+  }
+  statement {
+    sid       = "ArchiveFindings"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = ["${local.history_bucket_arn}/${local.history_table_prefixes.findings}/*"]
+  }
+  statement {
+    sid       = "InvokeConfiguredModel"
+    actions   = ["bedrock:InvokeModel"]
+    resources = local.bedrock_resource_arns
+  }
+}
+
+data "aws_iam_policy_document" "act" {
+  source_policy_documents = [data.aws_iam_policy_document.stage_common["act"].json]
+
+  statement {
+    sid = "IncidentsAndLocks"
+    actions = [
+      "dynamodb:GetItem",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
+      "dynamodb:ConditionCheckItem",
+      "dynamodb:Query",
+      "dynamodb:DescribeTable",
+    ]
+    resources = [
+      aws_dynamodb_table.incidents.arn,
+      "${aws_dynamodb_table.incidents.arn}/index/*",
+      aws_dynamodb_table.locks.arn,
+    ]
+  }
+  statement {
+    sid       = "ArchiveIncidents"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = ["${local.history_bucket_arn}/${local.history_table_prefixes.incidents}/*"]
+  }
+  statement {
+    sid       = "RunRecoveryBuilds"
+    actions   = ["codebuild:StartBuild", "codebuild:BatchGetBuilds"]
+    resources = [for p in aws_codebuild_project.recovery : p.arn]
+  }
+  statement {
+    sid       = "Notify"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.notifications.arn]
+  }
+}
+
+locals {
+  stage_policies = {
+    ingest = data.aws_iam_policy_document.ingest.json
+    detect = data.aws_iam_policy_document.detect.json
+    act    = data.aws_iam_policy_document.act.json
+  }
+}
+
+resource "aws_iam_role_policy" "stage" {
+  for_each = toset(local.stage_names)
+
+  name   = each.key
+  role   = aws_iam_role.stage[each.key].id
+  policy = local.stage_policies[each.key]
+}

@@ -1,0 +1,307 @@
+//! CloudTrail record normalisation (DESIGN §2, §3).
+//!
+//! Record fields: CloudTrail record contents,
+//! <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html>;
+//! `userIdentity`:
+//! <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-user-identity.html>.
+
+use super::doc::{CowStr, Doc, ResourceElem, Str, UserIdentity};
+use super::error::DecodeError;
+use aiops_core::time::parse_timestamp_micros;
+use aiops_core::{CloudTrailFields, Event, EventBody, Position, Principal, ResourceRef, stable_hash};
+use serde_json::value::RawValue;
+
+/// Account and region of an enclosing envelope (EventBridge `account`/`region`, CloudWatch
+/// Logs `owner`), used when the record itself does not say.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Envelope<'e> {
+    pub account: Option<&'e str>,
+    pub region: Option<&'e str>,
+}
+
+/// The string, owned, unless absent or empty (empty strings, e.g. Panther's `"errorCode": ""`
+/// on successful calls, mean "not set").
+fn own(s: Str<'_>) -> Option<String> {
+    match s {
+        Some(CowStr(c)) if !c.is_empty() => Some(c.into_owned()),
+        _ => None,
+    }
+}
+
+fn non_empty<'s>(s: &'s Str<'_>) -> Option<&'s str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+/// The last component of an ARN, after the last `/` or `:` (`None` when empty).
+pub(crate) fn id_from_arn(arn: &str) -> Option<String> {
+    arn.rsplit(['/', ':'])
+        .next()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn principal(identity: Option<UserIdentity<'_>>) -> Principal {
+    let Some(u) = identity else {
+        return Principal::default();
+    };
+    let issuer = u.session_context.and_then(|c| c.session_issuer);
+    let (issuer_arn, issuer_user) = match issuer {
+        Some(i) => (own(i.arn), own(i.user_name)),
+        None => (None, None),
+    };
+    Principal {
+        principal_type: own(u.identity_type),
+        arn: own(u.arn),
+        account_id: own(u.account_id),
+        session_issuer_arn: issuer_arn,
+        invoked_by: own(u.invoked_by),
+        user_name: own(u.user_name).or(issuer_user),
+    }
+}
+
+/// `resources[]`: objects `{type, ARN}` (CloudTrail) or ARN strings (EventBridge style).
+/// Elements of any other shape are skipped; a `resources` that is not an array gives none.
+fn resources(raw: Option<&RawValue>) -> Vec<ResourceRef> {
+    let Some(raw) = raw else {
+        return Vec::new();
+    };
+    let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let text = item.get();
+        if text.starts_with('{') {
+            if let Ok(r) = serde_json::from_str::<ResourceElem<'_>>(text) {
+                let arn = own(r.arn);
+                out.push(ResourceRef {
+                    resource_type: own(r.resource_type),
+                    id: arn.as_deref().and_then(id_from_arn),
+                    arn,
+                });
+            }
+        } else if text.starts_with('"') {
+            if let Ok(CowStr(arn)) = serde_json::from_str::<CowStr<'_>>(text) {
+                if !arn.is_empty() {
+                    out.push(ResourceRef {
+                        resource_type: None,
+                        id: id_from_arn(&arn),
+                        arn: Some(arn.into_owned()),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Raw JSON text of a nested value; `None` when absent or null (null never reaches here:
+/// serde maps it to `None`).
+fn raw_text(raw: Option<&RawValue>) -> Option<String> {
+    raw.map(|r| r.get().to_owned())
+}
+
+/// Normalises a parsed CloudTrail record.
+///
+/// `raw` is the record's JSON text (hashed into the event id when `eventID` is missing).
+///
+/// # Errors
+/// [`DecodeError::MissingField`] without `eventName`, `eventSource` or `eventTime`;
+/// [`DecodeError::BadEventTime`] when `eventTime` does not parse.
+pub(crate) fn cloudtrail_event(
+    doc: Doc<'_>,
+    raw: &[u8],
+    envelope: Envelope<'_>,
+    position: Position,
+    ingest_time: i64,
+) -> Result<Event, DecodeError> {
+    const WHAT: &str = "CloudTrail record";
+    let event_name = own(doc.event_name).ok_or(DecodeError::MissingField {
+        what: WHAT,
+        field: "eventName",
+    })?;
+    let event_source = own(doc.event_source).ok_or(DecodeError::MissingField {
+        what: WHAT,
+        field: "eventSource",
+    })?;
+    let event_time = match non_empty(&doc.event_time) {
+        Some(t) => parse_timestamp_micros(t)?,
+        None => {
+            return Err(DecodeError::MissingField {
+                what: WHAT,
+                field: "eventTime",
+            });
+        }
+    };
+    let event_id = own(doc.event_id)
+        .unwrap_or_else(|| format!("{:016x}", stable_hash(&[raw])));
+    let principal = principal(doc.user_identity);
+    let recipient_account_id = own(doc.recipient_account_id);
+    let account = recipient_account_id
+        .clone()
+        .or_else(|| principal.account_id.clone())
+        .or_else(|| envelope.account.filter(|s| !s.is_empty()).map(str::to_owned));
+    let region = own(doc.aws_region)
+        .or_else(|| envelope.region.filter(|s| !s.is_empty()).map(str::to_owned));
+    let fields = CloudTrailFields {
+        event_source,
+        event_name,
+        event_type: own(doc.event_type),
+        principal,
+        source_ip: own(doc.source_ip_address),
+        user_agent: own(doc.user_agent),
+        error_code: own(doc.error_code),
+        error_message: own(doc.error_message),
+        read_only: doc.read_only,
+        resources: resources(doc.resources),
+        request_parameters: raw_text(doc.request_parameters),
+        response_elements: raw_text(doc.response_elements),
+        recipient_account_id,
+    };
+    Ok(Event {
+        event_id,
+        event_time,
+        ingest_time,
+        account,
+        region,
+        position,
+        body: EventBody::Cloudtrail(Box::new(fields)),
+    })
+}
+
+/// Decodes one CloudTrail record (the JSON object CloudTrail writes as an element of
+/// `Records`) into a normalised event.
+///
+/// `ingest_time` is in microseconds since the Unix epoch, UTC. Tolerates every
+/// `userIdentity` shape, `requestParameters`/`responseElements` of any JSON type (kept as raw
+/// JSON text, `None` when absent or null), missing or string `readOnly`, empty `errorCode`
+/// (treated as absent) and `eventTime` as ISO-8601 or `YYYY-MM-DD HH:MM:SS`. The event id is
+/// `eventID`, or the hex [`stable_hash`] of the record bytes when it is missing.
+///
+/// # Errors
+/// [`DecodeError`] when the bytes are not a JSON object, a field has the wrong type, or
+/// `eventName`, `eventSource` or a parseable `eventTime` is missing.
+pub fn parse_cloudtrail_record(
+    record: &[u8],
+    position: Position,
+    ingest_time: i64,
+) -> Result<Event, DecodeError> {
+    let doc: Doc<'_> = serde_json::from_slice(record)
+        .map_err(|e| DecodeError::from_json("CloudTrail record", record, e))?;
+    cloudtrail_event(doc, record, Envelope::default(), position, ingest_time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_from_arn_takes_last_component() {
+        assert_eq!(id_from_arn("arn:aws:kms:us-west-2:1:key/abc").as_deref(), Some("abc"));
+        assert_eq!(id_from_arn("arn:aws:s3:::bucket").as_deref(), Some("bucket"));
+        assert_eq!(id_from_arn("arn:aws:sns:us-east-1:1:topic").as_deref(), Some("topic"));
+        assert_eq!(id_from_arn("arn:aws:iam::1:role/"), None);
+    }
+
+    #[test]
+    fn minimal_record_and_quirks() {
+        let rec = br#"{"eventName":"X","eventSource":"s.amazonaws.com","eventTime":"2024-01-01T00:00:00Z",
+            "readOnly":"TRUE","errorCode":"","requestParameters":[1,"a"],"responseElements":"text",
+            "resources":[{"type":"AWS::S3::Bucket","ARN":"arn:aws:s3:::b"},"arn:aws:sqs:r:1:q",7]}"#;
+        let ev = parse_cloudtrail_record(rec, Position::default(), 5).unwrap();
+        let ct = ev.cloudtrail().unwrap();
+        assert_eq!(ev.event_time, 1_704_067_200_000_000);
+        assert_eq!(ev.ingest_time, 5);
+        assert_eq!(ev.event_id, format!("{:016x}", stable_hash(&[rec.as_slice()])));
+        assert_eq!(ct.read_only, Some(true));
+        assert_eq!(ct.error_code, None);
+        assert_eq!(ct.request_parameters.as_deref(), Some(r#"[1,"a"]"#));
+        assert_eq!(ct.response_elements.as_deref(), Some(r#""text""#));
+        assert_eq!(
+            ct.resources,
+            vec![
+                ResourceRef {
+                    resource_type: Some("AWS::S3::Bucket".into()),
+                    id: Some("b".into()),
+                    arn: Some("arn:aws:s3:::b".into())
+                },
+                ResourceRef {
+                    resource_type: None,
+                    id: Some("q".into()),
+                    arn: Some("arn:aws:sqs:r:1:q".into())
+                },
+            ]
+        );
+        assert_eq!(ct.principal, Principal::default());
+        assert_eq!(ev.account, None);
+    }
+
+    #[test]
+    fn missing_fields_have_clear_reasons() {
+        let e = parse_cloudtrail_record(br#"{"eventSource":"a","eventTime":"2024-01-01T00:00:00Z"}"#, Position::default(), 0)
+            .unwrap_err();
+        assert_eq!(e.to_string(), "CloudTrail record has no eventName");
+        let e = parse_cloudtrail_record(br#"{"eventName":"a","eventTime":"2024-01-01T00:00:00Z"}"#, Position::default(), 0)
+            .unwrap_err();
+        assert_eq!(e.to_string(), "CloudTrail record has no eventSource");
+        let e = parse_cloudtrail_record(br#"{"eventName":"a","eventSource":"b"}"#, Position::default(), 0)
+            .unwrap_err();
+        assert_eq!(e.to_string(), "CloudTrail record has no eventTime");
+        let e = parse_cloudtrail_record(br#"{"eventName":"a","eventSource":"b","eventTime":"soon"}"#, Position::default(), 0)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "CloudTrail record has an unparseable eventTime: invalid timestamp \"soon\": too short"
+        );
+        let e = parse_cloudtrail_record(br#"{"eventName":5}"#, Position::default(), 0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid CloudTrail record: invalid type: integer `5`, expected a string at line 1 column 14"
+        );
+    }
+
+    #[test]
+    fn user_identity_shapes() {
+        let p = |ui: &str| {
+            let rec = format!(
+                r#"{{"eventName":"X","eventSource":"s","eventTime":"2024-01-01T00:00:00Z","userIdentity":{ui}}}"#
+            );
+            parse_cloudtrail_record(rec.as_bytes(), Position::default(), 0)
+                .unwrap()
+                .cloudtrail()
+                .unwrap()
+                .principal
+                .clone()
+        };
+        assert_eq!(
+            p(r#"{"type":"AWSService","invokedBy":"autoscaling.amazonaws.com"}"#),
+            Principal {
+                principal_type: Some("AWSService".into()),
+                invoked_by: Some("autoscaling.amazonaws.com".into()),
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            p(r#"{"type":"AWSAccount","principalId":"","accountId":"ANONYMOUS_PRINCIPAL"}"#),
+            Principal {
+                principal_type: Some("AWSAccount".into()),
+                account_id: Some("ANONYMOUS_PRINCIPAL".into()),
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            p(r#"{"type":"FederatedUser","arn":"arn:aws:sts::1:federated-user/bob","accountId":"1",
+                "sessionContext":{"attributes":{},"sessionIssuer":{"type":"IAMUser","arn":"arn:aws:iam::1:user/bob","userName":"bob"}}}"#),
+            Principal {
+                principal_type: Some("FederatedUser".into()),
+                arn: Some("arn:aws:sts::1:federated-user/bob".into()),
+                account_id: Some("1".into()),
+                session_issuer_arn: Some("arn:aws:iam::1:user/bob".into()),
+                user_name: Some("bob".into()),
+                ..Default::default()
+            }
+        );
+        assert_eq!(p("null"), Principal::default());
+        assert_eq!(p(r#"{"sessionContext":null}"#), Principal::default());
+    }
+}
