@@ -73,7 +73,9 @@ impl Explainer for StatisticalExplainer {
                         }
                     ),
                     action: finding.default_action.clone(),
-                    predicted_impact: format!("{resource} is gone, stopped or weakened until restored"),
+                    predicted_impact: format!(
+                        "{resource} is gone, stopped or weakened until restored"
+                    ),
                     explainer: "statistical".to_string(),
                 }
             }

@@ -50,9 +50,15 @@ impl Default for RecoveryConfig {
             ("rds_db_instance", "aws_db_instance.{slug}"),
             ("rds_db_cluster", "aws_rds_cluster.{slug}"),
             ("cloudtrail_trail", "aws_cloudtrail.{slug}"),
-            ("config_recorder", "aws_config_configuration_recorder.{slug}"),
+            (
+                "config_recorder",
+                "aws_config_configuration_recorder.{slug}",
+            ),
             ("vpc_flow_log", "aws_flow_log.{slug}"),
-            ("resolver_query_log_config", "aws_route53_resolver_query_log_config.{slug}"),
+            (
+                "resolver_query_log_config",
+                "aws_route53_resolver_query_log_config.{slug}",
+            ),
             ("kms_key", "aws_kms_key.{slug}"),
             ("guardduty_detector", "aws_guardduty_detector.{slug}"),
         ]
@@ -175,7 +181,13 @@ impl ActConfig {
     pub fn terraform_target(&self, resource_type: &str, resource_id: &str) -> Option<String> {
         let slug: String = resource_id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         self.recovery
             .targets
@@ -328,9 +340,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor> Workflow<S, E, X> {
         }
         let id = incident.incident_id.clone();
         let step = |from, to, patch: IncidentPatch| -> Result<bool, WorkflowError> {
-            Ok(self
-                .store
-                .transition(&id, from, to, &patch, now_micros())?)
+            Ok(self.store.transition(&id, from, to, &patch, now_micros())?)
         };
         use WorkflowState::*;
         if !step(Detected, Analyzing, IncidentPatch::default())? {
@@ -414,7 +424,9 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor> Workflow<S, E, X> {
                 Decided,
                 SkippedCooldown,
                 IncidentPatch {
-                    outcome: Some("another recovery of this resource is within its cooldown".into()),
+                    outcome: Some(
+                        "another recovery of this resource is within its cooldown".into(),
+                    ),
                     ..IncidentPatch::default()
                 },
             )?;
@@ -424,7 +436,10 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor> Workflow<S, E, X> {
         env.insert("RESOURCE_TYPE".to_string(), resource_type.clone());
         env.insert("RESOURCE_ID".to_string(), resource_id.clone());
         env.insert("TF_TARGET".to_string(), target.clone());
-        env.insert("CORRELATION_ID".to_string(), incident.correlation_id.clone());
+        env.insert(
+            "CORRELATION_ID".to_string(),
+            incident.correlation_id.clone(),
+        );
         env.insert("ACTION".to_string(), action.clone());
         let apply = self.executor.run(&RecoveryPlan {
             project: self.config.recovery.apply_project.clone(),
@@ -474,7 +489,9 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor> Workflow<S, E, X> {
                 Resolved,
                 "dry_run: apply and verify recorded, not run; nothing was changed".to_string(),
             ),
-            (_, BuildOutcome::Succeeded) => (Resolved, "verified: no drift after apply".to_string()),
+            (_, BuildOutcome::Succeeded) => {
+                (Resolved, "verified: no drift after apply".to_string())
+            }
             (_, BuildOutcome::Failed(r)) => (Failed, format!("verify build failed: {r}")),
         };
         step(

@@ -28,7 +28,10 @@ fn profiles() -> BTreeMap<String, RuleProfile> {
     let mut m = BTreeMap::new();
     m.insert(
         "ssm_delete_parameter".to_string(),
-        RuleProfile { severity: 7, category: "destructive".into() },
+        RuleProfile {
+            severity: 7,
+            category: "destructive".into(),
+        },
     );
     m
 }
@@ -42,7 +45,10 @@ impl RecoveryExecutor for &Scripted {
     fn run(&self, plan: &RecoveryPlan) -> BuildResult {
         self.plans.lock().unwrap().push(plan.clone());
         let outcome = self.outcomes.lock().unwrap().remove(0);
-        BuildResult { build_id: format!("b{}", self.plans.lock().unwrap().len()), outcome }
+        BuildResult {
+            build_id: format!("b{}", self.plans.lock().unwrap().len()),
+            outcome,
+        }
     }
 }
 
@@ -59,19 +65,29 @@ fn dry_run_change_rule_goes_through_every_state() {
         ActConfig::default(),
         "w1".into(),
     );
-    let h = wf.handle(&finding("f1", FindingKind::ChangeRule, Some("restore"))).unwrap();
+    let h = wf
+        .handle(&finding("f1", FindingKind::ChangeRule, Some("restore")))
+        .unwrap();
     let i = h.incident.unwrap();
     use WorkflowState::*;
-    assert_eq!(states(&i), vec![Detected, Analyzing, Decided, Executing, Verifying, Resolved]);
+    assert_eq!(
+        states(&i),
+        vec![Detected, Analyzing, Decided, Executing, Verifying, Resolved]
+    );
     assert_eq!(i.action.as_deref(), Some("restore"));
-    assert_eq!(i.terraform_target.as_deref(), Some("aws_ssm_parameter._prod_db"));
+    assert_eq!(
+        i.terraform_target.as_deref(),
+        Some("aws_ssm_parameter._prod_db")
+    );
     assert_eq!(i.codebuild_project.as_deref(), Some("aiops-recovery-apply"));
     assert_eq!(i.build_ids.len(), 2);
     assert!(i.build_ids[0].starts_with("dry-run:aiops-recovery-apply:"));
     assert!(i.build_ids[1].starts_with("dry-run:aiops-recovery-verify:"));
     assert!(i.outcome.unwrap().starts_with("dry_run"));
     // Same finding again: one incident, not two.
-    let again = wf.handle(&finding("f1", FindingKind::ChangeRule, Some("restore"))).unwrap();
+    let again = wf
+        .handle(&finding("f1", FindingKind::ChangeRule, Some("restore")))
+        .unwrap();
     assert!(!again.opened);
     assert_eq!(wf.store().list(10).unwrap().len(), 1);
 }
@@ -85,7 +101,8 @@ fn second_recovery_of_same_resource_is_skipped_by_cooldown() {
         ActConfig::default(),
         "w1".into(),
     );
-    wf.handle(&finding("f1", FindingKind::ChangeRule, Some("restore"))).unwrap();
+    wf.handle(&finding("f1", FindingKind::ChangeRule, Some("restore")))
+        .unwrap();
     let i = wf
         .handle(&finding("f2", FindingKind::ChangeRule, Some("restore")))
         .unwrap()
@@ -137,9 +154,15 @@ fn failing_verify_ends_failed_and_action_outside_allowlist_is_rejected() {
         .incident
         .unwrap();
     assert_eq!(i.state, WorkflowState::Failed);
-    assert_eq!(i.outcome.as_deref(), Some("verify build failed: drift: exit code 2"));
+    assert_eq!(
+        i.outcome.as_deref(),
+        Some("verify build failed: drift: exit code 2")
+    );
     let plans = exec.plans.lock().unwrap();
-    assert_eq!(plans[0].environment["TF_TARGET"], "aws_ssm_parameter._prod_db");
+    assert_eq!(
+        plans[0].environment["TF_TARGET"],
+        "aws_ssm_parameter._prod_db"
+    );
     assert_eq!(plans[1].project, "aiops-recovery-verify");
     drop(plans);
 
@@ -154,7 +177,10 @@ fn failing_verify_ends_failed_and_action_outside_allowlist_is_rejected() {
 
 #[test]
 fn low_confidence_threshold_sends_to_manual_review() {
-    let cfg = ActConfig { confidence_threshold: 0.95, ..ActConfig::default() };
+    let cfg = ActConfig {
+        confidence_threshold: 0.95,
+        ..ActConfig::default()
+    };
     let wf = Workflow::new(
         SqliteStore::in_memory().unwrap(),
         StatisticalExplainer::new(profiles()),
@@ -168,7 +194,10 @@ fn low_confidence_threshold_sends_to_manual_review() {
         .incident
         .unwrap();
     assert_eq!(i.state, WorkflowState::ManualReview);
-    assert_eq!(i.outcome.as_deref(), Some("confidence 0.90 below threshold 0.95"));
+    assert_eq!(
+        i.outcome.as_deref(),
+        Some("confidence 0.90 below threshold 0.95")
+    );
 }
 
 #[test]
@@ -178,7 +207,16 @@ fn transitions_are_conditional_and_locks_exclusive() {
     assert!(!s.try_lock("k", "b", 50, 200).unwrap());
     assert!(s.try_lock("k", "b", 100, 200).unwrap());
     let err = s
-        .transition("x", WorkflowState::Detected, WorkflowState::Resolved, &IncidentPatch::default(), 1)
+        .transition(
+            "x",
+            WorkflowState::Detected,
+            WorkflowState::Resolved,
+            &IncidentPatch::default(),
+            1,
+        )
         .unwrap_err();
-    assert_eq!(err.to_string(), "incident x: transition DETECTED -> RESOLVED is not allowed");
+    assert_eq!(
+        err.to_string(),
+        "incident x: transition DETECTED -> RESOLVED is not allowed"
+    );
 }

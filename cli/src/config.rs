@@ -135,8 +135,20 @@ pub enum SourceConfig {
 /// File-name patterns the files source skips by default: documentation, licences, checksums
 /// and aiops' own outputs. Skipped files are counted, not dead letters.
 pub const DEFAULT_EXCLUDE: [&str; 14] = [
-    "*.md", "*.txt", "*.rst", "*.html", "*.pdf", "LICENSE*", "NOTICE*", "*.parquet",
-    "*.sqlite", "*.sqlite-*", "*.toml", "*.yaml", "*.yml", "*.csv",
+    "*.md",
+    "*.txt",
+    "*.rst",
+    "*.html",
+    "*.pdf",
+    "LICENSE*",
+    "NOTICE*",
+    "*.parquet",
+    "*.sqlite",
+    "*.sqlite-*",
+    "*.toml",
+    "*.yaml",
+    "*.yml",
+    "*.csv",
 ];
 
 /// [`DEFAULT_EXCLUDE`] as owned strings.
@@ -222,8 +234,7 @@ impl PipelineConfig {
             .validate()
             .map_err(|e| anyhow::anyhow!("ingest.dedup: {e}"))?;
         self.archive.validate()?;
-        ChangeRules::new(&self.detect.change_rules)
-            .map_err(|e| anyhow::anyhow!("detect.{e}"))?;
+        ChangeRules::new(&self.detect.change_rules).map_err(|e| anyhow::anyhow!("detect.{e}"))?;
         self.act.validate()?;
         if self.pipeline.channel_capacity == 0 || self.pipeline.channel_capacity > 1_000_000 {
             bail!("pipeline.channel_capacity: must be between 1 and 1000000");

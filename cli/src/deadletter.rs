@@ -64,7 +64,8 @@ impl DeadLetterWriter {
                 "dead-letters-{stamp}-{}.jsonl",
                 uuid::Uuid::new_v4().simple()
             ));
-            let f = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+            let f =
+                File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
             self.file = Some((path, BufWriter::new(f)));
         }
         let line = DeadLetterLine {
@@ -91,7 +92,8 @@ impl DeadLetterWriter {
     /// When the write or sync fails.
     pub fn flush(&mut self) -> Result<()> {
         if let Some((path, w)) = self.file.as_mut() {
-            w.flush().with_context(|| format!("cannot write {}", path.display()))?;
+            w.flush()
+                .with_context(|| format!("cannot write {}", path.display()))?;
             w.get_ref()
                 .sync_data()
                 .with_context(|| format!("cannot sync {}", path.display()))?;

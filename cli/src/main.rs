@@ -52,6 +52,9 @@ enum Command {
         /// Stop after this many seconds (0: run until Ctrl-C).
         #[arg(long, default_value_t = 0)]
         duration: u64,
+        /// Print JSON lines on stdout: one per incident, then a summary when stopped.
+        #[arg(long)]
+        json: bool,
     },
     /// Process files or directories once and exit with a summary.
     Replay {
@@ -134,7 +137,10 @@ fn load_config(args: &ConfigArgs) -> Result<(PipelineConfig, String)> {
             if default.exists() {
                 (PipelineConfig::load(default)?, "pipeline.toml".to_string())
             } else {
-                (PipelineConfig::builtin_default(), "built-in default".to_string())
+                (
+                    PipelineConfig::builtin_default(),
+                    "built-in default".to_string(),
+                )
             }
         }
     };
@@ -164,7 +170,11 @@ fn main() {
 
 fn dispatch(command: Command) -> Result<i32> {
     match command {
-        Command::Run { config, duration } => cmd_run(&config, duration),
+        Command::Run {
+            config,
+            duration,
+            json,
+        } => cmd_run(&config, duration, json),
         Command::Replay {
             paths,
             config,
@@ -193,7 +203,8 @@ fn dispatch(command: Command) -> Result<i32> {
                     for c in t.columns {
                         println!("  {:<24} {}", c.name, c.glue_type);
                     }
-                    let parts: Vec<String> = t.partition_keys.iter().map(|p| p.name.clone()).collect();
+                    let parts: Vec<String> =
+                        t.partition_keys.iter().map(|p| p.name.clone()).collect();
                     println!("  partitioned by {}", parts.join(", "));
                 }
             }
@@ -206,14 +217,21 @@ fn dispatch(command: Command) -> Result<i32> {
 fn open_store(cfg: &PipelineConfig) -> Result<SqliteStore> {
     let path = cfg.data_dir.join("incidents.sqlite");
     if !path.exists() {
-        bail!("no incident store at {} (run or replay first, or pass --data-dir)", path.display());
+        bail!(
+            "no incident store at {} (run or replay first, or pass --data-dir)",
+            path.display()
+        );
     }
     Ok(SqliteStore::open(&path)?)
 }
 
 fn cmd_incidents(command: IncidentsCommand) -> Result<i32> {
     match command {
-        IncidentsCommand::List { config, limit, json } => {
+        IncidentsCommand::List {
+            config,
+            limit,
+            json,
+        } => {
             let (cfg, _) = load_config(&config)?;
             let store = open_store(&cfg)?;
             for i in store.list(limit)? {
@@ -320,7 +338,11 @@ fn progress_bar(hidden: bool) -> ProgressBar {
     pb
 }
 
-fn spawn_progress(pb: ProgressBar, counters: Arc<Counters>, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn spawn_progress(
+    pb: ProgressBar,
+    counters: Arc<Counters>,
+    done: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let started = std::time::Instant::now();
         while !done.load(Ordering::SeqCst) {
@@ -340,7 +362,7 @@ fn spawn_progress(pb: ProgressBar, counters: Arc<Counters>, done: Arc<AtomicBool
     })
 }
 
-fn cmd_run(args: &ConfigArgs, duration: u64) -> Result<i32> {
+fn cmd_run(args: &ConfigArgs, duration: u64, json: bool) -> Result<i32> {
     let (cfg, origin) = load_config(args)?;
     if cfg.sources.is_empty() {
         bail!("configuration ({origin}) lists no [[sources]]: nothing to run");
@@ -363,7 +385,7 @@ fn cmd_run(args: &ConfigArgs, duration: u64) -> Result<i32> {
         });
     }
     let counters = Arc::new(Counters::default());
-    let pb = progress_bar(false);
+    let pb = progress_bar(json);
     let done = Arc::new(AtomicBool::new(false));
     let ticker = spawn_progress(pb.clone(), counters.clone(), done.clone());
     let printer = pb.clone();
@@ -374,13 +396,22 @@ fn cmd_run(args: &ConfigArgs, duration: u64) -> Result<i32> {
         RunMode::Follow,
         stop,
         counters.clone(),
-        Box::new(move |i| printer.suspend(|| println!("{}", incident_line(i)))),
+        Box::new(move |i| {
+            if json {
+                println!("{}", incident_replay_json(i));
+            } else {
+                printer.suspend(|| println!("{}", incident_line(i)));
+            }
+        }),
     );
     done.store(true, Ordering::SeqCst);
     let _ = ticker.join();
     pb.finish_and_clear();
     result?;
     let s = counters.summary();
+    if json {
+        println!("{}", serde_json::to_string(&s)?);
+    }
     eprintln!(
         "stopped: {} events, {} duplicates, {} dead letters, {} findings, {} incidents, {} rows archived under {}",
         s.events,

@@ -29,7 +29,11 @@ enum Input {
     /// A whole file.
     File { name: String, data: Vec<u8> },
     /// A file that could not be read or is too large: a dead letter.
-    Unreadable { name: String, reason: String, head: Vec<u8> },
+    Unreadable {
+        name: String,
+        reason: String,
+        head: Vec<u8>,
+    },
     /// Kinesis-like records.
     Records(Vec<SimRecord>),
 }
@@ -198,7 +202,15 @@ pub fn run_embedded(
         let mut archive = LocalArchive::new(&data_dir, config.archive);
         let mut dlq = DeadLetterWriter::new(&data_dir.join("dead_letters"));
         std::thread::spawn(move || -> Result<()> {
-            let result = ingest_loop(&in_rx, &ev_tx, &limits, &mut dedup, &mut archive, &mut dlq, &counters);
+            let result = ingest_loop(
+                &in_rx,
+                &ev_tx,
+                &limits,
+                &mut dedup,
+                &mut archive,
+                &mut dlq,
+                &counters,
+            );
             // Whatever happened, make what was accepted durable.
             let flushed = archive.flush();
             let dlq_flushed = dlq.flush();
@@ -218,10 +230,14 @@ pub fn run_embedded(
                     let (verdict, findings) = rules.evaluate(event);
                     match verdict {
                         RuleVerdict::FailedCall => {
-                            counters.skipped_failed_calls.fetch_add(1, Ordering::Relaxed);
+                            counters
+                                .skipped_failed_calls
+                                .fetch_add(1, Ordering::Relaxed);
                         }
                         RuleVerdict::AwsService => {
-                            counters.skipped_service_calls.fetch_add(1, Ordering::Relaxed);
+                            counters
+                                .skipped_service_calls
+                                .fetch_add(1, Ordering::Relaxed);
                         }
                         _ => {}
                     }
@@ -272,7 +288,11 @@ pub fn run_embedded(
     act_result
 }
 
-fn record_dead_letters(out: &mut DecodeOutput, dlq: &mut DeadLetterWriter, counters: &Counters) -> Result<()> {
+fn record_dead_letters(
+    out: &mut DecodeOutput,
+    dlq: &mut DeadLetterWriter,
+    counters: &Counters,
+) -> Result<()> {
     for d in out.dead_letters.drain(..) {
         tracing::warn!(reason = %d.reason, stream = %d.position.stream, sequence_number = %d.position.sequence_number, "dead letter");
         dlq.write(&d)?;
@@ -300,7 +320,9 @@ fn ingest_loop(
         };
         let ingest_time = now_micros();
         match input {
-            Some(Input::File { name, data }) => decode_file(&name, &data, ingest_time, limits, &mut out),
+            Some(Input::File { name, data }) => {
+                decode_file(&name, &data, ingest_time, limits, &mut out)
+            }
             Some(Input::Unreadable { name, reason, head }) => {
                 out.dead_letters.push(aiops_ingest::decode::DeadLetter {
                     reason,
@@ -321,8 +343,12 @@ fn ingest_loop(
             None => {}
         }
         record_dead_letters(&mut out, dlq, counters)?;
-        counters.control_messages.fetch_add(std::mem::take(&mut out.control_messages), Ordering::Relaxed);
-        counters.digest_files.fetch_add(std::mem::take(&mut out.digest_files), Ordering::Relaxed);
+        counters
+            .control_messages
+            .fetch_add(std::mem::take(&mut out.control_messages), Ordering::Relaxed);
+        counters
+            .digest_files
+            .fetch_add(std::mem::take(&mut out.digest_files), Ordering::Relaxed);
         if !out.events.is_empty() {
             let mut batch = Vec::with_capacity(out.events.len());
             for e in out.events.drain(..) {
@@ -421,7 +447,9 @@ fn file_source(
                 let input = if size > max_file_bytes {
                     Input::Unreadable {
                         name,
-                        reason: format!("file of {size} bytes exceeds the {max_file_bytes}-byte limit (ingest.max_file_bytes)"),
+                        reason: format!(
+                            "file of {size} bytes exceeds the {max_file_bytes}-byte limit (ingest.max_file_bytes)"
+                        ),
                         head: Vec::new(),
                     }
                 } else {
@@ -472,11 +500,15 @@ fn simulate_source(
         sim.advance_to(until, &mut out);
         while !out.is_empty() {
             let rest = out.split_off(out.len().min(500));
-            if tx.send(Input::Records(std::mem::replace(&mut out, rest))).is_err() {
+            if tx
+                .send(Input::Records(std::mem::replace(&mut out, rest)))
+                .is_err()
+            {
                 return;
             }
         }
-        if (duration > 0 && elapsed >= duration as f64) || (mode == RunMode::Once && duration == 0) {
+        if (duration > 0 && elapsed >= duration as f64) || (mode == RunMode::Once && duration == 0)
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -126,14 +126,42 @@ const INJECTIONS: [(f64, Injection); 7] = [
 pub const BURST_LOG_GROUP: &str = "/ecs/checkout-api";
 
 const SERVICES: [(&str, &[&str]); 8] = [
-    ("ec2.amazonaws.com", &["DescribeInstances", "DescribeVolumes", "DescribeSecurityGroups", "CreateTags"]),
-    ("s3.amazonaws.com", &["GetBucketAcl", "ListBuckets", "GetBucketLocation", "PutBucketTagging"]),
+    (
+        "ec2.amazonaws.com",
+        &[
+            "DescribeInstances",
+            "DescribeVolumes",
+            "DescribeSecurityGroups",
+            "CreateTags",
+        ],
+    ),
+    (
+        "s3.amazonaws.com",
+        &[
+            "GetBucketAcl",
+            "ListBuckets",
+            "GetBucketLocation",
+            "PutBucketTagging",
+        ],
+    ),
     ("iam.amazonaws.com", &["GetRole", "ListRoles", "GetPolicy"]),
     ("sts.amazonaws.com", &["AssumeRole", "GetCallerIdentity"]),
-    ("lambda.amazonaws.com", &["GetFunction", "ListFunctions20150331", "Invoke"]),
-    ("dynamodb.amazonaws.com", &["DescribeTable", "ListTables", "UpdateTimeToLive"]),
-    ("ssm.amazonaws.com", &["GetParameter", "GetParameters", "DescribeParameters"]),
-    ("kms.amazonaws.com", &["Decrypt", "GenerateDataKey", "DescribeKey"]),
+    (
+        "lambda.amazonaws.com",
+        &["GetFunction", "ListFunctions20150331", "Invoke"],
+    ),
+    (
+        "dynamodb.amazonaws.com",
+        &["DescribeTable", "ListTables", "UpdateTimeToLive"],
+    ),
+    (
+        "ssm.amazonaws.com",
+        &["GetParameter", "GetParameters", "DescribeParameters"],
+    ),
+    (
+        "kms.amazonaws.com",
+        &["Decrypt", "GenerateDataKey", "DescribeKey"],
+    ),
 ];
 
 const TEMPLATES: [&str; 12] = [
@@ -207,7 +235,8 @@ impl Simulator {
     }
 
     fn diurnal(&self, t: i64) -> f64 {
-        let hour = (t.rem_euclid(86_400 * MICROS_PER_SEC)) as f64 / (3600.0 * MICROS_PER_SEC as f64);
+        let hour =
+            (t.rem_euclid(86_400 * MICROS_PER_SEC)) as f64 / (3600.0 * MICROS_PER_SEC as f64);
         1.0 + 0.5 * ((hour - 8.0) / 24.0 * std::f64::consts::TAU).sin()
     }
 
@@ -273,7 +302,14 @@ impl Simulator {
     fn uuid(&mut self) -> String {
         let a: u128 = self.rng.random();
         let s = format!("{a:032x}");
-        format!("{}-{}-{}-{}-{}", &s[0..8], &s[8..12], &s[12..16], &s[16..20], &s[20..32])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &s[0..8],
+            &s[8..12],
+            &s[12..16],
+            &s[16..20],
+            &s[20..32]
+        )
     }
 
     fn principal(&mut self) -> (serde_json::Value, String) {
@@ -372,8 +408,15 @@ impl Simulator {
             None
         };
         let params = json!({"maxResults": self.rng.random_range(1..100)});
-        let ip = format!("10.{}.{}.{}", self.rng.random_range(0..255), self.rng.random_range(0..255), self.rng.random_range(1..255));
-        self.record(t, source, name, identity, &agent, params, error, read_only, &ip)
+        let ip = format!(
+            "10.{}.{}.{}",
+            self.rng.random_range(0..255),
+            self.rng.random_range(0..255),
+            self.rng.random_range(1..255)
+        );
+        self.record(
+            t, source, name, identity, &agent, params, error, read_only, &ip,
+        )
     }
 
     fn fill(&mut self, template: &str) -> String {
@@ -387,9 +430,18 @@ impl Simulator {
             match &rest[start + 1..start + end] {
                 "uuid" => out.push_str(&self.uuid()),
                 "n" => out.push_str(&self.rng.random_range(1..5000).to_string()),
-                "hex" => out.push_str(&format!("{:012x}", self.rng.random::<u64>() & 0xffff_ffff_ffff)),
-                "ip" => out.push_str(&format!("10.0.{}.{}", self.rng.random_range(0..255), self.rng.random_range(1..255))),
-                "word" => out.push_str(["orders", "payments", "events", "audit"][self.rng.random_range(0..4)]),
+                "hex" => out.push_str(&format!(
+                    "{:012x}",
+                    self.rng.random::<u64>() & 0xffff_ffff_ffff
+                )),
+                "ip" => out.push_str(&format!(
+                    "10.0.{}.{}",
+                    self.rng.random_range(0..255),
+                    self.rng.random_range(1..255)
+                )),
+                "word" => out.push_str(
+                    ["orders", "payments", "events", "audit"][self.rng.random_range(0..4)],
+                ),
                 other => out.push_str(other),
             }
             rest = &rest[start + end + 1..];
@@ -434,11 +486,19 @@ impl Simulator {
         }
     }
 
-    fn subscription_payload(&mut self, group: &str, stream: &str, events: &[(i64, String)]) -> Vec<u8> {
+    fn subscription_payload(
+        &mut self,
+        group: &str,
+        stream: &str,
+        events: &[(i64, String)],
+    ) -> Vec<u8> {
         let log_events: Vec<serde_json::Value> = events
             .iter()
             .map(|(t, m)| {
-                let id = format!("{:056}", self.rng.random::<u64>() as u128 * 1_000_003 + (*t as u128));
+                let id = format!(
+                    "{:056}",
+                    self.rng.random::<u64>() as u128 * 1_000_003 + (*t as u128)
+                );
                 json!({"id": id, "timestamp": t / 1000, "message": m})
             })
             .collect();
@@ -484,7 +544,17 @@ impl Simulator {
             for _ in 0..n {
                 let identity = json!({"type": "IAMUser", "principalId": "AIDAEXFILTRATOR0001", "arn": format!("arn:aws:iam::{ACCOUNT}:user/mallory"), "accountId": ACCOUNT, "userName": "mallory"});
                 let secret = format!("prod/secret-{}", self.rng.random_range(0..50));
-                let rec = self.record(until - 1, "secretsmanager.amazonaws.com", "GetSecretValue", identity, "aws-cli/2.15.0", json!({"secretId": secret}), Some("AccessDenied"), true, "198.51.100.77");
+                let rec = self.record(
+                    until - 1,
+                    "secretsmanager.amazonaws.com",
+                    "GetSecretValue",
+                    identity,
+                    "aws-cli/2.15.0",
+                    json!({"secretId": secret}),
+                    Some("AccessDenied"),
+                    true,
+                    "198.51.100.77",
+                );
                 self.emit(rec, out);
             }
         }
@@ -495,14 +565,64 @@ impl Simulator {
         let ops = json!({"type": "AssumedRole", "principalId": "AROAOPS:bob", "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/ops-admin/bob"), "accountId": ACCOUNT,
                          "sessionContext": {"sessionIssuer": {"type": "Role", "arn": format!("arn:aws:iam::{ACCOUNT}:role/ops-admin"), "accountId": ACCOUNT, "userName": "ops-admin"}}});
         let rec = match what {
-            Injection::DeleteParameter => self.record(t, "ssm.amazonaws.com", "DeleteParameter", alice, "aws-cli/2.15.0", json!({"name": "/prod/payments/db-password"}), None, false, "203.0.113.10"),
-            Injection::TerminateInstance => self.record(t, "ec2.amazonaws.com", "TerminateInstances", ops, "console.amazonaws.com", json!({"instancesSet": {"items": [{"instanceId": "i-0a1b2c3d4e5f60718"}]}}), None, false, "203.0.113.11"),
-            Injection::FailedDeleteTable => self.record(t, "dynamodb.amazonaws.com", "DeleteTable", alice, "aws-cli/2.15.0", json!({"tableName": "orders"}), Some("ResourceInUseException"), false, "203.0.113.10"),
-            Injection::DeleteFunction => self.record(t, "lambda.amazonaws.com", "DeleteFunction20150331", ops, "aws-sdk-go/1.44", json!({"functionName": "billing-worker"}), None, false, "203.0.113.11"),
+            Injection::DeleteParameter => self.record(
+                t,
+                "ssm.amazonaws.com",
+                "DeleteParameter",
+                alice,
+                "aws-cli/2.15.0",
+                json!({"name": "/prod/payments/db-password"}),
+                None,
+                false,
+                "203.0.113.10",
+            ),
+            Injection::TerminateInstance => self.record(
+                t,
+                "ec2.amazonaws.com",
+                "TerminateInstances",
+                ops,
+                "console.amazonaws.com",
+                json!({"instancesSet": {"items": [{"instanceId": "i-0a1b2c3d4e5f60718"}]}}),
+                None,
+                false,
+                "203.0.113.11",
+            ),
+            Injection::FailedDeleteTable => self.record(
+                t,
+                "dynamodb.amazonaws.com",
+                "DeleteTable",
+                alice,
+                "aws-cli/2.15.0",
+                json!({"tableName": "orders"}),
+                Some("ResourceInUseException"),
+                false,
+                "203.0.113.10",
+            ),
+            Injection::DeleteFunction => self.record(
+                t,
+                "lambda.amazonaws.com",
+                "DeleteFunction20150331",
+                ops,
+                "aws-sdk-go/1.44",
+                json!({"functionName": "billing-worker"}),
+                None,
+                false,
+                "203.0.113.11",
+            ),
             Injection::AutoscalingTerminate => {
                 let asg = json!({"type": "AssumedRole", "principalId": "AROAASG:AutoScaling", "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/AWSServiceRoleForAutoScaling/AutoScaling"), "accountId": ACCOUNT, "invokedBy": "autoscaling.amazonaws.com",
                                  "sessionContext": {"sessionIssuer": {"type": "Role", "arn": format!("arn:aws:iam::{ACCOUNT}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"), "accountId": ACCOUNT}}});
-                self.record(t, "ec2.amazonaws.com", "TerminateInstances", asg, "autoscaling.amazonaws.com", json!({"instancesSet": {"items": [{"instanceId": "i-0fedcba9876543210"}]}}), None, false, "autoscaling.amazonaws.com")
+                self.record(
+                    t,
+                    "ec2.amazonaws.com",
+                    "TerminateInstances",
+                    asg,
+                    "autoscaling.amazonaws.com",
+                    json!({"instancesSet": {"items": [{"instanceId": "i-0fedcba9876543210"}]}}),
+                    None,
+                    false,
+                    "autoscaling.amazonaws.com",
+                )
             }
             Injection::ErrorBurst => {
                 self.burst_left = 400;
@@ -544,11 +664,17 @@ mod tests {
             .iter()
             .map(|r| String::from_utf8_lossy(&r.data).into_owned())
             .collect();
-        for name in ["\"DeleteParameter\"", "\"DeleteFunction20150331\"", "\"GetSecretValue\""] {
+        for name in [
+            "\"DeleteParameter\"",
+            "\"DeleteFunction20150331\"",
+            "\"GetSecretValue\"",
+        ] {
             assert!(text.iter().any(|t| t.contains(name)), "{name} not injected");
         }
         assert_eq!(
-            text.iter().filter(|t| t.contains("\"TerminateInstances\"")).count(),
+            text.iter()
+                .filter(|t| t.contains("\"TerminateInstances\""))
+                .count(),
             2
         );
         assert_eq!(sim.burst_left, 0);

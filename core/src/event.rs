@@ -381,9 +381,15 @@ mod tests {
 
     #[test]
     fn level_detection_recognises_common_forms() {
-        assert_eq!(LogLevel::detect("2024-01-01 ERROR db down"), Some(LogLevel::Error));
+        assert_eq!(
+            LogLevel::detect("2024-01-01 ERROR db down"),
+            Some(LogLevel::Error)
+        );
         assert_eq!(LogLevel::detect("[WARN] slow"), Some(LogLevel::Warn));
-        assert_eq!(LogLevel::detect(r#"{"level":"error","msg":"x"}"#), Some(LogLevel::Error));
+        assert_eq!(
+            LogLevel::detect(r#"{"level":"error","msg":"x"}"#),
+            Some(LogLevel::Error)
+        );
         assert_eq!(LogLevel::detect("an error happened"), None);
         assert_eq!(LogLevel::detect("INFO started"), Some(LogLevel::Info));
         assert_eq!(LogLevel::detect("CRITICAL disk"), Some(LogLevel::Fatal));

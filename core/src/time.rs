@@ -141,10 +141,7 @@ pub fn parse_timestamp_micros(text: &str) -> Result<i64, TimestampError> {
         return Err(err(text, "trailing characters"));
     };
     let days = days_from_civil(i64::from(year), month, day);
-    let secs = days * 86_400
-        + i64::from(hour) * 3600
-        + i64::from(minute) * 60
-        + i64::from(second)
+    let secs = days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
         - offset_secs;
     Ok(secs * MICROS_PER_SEC + micros)
 }

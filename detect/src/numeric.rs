@@ -12,11 +12,7 @@ pub const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;
 
 /// `x` clamped to `[0, 1]`; NaN becomes 0.
 pub fn clamp01(x: f64) -> f64 {
-    if x.is_nan() {
-        0.0
-    } else {
-        x.clamp(0.0, 1.0)
-    }
+    if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) }
 }
 
 /// Upper tail of the standard normal distribution, `P(Z > z)`, computed with `erfc` so that it
@@ -27,7 +23,11 @@ pub fn normal_sf(z: f64) -> f64 {
         return 1.0;
     }
     let p = 0.5 * statrs::function::erf::erfc(z / std::f64::consts::SQRT_2);
-    if p.is_finite() { p.clamp(0.0, 1.0) } else { 0.0 }
+    if p.is_finite() {
+        p.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
 }
 
 /// Maps a tail probability `p` (small = surprising) to a score in `[0, 1]` on a logarithmic

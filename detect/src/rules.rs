@@ -14,7 +14,9 @@
 //! recovery role).
 
 use aiops_core::time::now_micros;
-use aiops_core::{CloudTrailFields, Event, Evidence, Finding, FindingKind, ResourceKey, stable_hash};
+use aiops_core::{
+    CloudTrailFields, Event, Evidence, Finding, FindingKind, ResourceKey, stable_hash,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use thiserror::Error;
@@ -291,12 +293,18 @@ pub fn is_aws_service_call(ct: &CloudTrailFields) -> bool {
     [p.arn.as_deref(), p.session_issuer_arn.as_deref()]
         .into_iter()
         .flatten()
-        .any(|a| a.contains(":role/aws-service-role/") || a.contains("assumed-role/AWSServiceRoleFor"))
+        .any(|a| {
+            a.contains(":role/aws-service-role/") || a.contains("assumed-role/AWSServiceRoleFor")
+        })
 }
 
 /// Walks a path (see [`ChangeRule::resource_id_paths`]) through a JSON value, collecting the
 /// scalar values found (strings as is, numbers and booleans as text).
-fn collect_path<'a>(value: &'a serde_json::Value, segments: &[&str], out: &mut Vec<&'a serde_json::Value>) {
+fn collect_path<'a>(
+    value: &'a serde_json::Value,
+    segments: &[&str],
+    out: &mut Vec<&'a serde_json::Value>,
+) {
     let Some((first, rest)) = segments.split_first() else {
         out.push(value);
         return;
@@ -375,7 +383,10 @@ impl ChangeRules {
                 return Err(invalid(r, "event_source is empty"));
             }
             if r.event_names.is_empty() || r.event_names.iter().any(|n| n.trim().is_empty()) {
-                return Err(invalid(r, "event_names must list at least one non-empty name"));
+                return Err(invalid(
+                    r,
+                    "event_names must list at least one non-empty name",
+                ));
             }
             if r.resource_type.trim().is_empty() {
                 return Err(invalid(r, "resource_type is empty"));
@@ -384,12 +395,18 @@ impl ChangeRules {
                 return Err(invalid(r, "action is empty"));
             }
             if !(1..=10).contains(&r.severity) {
-                return Err(invalid(r, format!("severity {} is outside 1..=10", r.severity)));
+                return Err(invalid(
+                    r,
+                    format!("severity {} is outside 1..=10", r.severity),
+                ));
             }
             if r.category != "destructive" && r.category != "defence_evasion" {
                 return Err(invalid(
                     r,
-                    format!("category {:?} is not destructive or defence_evasion", r.category),
+                    format!(
+                        "category {:?} is not destructive or defence_evasion",
+                        r.category
+                    ),
                 ));
             }
             for p in r
@@ -400,7 +417,9 @@ impl ChangeRules {
                 if !(p.starts_with("requestParameters.") || p.starts_with("responseElements.")) {
                     return Err(invalid(
                         r,
-                        format!("path {p:?} must start with requestParameters. or responseElements."),
+                        format!(
+                            "path {p:?} must start with requestParameters. or responseElements."
+                        ),
                     ));
                 }
             }
@@ -449,7 +468,11 @@ impl ChangeRules {
         let Some(candidates) = self.by_call.get(&key) else {
             return (RuleVerdict::NoRule, Vec::new());
         };
-        if ct.error_code.as_deref().is_some_and(|c| !c.trim().is_empty()) {
+        if ct
+            .error_code
+            .as_deref()
+            .is_some_and(|c| !c.trim().is_empty())
+        {
             return (RuleVerdict::FailedCall, Vec::new());
         }
         if ct.read_only == Some(true) {
@@ -523,11 +546,10 @@ impl ChangeRules {
             }
         }
         for r in &ct.resources {
-            let id = r
-                .id
-                .as_deref()
-                .or(r.arn.as_deref())
-                .map(|s| id_from_arn(s).to_string());
+            let id =
+                r.id.as_deref()
+                    .or(r.arn.as_deref())
+                    .map(|s| id_from_arn(s).to_string());
             if let Some(id) = id
                 && !ids.contains(&id)
             {
@@ -540,7 +562,13 @@ impl ChangeRules {
         ids
     }
 
-    fn finding(&self, rule: &ChangeRule, event: &Event, ct: &CloudTrailFields, id: String) -> Finding {
+    fn finding(
+        &self,
+        rule: &ChangeRule,
+        event: &Event,
+        ct: &CloudTrailFields,
+        id: String,
+    ) -> Finding {
         let resource = ResourceKey {
             resource_type: rule.resource_type.clone(),
             resource_id: id.clone(),
@@ -584,7 +612,11 @@ impl ChangeRules {
                 event_name: Some(ct.event_name.clone()),
                 principal: Some(principal),
                 source_ip: ct.source_ip.clone(),
-                samples: if sample.is_empty() { Vec::new() } else { vec![sample] },
+                samples: if sample.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![sample]
+                },
                 ..Evidence::default()
             },
         }
@@ -692,15 +724,27 @@ mod tests {
     #[test]
     fn failed_read_only_service_and_own_role_calls_are_skipped() {
         let r = rules();
-        let mut failed = ct("dynamodb.amazonaws.com", "DeleteTable", r#"{"tableName":"t"}"#);
+        let mut failed = ct(
+            "dynamodb.amazonaws.com",
+            "DeleteTable",
+            r#"{"tableName":"t"}"#,
+        );
         failed.error_code = Some("ResourceInUseException".into());
         assert_eq!(r.evaluate(&ev(failed)).0, RuleVerdict::FailedCall);
 
-        let mut empty_error = ct("dynamodb.amazonaws.com", "DeleteTable", r#"{"tableName":"t"}"#);
+        let mut empty_error = ct(
+            "dynamodb.amazonaws.com",
+            "DeleteTable",
+            r#"{"tableName":"t"}"#,
+        );
         empty_error.error_code = Some(String::new());
         assert_eq!(r.evaluate(&ev(empty_error)).0, RuleVerdict::Finding);
 
-        let mut ro = ct("dynamodb.amazonaws.com", "DeleteTable", r#"{"tableName":"t"}"#);
+        let mut ro = ct(
+            "dynamodb.amazonaws.com",
+            "DeleteTable",
+            r#"{"tableName":"t"}"#,
+        );
         ro.read_only = Some(true);
         assert_eq!(r.evaluate(&ev(ro)).0, RuleVerdict::ReadOnly);
 
@@ -739,7 +783,10 @@ mod tests {
             r#"{"functionName":"arn:aws:lambda:us-east-1:1:function:billing"}"#,
         )));
         assert_eq!(f[0].resource.as_ref().unwrap().resource_id, "billing");
-        assert_eq!(strip_api_version("UpdateFunctionCode20150331v2"), "UpdateFunctionCode");
+        assert_eq!(
+            strip_api_version("UpdateFunctionCode20150331v2"),
+            "UpdateFunctionCode"
+        );
         assert_eq!(strip_api_version("DeleteTable"), "DeleteTable");
         assert_eq!(strip_api_version("Get2"), "Get2");
     }
@@ -756,8 +803,12 @@ mod tests {
         cfg.disabled_rules = vec!["ssm_delete_parameter".into()];
         let r = ChangeRules::new(&cfg).unwrap();
         assert_eq!(
-            r.evaluate(&ev(ct("ssm.amazonaws.com", "DeleteParameter", r#"{"name":"/a"}"#)))
-                .0,
+            r.evaluate(&ev(ct(
+                "ssm.amazonaws.com",
+                "DeleteParameter",
+                r#"{"name":"/a"}"#
+            )))
+            .0,
             RuleVerdict::NoRule
         );
         let mut cfg = ChangeRulesConfig::default();
@@ -780,8 +831,14 @@ mod tests {
 
     #[test]
     fn glob() {
-        assert!(glob_match("arn:aws:iam::*:role/aiops-recovery*", "arn:aws:iam::1:role/aiops-recovery-x"));
-        assert!(!glob_match("arn:aws:iam::*:role/aiops-recovery", "arn:aws:iam::1:role/other"));
+        assert!(glob_match(
+            "arn:aws:iam::*:role/aiops-recovery*",
+            "arn:aws:iam::1:role/aiops-recovery-x"
+        ));
+        assert!(!glob_match(
+            "arn:aws:iam::*:role/aiops-recovery",
+            "arn:aws:iam::1:role/other"
+        ));
         assert!(glob_match("exact", "exact"));
     }
 }

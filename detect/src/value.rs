@@ -115,7 +115,9 @@ impl Calib {
                 c += 1;
             }
         }
-        let beta = if c > 0 { s / c as f64 } else { 0.0 }.max(floor).max(1e-300);
+        let beta = if c > 0 { s / c as f64 } else { 0.0 }
+            .max(floor)
+            .max(1e-300);
         (1.0 / (n as f64 + 1.0)) * (-(a - max) / beta).exp()
     }
 }

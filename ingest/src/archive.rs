@@ -675,10 +675,12 @@ impl LocalArchive {
             rows_written,
             ..
         } = f;
-        let file = writer.into_inner().map_err(|source| ArchiveError::Parquet {
-            path: tmp_path.clone(),
-            source,
-        })?;
+        let file = writer
+            .into_inner()
+            .map_err(|source| ArchiveError::Parquet {
+                path: tmp_path.clone(),
+                source,
+            })?;
         file.sync_all().map_err(|source| ArchiveError::Io {
             path: tmp_path.clone(),
             source,
@@ -823,8 +825,16 @@ mod tests {
                 "raw/source=logs/dt=2021-10-29/hour=23",
             ]
         );
-        let name = files[0].path.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name.starts_with("file-7-") && name.ends_with(".parquet"), "{name}");
+        let name = files[0]
+            .path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.starts_with("file-7-") && name.ends_with(".parquet"),
+            "{name}"
+        );
         // Footer: event_time is INT64 TIMESTAMP(MICROS, isAdjustedToUTC=true).
         let reader = SerializedFileReader::new(File::open(&files[0].path).unwrap()).unwrap();
         let schema = reader.metadata().file_metadata().schema_descr();

@@ -15,8 +15,8 @@
 //! id collides with one of them is about `n / 2^64` (5.4e-14 for n = 10^6), negligible next to
 //! the at-least-once duplicates this removes.
 
-use aiops_core::stable_hash;
 use ahash::AHashMap;
+use aiops_core::stable_hash;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use thiserror::Error;
@@ -261,10 +261,7 @@ mod tests {
         );
         assert_eq!(c.validate(), Ok(()));
         assert!(serde_json::from_str::<DedupConfig>(r#"{"capcity":1}"#).is_err());
-        let zero = DedupConfig {
-            capacity: 0,
-            ..c
-        };
+        let zero = DedupConfig { capacity: 0, ..c };
         assert_eq!(zero.validate(), Err(DedupConfigError::Capacity(0)));
         assert_eq!(
             zero.validate().unwrap_err().to_string(),
@@ -274,6 +271,9 @@ mod tests {
             horizon_secs: 0,
             ..c
         };
-        assert_eq!(Deduplicator::new(&h).unwrap_err(), DedupConfigError::Horizon(0));
+        assert_eq!(
+            Deduplicator::new(&h).unwrap_err(),
+            DedupConfigError::Horizon(0)
+        );
     }
 }

@@ -47,11 +47,17 @@ fn truncated_gzip() {
     let cut = &z[..z.len() / 2];
     let out = file("cut.json.gz", cut);
     assert_eq!(out.events.len(), 0);
-    assert_eq!(reasons(&out), vec!["truncated or corrupt gzip: incomplete deflate stream"]);
+    assert_eq!(
+        reasons(&out),
+        vec!["truncated or corrupt gzip: incomplete deflate stream"]
+    );
     assert_eq!(out.dead_letters[0].data, cut);
     // Only the trailer missing (CRC and length): still truncated.
     let out = kinesis(&z[..z.len() - 4], &kpos("9"));
-    assert_eq!(reasons(&out), vec!["truncated or corrupt gzip: unexpected end of file"]);
+    assert_eq!(
+        reasons(&out),
+        vec!["truncated or corrupt gzip: unexpected end of file"]
+    );
 }
 
 #[test]
@@ -169,9 +175,17 @@ fn ndjson_with_good_and_bad_lines() {
         ]
     );
     // Ordinals count every record of the file, events and dead letters alike.
-    let event_ordinals: Vec<&str> = out.events.iter().map(|e| e.position.sequence_number.as_str()).collect();
+    let event_ordinals: Vec<&str> = out
+        .events
+        .iter()
+        .map(|e| e.position.sequence_number.as_str())
+        .collect();
     assert_eq!(event_ordinals, ["0", "2", "4"]);
-    let dead_ordinals: Vec<&str> = out.dead_letters.iter().map(|d| d.position.sequence_number.as_str()).collect();
+    let dead_ordinals: Vec<&str> = out
+        .dead_letters
+        .iter()
+        .map(|d| d.position.sequence_number.as_str())
+        .collect();
     assert_eq!(dead_ordinals, ["1", "3", "5", "6"]);
 }
 
@@ -221,23 +235,43 @@ fn cloudwatch_logs_payload_with_a_bad_log_event() {
 
 #[test]
 fn unsupported_envelopes() {
-    let out = file("m.json", br#"{"messageType":"SOMETHING_ELSE","logEvents":[]}"#);
-    assert_eq!(reasons(&out), vec!["unknown CloudWatch Logs messageType \"SOMETHING_ELSE\""]);
+    let out = file(
+        "m.json",
+        br#"{"messageType":"SOMETHING_ELSE","logEvents":[]}"#,
+    );
+    assert_eq!(
+        reasons(&out),
+        vec!["unknown CloudWatch Logs messageType \"SOMETHING_ELSE\""]
+    );
     let out = file("eb.json", br#"{"version":"0","detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","detail":{"state":"stopped"}}"#);
     assert_eq!(
         reasons(&out),
-        vec!["unsupported EventBridge detail-type \"EC2 Instance State-change Notification\" (only CloudTrail events are decoded)"]
+        vec![
+            "unsupported EventBridge detail-type \"EC2 Instance State-change Notification\" (only CloudTrail events are decoded)"
+        ]
     );
     let out = file("s3.json", br#"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","eventTime":"2024-01-01T00:00:00Z","s3":{}}]}"#);
-    assert_eq!(reasons(&out), vec!["unsupported Lambda event record from eventSource \"aws:s3\""]);
+    assert_eq!(
+        reasons(&out),
+        vec!["unsupported Lambda event record from eventSource \"aws:s3\""]
+    );
     let out = file("l.json", br#"{"Records":[{"kinesis":{"data":"@@@","sequenceNumber":"1"},"eventID":"shardId-0:1","eventSourceARN":"arn:aws:kinesis:us-east-1:1:stream/s"}]}"#);
-    assert_eq!(reasons(&out), vec!["invalid base64 in Lambda Kinesis record data: Invalid symbol 64, offset 0."]);
+    assert_eq!(
+        reasons(&out),
+        vec!["invalid base64 in Lambda Kinesis record data: Invalid symbol 64, offset 0."]
+    );
     assert_eq!(out.dead_letters[0].data, b"@@@");
     assert_eq!(out.dead_letters[0].position.stream, "s");
     let out = file("a.json", br#"{"awslogs":{"data":"!!"}}"#);
-    assert_eq!(reasons(&out), vec!["invalid base64 in awslogs.data: Invalid symbol 33, offset 0."]);
+    assert_eq!(
+        reasons(&out),
+        vec!["invalid base64 in awslogs.data: Invalid symbol 33, offset 0."]
+    );
     let out = file("a.json", br#"{"awslogs":{}}"#);
-    assert_eq!(reasons(&out), vec!["Lambda CloudWatch Logs event has no awslogs.data"]);
+    assert_eq!(
+        reasons(&out),
+        vec!["Lambda CloudWatch Logs event has no awslogs.data"]
+    );
 }
 
 #[test]
@@ -260,7 +294,10 @@ fn kpl_with_bad_digest_is_a_plain_record() {
     use md5::Digest;
     empty.extend_from_slice(md5::Md5::digest(body).as_slice());
     let out = kinesis(&empty, &kpos("2"));
-    assert_eq!(reasons(&out), vec!["KPL aggregated record holds no user records"]);
+    assert_eq!(
+        reasons(&out),
+        vec!["KPL aggregated record holds no user records"]
+    );
     assert_eq!(out.dead_letters[0].data, empty);
 }
 

@@ -206,10 +206,10 @@ pub fn parse_windows(text: &str) -> Result<BTreeMap<String, Vec<(i64, i64)>>, St
             let (Some(a), Some(b)) = (w.first(), w.get(1)) else {
                 return Err(format!("{name}: a window must be [start, end]"));
             };
-            let a = aiops_core::time::parse_timestamp_micros(a)
-                .map_err(|e| format!("{name}: {e}"))?;
-            let b = aiops_core::time::parse_timestamp_micros(b)
-                .map_err(|e| format!("{name}: {e}"))?;
+            let a =
+                aiops_core::time::parse_timestamp_micros(a).map_err(|e| format!("{name}: {e}"))?;
+            let b =
+                aiops_core::time::parse_timestamp_micros(b).map_err(|e| format!("{name}: {e}"))?;
             parsed.push((a, b));
         }
         parsed.sort_unstable();
@@ -655,7 +655,11 @@ pub fn detect_corpus(corpus: &[NabSeries], config: &ValueConfig) -> Vec<Vec<f64>
 ///
 /// # Errors
 /// [`NabError::Io`] when a directory or file cannot be written.
-pub fn write_results(out: &Path, corpus: &[NabSeries], scores: &[Vec<f64>]) -> Result<(), NabError> {
+pub fn write_results(
+    out: &Path,
+    corpus: &[NabSeries],
+    scores: &[Vec<f64>],
+) -> Result<(), NabError> {
     use std::io::Write;
     for (s, sc) in corpus.iter().zip(scores) {
         let dir = out.join("aiops").join(s.category());

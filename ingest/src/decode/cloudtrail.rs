@@ -8,7 +8,9 @@
 use super::doc::{CowStr, Doc, ResourceElem, Str, UserIdentity};
 use super::error::DecodeError;
 use aiops_core::time::parse_timestamp_micros;
-use aiops_core::{CloudTrailFields, Event, EventBody, Position, Principal, ResourceRef, stable_hash};
+use aiops_core::{
+    CloudTrailFields, Event, EventBody, Position, Principal, ResourceRef, stable_hash,
+};
 use serde_json::value::RawValue;
 
 /// Account and region of an enclosing envelope (EventBridge `account`/`region`, CloudWatch
@@ -133,14 +135,18 @@ pub(crate) fn cloudtrail_event(
             });
         }
     };
-    let event_id = own(doc.event_id)
-        .unwrap_or_else(|| format!("{:016x}", stable_hash(&[raw])));
+    let event_id = own(doc.event_id).unwrap_or_else(|| format!("{:016x}", stable_hash(&[raw])));
     let principal = principal(doc.user_identity);
     let recipient_account_id = own(doc.recipient_account_id);
     let account = recipient_account_id
         .clone()
         .or_else(|| principal.account_id.clone())
-        .or_else(|| envelope.account.filter(|s| !s.is_empty()).map(str::to_owned));
+        .or_else(|| {
+            envelope
+                .account
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        });
     let region = own(doc.aws_region)
         .or_else(|| envelope.region.filter(|s| !s.is_empty()).map(str::to_owned));
     let fields = CloudTrailFields {
@@ -197,9 +203,18 @@ mod tests {
 
     #[test]
     fn id_from_arn_takes_last_component() {
-        assert_eq!(id_from_arn("arn:aws:kms:us-west-2:1:key/abc").as_deref(), Some("abc"));
-        assert_eq!(id_from_arn("arn:aws:s3:::bucket").as_deref(), Some("bucket"));
-        assert_eq!(id_from_arn("arn:aws:sns:us-east-1:1:topic").as_deref(), Some("topic"));
+        assert_eq!(
+            id_from_arn("arn:aws:kms:us-west-2:1:key/abc").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            id_from_arn("arn:aws:s3:::bucket").as_deref(),
+            Some("bucket")
+        );
+        assert_eq!(
+            id_from_arn("arn:aws:sns:us-east-1:1:topic").as_deref(),
+            Some("topic")
+        );
         assert_eq!(id_from_arn("arn:aws:iam::1:role/"), None);
     }
 
@@ -212,7 +227,10 @@ mod tests {
         let ct = ev.cloudtrail().unwrap();
         assert_eq!(ev.event_time, 1_704_067_200_000_000);
         assert_eq!(ev.ingest_time, 5);
-        assert_eq!(ev.event_id, format!("{:016x}", stable_hash(&[rec.as_slice()])));
+        assert_eq!(
+            ev.event_id,
+            format!("{:016x}", stable_hash(&[rec.as_slice()]))
+        );
         assert_eq!(ct.read_only, Some(true));
         assert_eq!(ct.error_code, None);
         assert_eq!(ct.request_parameters.as_deref(), Some(r#"[1,"a"]"#));
@@ -238,17 +256,33 @@ mod tests {
 
     #[test]
     fn missing_fields_have_clear_reasons() {
-        let e = parse_cloudtrail_record(br#"{"eventSource":"a","eventTime":"2024-01-01T00:00:00Z"}"#, Position::default(), 0)
-            .unwrap_err();
+        let e = parse_cloudtrail_record(
+            br#"{"eventSource":"a","eventTime":"2024-01-01T00:00:00Z"}"#,
+            Position::default(),
+            0,
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "CloudTrail record has no eventName");
-        let e = parse_cloudtrail_record(br#"{"eventName":"a","eventTime":"2024-01-01T00:00:00Z"}"#, Position::default(), 0)
-            .unwrap_err();
+        let e = parse_cloudtrail_record(
+            br#"{"eventName":"a","eventTime":"2024-01-01T00:00:00Z"}"#,
+            Position::default(),
+            0,
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "CloudTrail record has no eventSource");
-        let e = parse_cloudtrail_record(br#"{"eventName":"a","eventSource":"b"}"#, Position::default(), 0)
-            .unwrap_err();
+        let e = parse_cloudtrail_record(
+            br#"{"eventName":"a","eventSource":"b"}"#,
+            Position::default(),
+            0,
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "CloudTrail record has no eventTime");
-        let e = parse_cloudtrail_record(br#"{"eventName":"a","eventSource":"b","eventTime":"soon"}"#, Position::default(), 0)
-            .unwrap_err();
+        let e = parse_cloudtrail_record(
+            br#"{"eventName":"a","eventSource":"b","eventTime":"soon"}"#,
+            Position::default(),
+            0,
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "CloudTrail record has an unparseable eventTime: invalid timestamp \"soon\": too short"
@@ -290,8 +324,10 @@ mod tests {
             }
         );
         assert_eq!(
-            p(r#"{"type":"FederatedUser","arn":"arn:aws:sts::1:federated-user/bob","accountId":"1",
-                "sessionContext":{"attributes":{},"sessionIssuer":{"type":"IAMUser","arn":"arn:aws:iam::1:user/bob","userName":"bob"}}}"#),
+            p(
+                r#"{"type":"FederatedUser","arn":"arn:aws:sts::1:federated-user/bob","accountId":"1",
+                "sessionContext":{"attributes":{},"sessionIssuer":{"type":"IAMUser","arn":"arn:aws:iam::1:user/bob","userName":"bob"}}}"#
+            ),
             Principal {
                 principal_type: Some("FederatedUser".into()),
                 arn: Some("arn:aws:sts::1:federated-user/bob".into()),

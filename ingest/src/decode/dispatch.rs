@@ -305,10 +305,8 @@ impl Decoder<'_> {
             }
             return;
         }
-        let reason = DecodeError::WrongShape(format!(
-            "JSON object of unknown shape ({})",
-            key_list(raw)
-        ));
+        let reason =
+            DecodeError::WrongShape(format!("JSON object of unknown shape ({})", key_list(raw)));
         self.dead(origin.next(), reason, original);
     }
 
@@ -334,7 +332,11 @@ impl Decoder<'_> {
                 continue;
             }
             let pos = origin.next();
-            if let Some(src) = doc.event_source.as_deref().filter(|s| s.starts_with("aws:")) {
+            if let Some(src) = doc
+                .event_source
+                .as_deref()
+                .filter(|s| s.starts_with("aws:"))
+            {
                 let reason = DecodeError::UnsupportedLambdaSource(src.to_owned());
                 self.dead(pos, reason, raw);
                 continue;
@@ -478,7 +480,13 @@ impl Decoder<'_> {
                     account: owner,
                     region: None,
                 };
-                match cloudtrail_event(ct, message.as_bytes(), envelope, pos.clone(), self.ingest_time) {
+                match cloudtrail_event(
+                    ct,
+                    message.as_bytes(),
+                    envelope,
+                    pos.clone(),
+                    self.ingest_time,
+                ) {
                     Ok(ev) => self.out.events.push(ev),
                     Err(e) => self.dead(pos, e, raw),
                 }
@@ -535,7 +543,11 @@ impl Decoder<'_> {
         let ct = match serde_json::from_str::<Doc<'_>>(text) {
             Ok(ct) => ct,
             Err(e) => {
-                let reason = shape_error("CloudTrail record in EventBridge detail", text.as_bytes(), e);
+                let reason = shape_error(
+                    "CloudTrail record in EventBridge detail",
+                    text.as_bytes(),
+                    e,
+                );
                 return self.dead(pos, reason, original);
             }
         };
@@ -585,8 +597,9 @@ fn metric_event(doc: Doc<'_>, position: Position, ingest_time: i64) -> Result<Ev
     let invalid = |source| DecodeError::Invalid { what: WHAT, source };
     let namespace = own(&doc.namespace).ok_or_else(|| missing("namespace"))?;
     let metric = own(&doc.metric_name).ok_or_else(|| missing("metric_name"))?;
-    let millis: i64 = serde_json::from_str(doc.timestamp.ok_or_else(|| missing("timestamp"))?.get())
-        .map_err(invalid)?;
+    let millis: i64 =
+        serde_json::from_str(doc.timestamp.ok_or_else(|| missing("timestamp"))?.get())
+            .map_err(invalid)?;
     let value: MetricValueElem =
         serde_json::from_str(doc.value.ok_or_else(|| missing("value"))?.get()).map_err(invalid)?;
     let dimensions: BTreeMap<String, String> = match doc.dimensions {

@@ -175,7 +175,8 @@ impl Doc<'_> {
 
     /// Whether the metric stream fields are present.
     pub fn looks_like_metric(&self) -> bool {
-        self.metric_stream_name.is_some() || (self.metric_name.is_some() && self.namespace.is_some())
+        self.metric_stream_name.is_some()
+            || (self.metric_name.is_some() && self.namespace.is_some())
     }
 }
 
@@ -320,11 +321,17 @@ mod tests {
     fn strings_without_escapes_are_borrowed() {
         let text = r#"{"eventName":"Plain","eventSource":"a\"b","readOnly":"False"}"#;
         let doc: Doc<'_> = serde_json::from_str(text).unwrap();
-        assert!(matches!(doc.event_name, Some(CowStr(Cow::Borrowed("Plain")))));
+        assert!(matches!(
+            doc.event_name,
+            Some(CowStr(Cow::Borrowed("Plain")))
+        ));
         assert!(matches!(doc.event_source, Some(CowStr(Cow::Owned(ref s))) if s == "a\"b"));
         assert_eq!(doc.read_only, Some(false));
         let doc: Doc<'_> = serde_json::from_slice(text.as_bytes()).unwrap();
-        assert!(matches!(doc.event_name, Some(CowStr(Cow::Borrowed("Plain")))));
+        assert!(matches!(
+            doc.event_name,
+            Some(CowStr(Cow::Borrowed("Plain")))
+        ));
     }
 
     #[test]
@@ -344,6 +351,11 @@ mod tests {
             ro("[]"),
             Err("invalid type: sequence, expected a boolean or \"true\"/\"false\" at line 1 column 13".into())
         );
-        assert_eq!(serde_json::from_str::<Doc<'_>>("{}").map(|d| d.read_only).ok(), Some(None));
+        assert_eq!(
+            serde_json::from_str::<Doc<'_>>("{}")
+                .map(|d| d.read_only)
+                .ok(),
+            Some(None)
+        );
     }
 }

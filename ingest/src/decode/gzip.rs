@@ -37,7 +37,9 @@ pub fn is_gzip(data: &[u8]) -> bool {
 /// [`GzipError::TooLarge`] when the inflated data would exceed `max_bytes` (only `max_bytes + 1`
 /// bytes are ever produced), [`GzipError::Corrupt`] when the stream is truncated or invalid.
 pub fn gunzip_bounded(data: &[u8], max_bytes: usize) -> Result<Vec<u8>, GzipError> {
-    let cap = u64::try_from(max_bytes).unwrap_or(u64::MAX).saturating_add(1);
+    let cap = u64::try_from(max_bytes)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
     let mut reader = MultiGzDecoder::new(data).take(cap);
     // Typical compression ratios of JSON are 5-20x; start there, never above the limit.
     let initial = data

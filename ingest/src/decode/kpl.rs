@@ -133,8 +133,8 @@ pub fn deaggregate(data: &[u8]) -> Result<Vec<UserRecord<'_>>, KplError> {
         let pk_index = pk_index.ok_or_else(|| {
             KplError::Protobuf(format!("record {index} has no partition_key_index"))
         })?;
-        let payload = payload
-            .ok_or_else(|| KplError::Protobuf(format!("record {index} has no data")))?;
+        let payload =
+            payload.ok_or_else(|| KplError::Protobuf(format!("record {index} has no data")))?;
         let partition_key = usize::try_from(pk_index)
             .ok()
             .and_then(|i| partition_keys.get(i))
@@ -241,9 +241,24 @@ mod tests {
         assert_eq!(
             recs,
             vec![
-                UserRecord { partition_key: "pk-a", explicit_hash_key: None, data: b"one", sub_sequence_number: 0 },
-                UserRecord { partition_key: "pk-b", explicit_hash_key: Some("123"), data: b"two", sub_sequence_number: 1 },
-                UserRecord { partition_key: "pk-a", explicit_hash_key: Some("123"), data: b"", sub_sequence_number: 2 },
+                UserRecord {
+                    partition_key: "pk-a",
+                    explicit_hash_key: None,
+                    data: b"one",
+                    sub_sequence_number: 0
+                },
+                UserRecord {
+                    partition_key: "pk-b",
+                    explicit_hash_key: Some("123"),
+                    data: b"two",
+                    sub_sequence_number: 1
+                },
+                UserRecord {
+                    partition_key: "pk-a",
+                    explicit_hash_key: Some("123"),
+                    data: b"",
+                    sub_sequence_number: 2
+                },
             ]
         );
     }

@@ -214,15 +214,26 @@ mod tests {
         assert_eq!(fields(&[0x08]), Err(ProtoError::Truncated));
         assert_eq!(fields(&[0x00, 0x01]), Err(ProtoError::BadFieldNumber));
         assert_eq!(fields(&[0x0b]), Err(ProtoError::BadWireType(3)));
-        assert_eq!(fields(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), Err(ProtoError::BadVarint));
+        assert_eq!(
+            fields(&[
+                0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02
+            ]),
+            Err(ProtoError::BadVarint)
+        );
         // A length that overflows usize arithmetic is truncation, not a panic.
         assert_eq!(
-            fields(&[0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            fields(&[
+                0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01
+            ]),
             Err(ProtoError::Truncated)
         );
         assert_eq!(
             expect_len(1, Value::Varint(1)),
-            Err(ProtoError::WrongWireType { field: 1, wire_type: 0, expected: 2 })
+            Err(ProtoError::WrongWireType {
+                field: 1,
+                wire_type: 0,
+                expected: 2
+            })
         );
     }
 }

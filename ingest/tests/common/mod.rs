@@ -21,7 +21,9 @@ pub fn shared_data() -> Option<PathBuf> {
 
 /// A file under `tests/fixtures/`.
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }
 
 /// Reads a file.
@@ -100,5 +102,7 @@ pub fn b64(data: &[u8]) -> String {
 /// Base64-decodes.
 pub fn unb64(text: &str) -> Vec<u8> {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
 }

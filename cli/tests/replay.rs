@@ -1,0 +1,465 @@
+//! End-to-end tests of `aiops replay`: the exact incidents for the shared CloudTrail fixtures
+//! and for the repository's own fixtures, and a corpus of bad inputs that must become dead
+//! letters without stopping anything.
+
+use base64::Engine;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_aiops")
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn shared_data() -> PathBuf {
+    std::env::var_os("AIOPS_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data"))
+}
+
+struct Replay {
+    incidents: Vec<serde_json::Value>,
+    summary: serde_json::Value,
+    status: i32,
+}
+
+fn replay(paths: &[&Path], data_dir: &Path, config: Option<&Path>) -> Replay {
+    let mut cmd = Command::new(bin());
+    cmd.arg("replay");
+    for p in paths {
+        cmd.arg(p);
+    }
+    cmd.arg("--json").arg("--data-dir").arg(data_dir);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let out = cmd.output().expect("run aiops");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let mut lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let summary = lines.pop().unwrap_or_default();
+    Replay {
+        incidents: lines,
+        summary,
+        status: out.status.code().unwrap_or(-1),
+    }
+}
+
+fn incident_keys(r: &Replay) -> Vec<(String, String, String, String, String)> {
+    let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+    let mut v: Vec<_> = r
+        .incidents
+        .iter()
+        .map(|i| {
+            assert_eq!(i["kind"], "incident");
+            (
+                s(i, "event_name"),
+                s(i, "resource_type"),
+                s(i, "resource_id"),
+                s(i, "state"),
+                s(i, "action"),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn owned(v: &[(&str, &str, &str, &str, &str)]) -> Vec<(String, String, String, String, String)> {
+    v.iter()
+        .map(|(a, b, c, d, e)| {
+            (
+                a.to_string(),
+                b.to_string(),
+                c.to_string(),
+                d.to_string(),
+                e.to_string(),
+            )
+        })
+        .collect()
+}
+
+/// One incident per resource changed by a successful destructive call on a watched resource
+/// type; none for `_error_` records, the autoscaling termination, the CloudFormation-invoked
+/// DeleteTrail (an AWS service on the customer's behalf) or non-destructive calls.
+#[test]
+fn shared_cloudtrail_fixtures_open_exactly_the_expected_incidents() {
+    let dir = shared_data().join("cloudtrail");
+    if !dir.is_dir() {
+        eprintln!("skipped: {} not present", dir.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let r = replay(&[&dir], tmp.path(), None);
+    assert_eq!(r.status, 0);
+    assert_eq!(r.summary["dead_letters"], 0);
+    assert_eq!(r.summary["events"], 45);
+    assert_eq!(r.summary["incidents"], 27);
+    let expected = owned(&[
+        (
+            "DeleteBucket",
+            "s3_bucket",
+            "secrets",
+            "RESOLVED",
+            "recreate",
+        ),
+        (
+            "DeleteBucketEncryption",
+            "s3_bucket",
+            "sensitive-data-bucket",
+            "RESOLVED",
+            "restore",
+        ),
+        (
+            "DeleteDBCluster",
+            "rds_db_cluster",
+            "aurora-cluster-prod",
+            "RESOLVED",
+            "recreate",
+        ),
+        (
+            "DeleteDBInstance",
+            "rds_db_instance",
+            "customer-data-db",
+            "RESOLVED",
+            "recreate",
+        ),
+        (
+            "DeleteDBInstance",
+            "rds_db_instance",
+            "production-mysql-db",
+            "RESOLVED",
+            "recreate",
+        ),
+        (
+            "DeleteDeliveryChannel",
+            "config_recorder",
+            "default",
+            "RESOLVED",
+            "restore",
+        ),
+        (
+            "DeleteFlowLogs",
+            "vpc_flow_log",
+            "fl-0e17aa62a21d4bbfe",
+            "RESOLVED",
+            "recreate",
+        ),
+        (
+            "DeleteFlowLogs",
+            "vpc_flow_log",
+            "fl-0ef673ef70c4f07cc",
+            "RESOLVED",
+            "recreate",
+        ),
+        (
+            "DeleteFunction",
+            "lambda_function",
+            "basic-node-task",
+            "RESOLVED",
+            "recreate",
+        ),
+        (
+            "DeleteResolverQueryLogConfig",
+            "resolver_query_log_config",
+            "rqlc-4473f20ca554c07",
+            "RESOLVED",
+            "recreate",
+        ),
+        (
+            "DeleteResolverQueryLogConfig",
+            "resolver_query_log_config",
+            "rqlc-5aa596fe3bd84ec6",
+            "RESOLVED",
+            "recreate",
+        ),
+        (
+            "DeleteTable",
+            "dynamodb_table",
+            "Music",
+            "RESOLVED",
+            "recreate",
+        ),
+        (
+            "DeleteTrail",
+            "cloudtrail_trail",
+            "stratus-red-team-cloudtraild-trail-kvrwohmiai",
+            "RESOLVED",
+            "recreate",
+        ),
+        ("DisableKey", "kms_key", "1", "RESOLVED", "restore"),
+        (
+            "ModifyDBInstance",
+            "rds_db_instance",
+            "production-mysql",
+            "RESOLVED",
+            "restore",
+        ),
+        (
+            "PutBucketVersioning",
+            "s3_bucket",
+            "important-files-bucket",
+            "RESOLVED",
+            "restore",
+        ),
+        (
+            "PutEventSelectors",
+            "cloudtrail_trail",
+            "sample-cloudtrail-name",
+            "RESOLVED",
+            "restore",
+        ),
+        (
+            "PutEventSelectors",
+            "cloudtrail_trail",
+            "stratus-red-team-ctes-trail-khlvciwdor",
+            "RESOLVED",
+            "restore",
+        ),
+        // Same KMS key as DisableKey a moment earlier: the cooldown lock holds.
+        (
+            "ScheduleKeyDeletion",
+            "kms_key",
+            "1",
+            "SKIPPED_COOLDOWN",
+            "restore",
+        ),
+        (
+            "StopInstances",
+            "ec2_instance",
+            "i-DDd6c7B0e18F0E35f",
+            "RESOLVED",
+            "start",
+        ),
+        (
+            "StopInstances",
+            "ec2_instance",
+            "i-EXAMPLE56126103cb",
+            "RESOLVED",
+            "start",
+        ),
+        (
+            "StopInstances",
+            "ec2_instance",
+            "i-EXAMPLEaff4840c22",
+            "RESOLVED",
+            "start",
+        ),
+        (
+            "StopLogging",
+            "cloudtrail_trail",
+            "example-trail",
+            "RESOLVED",
+            "restore",
+        ),
+        (
+            "StopLogging",
+            "cloudtrail_trail",
+            "stratus-red-team-ct-stop-trail-buykxbqejv",
+            "RESOLVED",
+            "restore",
+        ),
+        (
+            "TerminateInstances",
+            "ec2_instance",
+            "i-0d9853f67e40ab80b",
+            "RESOLVED",
+            "recreate",
+        ),
+        (
+            "UpdateFunctionCode20150331v2",
+            "lambda_function",
+            "production-api",
+            "RESOLVED",
+            "restore",
+        ),
+        (
+            "UpdateFunctionCode20150331v2",
+            "lambda_function",
+            "stratus-red-team-olc-func-vayhjqkdav",
+            "RESOLVED",
+            "restore",
+        ),
+    ]);
+    assert_eq!(incident_keys(&r), expected);
+    // The failed calls and the autoscaling termination are decoded and archived, not incidents.
+    let ids: Vec<&str> = r
+        .incidents
+        .iter()
+        .filter_map(|i| i["event_id"].as_str())
+        .collect();
+    for file in [
+        "panther_02_StopLogging_error_InvalidTrailName.json",
+        "panther_11_TerminateInstances_autoscaling.json",
+        "panther_22_DeleteDBInstance_error_AccessDenied.json",
+        "panther_03_DeleteTrail.json",
+    ] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let id = v["eventID"].as_str().unwrap();
+        assert!(!ids.contains(&id), "{file} must not open an incident");
+    }
+}
+
+#[test]
+fn own_fixtures_replay_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = replay(&[&root().join("tests/fixtures/replay")], tmp.path(), None);
+    assert_eq!(r.status, 0);
+    assert_eq!(
+        r.summary,
+        serde_json::json!({"kind": "summary", "events": 18, "dead_letters": 0, "duplicates": 1,
+            "findings": 4, "incidents": 4, "archived_rows": 17, "control_messages": 0,
+            "digest_files": 1, "skipped_files": 0})
+    );
+    assert_eq!(
+        incident_keys(&r),
+        owned(&[
+            (
+                "DeleteFunction20150331",
+                "lambda_function",
+                "billing-worker",
+                "RESOLVED",
+                "recreate"
+            ),
+            (
+                "DeleteParameter",
+                "ssm_parameter",
+                "/prod/payments/db-password",
+                "RESOLVED",
+                "restore"
+            ),
+            (
+                "StopInstances",
+                "ec2_instance",
+                "i-0aaaaaaaaaaaaaaa1",
+                "RESOLVED",
+                "start"
+            ),
+            (
+                "StopInstances",
+                "ec2_instance",
+                "i-0aaaaaaaaaaaaaaa2",
+                "RESOLVED",
+                "start"
+            ),
+        ])
+    );
+    // Replaying the same files again into the same store opens no second incident.
+    let again = replay(&[&root().join("tests/fixtures/replay")], tmp.path(), None);
+    assert_eq!(again.summary["incidents"], 0);
+    assert_eq!(again.summary["findings"], 4);
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn ct_record(id: &str, name: &str, params: &str) -> String {
+    format!(
+        r#"{{"eventVersion":"1.09","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/alice","accountId":"111122223333"}},"eventTime":"2024-05-01T12:00:00Z","eventSource":"ssm.amazonaws.com","eventName":"{name}","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.7","userAgent":"aws-cli","requestParameters":{params},"responseElements":null,"eventID":"{id}","readOnly":false,"eventType":"AwsApiCall","recipientAccountId":"111122223333"}}"#
+    )
+}
+
+#[test]
+fn bad_inputs_become_dead_letters_and_good_records_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let good = ct_record(
+        "a0000000-0000-4000-8000-000000000001",
+        "DeleteParameter",
+        r#"{"name":"/good/one"}"#,
+    );
+    let mut bad: Vec<(&str, Vec<u8>)> = Vec::new();
+    let full = gzip(good.as_bytes());
+    bad.push(("truncated.json.gz", full[..full.len() / 2].to_vec()));
+    bad.push(("not_json.json", b"this is not JSON at all".to_vec()));
+    bad.push(("wrong_shape.json", br#"{"foo": 1, "bar": [1, 2]}"#.to_vec()));
+    bad.push(("bomb.json.gz", gzip(&vec![b' '; 48 * 1024 * 1024])));
+    let big = format!("\"{}\"", "x".repeat(2 * 1024 * 1024));
+    bad.push((
+        "huge_record.json",
+        ct_record("a0000000-0000-4000-8000-000000000099", "PutParameter", &big).into_bytes(),
+    ));
+    bad.push(("empty.json", Vec::new()));
+    for (name, data) in &bad {
+        std::fs::write(input.join(name), data).unwrap();
+    }
+    // Good records alongside: a whole file, and NDJSON with one bad line in the middle.
+    std::fs::write(input.join("good.json"), &good).unwrap();
+    let ndjson = format!(
+        "{}\n{{not json\n{}\n",
+        ct_record(
+            "a0000000-0000-4000-8000-000000000002",
+            "DeleteParameter",
+            r#"{"name":"/good/two"}"#
+        ),
+        ct_record(
+            "a0000000-0000-4000-8000-000000000003",
+            "GetParameter",
+            r#"{"name":"/good/three"}"#
+        )
+    );
+    std::fs::write(input.join("mixed.ndjson"), ndjson).unwrap();
+    let config = tmp.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        "[ingest]\nmax_decompressed_bytes = 16777216\nmax_record_bytes = 1048576\n",
+    )
+    .unwrap();
+    let data_dir = tmp.path().join("data");
+    let r = replay(&[&input], &data_dir, Some(&config));
+    assert_eq!(r.status, 0);
+    assert_eq!(r.summary["dead_letters"], 7, "{}", r.summary);
+    assert_eq!(r.summary["events"], 3, "{}", r.summary);
+    assert_eq!(r.summary["archived_rows"], 3);
+    let mut ids: Vec<String> = r
+        .incidents
+        .iter()
+        .map(|i| i["resource_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec!["/good/one", "/good/two"]);
+
+    // Dead letters: one JSON line each, with a reason and the original bytes.
+    let dlq_dir = data_dir.join("dead_letters");
+    let mut lines = Vec::new();
+    for e in std::fs::read_dir(&dlq_dir).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        for l in text.lines() {
+            lines.push(serde_json::from_str::<serde_json::Value>(l).unwrap());
+        }
+    }
+    assert_eq!(lines.len(), 7);
+    for (name, data) in &bad {
+        let line = lines
+            .iter()
+            .find(|l| l["stream"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("no dead letter for {name}"));
+        assert!(!line["reason"].as_str().unwrap().is_empty());
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(line["data_base64"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(&decoded, data, "{name}: original bytes kept");
+    }
+    let bad_line = lines
+        .iter()
+        .find(|l| l["stream"].as_str().unwrap().ends_with("mixed.ndjson"))
+        .unwrap();
+    assert_eq!(
+        bad_line["data_base64"],
+        base64::engine::general_purpose::STANDARD.encode("{not json")
+    );
+    assert_eq!(bad_line["sequence_number"], "1");
+}

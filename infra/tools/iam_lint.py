@@ -1,0 +1,192 @@
+"""Least-privilege rules for the IAM policy documents of the Terraform, checked from the HCL source.
+
+checkov scans evaluated policies but skips the content of `dynamic "statement"` blocks; this lint
+reads every `data "aws_iam_policy_document"` (literal and dynamic statements alike) and enforces the
+deployment's own rules:
+
+1. Identity policies (statements without `principals`) never allow an action containing `*` (no
+   `*`, no `service:*`, no `service:Get*`).
+2. An identity-policy statement on `Resource: "*"` allows only actions that have no resource type
+   in the AWS Service Authorization Reference (NON_RESOURCE_ACTIONS below).
+3. Resource policies (statements with `principals`) never Allow the principal `*`.
+4. Trust policies (`sts:AssumeRole` for a service principal) carry a condition (aws:SourceAccount or
+   aws:SourceArn) against the confused-deputy problem.
+5. The recovery builds' documents (`recovery_*`) allow no destructive action (Delete*, Terminate*,
+   Remove*, Detach*, Disassociate*, Deregister*, Disable*, Revoke*, Put*Deletion*...).
+6. Each stage's task role (documents stage_common + ingest/detect/act) uses only its stage's
+   services; only detect may call Bedrock, only act CodeBuild, SNS and the incidents/locks tables.
+
+Usage: python iam_lint.py <terraform dir>   (exit 0 silent if clean, 1 with one line per violation)
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import sys
+from typing import Any, Iterator
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import hcl  # noqa: E402
+
+#: Actions that have no resource type (IAM requires Resource "*"), per the AWS Service Authorization
+#: Reference; only these may be allowed on "*".
+NON_RESOURCE_ACTIONS = frozenset(
+    {
+        "cloudwatch:PutMetricData",
+        "ecr:GetAuthorizationToken",
+        "sts:GetCallerIdentity",
+        "ssm:DescribeParameters",
+        "lambda:ListFunctions",
+        "dynamodb:ListTables",
+        "s3:ListAllMyBuckets",
+        "ec2:DescribeInstances",
+        "ec2:DescribeInstanceTypes",
+        "ec2:DescribeInstanceCreditSpecifications",
+        "ec2:DescribeImages",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeVpcs",
+        "ec2:DescribeVolumes",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeTags",
+        "ec2:DescribeKeyPairs",
+        "ec2:DescribeLaunchTemplates",
+        "ec2:DescribeLaunchTemplateVersions",
+    }
+)
+
+DESTRUCTIVE = re.compile(r":(Delete|Terminate|Remove|Detach|Disassociate|Deregister|Disable|Revoke|Untag|Stop)")
+
+#: Services each stage's task role may use (DESIGN section 1 and the stage's work).
+STAGE_SERVICES = {
+    "ingest": {"kinesis", "dynamodb", "s3", "kms", "cloudwatch"},
+    "detect": {"kinesis", "dynamodb", "s3", "kms", "cloudwatch", "bedrock"},
+    "act": {"kinesis", "dynamodb", "s3", "kms", "cloudwatch", "codebuild", "sns"},
+}
+#: Actions that exactly one stage may have.
+STAGE_ONLY = {
+    "bedrock:InvokeModel": "detect",
+    "codebuild:StartBuild": "act",
+    "codebuild:BatchGetBuilds": "act",
+    "sns:Publish": "act",
+}
+
+Statement = dict[str, Any]
+
+
+def _strings(value: Any, locals_: dict[str, list[str]]) -> list[str]:
+    """A list attribute as plain strings; a bare `local.x` reference to a literal list is resolved."""
+    if isinstance(value, str):
+        m = re.fullmatch(r"\$\{local\.([A-Za-z0-9_]+)\}", value)
+        if m and m.group(1) in locals_:
+            return list(locals_[m.group(1)])
+        return [str(hcl.unquote(value))]
+    if isinstance(value, list):
+        out: list[str] = []
+        for v in value:
+            out += _strings(v, locals_)
+        return out
+    return []
+
+
+def _statements(body: dict[str, Any]) -> Iterator[Statement]:
+    yield from hcl.blocks(body, "statement")
+    for dyn in body.get("dynamic", []):
+        for label, spec in dyn.items():
+            if hcl.unquote(label) == "statement":
+                yield from hcl.blocks(spec, "content")
+
+
+def collect(root: pathlib.Path) -> tuple[dict[str, list[Statement]], dict[str, list[str]]]:
+    """(statements of every aws_iam_policy_document by data-source name, literal list locals)."""
+    docs: dict[str, list[Statement]] = {}
+    locals_: dict[str, list[str]] = {}
+    parsed = [(p, hcl.load(p)) for p in hcl.tf_files(root)]
+    for _, doc in parsed:
+        for block in doc.get("locals", []):
+            for k, v in block.items():
+                if isinstance(v, list) and all(isinstance(x, str) for x in v):
+                    locals_[k] = [str(hcl.unquote(x)) for x in v]
+    for path, doc in parsed:
+        for entry in doc.get("data", []):
+            for dtype, by_name in entry.items():
+                if hcl.unquote(dtype) != "aws_iam_policy_document":
+                    continue
+                for name, body in by_name.items():
+                    docs[str(hcl.unquote(name))] = list(_statements(body))
+    return docs, locals_
+
+
+def lint(docs: dict[str, list[Statement]], locals_: dict[str, list[str]]) -> list[str]:
+    """Violations of rules 1-6, one message each ('<document>/<sid>: ...')."""
+    problems: list[str] = []
+    stage_actions: dict[str, set[str]] = {s: set() for s in STAGE_SERVICES}
+    for name, statements in sorted(docs.items()):
+        for i, st in enumerate(statements):
+            sid = hcl.unquote(st.get("sid", f"#{i}"))
+            where = f"{name}/{sid}"
+            effect = hcl.unquote(st.get("effect", "Allow"))
+            actions = _strings(st.get("actions", []), locals_)
+            resources = _strings(st.get("resources", []), locals_)
+            principals = hcl.blocks(st, "principals")
+            if effect != "Allow":
+                continue
+            if principals:
+                for p in principals:
+                    ids = _strings(p.get("identifiers", []), locals_)
+                    if "*" in ids:
+                        problems.append(f"{where}: resource policy allows the principal '*'")
+                    if hcl.unquote(p.get("type")) == "Service" and "sts:AssumeRole" in actions and not hcl.blocks(st, "condition"):
+                        problems.append(f"{where}: service trust policy without an aws:SourceAccount/aws:SourceArn condition")
+                continue
+            for a in actions:
+                if "*" in a:
+                    problems.append(f"{where}: identity policy allows wildcard action {a!r}")
+            if "*" in resources:
+                bad = sorted(a for a in actions if a not in NON_RESOURCE_ACTIONS)
+                if bad:
+                    problems.append(f"{where}: Resource '*' for actions that can be scoped to a resource: {bad}")
+            if name.startswith("recovery_"):
+                for a in actions:
+                    if DESTRUCTIVE.search(a):
+                        problems.append(f"{where}: recovery builds must not destroy: {a}")
+            if name == "stage_common":
+                for s in stage_actions:
+                    stage_actions[s].update(actions)
+            elif name in stage_actions:
+                stage_actions[name].update(actions)
+    if not any(stage_actions.values()):
+        problems.append("no stage policy documents found (expected stage_common, ingest, detect, act)")
+    for stage, actions in stage_actions.items():
+        for a in sorted(actions):
+            service = a.split(":", 1)[0]
+            if service not in STAGE_SERVICES[stage]:
+                problems.append(f"{stage}: task role uses {a}, outside the stage's services {sorted(STAGE_SERVICES[stage])}")
+            owner = STAGE_ONLY.get(a)
+            if owner is not None and owner != stage:
+                problems.append(f"{stage}: task role has {a}, which only {owner} may have")
+        for a, owner in STAGE_ONLY.items():
+            if owner == stage and a not in actions:
+                problems.append(f"{stage}: task role lacks {a}, which the stage needs")
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: iam_lint.py <terraform dir>", file=sys.stderr)
+        return 2
+    try:
+        docs, locals_ = collect(pathlib.Path(argv[1]))
+    except hcl.HclError as e:
+        print(f"iam_lint: {e}", file=sys.stderr)
+        return 2
+    problems = lint(docs, locals_)
+    for p in problems:
+        print(f"iam_lint: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
