@@ -118,9 +118,8 @@ pub fn parse_timestamp_micros(text: &str) -> Result<i64, TimestampError> {
             return Err(err(text, "empty fraction"));
         }
     }
-    let offset_secs: i64 = if i == b.len() {
-        0
-    } else if (b[i] == b'Z' || b[i] == b'z') && i + 1 == b.len() {
+    let at_end_or_zulu = i == b.len() || ((b[i] == b'Z' || b[i] == b'z') && i + 1 == b.len());
+    let offset_secs: i64 = if at_end_or_zulu {
         0
     } else if b[i] == b'+' || b[i] == b'-' {
         let sign = if b[i] == b'-' { -1 } else { 1 };
