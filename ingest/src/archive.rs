@@ -505,6 +505,46 @@ impl PartitionKey {
     }
 }
 
+/// The unique file name of an archive file whose first row was read at `first`:
+/// `<shard>-<first sequence number>-<uuid>.parquet`, the shard and sequence number reduced to
+/// `[A-Za-z0-9_-]` (others become `_`) and cut to 64 characters each, the uuid a random v4 in
+/// simple (32 hex digits) form. Used by the local archive and for S3 object names.
+pub fn raw_file_name(first: &aiops_core::Position) -> String {
+    format!(
+        "{}-{}-{}.parquet",
+        sanitize(&first.shard_id),
+        sanitize(&first.sequence_number),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Encodes `events`, in order, as one complete Parquet file of the `raw` schema (same writer
+/// properties as [`LocalArchive`]: Snappy, row groups of at most `rows_per_row_group` rows,
+/// at least 1) held in memory, for object stores such as S3. `name` only labels errors.
+///
+/// # Errors
+/// [`ArchiveError::Parquet`] when encoding fails; [`ArchiveError::Arrow`] on a schema bug.
+pub fn encode_raw_parquet(
+    events: &[&Event],
+    rows_per_row_group: usize,
+    name: &str,
+) -> Result<Vec<u8>, ArchiveError> {
+    let perr = |source| ArchiveError::Parquet {
+        path: PathBuf::from(name),
+        source,
+    };
+    let mut writer =
+        ArrowWriter::try_new(Vec::new(), raw_schema(), Some(writer_properties())).map_err(perr)?;
+    for chunk in events.chunks(rows_per_row_group.max(1)) {
+        let batch = encode_raw_batch(chunk)?;
+        writer
+            .write(&batch)
+            .and_then(|_| writer.flush())
+            .map_err(perr)?;
+    }
+    writer.into_inner().map_err(perr)
+}
+
 /// A file the archive finished and renamed into place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchivedFile {
@@ -614,12 +654,7 @@ impl LocalArchive {
             path: dir.clone(),
             source,
         })?;
-        let name = format!(
-            "{}-{}-{}.parquet",
-            sanitize(&first.position.shard_id),
-            sanitize(&first.position.sequence_number),
-            uuid::Uuid::new_v4().simple()
-        );
+        let name = raw_file_name(&first.position);
         let tmp_path = dir.join(format!(".{name}.inprogress"));
         let final_path = dir.join(name);
         let file = File::create(&tmp_path).map_err(|source| ArchiveError::Io {
@@ -876,6 +911,32 @@ mod tests {
         let mut rows: Vec<u64> = files.iter().map(|f| f.rows).collect();
         rows.sort();
         assert_eq!(rows, vec![2, 4, 4]);
+    }
+
+    #[test]
+    fn in_memory_parquet_holds_every_row_in_row_groups() {
+        let events: Vec<Event> = (0..5)
+            .map(|i| ct_event(&format!("m{i}"), 1_635_551_409_000_000 + i))
+            .collect();
+        let refs: Vec<&Event> = events.iter().collect();
+        let bytes = encode_raw_parquet(&refs, 2, "mem").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mem.parquet");
+        std::fs::write(&path, &bytes).unwrap();
+        let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+        assert_eq!(reader.metadata().file_metadata().num_rows(), 5);
+        assert_eq!(reader.metadata().num_row_groups(), 3);
+        let name = raw_file_name(&Position {
+            stream: "s".into(),
+            shard_id: "shardId-000000000001".into(),
+            sequence_number: "4960".into(),
+            sub_sequence_number: None,
+        });
+        assert!(name.starts_with("shardId-000000000001-4960-"), "{name}");
+        assert_eq!(
+            name.len(),
+            "shardId-000000000001-4960-".len() + 32 + ".parquet".len()
+        );
     }
 
     #[test]

@@ -154,10 +154,12 @@ impl Deduplicator {
         self.evict();
         let cutoff = self.cutoff();
         let hash = stable_hash(&[event_id.as_bytes()]);
-        if let Some(&recorded) = self.seen.get(&hash) {
-            if recorded >= cutoff {
-                return true;
-            }
+        if self
+            .seen
+            .get(&hash)
+            .is_some_and(|&recorded| recorded >= cutoff)
+        {
+            return true;
         }
         if event_time < cutoff {
             return false;

@@ -308,5 +308,32 @@ fn nesting_is_bounded() {
     assert_eq!(file("two.gz", &two).events.len(), 1);
     let three = gzip(&two);
     let out = file("three.gz", &three);
+    assert_eq!(reasons(&out), vec!["gzip nested more than 2 levels deep"]);
+    assert_eq!(out.dead_letters[0].data, three);
+    // Envelopes in envelopes: a Lambda event whose data is a Lambda event ... 7 levels deep.
+    let mut doc = GOOD.to_string();
+    for level in 0..7 {
+        doc = format!(
+            r#"{{"Records":[{{"kinesis":{{"sequenceNumber":"{level}","data":"{}"}},"eventID":"shardId-0:{level}"}}]}}"#,
+            b64(doc.as_bytes())
+        );
+    }
+    let out = file("deep.json", doc.as_bytes());
+    assert_eq!(out.events.len(), 0);
     assert_eq!(reasons(&out), vec!["envelopes nested deeper than 6 levels"]);
+    assert_eq!(out.dead_letters[0].position.sequence_number, "1");
+}
+
+#[test]
+fn reasons_are_bounded() {
+    let huge = format!(
+        r#"{{"eventName":"X","eventSource":"s","eventTime":"2024-01-01T00:00:00Z","userIdentity":"{}"}}"#,
+        "r".repeat(100_000)
+    );
+    let out = file("huge.json", huge.as_bytes());
+    assert_eq!(out.dead_letters.len(), 1);
+    let reason = &out.dead_letters[0].reason;
+    assert_eq!(reason.len(), 1024);
+    assert!(reason.starts_with("invalid JSON document: invalid type: string \"rrr"));
+    assert!(reason.ends_with("r..."));
 }

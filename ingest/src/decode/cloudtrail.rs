@@ -73,25 +73,24 @@ fn resources(raw: Option<&RawValue>) -> Vec<ResourceRef> {
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let text = item.get();
-        if text.starts_with('{') {
-            if let Ok(r) = serde_json::from_str::<ResourceElem<'_>>(text) {
-                let arn = own(r.arn);
-                out.push(ResourceRef {
-                    resource_type: own(r.resource_type),
-                    id: arn.as_deref().and_then(id_from_arn),
-                    arn,
-                });
-            }
+        let resource = if text.starts_with('{') {
+            serde_json::from_str::<ResourceElem<'_>>(text)
+                .ok()
+                .map(|r| (own(r.resource_type), own(r.arn)))
         } else if text.starts_with('"') {
-            if let Ok(CowStr(arn)) = serde_json::from_str::<CowStr<'_>>(text) {
-                if !arn.is_empty() {
-                    out.push(ResourceRef {
-                        resource_type: None,
-                        id: id_from_arn(&arn),
-                        arn: Some(arn.into_owned()),
-                    });
-                }
-            }
+            serde_json::from_str::<CowStr<'_>>(text)
+                .ok()
+                .map(|arn| (None, own(Some(arn))))
+        } else {
+            None
+        };
+        match resource {
+            Some((None, None)) | None => {}
+            Some((resource_type, arn)) => out.push(ResourceRef {
+                resource_type,
+                id: arn.as_deref().and_then(id_from_arn),
+                arn,
+            }),
         }
     }
     out
@@ -111,18 +110,18 @@ fn raw_text(raw: Option<&RawValue>) -> Option<String> {
 /// [`DecodeError::MissingField`] without `eventName`, `eventSource` or `eventTime`;
 /// [`DecodeError::BadEventTime`] when `eventTime` does not parse.
 pub(crate) fn cloudtrail_event(
-    doc: Doc<'_>,
+    doc: &mut Doc<'_>,
     raw: &[u8],
     envelope: Envelope<'_>,
     position: Position,
     ingest_time: i64,
 ) -> Result<Event, DecodeError> {
     const WHAT: &str = "CloudTrail record";
-    let event_name = own(doc.event_name).ok_or(DecodeError::MissingField {
+    let event_name = own(doc.event_name.take()).ok_or(DecodeError::MissingField {
         what: WHAT,
         field: "eventName",
     })?;
-    let event_source = own(doc.event_source).ok_or(DecodeError::MissingField {
+    let event_source = own(doc.event_source.take()).ok_or(DecodeError::MissingField {
         what: WHAT,
         field: "eventSource",
     })?;
@@ -135,9 +134,10 @@ pub(crate) fn cloudtrail_event(
             });
         }
     };
-    let event_id = own(doc.event_id).unwrap_or_else(|| format!("{:016x}", stable_hash(&[raw])));
-    let principal = principal(doc.user_identity);
-    let recipient_account_id = own(doc.recipient_account_id);
+    let event_id =
+        own(doc.event_id.take()).unwrap_or_else(|| format!("{:016x}", stable_hash(&[raw])));
+    let principal = principal(doc.user_identity.take());
+    let recipient_account_id = own(doc.recipient_account_id.take());
     let account = recipient_account_id
         .clone()
         .or_else(|| principal.account_id.clone())
@@ -147,21 +147,21 @@ pub(crate) fn cloudtrail_event(
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
         });
-    let region = own(doc.aws_region)
+    let region = own(doc.aws_region.take())
         .or_else(|| envelope.region.filter(|s| !s.is_empty()).map(str::to_owned));
     let fields = CloudTrailFields {
         event_source,
         event_name,
-        event_type: own(doc.event_type),
+        event_type: own(doc.event_type.take()),
         principal,
-        source_ip: own(doc.source_ip_address),
-        user_agent: own(doc.user_agent),
-        error_code: own(doc.error_code),
-        error_message: own(doc.error_message),
+        source_ip: own(doc.source_ip_address.take()),
+        user_agent: own(doc.user_agent.take()),
+        error_code: own(doc.error_code.take()),
+        error_message: own(doc.error_message.take()),
         read_only: doc.read_only,
-        resources: resources(doc.resources),
-        request_parameters: raw_text(doc.request_parameters),
-        response_elements: raw_text(doc.response_elements),
+        resources: resources(doc.resources.take()),
+        request_parameters: raw_text(doc.request_parameters.take()),
+        response_elements: raw_text(doc.response_elements.take()),
         recipient_account_id,
     };
     Ok(Event {
@@ -192,9 +192,9 @@ pub fn parse_cloudtrail_record(
     position: Position,
     ingest_time: i64,
 ) -> Result<Event, DecodeError> {
-    let doc: Doc<'_> = serde_json::from_slice(record)
+    let mut doc: Doc<'_> = super::dispatch::parse_doc(record)
         .map_err(|e| DecodeError::from_json("CloudTrail record", record, e))?;
-    cloudtrail_event(doc, record, Envelope::default(), position, ingest_time)
+    cloudtrail_event(&mut doc, record, Envelope::default(), position, ingest_time)
 }
 
 #[cfg(test)]

@@ -106,12 +106,33 @@ fn shape_error(what: &'static str, text: &[u8], err: serde_json::Error) -> Decod
     }
 }
 
+/// Parses a document: when the bytes are valid UTF-8 (checked once, fast) the string reader
+/// skips per-string validation; otherwise the slice reader reports where it breaks.
+pub(crate) fn parse_doc(text: &[u8]) -> Result<Doc<'_>, serde_json::Error> {
+    match std::str::from_utf8(text) {
+        Ok(s) => serde_json::from_str(s),
+        Err(_) => serde_json::from_slice(text),
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Longest dead-letter reason kept, in bytes (serde messages quote offending values).
+pub(crate) const MAX_REASON_BYTES: usize = 1024;
+
 /// Up to 8 top-level keys of an object, for the "unknown shape" reason.
 fn key_list(text: &[u8]) -> String {
     match serde_json::from_slice::<BTreeMap<String, IgnoredAny>>(text) {
         Ok(m) if m.is_empty() => "no keys".to_owned(),
         Ok(m) => {
-            let mut keys: Vec<&str> = m.keys().take(8).map(String::as_str).collect();
+            let mut keys: Vec<&str> = m.keys().take(8).map(|k| cut(k, 64)).collect();
             if m.len() > 8 {
                 keys.push("...");
             }
@@ -154,8 +175,14 @@ fn stream_from_arn(arn: &str) -> &str {
 
 impl Decoder<'_> {
     fn dead(&mut self, position: Position, reason: DecodeError, data: &[u8]) {
+        let mut reason = reason.to_string();
+        if reason.len() > MAX_REASON_BYTES {
+            let keep = cut(&reason, MAX_REASON_BYTES - 3).len();
+            reason.truncate(keep);
+            reason.push_str("...");
+        }
         self.out.dead_letters.push(DeadLetter {
-            reason: reason.to_string(),
+            reason,
             data: data.to_vec(),
             position,
         });
@@ -210,7 +237,11 @@ impl Decoder<'_> {
         if !is_gzip(bytes) {
             return self.text(bytes, original, origin, nest);
         }
-        if nest.gzip >= MAX_GZIP_DEPTH || nest.depth >= MAX_DEPTH {
+        if nest.gzip >= MAX_GZIP_DEPTH {
+            let reason = DecodeError::GzipTooDeep(MAX_GZIP_DEPTH);
+            return self.dead(origin.next(), reason, original);
+        }
+        if nest.depth >= MAX_DEPTH {
             return self.dead(origin.next(), DecodeError::TooDeep(MAX_DEPTH), original);
         }
         match gunzip_bounded(bytes, self.limits.max_decompressed_bytes) {
@@ -233,8 +264,8 @@ impl Decoder<'_> {
         if t.is_empty() {
             return self.dead(origin.next(), DecodeError::Empty, original);
         }
-        match serde_json::from_slice::<Doc<'_>>(text) {
-            Ok(doc) => self.dispatch(doc, t, original, origin, nest),
+        match parse_doc(text) {
+            Ok(mut doc) => self.dispatch(&mut doc, t, original, origin, nest),
             Err(e) => {
                 if looks_like_ndjson(t) {
                     self.lines(t, origin, nest);
@@ -256,8 +287,8 @@ impl Decoder<'_> {
                 self.dead(origin.next(), e, line);
                 continue;
             }
-            match serde_json::from_slice::<Doc<'_>>(line) {
-                Ok(doc) => self.dispatch(doc, line, line, origin, nest),
+            match parse_doc(line) {
+                Ok(mut doc) => self.dispatch(&mut doc, line, line, origin, nest),
                 Err(e) => self.dead(origin.next(), shape_error("JSON line", line, e), line),
             }
         }
@@ -266,13 +297,13 @@ impl Decoder<'_> {
     /// Routes a parsed object by the fields it carries.
     fn dispatch(
         &mut self,
-        doc: Doc<'_>,
+        doc: &mut Doc<'_>,
         raw: &[u8],
         original: &[u8],
         origin: &mut Origin<'_>,
         nest: Nest,
     ) {
-        if let Some(records) = doc.records {
+        if let Some(records) = doc.records.take() {
             return self.records(records, origin, nest);
         }
         if doc.awslogs.is_some() {
@@ -313,6 +344,7 @@ impl Decoder<'_> {
     /// `Records`: CloudTrail log file elements, or Lambda Kinesis event records, decided per
     /// element by its shape.
     fn records(&mut self, records: Vec<&RawValue>, origin: &mut Origin<'_>, nest: Nest) {
+        self.out.events.reserve(records.len());
         for el in records {
             let text = el.get();
             let raw = text.as_bytes();
@@ -320,7 +352,7 @@ impl Decoder<'_> {
                 self.dead(origin.next(), e, raw);
                 continue;
             }
-            let doc = match serde_json::from_str::<Doc<'_>>(text) {
+            let mut doc = match serde_json::from_str::<Doc<'_>>(text) {
                 Ok(doc) => doc,
                 Err(e) => {
                     self.dead(origin.next(), shape_error("Records element", raw, e), raw);
@@ -328,7 +360,7 @@ impl Decoder<'_> {
                 }
             };
             if doc.kinesis.is_some() {
-                self.lambda_kinesis(doc, raw, origin, nest);
+                self.lambda_kinesis(&mut doc, raw, origin, nest);
                 continue;
             }
             let pos = origin.next();
@@ -341,7 +373,13 @@ impl Decoder<'_> {
                 self.dead(pos, reason, raw);
                 continue;
             }
-            match cloudtrail_event(doc, raw, Envelope::default(), pos.clone(), self.ingest_time) {
+            match cloudtrail_event(
+                &mut doc,
+                raw,
+                Envelope::default(),
+                pos.clone(),
+                self.ingest_time,
+            ) {
                 Ok(ev) => self.out.events.push(ev),
                 Err(e) => self.dead(pos, e, raw),
             }
@@ -350,14 +388,20 @@ impl Decoder<'_> {
 
     /// One record of a Lambda Kinesis event: base64 `kinesis.data` decoded once, then decoded
     /// as a Kinesis record at the position the event names.
-    fn lambda_kinesis(&mut self, doc: Doc<'_>, raw: &[u8], origin: &mut Origin<'_>, nest: Nest) {
+    fn lambda_kinesis(
+        &mut self,
+        doc: &mut Doc<'_>,
+        raw: &[u8],
+        origin: &mut Origin<'_>,
+        nest: Nest,
+    ) {
         let base = origin.next();
         let stream = doc
             .event_source_arn
             .as_deref()
             .filter(|s| !s.is_empty())
             .map_or(base.stream, |arn| stream_from_arn(arn).to_owned());
-        let kinesis = doc.kinesis.unwrap_or_default();
+        let kinesis = doc.kinesis.take().unwrap_or_default();
         let event_id = doc.event_id.as_deref().or(kinesis.event_id.as_deref());
         let (shard_id, id_seq) = match event_id.and_then(|id| id.split_once(':')) {
             Some((shard, seq)) => (shard.to_owned(), Some(seq.to_owned())),
@@ -395,8 +439,8 @@ impl Decoder<'_> {
     }
 
     /// A Lambda CloudWatch Logs event: `awslogs.data` is base64 of a gzip subscription payload.
-    fn awslogs(&mut self, doc: Doc<'_>, original: &[u8], origin: &mut Origin<'_>, nest: Nest) {
-        let data = doc.awslogs.and_then(|a| a.data);
+    fn awslogs(&mut self, doc: &mut Doc<'_>, original: &[u8], origin: &mut Origin<'_>, nest: Nest) {
+        let data = doc.awslogs.take().and_then(|a| a.data);
         let Some(CowStr(data)) = data else {
             let reason = DecodeError::MissingField {
                 what: "Lambda CloudWatch Logs event",
@@ -428,7 +472,7 @@ impl Decoder<'_> {
     }
 
     /// A CloudWatch Logs subscription payload (already inflated).
-    fn cwlogs(&mut self, doc: Doc<'_>, original: &[u8], origin: &mut Origin<'_>) {
+    fn cwlogs(&mut self, doc: &mut Doc<'_>, original: &[u8], origin: &mut Origin<'_>) {
         match doc.message_type.as_deref() {
             Some("CONTROL_MESSAGE") => {
                 self.out.control_messages += 1;
@@ -440,7 +484,7 @@ impl Decoder<'_> {
                 return self.dead(origin.next(), reason, original);
             }
         }
-        let Some(events) = doc.log_events else {
+        let Some(events) = doc.log_events.take() else {
             let reason = DecodeError::MissingField {
                 what: "CloudWatch Logs DATA_MESSAGE",
                 field: "logEvents",
@@ -448,6 +492,7 @@ impl Decoder<'_> {
             return self.dead(origin.next(), reason, original);
         };
         let owner = doc.owner.as_deref().filter(|s| !s.is_empty());
+        self.out.events.reserve(events.len());
         let log_group = doc.log_group.as_deref().unwrap_or("");
         let log_stream = doc.log_stream.as_deref().unwrap_or("");
         for el in events {
@@ -475,13 +520,13 @@ impl Decoder<'_> {
                 continue;
             };
             let message: &str = &le.message;
-            if let Some(ct) = cloudtrail_in_message(message) {
+            if let Some(mut ct) = cloudtrail_in_message(message) {
                 let envelope = Envelope {
                     account: owner,
                     region: None,
                 };
                 match cloudtrail_event(
-                    ct,
+                    &mut ct,
                     message.as_bytes(),
                     envelope,
                     pos.clone(),
@@ -522,7 +567,13 @@ impl Decoder<'_> {
     }
 
     /// An EventBridge event carrying a CloudTrail record in `detail`.
-    fn eventbridge(&mut self, doc: Doc<'_>, raw: &[u8], original: &[u8], origin: &mut Origin<'_>) {
+    fn eventbridge(
+        &mut self,
+        doc: &mut Doc<'_>,
+        raw: &[u8],
+        original: &[u8],
+        origin: &mut Origin<'_>,
+    ) {
         let pos = origin.next();
         if let Some(e) = self.too_large(raw.len()) {
             return self.dead(pos, e, original);
@@ -532,37 +583,36 @@ impl Decoder<'_> {
             let reason = DecodeError::UnsupportedDetailType(detail_type.to_owned());
             return self.dead(pos, reason, original);
         }
-        let Some(detail) = doc.detail else {
+        let Some(mut detail) = doc.detail.take() else {
             let reason = DecodeError::MissingField {
                 what: "EventBridge event",
                 field: "detail",
             };
             return self.dead(pos, reason, original);
         };
-        let text = detail.get();
-        let ct = match serde_json::from_str::<Doc<'_>>(text) {
-            Ok(ct) => ct,
-            Err(e) => {
-                let reason = shape_error(
-                    "CloudTrail record in EventBridge detail",
-                    text.as_bytes(),
-                    e,
-                );
-                return self.dead(pos, reason, original);
-            }
+        // The detail was parsed in the same pass as the envelope; its raw bytes are only
+        // needed to hash a record without eventID (rare), so they are looked up only then.
+        let has_id = detail.event_id.as_deref().is_some_and(|s| !s.is_empty());
+        let detail_raw = if has_id {
+            None
+        } else {
+            serde_json::from_slice::<DetailRaw<'_>>(raw)
+                .ok()
+                .and_then(|d| d.detail)
         };
+        let record = detail_raw.map_or(raw, |r| r.get().as_bytes());
         let envelope = Envelope {
             account: doc.account.as_deref(),
             region: doc.region.as_deref(),
         };
-        match cloudtrail_event(ct, text.as_bytes(), envelope, pos.clone(), self.ingest_time) {
+        match cloudtrail_event(&mut detail, record, envelope, pos.clone(), self.ingest_time) {
             Ok(ev) => self.out.events.push(ev),
             Err(e) => self.dead(pos, e, original),
         }
     }
 
     /// One CloudWatch metric stream data point (JSON output format).
-    fn metric(&mut self, doc: Doc<'_>, raw: &[u8], original: &[u8], origin: &mut Origin<'_>) {
+    fn metric(&mut self, doc: &mut Doc<'_>, raw: &[u8], original: &[u8], origin: &mut Origin<'_>) {
         let pos = origin.next();
         if let Some(e) = self.too_large(raw.len()) {
             return self.dead(pos, e, original);
@@ -572,6 +622,13 @@ impl Decoder<'_> {
             Err(e) => self.dead(pos, e, original),
         }
     }
+}
+
+/// The raw `detail` of an EventBridge event.
+#[derive(serde::Deserialize)]
+struct DetailRaw<'a> {
+    #[serde(borrow)]
+    detail: Option<&'a RawValue>,
 }
 
 /// A log message that is a CloudTrail record (a trail delivering to CloudWatch Logs): a JSON
@@ -591,7 +648,11 @@ fn cloudtrail_in_message(message: &str) -> Option<Doc<'_>> {
 ///
 /// Format: CloudWatch metric streams JSON output,
 /// <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch-metric-streams-formats-json.html>.
-fn metric_event(doc: Doc<'_>, position: Position, ingest_time: i64) -> Result<Event, DecodeError> {
+fn metric_event(
+    doc: &mut Doc<'_>,
+    position: Position,
+    ingest_time: i64,
+) -> Result<Event, DecodeError> {
     const WHAT: &str = "metric stream line";
     let missing = |field| DecodeError::MissingField { what: WHAT, field };
     let invalid = |source| DecodeError::Invalid { what: WHAT, source };

@@ -109,8 +109,9 @@ pub(crate) struct Doc<'a> {
     // ---- EventBridge envelope ----
     #[serde(borrow, rename = "detail-type")]
     pub detail_type: Str<'a>,
+    /// The CloudTrail record of an EventBridge event, parsed in the same pass as the envelope.
     #[serde(borrow)]
-    pub detail: Option<&'a RawValue>,
+    pub detail: Option<Box<Doc<'a>>>,
     #[serde(borrow)]
     pub account: Str<'a>,
     /// EventBridge envelope region, or metric stream region.
@@ -349,7 +350,7 @@ mod tests {
         assert_eq!(ro("1"), Ok(None));
         assert_eq!(
             ro("[]"),
-            Err("invalid type: sequence, expected a boolean or \"true\"/\"false\" at line 1 column 13".into())
+            Err("invalid type: sequence, expected a boolean or \"true\"/\"false\" at line 1 column 14".into())
         );
         assert_eq!(
             serde_json::from_str::<Doc<'_>>("{}")

@@ -22,6 +22,10 @@ pub enum DecodeError {
     /// The gzip payload could not be inflated (bomb, truncated, corrupt).
     #[error(transparent)]
     Gzip(#[from] GzipError),
+    /// Gzip inside gzip deeper than the decoder inflates (each layer may hold
+    /// `max_decompressed_bytes`).
+    #[error("gzip nested more than {0} levels deep")]
+    GzipTooDeep(usize),
     /// Envelopes (gzip, base64, KPL) nested deeper than the decoder follows.
     #[error("envelopes nested deeper than {0} levels")]
     TooDeep(usize),

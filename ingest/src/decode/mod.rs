@@ -56,7 +56,9 @@ pub struct DecodeLimits {
     /// gzip bombs never reach memory). Default 64 MiB.
     pub max_decompressed_bytes: usize,
     /// Largest size of one record (a Kinesis record's data, one NDJSON line, one element of a
-    /// `Records` array, one log event message), in bytes. Default 1 MiB (the Kinesis limit).
+    /// `Records` array, one CloudWatch Logs log event's JSON text, one single-record document
+    /// such as an EventBridge event or a one-record file), in bytes. Default 1 MiB (the
+    /// Kinesis limit).
     pub max_record_bytes: usize,
 }
 
@@ -69,13 +71,43 @@ impl Default for DecodeLimits {
     }
 }
 
+/// A [`DecodeLimits`] value out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeLimitsError {
+    /// `max_decompressed_bytes` is 0.
+    #[error("decode.max_decompressed_bytes must be at least 1")]
+    MaxDecompressedBytes,
+    /// `max_record_bytes` is 0.
+    #[error("decode.max_record_bytes must be at least 1")]
+    MaxRecordBytes,
+}
+
+impl DecodeLimits {
+    /// Checks that both limits are positive.
+    ///
+    /// # Errors
+    /// [`DecodeLimitsError`] naming the first limit out of range.
+    pub fn validate(&self) -> Result<(), DecodeLimitsError> {
+        if self.max_decompressed_bytes == 0 {
+            return Err(DecodeLimitsError::MaxDecompressedBytes);
+        }
+        if self.max_record_bytes == 0 {
+            return Err(DecodeLimitsError::MaxRecordBytes);
+        }
+        Ok(())
+    }
+}
+
 /// A record that could not be decoded: why, the original bytes, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
-    /// Human-readable reason, e.g. `"gzip payload exceeds 67108864 bytes decompressed"`.
+    /// Human-readable reason (the `Display` of a [`DecodeError`], at most 1024 bytes), e.g.
+    /// `"gzip payload exceeds 67108864 bytes decompressed (gzip bomb?)"`.
     pub reason: String,
-    /// The original bytes of the record (before any decompression or base64 decoding done by
-    /// the decoder).
+    /// The original bytes of the record: for a whole document, the bytes given to the decoder
+    /// (before any decompression); for an element of `Records`, an NDJSON line or a log event,
+    /// its JSON text; for a record of a Lambda Kinesis event, the Kinesis record's data
+    /// (base64-decoded, as Kinesis held it) or the base64 text when it does not decode.
     pub data: Vec<u8>,
     /// Where the record came from.
     pub position: Position,
@@ -148,4 +180,27 @@ pub fn decode_file(
         out,
     };
     decoder.document(data, data, &mut origin, dispatch::Nest::default());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_validation() {
+        assert_eq!(DecodeLimits::default().validate(), Ok(()));
+        let zero = DecodeLimits {
+            max_record_bytes: 0,
+            ..DecodeLimits::default()
+        };
+        assert_eq!(zero.validate(), Err(DecodeLimitsError::MaxRecordBytes));
+        let zero = DecodeLimits {
+            max_decompressed_bytes: 0,
+            ..DecodeLimits::default()
+        };
+        assert_eq!(
+            zero.validate().unwrap_err().to_string(),
+            "decode.max_decompressed_bytes must be at least 1"
+        );
+    }
 }
