@@ -1,14 +1,77 @@
 //! Explainers: turn a finding into a decision (DESIGN §5). The statistical explainer needs no
 //! model and is the fallback whenever a model's answer cannot be used.
 
+use crate::incident::Incident;
 use aiops_core::{Classification, Decision, Finding, FindingKind};
 use std::collections::BTreeMap;
 
+/// What the workflow knows besides the finding when it asks for a decision.
+#[derive(Debug, Clone, Copy)]
+pub struct ExplainContext<'a> {
+    /// Actions allowed for the finding's resource type (the model may only choose among
+    /// these; the workflow rejects anything else).
+    pub allowed_actions: &'a [String],
+    /// Earlier incidents of the same resource, newest first (never the incident itself).
+    pub history: &'a [Incident],
+    /// Final-state counters of the resource type (`RESOLVED` -> n, ...).
+    pub outcome_counts: &'a BTreeMap<String, u64>,
+}
+
+/// A decision and how it was reached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// The decision.
+    pub decision: Decision,
+    /// Why the decision did not come from the configured explainer, when it did not, e.g.
+    /// `bedrock answer unusable: truncated (stopReason max_tokens)`.
+    pub note: Option<String>,
+    /// `false` when the decision must not lead to an action whatever it says: the model's
+    /// answer was unusable (malformed, truncated, off-schema), so the fallback's
+    /// classification is kept for the record and a person decides (DESIGN §5: "anything else
+    /// falls back to the statistical explainer, never to an action").
+    pub may_act: bool,
+}
+
+impl Explanation {
+    /// A decision that may act, with no note.
+    pub fn plain(decision: Decision) -> Explanation {
+        Explanation {
+            decision,
+            note: None,
+            may_act: true,
+        }
+    }
+}
+
 /// Something that classifies a finding and recommends an action.
 pub trait Explainer {
-    /// Decides on one finding. Never fails: an explainer that cannot answer falls back to a
-    /// decision without action.
-    fn explain(&self, finding: &Finding) -> Decision;
+    /// Decides on one finding. Never fails: an explainer that cannot answer falls back and
+    /// says why in [`Explanation::note`].
+    fn explain(&self, finding: &Finding, context: &ExplainContext<'_>) -> Explanation;
+
+    /// Whether [`ExplainContext::history`] and [`ExplainContext::outcome_counts`] are used
+    /// (the workflow skips the store reads otherwise). Default `false`.
+    fn wants_history(&self) -> bool {
+        false
+    }
+}
+
+impl<T: Explainer + ?Sized> Explainer for Box<T> {
+    fn explain(&self, finding: &Finding, context: &ExplainContext<'_>) -> Explanation {
+        (**self).explain(finding, context)
+    }
+    fn wants_history(&self) -> bool {
+        (**self).wants_history()
+    }
+}
+
+impl<T: Explainer + ?Sized> Explainer for &T {
+    fn explain(&self, finding: &Finding, context: &ExplainContext<'_>) -> Explanation {
+        (**self).explain(finding, context)
+    }
+    fn wants_history(&self) -> bool {
+        (**self).wants_history()
+    }
 }
 
 /// What the statistical explainer knows about a change rule: severity 1..=10 and category
@@ -38,10 +101,14 @@ impl StatisticalExplainer {
     pub fn new(rules: BTreeMap<String, RuleProfile>) -> Self {
         StatisticalExplainer { rules }
     }
-}
 
-impl Explainer for StatisticalExplainer {
-    fn explain(&self, finding: &Finding) -> Decision {
+    /// The profile of a change rule, when known.
+    pub fn profile(&self, rule: &str) -> Option<&RuleProfile> {
+        self.rules.get(rule)
+    }
+
+    /// The statistical decision on `finding` (see the type's documentation).
+    pub fn decide(&self, finding: &Finding) -> Decision {
         match finding.kind {
             FindingKind::ChangeRule => {
                 let profile = self.rules.get(&finding.detector);
@@ -108,5 +175,11 @@ impl Explainer for StatisticalExplainer {
                 }
             }
         }
+    }
+}
+
+impl Explainer for StatisticalExplainer {
+    fn explain(&self, finding: &Finding, _context: &ExplainContext<'_>) -> Explanation {
+        Explanation::plain(self.decide(finding))
     }
 }

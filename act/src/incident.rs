@@ -2,6 +2,7 @@
 
 use aiops_core::{Finding, WorkflowState};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// One entry of an incident's timeline: the state entered and when (microseconds since the
@@ -51,6 +52,17 @@ pub struct Incident {
     pub build_ids: Vec<String>,
     /// Outcome in words, e.g. `dry_run`, `verified`, `verify found drift`.
     pub outcome: Option<String>,
+    /// Why the decision did not come from the configured model, when it did not (e.g.
+    /// `bedrock answer unusable: truncated (stopReason max_tokens)`), or what was rejected.
+    #[serde(default)]
+    pub enrichment_note: Option<String>,
+    /// Where the full evidence lives when it was too large for the item (`s3://bucket/key`);
+    /// the inline `finding` is then a trimmed copy.
+    #[serde(default)]
+    pub evidence_ref: Option<String>,
+    /// The notification sent for the final state (`sns:<message id>`), or why it failed.
+    #[serde(default)]
+    pub notification: Option<String>,
     /// Every state entered, in order.
     pub timeline: Vec<TimelineEntry>,
     /// Event time of the finding, microseconds since the Unix epoch, UTC.
@@ -84,6 +96,10 @@ pub struct IncidentPatch {
     pub add_build_id: Option<String>,
     /// Outcome.
     pub outcome: Option<String>,
+    /// Enrichment note (fallback reason, rejected action).
+    pub enrichment_note: Option<String>,
+    /// Notification record.
+    pub notification: Option<String>,
 }
 
 /// Errors of an incident store.
@@ -163,4 +179,111 @@ pub trait IncidentStore {
     /// # Errors
     /// [`StoreError`] when the store fails or an item is corrupt.
     fn list(&self, limit: usize) -> Result<Vec<Incident>, StoreError>;
+
+    /// Applies `patch` to `incident_id` without changing its state, only if its state is
+    /// still `state` (used to record a build id as soon as the build starts, and the
+    /// notification of a final state). Returns `true` when applied.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store fails.
+    fn annotate(
+        &self,
+        incident_id: &str,
+        state: WorkflowState,
+        patch: &IncidentPatch,
+        at: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Earlier incidents of the same resource, newest first, at most `limit`, never
+    /// `exclude_incident_id` (the incident being decided: it must not count as its own
+    /// history).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails or an item is corrupt.
+    fn history(
+        &self,
+        resource_key: &str,
+        exclude_incident_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError>;
+
+    /// Adds one to the counter of final state `state` for `resource_type` (the outcome
+    /// baseline the model sees as history). The first update of a counter creates it.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store fails.
+    fn count_outcome(&self, resource_type: &str, state: WorkflowState) -> Result<(), StoreError>;
+
+    /// The outcome counters of `resource_type`: final state name (`RESOLVED`, ...) -> count.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store fails.
+    fn outcome_counts(&self, resource_type: &str) -> Result<BTreeMap<String, u64>, StoreError>;
 }
+
+macro_rules! forward_store {
+    ($($ty:ty),*) => {$(
+        impl<T: IncidentStore + ?Sized> IncidentStore for $ty {
+            fn create(&self, incident: &Incident) -> Result<bool, StoreError> {
+                (**self).create(incident)
+            }
+            fn transition(
+                &self,
+                incident_id: &str,
+                from: WorkflowState,
+                to: WorkflowState,
+                patch: &IncidentPatch,
+                at: i64,
+            ) -> Result<bool, StoreError> {
+                (**self).transition(incident_id, from, to, patch, at)
+            }
+            fn try_lock(
+                &self,
+                resource_key: &str,
+                holder: &str,
+                now: i64,
+                expires_at: i64,
+            ) -> Result<bool, StoreError> {
+                (**self).try_lock(resource_key, holder, now, expires_at)
+            }
+            fn get(&self, incident_id: &str) -> Result<Option<Incident>, StoreError> {
+                (**self).get(incident_id)
+            }
+            fn list(&self, limit: usize) -> Result<Vec<Incident>, StoreError> {
+                (**self).list(limit)
+            }
+            fn annotate(
+                &self,
+                incident_id: &str,
+                state: WorkflowState,
+                patch: &IncidentPatch,
+                at: i64,
+            ) -> Result<bool, StoreError> {
+                (**self).annotate(incident_id, state, patch, at)
+            }
+            fn history(
+                &self,
+                resource_key: &str,
+                exclude_incident_id: &str,
+                limit: usize,
+            ) -> Result<Vec<Incident>, StoreError> {
+                (**self).history(resource_key, exclude_incident_id, limit)
+            }
+            fn count_outcome(
+                &self,
+                resource_type: &str,
+                state: WorkflowState,
+            ) -> Result<(), StoreError> {
+                (**self).count_outcome(resource_type, state)
+            }
+            fn outcome_counts(
+                &self,
+                resource_type: &str,
+            ) -> Result<BTreeMap<String, u64>, StoreError> {
+                (**self).outcome_counts(resource_type)
+            }
+        }
+    )*};
+}
+
+forward_store!(&T, Box<T>, std::sync::Arc<T>);

@@ -1,19 +1,40 @@
 //! # aiops-act
 //!
 //! The act stage (DESIGN §5–§6): incidents and their workflow in a store with conditional
-//! transitions, cooldown locks, the confidence gate, the action allowlist, explainers and
-//! recovery executors. Embedded mode uses [`sqlite::SqliteStore`],
-//! [`explain::StatisticalExplainer`] and [`workflow::DryRunExecutor`].
+//! transitions, cooldown locks, the confidence gate, the action allowlist, explainers,
+//! recovery executors and notifications.
+//!
+//! | port | embedded mode | aws mode |
+//! |---|---|---|
+//! | [`IncidentStore`] | [`SqliteStore`] | [`dynamo::DynamoStore`] |
+//! | [`Explainer`] | [`StatisticalExplainer`] | [`bedrock::BedrockExplainer`] (either mode) |
+//! | [`RecoveryExecutor`] | [`DryRunExecutor`] | [`codebuild::CodeBuildExecutor`] |
+//! | [`notify::Notifier`] | [`notify::NoopNotifier`] | [`notify::SnsNotifier`] |
+//!
+//! [`setup::build`] assembles the workflow from `[act]` in one call. The AWS adapters block on
+//! the AWS SDK (see [`aws`]): run the workflow on its own thread, never inside an async task.
 
+pub mod answer;
+pub mod aws;
+pub mod bedrock;
+pub mod clock;
+pub mod codebuild;
+pub mod config;
+pub mod dynamo;
 pub mod explain;
 pub mod incident;
+pub mod notify;
+pub mod setup;
 pub mod sqlite;
+pub mod text;
 pub mod workflow;
 
-pub use explain::{Explainer, RuleProfile, StatisticalExplainer};
+pub use config::{ActConfig, ActConfigError, AwsSection, RecoveryConfig, StoreConfig};
+pub use explain::{ExplainContext, Explainer, Explanation, RuleProfile, StatisticalExplainer};
 pub use incident::{Incident, IncidentPatch, IncidentStore, StoreError, TimelineEntry};
+pub use setup::{ActWorkflow, SetupError, build, open_store};
 pub use sqlite::SqliteStore;
 pub use workflow::{
-    ActConfig, BuildOutcome, BuildResult, DryRunExecutor, RecoveryConfig, RecoveryExecutor,
-    RecoveryPlan, Workflow, WorkflowError,
+    BuildOutcome, BuildResult, DryRunExecutor, Handled, RecoveryExecutor, RecoveryPlan, Workflow,
+    WorkflowError,
 };

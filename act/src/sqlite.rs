@@ -7,6 +7,7 @@
 use crate::incident::{Incident, IncidentPatch, IncidentStore, StoreError, TimelineEntry};
 use aiops_core::{Finding, WorkflowState};
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -38,6 +39,9 @@ CREATE TABLE IF NOT EXISTS incidents (
     terraform_target TEXT,
     build_ids TEXT NOT NULL,
     outcome TEXT,
+    enrichment_note TEXT,
+    evidence_ref TEXT,
+    notification TEXT,
     timeline TEXT NOT NULL,
     event_time INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
@@ -50,7 +54,34 @@ CREATE TABLE IF NOT EXISTS locks (
     holder TEXT NOT NULL,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS outcome_counts (
+    resource_type TEXT NOT NULL,
+    workflow_state TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (resource_type, workflow_state)
+);
 ";
+
+/// Columns added after the first release: added to an existing file when missing.
+const ADDED_COLUMNS: [&str; 3] = ["enrichment_note", "evidence_ref", "notification"];
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare("SELECT name FROM pragma_table_info('incidents')")
+        .map_err(backend)?;
+    let existing: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    for col in ADDED_COLUMNS {
+        if !existing.iter().any(|c| c == col) {
+            conn.execute_batch(&format!("ALTER TABLE incidents ADD COLUMN {col} TEXT"))
+                .map_err(backend)?;
+        }
+    }
+    Ok(())
+}
 
 impl SqliteStore {
     /// Opens (creating when missing) the database at `path`, in WAL mode with a 5 s busy
@@ -71,6 +102,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        migrate(&conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -83,6 +115,7 @@ impl SqliteStore {
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         let conn = Connection::open_in_memory().map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        migrate(&conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -107,7 +140,7 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 const COLUMNS: &str = "incident_id, correlation_id, resource_key, resource_type, resource_id, \
     workflow_state, finding, classification, confidence, severity, reasoning, action, explainer, \
     codebuild_project, terraform_target, build_ids, outcome, timeline, event_time, created_at, \
-    updated_at";
+    updated_at, enrichment_note, evidence_ref, notification";
 
 fn row_to_incident(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Incident, StoreError>> {
     let id: String = row.get(0)?;
@@ -157,6 +190,9 @@ fn row_to_incident(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Incident,
         event_time: row.get(18)?,
         created_at: row.get(19)?,
         updated_at: row.get(20)?,
+        enrichment_note: row.get(21)?,
+        evidence_ref: row.get(22)?,
+        notification: row.get(23)?,
     }))
 }
 
@@ -170,7 +206,7 @@ impl IncidentStore for SqliteStore {
                 .execute(
                     &format!(
                         "INSERT OR IGNORE INTO incidents ({COLUMNS}) VALUES \
-                         (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)"
+                         (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)"
                     ),
                     params![
                         i.incident_id,
@@ -194,6 +230,9 @@ impl IncidentStore for SqliteStore {
                         i.event_time,
                         i.created_at,
                         i.updated_at,
+                        i.enrichment_note,
+                        i.evidence_ref,
+                        i.notification,
                     ],
                 )
                 .map_err(backend)?;
@@ -258,7 +297,9 @@ impl IncidentStore for SqliteStore {
                      codebuild_project = COALESCE(?10, codebuild_project), \
                      terraform_target = COALESCE(?11, terraform_target), \
                      outcome = COALESCE(?12, outcome), \
-                     updated_at = ?13 \
+                     updated_at = ?13, \
+                     enrichment_note = COALESCE(?16, enrichment_note), \
+                     notification = COALESCE(?17, notification) \
                      WHERE incident_id = ?14 AND workflow_state = ?15",
                     params![
                         to.as_str(),
@@ -276,6 +317,8 @@ impl IncidentStore for SqliteStore {
                         at,
                         incident_id,
                         from.as_str(),
+                        patch.enrichment_note,
+                        patch.notification,
                     ],
                 )
                 .map_err(backend)?;
@@ -315,6 +358,142 @@ impl IncidentStore for SqliteStore {
                 .optional()
                 .map_err(backend)?;
             r.transpose()
+        })
+    }
+
+    fn annotate(
+        &self,
+        incident_id: &str,
+        state: WorkflowState,
+        patch: &IncidentPatch,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction().map_err(backend)?;
+            if let Some(b) = &patch.add_build_id {
+                let current: Option<String> = tx
+                    .query_row(
+                        "SELECT build_ids FROM incidents WHERE incident_id = ?1 AND workflow_state = ?2",
+                        params![incident_id, state.as_str()],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                let Some(current) = current else {
+                    return Ok(false);
+                };
+                let mut ids: Vec<String> =
+                    serde_json::from_str(&current).map_err(|e| StoreError::Corrupt {
+                        id: incident_id.to_string(),
+                        reason: format!("build_ids: {e}"),
+                    })?;
+                ids.push(b.clone());
+                tx.execute(
+                    "UPDATE incidents SET build_ids = ?1 WHERE incident_id = ?2",
+                    params![json(&ids)?, incident_id],
+                )
+                .map_err(backend)?;
+            }
+            let n = tx
+                .execute(
+                    "UPDATE incidents SET \
+                     classification = COALESCE(?1, classification), \
+                     confidence = COALESCE(?2, confidence), \
+                     severity = COALESCE(?3, severity), \
+                     reasoning = COALESCE(?4, reasoning), \
+                     action = COALESCE(?5, action), \
+                     explainer = COALESCE(?6, explainer), \
+                     codebuild_project = COALESCE(?7, codebuild_project), \
+                     terraform_target = COALESCE(?8, terraform_target), \
+                     outcome = COALESCE(?9, outcome), \
+                     enrichment_note = COALESCE(?10, enrichment_note), \
+                     notification = COALESCE(?11, notification), \
+                     updated_at = ?12 \
+                     WHERE incident_id = ?13 AND workflow_state = ?14",
+                    params![
+                        patch.classification,
+                        patch.confidence,
+                        patch.severity.map(i64::from),
+                        patch.reasoning,
+                        patch.action,
+                        patch.explainer,
+                        patch.codebuild_project,
+                        patch.terraform_target,
+                        patch.outcome,
+                        patch.enrichment_note,
+                        patch.notification,
+                        at,
+                        incident_id,
+                        state.as_str(),
+                    ],
+                )
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(n == 1)
+        })
+    }
+
+    fn history(
+        &self,
+        resource_key: &str,
+        exclude_incident_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM incidents WHERE resource_key = ?1 AND incident_id != ?2 \
+                     ORDER BY created_at DESC, incident_id LIMIT ?3"
+                ))
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        resource_key,
+                        exclude_incident_id,
+                        i64::try_from(limit).unwrap_or(i64::MAX)
+                    ],
+                    row_to_incident,
+                )
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(r.map_err(backend)??);
+            }
+            Ok(out)
+        })
+    }
+
+    fn count_outcome(&self, resource_type: &str, state: WorkflowState) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO outcome_counts (resource_type, workflow_state, count) VALUES (?1, ?2, 1) \
+                 ON CONFLICT(resource_type, workflow_state) DO UPDATE SET count = count + 1",
+                params![resource_type, state.as_str()],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn outcome_counts(&self, resource_type: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT workflow_state, count FROM outcome_counts WHERE resource_type = ?1",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![resource_type], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(backend)?;
+            let mut out = BTreeMap::new();
+            for r in rows {
+                let (state, n) = r.map_err(backend)?;
+                out.insert(state, u64::try_from(n).unwrap_or(0));
+            }
+            Ok(out)
         })
     }
 

@@ -2,6 +2,7 @@
 //! validated before anything starts.
 
 use aiops_act::ActConfig;
+use aiops_detect::config::StatisticsConfig;
 use aiops_detect::rules::{ChangeRules, ChangeRulesConfig};
 use aiops_ingest::archive::ArchiveConfig;
 use aiops_ingest::decode::DecodeLimits;
@@ -38,6 +39,9 @@ pub struct PipelineConfig {
     /// Channel capacities between stages.
     #[serde(default)]
     pub pipeline: PipelineSection,
+    /// aws mode: streams, tables, bucket and the Kinesis/lease/S3 tuning.
+    #[serde(default)]
+    pub aws: crate::aws_mode::AwsSection,
 }
 
 fn default_mode() -> String {
@@ -90,6 +94,8 @@ impl IngestSection {
 pub struct DetectSection {
     /// Change rules.
     pub change_rules: ChangeRulesConfig,
+    /// Statistical detectors over event-time windows, and log template mining.
+    pub statistics: StatisticsConfig,
 }
 
 /// `[pipeline]`: bounded channels between the embedded stages.
@@ -197,6 +203,7 @@ impl PipelineConfig {
             detect: DetectSection::default(),
             act: ActConfig::default(),
             pipeline: PipelineSection::default(),
+            aws: crate::aws_mode::AwsSection::default(),
         }
     }
 
@@ -207,9 +214,10 @@ impl PipelineConfig {
     pub fn validate(&self) -> Result<()> {
         match self.mode.as_str() {
             "embedded" => {}
-            "aws" => bail!(
-                "mode: \"aws\" is not available in this build yet; use \"embedded\" (see README)"
-            ),
+            "aws" => self
+                .aws
+                .validate()
+                .map_err(|e| anyhow::anyhow!("aws.{e}"))?,
             other => bail!("mode: {other:?} is not \"embedded\" or \"aws\""),
         }
         if self.data_dir.as_os_str().is_empty() {
@@ -235,6 +243,10 @@ impl PipelineConfig {
             .map_err(|e| anyhow::anyhow!("ingest.dedup: {e}"))?;
         self.archive.validate()?;
         ChangeRules::new(&self.detect.change_rules).map_err(|e| anyhow::anyhow!("detect.{e}"))?;
+        self.detect
+            .statistics
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         self.act.validate()?;
         if self.pipeline.channel_capacity == 0 || self.pipeline.channel_capacity > 1_000_000 {
             bail!("pipeline.channel_capacity: must be between 1 and 1000000");

@@ -6,6 +6,7 @@
 use aiops_detect::eval::{loghub, nab};
 use aiops_detect::template::TemplateConfig;
 use anyhow::Context;
+use std::io::Write;
 use std::path::PathBuf;
 
 /// The `aiops eval` subcommands.
@@ -46,11 +47,13 @@ pub enum EvalCommand {
     },
 }
 
-/// Runs one `aiops eval` subcommand and prints its result on standard output.
+/// Runs one `aiops eval` subcommand and prints its result on standard output (a closed pipe is
+/// an error, not a panic).
 ///
 /// # Errors
 /// When the data cannot be read, results cannot be written, or JSON cannot be produced.
 pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
     match cmd {
         EvalCommand::Nab {
             data,
@@ -66,9 +69,9 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
             )
             .with_context(|| format!("NAB evaluation of {}", data.display()))?;
             if json {
-                println!("{}", serde_json::to_string(&report)?);
+                writeln!(stdout, "{}", serde_json::to_string(&report)?)?;
             } else {
-                println!("NAB ({} series)", report.files.len());
+                writeln!(stdout, "NAB ({} series)", report.files.len())?;
                 for (name, score) in [
                     ("standard", report.standard),
                     ("reward_low_FP_rate", report.reward_low_fp_rate),
@@ -80,10 +83,14 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                         .copied()
                         .flatten()
                         .map_or_else(|| "never fire".to_string(), |t| format!("{t:.4}"));
-                    println!("  {name:<20} {score:6.2}   (threshold {th})");
+                    writeln!(stdout, "  {name:<20} {score:6.2}   (threshold {th})")?;
                 }
                 if let Some(dir) = &results_dir {
-                    println!("results files under {}", dir.join("aiops").display());
+                    writeln!(
+                        stdout,
+                        "results files under {}",
+                        dir.join("aiops").display()
+                    )?;
                 }
             }
         }
@@ -91,14 +98,16 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
             let report = loghub::run(&data, &TemplateConfig::default(), out.as_deref())
                 .with_context(|| format!("Loghub evaluation of {}", data.display()))?;
             if json {
-                println!("{}", serde_json::to_string(&report)?);
+                writeln!(stdout, "{}", serde_json::to_string(&report)?)?;
             } else {
-                println!(
+                writeln!(
+                    stdout,
                     "{:<12} {:>6} {:>6} {:>10} {:>12}",
                     "dataset", "GA", "PA", "templates", "lines/s"
-                );
+                )?;
                 for d in &report.datasets {
-                    println!(
+                    writeln!(
+                        stdout,
                         "{:<12} {:>6.3} {:>6.3} {:>5}/{:<4} {:>12.0}",
                         d.dataset,
                         d.grouping_accuracy,
@@ -106,17 +115,18 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                         d.templates,
                         d.true_templates,
                         d.lines_per_second
-                    );
+                    )?;
                 }
-                println!(
+                writeln!(
+                    stdout,
                     "{:<12} {:>6.3} {:>6.3} {:>10} {:>12.0}",
                     "average",
                     report.average_grouping_accuracy,
                     report.average_parsing_accuracy,
                     "",
                     report.lines_per_second
-                );
-                println!("lowest GA {:.3}", report.min_grouping_accuracy);
+                )?;
+                writeln!(stdout, "lowest GA {:.3}", report.min_grouping_accuracy)?;
             }
         }
     }

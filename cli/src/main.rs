@@ -1,13 +1,15 @@
 //! `aiops`: the streaming AIOps agent for AWS. See README.md.
 
+mod aws_mode;
 mod config;
 mod deadletter;
+mod eval;
 mod pipeline;
 mod simulate;
 
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::pipeline::{Counters, RunMode, run_embedded};
-use aiops_act::{Incident, IncidentStore, SqliteStore};
+use aiops_act::{Incident, IncidentStore};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -55,6 +57,10 @@ enum Command {
         /// Print JSON lines on stdout: one per incident, then a summary when stopped.
         #[arg(long)]
         json: bool,
+        /// aws mode: this worker's id in the lease tables (default: host name plus a random
+        /// suffix).
+        #[arg(long, env = "AIOPS_WORKER_ID")]
+        worker_id: Option<String>,
     },
     /// Process files or directories once and exit with a summary.
     Replay {
@@ -71,6 +77,11 @@ enum Command {
     Validate {
         #[command(flatten)]
         config: ConfigArgs,
+        /// Print the resolved resource names as one JSON object: `{"mode", "streams":
+        /// {"raw", "events", "decisions"}, "tables": {"incidents", "leases", ...}, "bucket",
+        /// "prefix", ...}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the Parquet table schemas (columns with Glue/Hive types, partition keys).
     Schema {
@@ -78,11 +89,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Evaluate the detectors on public benchmarks (NAB, Loghub).
+    Eval {
+        #[command(subcommand)]
+        command: eval::EvalCommand,
+    },
     /// Read incidents from the store.
     Incidents {
         #[command(subcommand)]
         command: IncidentsCommand,
     },
+    #[command(flatten)]
+    Aws(aws_mode::AwsCommand),
 }
 
 #[derive(Subcommand)]
@@ -174,14 +192,21 @@ fn dispatch(command: Command) -> Result<i32> {
             config,
             duration,
             json,
-        } => cmd_run(&config, duration, json),
+            worker_id,
+        } => cmd_run(&config, duration, json, worker_id),
         Command::Replay {
             paths,
             config,
             json,
         } => cmd_replay(&paths, &config, json),
-        Command::Validate { config } => {
+        Command::Validate { config, json } => {
             let (cfg, origin) = load_config(&config)?;
+            if json {
+                let mut names = cfg.aws.names_json(&cfg.mode);
+                names["data_dir"] = serde_json::json!(cfg.data_dir);
+                println!("{names}");
+                return Ok(0);
+            }
             let rules = aiops_detect::rules::ChangeRules::new(&cfg.detect.change_rules)?;
             println!(
                 "configuration OK ({origin}): mode {}, data_dir {}, {} source(s), {} change rules over {} resource types",
@@ -211,18 +236,23 @@ fn dispatch(command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Incidents { command } => cmd_incidents(command),
+        Command::Aws(command) => aws_mode::dispatch(command),
+        Command::Eval { command } => {
+            eval::run(command)?;
+            Ok(0)
+        }
     }
 }
 
-fn open_store(cfg: &PipelineConfig) -> Result<SqliteStore> {
-    let path = cfg.data_dir.join("incidents.sqlite");
-    if !path.exists() {
-        bail!(
-            "no incident store at {} (run or replay first, or pass --data-dir)",
-            path.display()
-        );
-    }
-    Ok(SqliteStore::open(&path)?)
+/// The incident store a configuration names: SQLite under the data directory (embedded; it
+/// must exist), or the DynamoDB tables of the `[aws]` section (aws mode).
+fn open_store(cfg: &PipelineConfig) -> Result<aiops_act::setup::DynStore> {
+    let act = if cfg.mode == "aws" {
+        aws_mode::act_config(cfg)
+    } else {
+        cfg.act.clone()
+    };
+    Ok(aiops_act::open_store(&act, &cfg.data_dir, true)?)
 }
 
 fn cmd_incidents(command: IncidentsCommand) -> Result<i32> {
@@ -279,6 +309,10 @@ fn incident_json(i: &Incident) -> serde_json::Value {
         "terraform_target": i.terraform_target,
         "build_ids": i.build_ids,
         "outcome": i.outcome,
+        "explainer": i.explainer,
+        "enrichment_note": i.enrichment_note,
+        "evidence_ref": i.evidence_ref,
+        "notification": i.notification,
         "correlation_id": i.correlation_id,
         "event_time": aiops_core::time::format_rfc3339_micros(i.event_time),
     })
@@ -362,8 +396,18 @@ fn spawn_progress(
     })
 }
 
-fn cmd_run(args: &ConfigArgs, duration: u64, json: bool) -> Result<i32> {
+fn cmd_run(args: &ConfigArgs, duration: u64, json: bool, worker_id: Option<String>) -> Result<i32> {
     let (cfg, origin) = load_config(args)?;
+    if cfg.mode == "aws" {
+        use aws_mode::Stage;
+        return aws_mode::run_stages(
+            &cfg,
+            &[Stage::Ingest, Stage::Detect, Stage::Act],
+            worker_id,
+            duration,
+            json,
+        );
+    }
     if cfg.sources.is_empty() {
         bail!("configuration ({origin}) lists no [[sources]]: nothing to run");
     }

@@ -6,11 +6,10 @@
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::deadletter::DeadLetterWriter;
 use crate::simulate::{SimRecord, Simulator};
-use aiops_act::{
-    DryRunExecutor, Incident, RuleProfile, SqliteStore, StatisticalExplainer, Workflow,
-};
+use aiops_act::{Incident, RuleProfile};
 use aiops_core::time::now_micros;
 use aiops_core::{Event, Finding, Position};
+use aiops_detect::engine::StatsEngine;
 use aiops_detect::rules::{ChangeRules, RuleVerdict, glob_match};
 use aiops_ingest::archive::LocalArchive;
 use aiops_ingest::decode::{DecodeOutput, decode_file, decode_kinesis_record};
@@ -156,15 +155,10 @@ pub fn run_embedded(
             )
         })
         .collect();
-    let store = SqliteStore::open(&data_dir.join("incidents.sqlite"))?;
     let worker_id = format!("embedded-{}", uuid::Uuid::new_v4().simple());
-    let workflow = Workflow::new(
-        store,
-        StatisticalExplainer::new(profiles),
-        DryRunExecutor,
-        config.act.clone(),
-        worker_id,
-    );
+    // Store, explainer, executor and notifier as [act] chooses them (embedded default: SQLite
+    // in data_dir, statistical explainer, dry-run executor, no notifications).
+    let workflow = aiops_act::build(&config.act, &data_dir, worker_id, profiles)?;
 
     // Sources.
     let mut source_handles = Vec::new();
@@ -221,10 +215,16 @@ pub fn run_embedded(
         })
     };
 
-    // Detect.
+    // Detect: change rules at once; statistics at window close (scored in parallel on the
+    // rayon pool inside the engine; this dedicated thread is the only caller).
+    let mut stats = StatsEngine::new(config.detect.statistics.clone());
     let detect = {
         let counters = counters.clone();
         std::thread::spawn(move || -> Result<()> {
+            let send = |f: Finding| {
+                counters.findings.fetch_add(1, Ordering::Relaxed);
+                f_tx.send(f).is_ok()
+            };
             for batch in ev_rx {
                 for event in &batch {
                     let (verdict, findings) = rules.evaluate(event);
@@ -241,12 +241,17 @@ pub fn run_embedded(
                         }
                         _ => {}
                     }
-                    for f in findings {
-                        counters.findings.fetch_add(1, Ordering::Relaxed);
-                        if f_tx.send(f).is_err() {
+                    for f in findings.into_iter().chain(stats.observe(event)) {
+                        if !send(f) {
                             return Ok(());
                         }
                     }
+                }
+            }
+            // Sources ended: close every open window.
+            for f in stats.flush() {
+                if !send(f) {
+                    break;
                 }
             }
             Ok(())

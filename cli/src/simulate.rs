@@ -22,7 +22,8 @@ use std::io::Write;
 pub struct SimulateConfig {
     /// Random seed: the same seed gives the same traffic. Default 42.
     pub seed: u64,
-    /// Simulated seconds per wall-clock second. Default 120 (an hour of traffic in 30 s).
+    /// Simulated seconds per wall-clock second. Default 180 (an hour of traffic in 20 s, so
+    /// the statistical detectors have a baseline before the bursts are injected).
     pub speedup: f64,
     /// Mean CloudTrail events per simulated second at the daily mean. Default 20.
     pub cloudtrail_per_sec: f64,
@@ -46,7 +47,7 @@ impl Default for SimulateConfig {
     fn default() -> Self {
         SimulateConfig {
             seed: 42,
-            speedup: 120.0,
+            speedup: 180.0,
             cloudtrail_per_sec: 20.0,
             log_lines_per_sec: 40.0,
             principals: 2000,
@@ -118,8 +119,8 @@ const INJECTIONS: [(f64, Injection); 7] = [
     (6.0, Injection::FailedDeleteTable),
     (8.0, Injection::DeleteFunction),
     (10.0, Injection::AutoscalingTerminate),
-    (13.0, Injection::ErrorBurst),
-    (15.0, Injection::AccessDeniedBurst),
+    (16.0, Injection::ErrorBurst),
+    (18.0, Injection::AccessDeniedBurst),
 ];
 
 /// The error-burst log group.
@@ -277,6 +278,14 @@ impl Simulator {
             if n_log >= 1.0 {
                 self.log_batches(n_log as usize, self.now, step_end, out);
             }
+            // The checkout service fails now and then (about one error every two simulated
+            // minutes), so its error series has a quiet baseline before the burst.
+            if self.config.inject_incidents && self.rng.random::<f64>() < dt / 120.0 {
+                let m = self.fill("ERROR Payment gateway call failed: connection reset by peer after {n} ms (order {n})");
+                let data =
+                    self.subscription_payload(BURST_LOG_GROUP, "stream-0", &[(step_end - 1, m)]);
+                self.emit(data, out);
+            }
             self.injections(step_end, out);
             self.now = step_end;
         }
@@ -312,13 +321,17 @@ impl Simulator {
         )
     }
 
-    fn principal(&mut self) -> (serde_json::Value, String) {
-        let i = self.rng.random_range(0..self.config.principals);
-        if i % 3 == 0 {
+    /// A principal, its user agent and index. Activity is skewed (a few principals make most
+    /// calls): index = floor(n * u^3) for uniform u.
+    fn principal(&mut self) -> (serde_json::Value, String, usize) {
+        let u: f64 = self.rng.random();
+        let i = ((self.config.principals as f64) * u * u * u) as usize % self.config.principals;
+        if i.is_multiple_of(3) {
             let user = format!("user-{i:05}");
             (
                 json!({"type": "IAMUser", "principalId": format!("AIDA{i:016}"), "arn": format!("arn:aws:iam::{ACCOUNT}:user/{user}"), "accountId": ACCOUNT, "userName": user}),
                 "aws-cli/2.15.0 Python/3.11".to_string(),
+                i,
             )
         } else {
             let role = format!("app-role-{:04}", i % 500);
@@ -328,6 +341,7 @@ impl Simulator {
                        "sessionContext": {"sessionIssuer": {"type": "Role", "principalId": format!("AROA{i:016}"), "arn": format!("arn:aws:iam::{ACCOUNT}:role/{role}"), "accountId": ACCOUNT, "userName": role},
                                           "attributes": {"creationDate": "2024-01-01T00:00:00Z", "mfaAuthenticated": "false"}}}),
                 "aws-sdk-java/2.20.0".to_string(),
+                i,
             )
         }
     }
@@ -395,9 +409,10 @@ impl Simulator {
     }
 
     fn cloudtrail_record(&mut self, t: i64) -> Vec<u8> {
-        let (identity, agent) = self.principal();
-        let (source, names) = SERVICES[self.rng.random_range(0..SERVICES.len())];
-        let name = names[self.rng.random_range(0..names.len())];
+        let (identity, agent, i) = self.principal();
+        // Each principal works with one service and calls two of its APIs, as applications do.
+        let (source, names) = SERVICES[i % SERVICES.len()];
+        let name = names[(i / SERVICES.len() + self.rng.random_range(0..2)) % names.len()];
         let read_only = name.starts_with("Describe")
             || name.starts_with("Get")
             || name.starts_with("List")
@@ -453,7 +468,7 @@ impl Simulator {
     fn log_group_name(&self, i: usize) -> String {
         if i == 0 {
             BURST_LOG_GROUP.to_string()
-        } else if i % 2 == 0 {
+        } else if i.is_multiple_of(2) {
             format!("/aws/lambda/service-{i:03}")
         } else {
             format!("/ecs/app-{i:03}")
@@ -461,11 +476,11 @@ impl Simulator {
     }
 
     fn log_batches(&mut self, n: usize, from: i64, to: i64, out: &mut Vec<SimRecord>) {
-        // Group lines into subscription payloads of up to 50 events per log group.
+        // Group lines into subscription payloads of up to 8 events per log group.
         let mut remaining = n;
         while remaining > 0 {
             let group = self.rng.random_range(0..self.config.log_groups);
-            let take = remaining.min(self.rng.random_range(1..=50usize));
+            let take = remaining.min(self.rng.random_range(1..=8usize));
             remaining -= take;
             let mut events = Vec::with_capacity(take);
             for _ in 0..take {

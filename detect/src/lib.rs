@@ -3,7 +3,16 @@
 //! The detect stage (DESIGN §4): change rules on destructive CloudTrail calls, and the
 //! statistical detectors over event-time windows.
 
+pub mod config;
+pub mod decision;
+pub mod engine;
 pub mod eval;
+pub mod multiline;
 pub mod numeric;
+pub mod rate;
 pub mod rules;
+pub mod template;
 pub mod value;
+
+pub use config::{ConfigError, StatisticsConfig};
+pub use engine::{EngineCounters, StatsEngine};

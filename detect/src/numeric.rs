@@ -15,21 +15,6 @@ pub fn clamp01(x: f64) -> f64 {
     if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) }
 }
 
-/// Upper tail of the standard normal distribution, `P(Z > z)`, computed with `erfc` so that it
-/// keeps relative precision far into the tail (down to about 1e-300). NaN gives 1 (no
-/// evidence); `+inf` gives 0; `-inf` gives 1.
-pub fn normal_sf(z: f64) -> f64 {
-    if z.is_nan() {
-        return 1.0;
-    }
-    let p = 0.5 * statrs::function::erf::erfc(z / std::f64::consts::SQRT_2);
-    if p.is_finite() {
-        p.clamp(0.0, 1.0)
-    } else {
-        0.0
-    }
-}
-
 /// Maps a tail probability `p` (small = surprising) to a score in `[0, 1]` on a logarithmic
 /// scale: `score = min(1, -log10(p) / decades)`. With `decades = 10`, `p = 1e-5` scores 0.5
 /// and anything at or below `1e-10` scores 1. `p` is clamped to `[1e-300, 1]`; NaN scores 0;
@@ -200,19 +185,6 @@ impl SortedWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn normal_tail_matches_known_values() {
-        assert!((normal_sf(0.0) - 0.5).abs() < 1e-15);
-        assert!((normal_sf(1.959_963_984_540_054) - 0.025).abs() < 1e-12);
-        assert!((normal_sf(-1.0) - 0.841_344_746_068_543).abs() < 1e-12);
-        assert_eq!(normal_sf(f64::NAN), 1.0);
-        assert_eq!(normal_sf(f64::INFINITY), 0.0);
-        assert_eq!(normal_sf(f64::NEG_INFINITY), 1.0);
-        // Far tail keeps relative precision: P(Z > 10) = 7.619853024160527e-24.
-        let p = normal_sf(10.0);
-        assert!((p / 7.619_853_024_160_527e-24 - 1.0).abs() < 1e-9);
-    }
 
     #[test]
     fn surprise_score_is_logarithmic_and_finite() {

@@ -793,14 +793,18 @@ mod tests {
 
     #[test]
     fn config_overrides_and_errors() {
-        let mut cfg = ChangeRulesConfig::default();
-        cfg.disabled_rules = vec!["no_such_rule".into()];
+        let cfg = ChangeRulesConfig {
+            disabled_rules: vec!["no_such_rule".into()],
+            ..ChangeRulesConfig::default()
+        };
         assert_eq!(
             ChangeRules::new(&cfg).unwrap_err(),
             RuleError::UnknownDisabled("no_such_rule".into())
         );
-        let mut cfg = ChangeRulesConfig::default();
-        cfg.disabled_rules = vec!["ssm_delete_parameter".into()];
+        let cfg = ChangeRulesConfig {
+            disabled_rules: vec!["ssm_delete_parameter".into()],
+            ..ChangeRulesConfig::default()
+        };
         let r = ChangeRules::new(&cfg).unwrap();
         assert_eq!(
             r.evaluate(&ev(ct(

@@ -1,245 +1,442 @@
-//! Streaming value detector (experimental draft v2).
+//! Streaming value detector for metric series (and the NAB evaluation): robust location,
+//! seasonality and conformal calibration.
+//!
+//! For each observation `x` (one per closed window for metric series, one per row for NAB)
+//! the detector computes up to four *nonconformity measures*, each from the past only:
+//!
+//! - `level`: the robust z-score `|x − median| / (1.4826 · MAD)` over the trailing `history`
+//!   observations (median and median absolute deviation; the scale is floored at
+//!   `relative_floor · |median|` and 1e−12, so zero variance is explicit, not a division by
+//!   zero);
+//! - `shift`: `|mean of the last short_window observations − median|` (a sustained shift);
+//! - `seasonal`: `|x − m_slot|`, where `m_slot` is an exponentially weighted mean of the
+//!   observations in the same time-of-day slot (`slots_per_day` slots, UTC), used once the
+//!   series spans `seasonal_min_days` and the slot has `seasonal_min_samples` observations;
+//! - `step`: `|x − previous observation|`.
+//!
+//! Each measure is turned into a p-value by *conformal calibration* against the trailing
+//! `calibration` values of the same measure (Laxhammar & Falkman, "Inductive conformal anomaly
+//! detection for sequential detection of anomalous sub-trajectories", Annals of Mathematics and
+//! Artificial Intelligence 74, 2015): `p = (#{past ≥ a} + 1) / (n + 1)`. Beyond the largest
+//! past value the tail is extrapolated as exponential (peaks over threshold with a generalised
+//! Pareto shape of 0, as in Siffer et al., "Anomaly Detection in Streams with Extreme Value
+//! Theory", KDD 2017): `p = exp(−(a − max) / β) / (n + 1)`, where `β` is the mean excess over
+//! the `tail_quantile` quantile (at least `(max − median) / ln(n / 2)` of the calibration values,
+//! the order-statistic estimate of an exponential scale; at least `relative_floor · |median|` of
+//! the series; never below 1e−12). The
+//! measures are combined with a Bonferroni bound, `p = k · min p_i` for `k` available
+//! measures, and the score is `−log10(p) / decades` clamped to [0, 1].
+//!
+//! Calibration makes the score scale-free: a series whose values always swing widely needs a
+//! wider swing to score, a flat series scores any change. Edge cases are explicit: a
+//! non-finite input is ignored (score 0, model unchanged); fewer than `min_history`
+//! observations or fewer than `min_calibration` calibration values give score 0; a series
+//! with zero variance has `β` at its floor, so any departure scores 1.
+//!
+//! Memory per detector is bounded: `16 · (history + 4 · calibration)` bytes for the windows
+//! plus `24 · slots_per_day` bytes for the seasonal slots.
 
-use crate::numeric::{SortedWindow, clamp01, surprise_score};
+use crate::numeric::{MAD_TO_SIGMA, SortedWindow, surprise_score};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
-/// Value detector configuration.
+const DAY_US: i64 = 86_400_000_000;
+
+/// Value detector configuration (`[detect.statistics.value]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ValueConfig {
-    /// Trailing history length for median (observations).
+    /// Trailing observations for the median. Default 256; at least 3.
     pub history: usize,
-    /// Minimum observations before scoring.
+    /// Observations before any score. Default 20; between 2 and `history`.
     pub min_history: usize,
-    /// Short mean length for level shifts.
+    /// Observations averaged by the `shift` measure. Default 5; between 1 and `history`.
     pub short_window: usize,
-    /// Seasonal EW alpha.
-    pub seasonal_alpha: f64,
-    /// Minimum samples per slot.
-    pub seasonal_min_samples: u32,
-    /// Slots per day.
-    pub slots_per_day: u32,
-    /// Calibration history.
+    /// Trailing values of each measure kept for calibration. Default 512; at least 10.
     pub calibration: usize,
-    /// Minimum calibration before a measure counts.
+    /// Calibration values needed before a measure counts. Default 50.
     pub min_calibration: usize,
-    /// Measures bitmask: 1 level, 2 shift, 4 seasonal, 8 diff.
-    pub measures: u32,
-    /// Cooldown observations after a firing.
-    pub cooldown: usize,
-    /// Firing level.
-    pub fire_level: f64,
-    /// Cooldown multiplier.
-    pub cooldown_factor: f64,
-    /// Relative floor.
-    pub relative_floor: f64,
-    /// Decades for score.
-    pub decades: f64,
-    /// Tail quantile anchor.
+    /// Quantile above which the calibration tail scale is estimated. Default 0.9; in (0, 1).
     pub tail_quantile: f64,
-    /// Combination: 0 Bonferroni, 1 Fisher, 2 second smallest.
-    pub combine: u32,
+    /// Time-of-day slots of the seasonal profile (UTC). Default 96 (15 minutes); 1..=1440.
+    pub slots_per_day: u32,
+    /// Weight of an observation in its slot's mean. Default 0.2; in (0, 1].
+    pub seasonal_alpha: f64,
+    /// Observations a slot needs before the seasonal measure uses it. Default 3.
+    pub seasonal_min_samples: u32,
+    /// Days the series must span before the seasonal measure is used. Default 2.
+    pub seasonal_min_days: f64,
+    /// Score scale: `score = −log10(p) / decades`. Default 10; > 0.
+    pub decades: f64,
+    /// Floor of the tail scale, relative to `|median|` (absolute floor 1e−12). Default 1e−6.
+    pub relative_floor: f64,
+    /// Use the `level` measure. Default true.
+    pub level: bool,
+    /// Use the `shift` measure. Default true.
+    pub shift: bool,
+    /// Use the `seasonal` measure. Default true.
+    pub seasonal: bool,
+    /// Use the `step` measure. Default true.
+    pub step: bool,
 }
 
 impl Default for ValueConfig {
     fn default() -> Self {
         ValueConfig {
-            history: 1000,
+            history: 256,
             min_history: 20,
             short_window: 5,
+            calibration: 512,
+            min_calibration: 50,
+            tail_quantile: 0.9,
+            slots_per_day: 96,
             seasonal_alpha: 0.2,
             seasonal_min_samples: 3,
-            slots_per_day: 96,
-            calibration: 1000,
-            min_calibration: 50,
-            measures: 15,
-            cooldown: 0,
-            fire_level: 0.5,
-            cooldown_factor: 0.5,
-            relative_floor: 1e-6,
+            seasonal_min_days: 2.0,
             decades: 10.0,
-            tail_quantile: 0.9,
-            combine: 0,
+            relative_floor: 1e-6,
+            level: true,
+            shift: true,
+            seasonal: true,
+            step: true,
         }
     }
 }
 
-/// Score of one observation.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+/// The nonconformity measures, in the order used by [`ValueScore::measure`].
+pub const MEASURES: [&str; 4] = ["level", "shift", "seasonal", "step"];
+
+/// The score of one observation.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ValueScore {
-    /// Score in [0,1].
+    /// Score in [0, 1].
     pub score: f64,
-    /// Expected value.
+    /// Combined p-value (1 when not scored).
+    pub p_value: f64,
+    /// What the observation was compared with: the seasonal slot mean when the seasonal
+    /// measure decided the score, else the trailing median (the observation itself before any
+    /// history).
     pub expected: f64,
-    /// Smallest p.
-    pub p: f64,
-    /// Which measure.
-    pub measure: u32,
+    /// Index into [`MEASURES`] of the measure with the smallest p-value (`None` when no
+    /// measure was available).
+    pub measure: Option<usize>,
+    /// Whether the input was ignored (non-finite).
+    pub ignored: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Slot {
     mean: f64,
-    absdev: f64,
     n: u32,
 }
 
-/// A nonconformity calibrator.
-#[derive(Debug, Clone)]
-struct Calib {
-    w: SortedWindow,
-}
-
-impl Calib {
-    fn new(cap: usize) -> Self {
-        Calib {
-            w: SortedWindow::new(cap),
+/// Conformal p-value of `a` against a calibration window, with an exponential tail beyond the
+/// largest value (see the module documentation). 1 when fewer than `min_n` values are held or
+/// `a` is not finite.
+pub fn conformal_p_value(
+    w: &SortedWindow,
+    a: f64,
+    min_n: usize,
+    tail_quantile: f64,
+    floor: f64,
+) -> f64 {
+    let n = w.len();
+    if n < min_n.max(1) || !a.is_finite() {
+        return 1.0;
+    }
+    let ge = n - w.count_below(a);
+    if ge > 0 {
+        return ((ge as f64 + 1.0) / (n as f64 + 1.0)).min(1.0);
+    }
+    let q = w.quantile(tail_quantile).unwrap_or(0.0);
+    let max = w.quantile(1.0).unwrap_or(0.0);
+    let tail = ((1.0 - tail_quantile) * n as f64).ceil() as usize;
+    let (mut sum, mut cnt) = (0.0, 0usize);
+    for v in w.top(tail) {
+        if v > q {
+            sum += v - q;
+            cnt += 1;
         }
     }
-    fn pvalue(&self, a: f64, min_n: usize, floor: f64, tq: f64) -> f64 {
-        let n = self.w.len();
-        if n < min_n || !a.is_finite() {
-            return 1.0;
-        }
-        let ge = n - self.w.count_below(a);
-        if ge > 0 {
-            return ((ge as f64 + 1.0) / (n as f64 + 1.0)).min(1.0);
-        }
-        let q = self.w.quantile(tq).unwrap_or(0.0);
-        let max = self.w.quantile(1.0).unwrap_or(0.0);
-        let (mut s, mut c) = (0.0, 0usize);
-        for v in self.w.top(((1.0 - tq) * n as f64).ceil() as usize) {
-            if v > q {
-                s += v - q;
-                c += 1;
-            }
-        }
-        let beta = if c > 0 { s / c as f64 } else { 0.0 }
-            .max(floor)
-            .max(1e-300);
-        (1.0 / (n as f64 + 1.0)) * (-(a - max) / beta).exp()
+    let mean_excess = if cnt > 0 { sum / cnt as f64 } else { 0.0 };
+    // A discrete or nearly constant measure can have no excess over its upper quantile. For an
+    // exponential tail the maximum of n values lies about β·ln(n/2) above the median, which
+    // gives a second, order-statistic estimate of β that keeps a hair above the maximum from
+    // looking infinitely surprising.
+    let spread = (max - w.median().unwrap_or(max)) / (n as f64 / 2.0).ln().max(1.0);
+    let beta = mean_excess.max(spread).max(floor).max(1e-12);
+    let p = (-(a - max) / beta).exp() / (n as f64 + 1.0);
+    if p.is_finite() {
+        p.clamp(0.0, 1.0)
+    } else {
+        0.0
     }
 }
 
-/// The detector.
+/// The streaming value detector of one series.
 #[derive(Debug, Clone)]
 pub struct ValueDetector {
     cfg: ValueConfig,
-    hist: SortedWindow,
+    history: SortedWindow,
     recent: VecDeque<f64>,
+    recent_sum: f64,
     slots: Vec<Slot>,
-    calib: Vec<Calib>,
-    cooldown_left: usize,
+    calibration: [SortedWindow; 4],
     first_time: Option<i64>,
-    prev: Option<f64>,
+    previous: Option<f64>,
+    observed: u64,
 }
 
 impl ValueDetector {
-    /// New detector.
+    /// A detector with no history. Out-of-range configuration values are clamped (use
+    /// [`crate::config::StatisticsConfig::validate`] to reject them).
     pub fn new(cfg: &ValueConfig) -> Self {
+        let cfg = cfg.clone();
+        let cal = cfg.calibration.max(10);
         ValueDetector {
-            cfg: cfg.clone(),
-            hist: SortedWindow::new(cfg.history),
-            recent: VecDeque::new(),
-            slots: vec![Slot::default(); cfg.slots_per_day.max(1) as usize],
-            calib: (0..4).map(|_| Calib::new(cfg.calibration)).collect(),
-            cooldown_left: 0,
+            history: SortedWindow::new(cfg.history.max(3)),
+            recent: VecDeque::with_capacity(cfg.short_window.max(1)),
+            recent_sum: 0.0,
+            slots: vec![Slot::default(); cfg.slots_per_day.clamp(1, 1440) as usize],
+            calibration: [
+                SortedWindow::new(cal),
+                SortedWindow::new(cal),
+                SortedWindow::new(cal),
+                SortedWindow::new(cal),
+            ],
             first_time: None,
-            prev: None,
+            previous: None,
+            observed: 0,
+            cfg,
         }
     }
 
-    /// Observe.
+    /// Finite observations learned so far.
+    pub fn observed(&self) -> u64 {
+        self.observed
+    }
+
+    fn slot_of(&self, t: i64) -> usize {
+        let n = self.slots.len().max(1) as i64;
+        let len = (DAY_US / n).max(1);
+        ((t.rem_euclid(DAY_US) / len) as usize).min(self.slots.len().saturating_sub(1))
+    }
+
+    /// Scores `x` observed at `t` (µs since the epoch, UTC; used for the seasonal slot), then
+    /// learns it. Observations must come in time order for the seasonal measure to be
+    /// meaningful; scoring uses only earlier observations.
     pub fn observe(&mut self, t: i64, x: f64) -> ValueScore {
         if !x.is_finite() {
-            return ValueScore::default();
+            return ValueScore {
+                score: 0.0,
+                p_value: 1.0,
+                expected: self.history.median().unwrap_or(0.0),
+                measure: None,
+                ignored: true,
+            };
         }
         let first = *self.first_time.get_or_insert(t);
-        let spd = self.cfg.slots_per_day.max(1) as i64;
-        let slot_len = 86_400_000_000 / spd;
-        let slot = (t.rem_euclid(86_400_000_000) / slot_len) as usize;
-        self.recent.push_back(x);
-        while self.recent.len() > self.cfg.short_window.max(1) {
-            self.recent.pop_front();
-        }
+        let slot = self.slot_of(t);
+        let median = self.history.median().unwrap_or(x);
         let mut out = ValueScore {
-            p: 1.0,
-            ..Default::default()
+            score: 0.0,
+            p_value: 1.0,
+            expected: median,
+            measure: None,
+            ignored: false,
+        };
+        // Short mean including x.
+        let k = self.cfg.short_window.max(1);
+        let (sum_with, len_with) = if self.recent.len() >= k {
+            (
+                self.recent_sum - self.recent.front().copied().unwrap_or(0.0) + x,
+                k,
+            )
+        } else {
+            (self.recent_sum + x, self.recent.len() + 1)
         };
         let mut measures: [Option<f64>; 4] = [None; 4];
-        let med = self.hist.median().unwrap_or(x);
-        let floor = self.cfg.relative_floor * med.abs().max(1e-9);
-        if self.hist.len() >= self.cfg.min_history {
-            let m = self.cfg.measures;
-            if m & 1 != 0 {
-                measures[0] = Some((x - med).abs());
+        let mut slot_mean = None;
+        if self.history.len() >= self.cfg.min_history {
+            if self.cfg.level {
+                let mad = self.history.mad_around(median).unwrap_or(0.0) * MAD_TO_SIGMA;
+                let scale = mad.max(self.cfg.relative_floor * median.abs()).max(1e-12);
+                measures[0] = Some((x - median).abs() / scale);
             }
-            if m & 2 != 0 {
-                let sm = self.recent.iter().sum::<f64>() / self.recent.len() as f64;
-                measures[1] = Some((sm - med).abs());
+            if self.cfg.shift {
+                measures[1] = Some((sum_with / len_with as f64 - median).abs());
             }
-            if m & 4 != 0
-                && t - first >= 86_400_000_000 * 2
+            if self.cfg.seasonal
+                && (t - first) as f64 >= self.cfg.seasonal_min_days * DAY_US as f64
                 && let Some(s) = self.slots.get(slot)
                 && s.n >= self.cfg.seasonal_min_samples
             {
                 measures[2] = Some((x - s.mean).abs());
+                slot_mean = Some(s.mean);
             }
-            if m & 8 != 0
-                && let Some(p) = self.prev
+            if self.cfg.step
+                && let Some(p) = self.previous
             {
                 measures[3] = Some((x - p).abs());
             }
-            out.expected = med;
         }
-        let k = measures.iter().filter(|m| m.is_some()).count().max(1) as f64;
-        let mut ps: Vec<(f64, u32)> = Vec::new();
-        for (i, m) in measures.iter().enumerate() {
-            if let (Some(a), Some(c)) = (m, self.calib.get(i)) {
-                let p = c.pvalue(*a, self.cfg.min_calibration, floor, self.cfg.tail_quantile);
-                ps.push((p.max(1e-300), i as u32));
-            }
-        }
-        ps.sort_by(|a, b| a.0.total_cmp(&b.0));
-        if let Some(&(p0, m0)) = ps.first() {
-            out.measure = m0;
-            out.p = match self.cfg.combine {
-                1 => {
-                    let x: f64 = ps.iter().map(|(p, _)| -2.0 * p.ln()).sum();
-                    let chi = statrs::distribution::ChiSquared::new(2.0 * ps.len() as f64).ok();
-                    chi.map_or(1.0, |c| statrs::distribution::ContinuousCDF::sf(&c, x))
+        let floor = self.cfg.relative_floor * median.abs();
+        let available = measures.iter().filter(|m| m.is_some()).count();
+        let mut best: Option<(f64, usize)> = None;
+        for (i, (m, cal)) in measures.iter().zip(&self.calibration).enumerate() {
+            if let Some(a) = m {
+                let p = conformal_p_value(
+                    cal,
+                    *a,
+                    self.cfg.min_calibration,
+                    self.cfg.tail_quantile,
+                    floor,
+                );
+                if best.is_none_or(|(bp, _)| p < bp) {
+                    best = Some((p, i));
                 }
-                2 => ps.get(1).map_or(1.0, |p| p.0 * k),
-                _ => p0 * k,
-            };
-        }
-        out.score = clamp01(surprise_score(out.p.min(1.0), self.cfg.decades));
-        for (i, m) in measures.iter().enumerate() {
-            if let (Some(a), Some(c)) = (m, self.calib.get_mut(i)) {
-                c.w.push(*a);
             }
         }
-        if self.cooldown_left > 0 {
-            self.cooldown_left -= 1;
-            out.score *= self.cfg.cooldown_factor;
-        } else if out.score >= self.cfg.fire_level && self.cfg.cooldown > 0 {
-            self.cooldown_left = self.cfg.cooldown;
+        if let Some((p, i)) = best {
+            let p = (p * available as f64).min(1.0);
+            out.p_value = p;
+            out.measure = Some(i);
+            out.score = surprise_score(p, self.cfg.decades);
+            if i == 2
+                && let Some(m) = slot_mean
+            {
+                out.expected = m;
+            }
         }
-        self.hist.push(x);
-        self.prev = Some(x);
+        // Learn.
+        for (m, cal) in measures.iter().zip(self.calibration.iter_mut()) {
+            if let Some(a) = m {
+                cal.push(*a);
+            }
+        }
+        self.history.push(x);
+        if self.recent.len() >= k {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(x);
+        // Recomputed (at most `short_window` terms) so no floating-point drift accumulates.
+        self.recent_sum = self.recent.iter().sum();
+        self.previous = Some(x);
+        let alpha = self.cfg.seasonal_alpha;
         if let Some(s) = self.slots.get_mut(slot) {
             if s.n == 0 {
                 s.mean = x;
-                s.absdev = 0.0;
             } else {
-                let a = self.cfg.seasonal_alpha;
-                let d = (x - s.mean).abs();
-                s.mean += a * (x - s.mean);
-                s.absdev += a * (d - s.absdev);
+                s.mean += alpha * (x - s.mean);
             }
             s.n = s.n.saturating_add(1);
         }
+        self.observed += 1;
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000_000;
+
+    fn cfg() -> ValueConfig {
+        ValueConfig {
+            min_history: 5,
+            min_calibration: 5,
+            seasonal: false,
+            ..ValueConfig::default()
+        }
+    }
+
+    #[test]
+    fn conformal_p_value_exact_values() {
+        let mut w = SortedWindow::new(100);
+        for v in [1.0, 2.0, 3.0, 4.0] {
+            w.push(v);
+        }
+        // 2 of 4 values >= 3 -> (2 + 1) / 5.
+        assert_eq!(conformal_p_value(&w, 3.0, 1, 0.5, 0.0), 0.6);
+        assert_eq!(conformal_p_value(&w, 0.0, 1, 0.5, 0.0), 1.0);
+        assert_eq!(conformal_p_value(&w, 4.0, 1, 0.5, 0.0), 0.4);
+        // Beyond the max: q(0.5) = 3 (nearest rank of 1.5 -> index 2), tail = top 2 values
+        // {3, 4}, excess over 3 -> {1} -> mean excess 1; order-statistic estimate
+        // (max - median) / max(ln(n / 2), 1) = (4 - 2.5) / 1 = 1.5 -> beta = 1.5;
+        // p = exp(-(6 - 4) / 1.5) / 5.
+        let p = conformal_p_value(&w, 6.0, 1, 0.5, 0.0);
+        assert!((p - (-2.0f64 / 1.5).exp() / 5.0).abs() < 1e-15);
+        // Too little calibration, NaN.
+        assert_eq!(conformal_p_value(&w, 6.0, 10, 0.5, 0.0), 1.0);
+        assert_eq!(conformal_p_value(&w, f64::NAN, 1, 0.5, 0.0), 1.0);
+    }
+
+    #[test]
+    fn zero_variance_series_scores_any_change_at_one() {
+        let c = cfg();
+        let mut d = ValueDetector::new(&c);
+        let mut last = None;
+        for i in 0..100 {
+            last = Some(d.observe(i * MIN, 5.0));
+        }
+        // Constant input: every measure is 0, p = 1, score 0.
+        let s = last.unwrap();
+        assert_eq!(s.score, 0.0);
+        assert_eq!(s.p_value, 1.0);
+        // Any departure: beta at its floor (1e-6 * 5), p underflows to 0 -> score 1.
+        let s = d.observe(100 * MIN, 5.1);
+        assert_eq!(s.score, 1.0);
+        assert_eq!(s.expected, 5.0);
+        assert!(s.p_value.is_finite());
+    }
+
+    #[test]
+    fn tiny_history_scores_zero() {
+        let c = cfg();
+        let mut d = ValueDetector::new(&c);
+        for i in 0..5 {
+            let s = d.observe(i * MIN, (i * 1000) as f64);
+            assert_eq!(s.score, 0.0);
+            assert_eq!(s.measure, None);
+        }
+    }
+
+    #[test]
+    fn non_finite_inputs_are_ignored() {
+        let c = cfg();
+        let mut d = ValueDetector::new(&c);
+        for i in 0..30 {
+            d.observe(i * MIN, (i % 3) as f64);
+        }
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let s = d.observe(31 * MIN, bad);
+            assert!(s.ignored);
+            assert_eq!(s.score, 0.0);
+            assert_eq!(s.p_value, 1.0);
+        }
+        assert_eq!(d.observed(), 30);
+    }
+
+    #[test]
+    fn spike_scores_high_and_noise_low() {
+        let c = ValueConfig {
+            seasonal: false,
+            ..ValueConfig::default()
+        };
+        let mut d = ValueDetector::new(&c);
+        // Deterministic noise in [0, 1).
+        let mut max_noise_score: f64 = 0.0;
+        for i in 0..400 {
+            let x = 10.0 + ((i * 7919) % 100) as f64 / 100.0;
+            let s = d.observe(i * MIN, x);
+            if i > 300 {
+                max_noise_score = max_noise_score.max(s.score);
+            }
+        }
+        let s = d.observe(400 * MIN, 50.0);
+        assert!(s.score >= 0.9, "spike {}", s.score);
+        assert!(max_noise_score < 0.35, "noise {max_noise_score}");
+        assert!(s.score.is_finite() && s.p_value.is_finite());
     }
 }

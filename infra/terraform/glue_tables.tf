@@ -265,3 +265,371 @@ resource "aws_glue_catalog_table" "raw" {
     }
   }
 }
+
+resource "aws_glue_catalog_table" "findings" {
+  name          = "findings"
+  database_name = aws_glue_catalog_database.history.name
+  description   = "Findings of the detect stage (change rules, statistical anomalies, novelty) (schema version 1)"
+  table_type    = "EXTERNAL_TABLE"
+
+  parameters = {
+    "EXTERNAL"                    = "TRUE"
+    "classification"              = "parquet"
+    "projection.enabled"          = "true"
+    "storage.location.template"   = "s3://${aws_s3_bucket.history.id}/${var.history_prefix}/findings/source=$${source}/dt=$${dt}/hour=$${hour}"
+    "projection.source.type"      = "enum"
+    "projection.source.values"    = "cloudtrail,logs,metrics"
+    "projection.dt.type"          = "date"
+    "projection.dt.format"        = "yyyy-MM-dd"
+    "projection.dt.range"         = "${var.history_start_date},NOW"
+    "projection.dt.interval"      = "1"
+    "projection.dt.interval.unit" = "DAYS"
+    "projection.hour.type"        = "integer"
+    "projection.hour.range"       = "0,23"
+    "projection.hour.digits"      = "2"
+    "aiops.schema_version"        = "1"
+  }
+
+  partition_keys {
+    name = "source"
+    type = "string"
+  }
+
+  partition_keys {
+    name = "dt"
+    type = "string"
+  }
+
+  partition_keys {
+    name = "hour"
+    type = "string"
+  }
+
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.history.id}/${var.history_prefix}/findings/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+
+    ser_de_info {
+      name                  = "parquet"
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+      parameters = {
+        "serialization.format" = "1"
+      }
+    }
+
+    columns {
+      name = "schema_version"
+      type = "int"
+    }
+
+    columns {
+      name = "finding_id"
+      type = "string"
+    }
+
+    columns {
+      name = "kind"
+      type = "string"
+    }
+
+    columns {
+      name = "detector"
+      type = "string"
+    }
+
+    columns {
+      name = "event_time"
+      type = "timestamp"
+    }
+
+    columns {
+      name = "detected_at"
+      type = "timestamp"
+    }
+
+    columns {
+      name = "resource_type"
+      type = "string"
+    }
+
+    columns {
+      name = "resource_id"
+      type = "string"
+    }
+
+    columns {
+      name = "account"
+      type = "string"
+    }
+
+    columns {
+      name = "region"
+      type = "string"
+    }
+
+    columns {
+      name = "score"
+      type = "double"
+    }
+
+    columns {
+      name = "summary"
+      type = "string"
+    }
+
+    columns {
+      name = "default_action"
+      type = "string"
+    }
+
+    columns {
+      name = "recoverable"
+      type = "boolean"
+    }
+
+    columns {
+      name = "series_key"
+      type = "string"
+    }
+
+    columns {
+      name = "window_start"
+      type = "timestamp"
+    }
+
+    columns {
+      name = "window_end"
+      type = "timestamp"
+    }
+
+    columns {
+      name = "observed"
+      type = "double"
+    }
+
+    columns {
+      name = "expected"
+      type = "double"
+    }
+
+    columns {
+      name = "template"
+      type = "string"
+    }
+
+    columns {
+      name = "event_ids"
+      type = "string"
+    }
+
+    columns {
+      name = "principal"
+      type = "string"
+    }
+
+    columns {
+      name = "event_source"
+      type = "string"
+    }
+
+    columns {
+      name = "event_name"
+      type = "string"
+    }
+
+    columns {
+      name = "source_ip"
+      type = "string"
+    }
+
+    columns {
+      name = "samples"
+      type = "string"
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "incidents" {
+  name          = "incidents"
+  database_name = aws_glue_catalog_database.history.name
+  description   = "Incidents of the act stage: decision, workflow states, recovery and outcome (schema version 1)"
+  table_type    = "EXTERNAL_TABLE"
+
+  parameters = {
+    "EXTERNAL"                    = "TRUE"
+    "classification"              = "parquet"
+    "projection.enabled"          = "true"
+    "storage.location.template"   = "s3://${aws_s3_bucket.history.id}/${var.history_prefix}/incidents/source=$${source}/dt=$${dt}/hour=$${hour}"
+    "projection.source.type"      = "enum"
+    "projection.source.values"    = "cloudtrail,logs,metrics"
+    "projection.dt.type"          = "date"
+    "projection.dt.format"        = "yyyy-MM-dd"
+    "projection.dt.range"         = "${var.history_start_date},NOW"
+    "projection.dt.interval"      = "1"
+    "projection.dt.interval.unit" = "DAYS"
+    "projection.hour.type"        = "integer"
+    "projection.hour.range"       = "0,23"
+    "projection.hour.digits"      = "2"
+    "aiops.schema_version"        = "1"
+  }
+
+  partition_keys {
+    name = "source"
+    type = "string"
+  }
+
+  partition_keys {
+    name = "dt"
+    type = "string"
+  }
+
+  partition_keys {
+    name = "hour"
+    type = "string"
+  }
+
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.history.id}/${var.history_prefix}/incidents/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+
+    ser_de_info {
+      name                  = "parquet"
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+      parameters = {
+        "serialization.format" = "1"
+      }
+    }
+
+    columns {
+      name = "schema_version"
+      type = "int"
+    }
+
+    columns {
+      name = "incident_id"
+      type = "string"
+    }
+
+    columns {
+      name = "correlation_id"
+      type = "string"
+    }
+
+    columns {
+      name = "resource_key"
+      type = "string"
+    }
+
+    columns {
+      name = "resource_type"
+      type = "string"
+    }
+
+    columns {
+      name = "resource_id"
+      type = "string"
+    }
+
+    columns {
+      name = "account"
+      type = "string"
+    }
+
+    columns {
+      name = "region"
+      type = "string"
+    }
+
+    columns {
+      name = "finding_id"
+      type = "string"
+    }
+
+    columns {
+      name = "detector"
+      type = "string"
+    }
+
+    columns {
+      name = "kind"
+      type = "string"
+    }
+
+    columns {
+      name = "workflow_state"
+      type = "string"
+    }
+
+    columns {
+      name = "classification"
+      type = "string"
+    }
+
+    columns {
+      name = "confidence"
+      type = "double"
+    }
+
+    columns {
+      name = "severity"
+      type = "int"
+    }
+
+    columns {
+      name = "reasoning"
+      type = "string"
+    }
+
+    columns {
+      name = "action"
+      type = "string"
+    }
+
+    columns {
+      name = "explainer"
+      type = "string"
+    }
+
+    columns {
+      name = "codebuild_project"
+      type = "string"
+    }
+
+    columns {
+      name = "terraform_target"
+      type = "string"
+    }
+
+    columns {
+      name = "build_ids"
+      type = "string"
+    }
+
+    columns {
+      name = "outcome"
+      type = "string"
+    }
+
+    columns {
+      name = "timeline"
+      type = "string"
+    }
+
+    columns {
+      name = "event_time"
+      type = "timestamp"
+    }
+
+    columns {
+      name = "created_at"
+      type = "timestamp"
+    }
+
+    columns {
+      name = "updated_at"
+      type = "timestamp"
+    }
+  }
+}

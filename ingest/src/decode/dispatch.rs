@@ -537,18 +537,23 @@ impl Decoder<'_> {
                 }
                 continue;
             }
-            let event_id = own(&le.id).unwrap_or_else(|| {
-                let ts = le.timestamp.to_string();
-                format!(
-                    "{:016x}",
-                    stable_hash(&[
-                        log_group.as_bytes(),
-                        log_stream.as_bytes(),
-                        ts.as_bytes(),
-                        message.as_bytes()
-                    ])
-                )
-            });
+            let event_id = le
+                .id
+                .as_ref()
+                .filter(|s| !s.is_empty())
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| {
+                    let ts = le.timestamp.to_string();
+                    format!(
+                        "{:016x}",
+                        stable_hash(&[
+                            log_group.as_bytes(),
+                            log_stream.as_bytes(),
+                            ts.as_bytes(),
+                            message.as_bytes()
+                        ])
+                    )
+                });
             self.out.events.push(Event {
                 event_id,
                 event_time,

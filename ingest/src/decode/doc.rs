@@ -53,6 +53,49 @@ impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
 /// Optional borrowed string.
 pub(crate) type Str<'a> = Option<CowStr<'a>>;
 
+/// An id that producers write as a string (AWS) or as a number (some emulators and
+/// re-encoders): either way it is kept as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IdText<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for IdText<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for IdText<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = IdText<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an integer")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(IdText(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(IdText(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(IdText(Cow::Owned(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(IdText(Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(IdText(Cow::Owned(v.to_string())))
+            }
+            fn visit_u128<E: de::Error>(self, v: u128) -> Result<Self::Value, E> {
+                Ok(IdText(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
 /// Every field of every accepted top-level object (see module docs).
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -255,7 +298,7 @@ pub(crate) struct ResourceElem<'a> {
 #[derive(Deserialize)]
 pub(crate) struct LogEventElem<'a> {
     #[serde(borrow, default)]
-    pub id: Str<'a>,
+    pub id: Option<IdText<'a>>,
     /// Milliseconds since the Unix epoch.
     pub timestamp: i64,
     #[serde(borrow)]

@@ -1,0 +1,470 @@
+//! `[act]` in `pipeline.toml`: the confidence gate, cooldown, allowlist, and which adapters
+//! the act stage uses (explainer, incident store, recovery executor, notifier).
+
+use crate::bedrock::EnrichmentConfig;
+use crate::codebuild::PollConfig;
+use crate::notify::NotifyConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// `[act]` in `pipeline.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActConfig {
+    /// Below this confidence a decision goes to MANUAL_REVIEW, never to an action. Default 0.8.
+    pub confidence_threshold: f64,
+    /// How long a recovery of one resource blocks another recovery of it, seconds (wall
+    /// clock). Default 900.
+    pub cooldown_secs: u64,
+    /// Allowed actions per resource type; an action not listed is never taken.
+    pub allowlist: BTreeMap<String, Vec<String>>,
+    /// The recovery through CodeBuild.
+    pub recovery: RecoveryConfig,
+    /// Who decides: the statistical explainer or Bedrock.
+    pub enrichment: EnrichmentConfig,
+    /// Where incidents and cooldown locks live.
+    pub store: StoreConfig,
+    /// Where notifications go.
+    pub notify: NotifyConfig,
+    /// SDK settings shared by the AWS adapters of the act stage (DynamoDB, S3, CodeBuild,
+    /// SNS; Bedrock has its own in `enrichment`).
+    pub aws: AwsSection,
+}
+
+/// `[act.aws]`: SDK settings for the act stage's AWS clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsSection {
+    /// Region; default: the SDK chain (`AWS_REGION`, profile).
+    pub region: Option<String>,
+    /// Endpoint of every act client except Bedrock (local emulators such as moto); default:
+    /// the SDK's, which honours `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`.
+    pub endpoint_url: Option<String>,
+}
+
+/// `[act.store]`: the incident store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite` (embedded default: `<data_dir>/incidents.sqlite`) or `dynamodb`.
+    pub backend: String,
+    /// DynamoDB incidents table (key `incident_id`; GSIs `by_resource`, `by_state`).
+    pub incidents_table: String,
+    /// DynamoDB cooldown lock table (key `resource_key`).
+    pub locks_table: String,
+    /// DynamoDB table of outcome counters per resource type (key `pattern_key`; the
+    /// deployment's `patterns` table); empty: no counters.
+    pub stats_table: String,
+    /// Incidents expire this many days after creation (DynamoDB TTL attribute `ttl`).
+    pub ttl_days: u32,
+    /// S3 bucket for evidence too large for a DynamoDB item; empty: such evidence is trimmed.
+    pub evidence_bucket: String,
+    /// Key prefix in `evidence_bucket`.
+    pub evidence_prefix: String,
+    /// Largest inline finding (JSON) in a DynamoDB item, bytes; larger ones go to S3 (or are
+    /// trimmed). Default 65536, at most 262144 so items stay far below DynamoDB's 400 KB.
+    pub inline_finding_max_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: "sqlite".into(),
+            incidents_table: "aiops-incidents".into(),
+            locks_table: "aiops-locks".into(),
+            stats_table: "aiops-patterns".into(),
+            ttl_days: 90,
+            evidence_bucket: String::new(),
+            evidence_prefix: "incidents/evidence".into(),
+            inline_finding_max_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// `[act.recovery]`: which CodeBuild projects run Terraform, and the target of each resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    /// `dry_run` (record what would run; embedded default) or `codebuild`.
+    pub executor: String,
+    /// CodeBuild project running `terraform apply -target`.
+    pub apply_project: String,
+    /// CodeBuild project running `terraform plan -detailed-exitcode -target`.
+    pub verify_project: String,
+    /// Terraform address template per resource type; `{id}` is the resource id and `{slug}`
+    /// the id with every character outside `[A-Za-z0-9_]` replaced by `_`.
+    pub targets: BTreeMap<String, String>,
+    /// First wait before reading a build's status, milliseconds (doubles). Default 5000.
+    pub poll_initial_ms: u64,
+    /// Longest wait between status reads, milliseconds. Default 30000.
+    pub poll_max_ms: u64,
+    /// Give up on one build after this long, seconds (it is asked to stop). Default 3600.
+    pub build_timeout_secs: u64,
+    /// StartBuild attempts when throttled (an account build limit is never retried).
+    /// Default 3.
+    pub start_attempts: u32,
+}
+
+impl RecoveryConfig {
+    /// The polling settings of the CodeBuild executor.
+    pub fn poll(&self) -> PollConfig {
+        PollConfig {
+            initial_ms: self.poll_initial_ms,
+            max_ms: self.poll_max_ms,
+            timeout_secs: self.build_timeout_secs,
+            start_attempts: self.start_attempts,
+        }
+    }
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        let targets = [
+            ("ec2_instance", "aws_instance.{slug}"),
+            ("ssm_parameter", "aws_ssm_parameter.{slug}"),
+            ("lambda_function", "aws_lambda_function.{slug}"),
+            ("dynamodb_table", "aws_dynamodb_table.{slug}"),
+            ("s3_bucket", "aws_s3_bucket.{slug}"),
+            ("rds_db_instance", "aws_db_instance.{slug}"),
+            ("rds_db_cluster", "aws_rds_cluster.{slug}"),
+            ("cloudtrail_trail", "aws_cloudtrail.{slug}"),
+            (
+                "config_recorder",
+                "aws_config_configuration_recorder.{slug}",
+            ),
+            ("vpc_flow_log", "aws_flow_log.{slug}"),
+            (
+                "resolver_query_log_config",
+                "aws_route53_resolver_query_log_config.{slug}",
+            ),
+            ("kms_key", "aws_kms_key.{slug}"),
+            ("guardduty_detector", "aws_guardduty_detector.{slug}"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let poll = PollConfig::default();
+        RecoveryConfig {
+            executor: "dry_run".to_string(),
+            apply_project: "aiops-recovery-apply".to_string(),
+            verify_project: "aiops-recovery-verify".to_string(),
+            targets,
+            poll_initial_ms: poll.initial_ms,
+            poll_max_ms: poll.max_ms,
+            build_timeout_secs: poll.timeout_secs,
+            start_attempts: poll.start_attempts,
+        }
+    }
+}
+
+impl Default for ActConfig {
+    fn default() -> Self {
+        let allow = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let allowlist = [
+            ("ec2_instance", allow(&["start", "recreate"])),
+            ("ssm_parameter", allow(&["restore"])),
+            ("lambda_function", allow(&["restore", "recreate"])),
+            ("dynamodb_table", allow(&["recreate"])),
+            ("s3_bucket", allow(&["restore", "recreate"])),
+            ("rds_db_instance", allow(&["start", "restore", "recreate"])),
+            ("rds_db_cluster", allow(&["start", "recreate"])),
+            ("cloudtrail_trail", allow(&["restore", "recreate"])),
+            ("config_recorder", allow(&["restore"])),
+            ("vpc_flow_log", allow(&["recreate"])),
+            ("resolver_query_log_config", allow(&["recreate"])),
+            ("kms_key", allow(&["restore"])),
+            ("guardduty_detector", allow(&["recreate"])),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        ActConfig {
+            confidence_threshold: 0.8,
+            cooldown_secs: 900,
+            allowlist,
+            recovery: RecoveryConfig::default(),
+            enrichment: EnrichmentConfig::default(),
+            store: StoreConfig::default(),
+            notify: NotifyConfig::default(),
+            aws: AwsSection::default(),
+        }
+    }
+}
+
+/// A configuration value out of range.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("act.{field}: {reason}")]
+pub struct ActConfigError {
+    /// Dotted field path below `act`.
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl ActConfig {
+    /// Checks ranges, adapter names and their required settings, and that every
+    /// allowlisted type has a target.
+    ///
+    /// # Errors
+    /// [`ActConfigError`] naming the first field out of range.
+    pub fn validate(&self) -> Result<(), ActConfigError> {
+        let bad = |field: &str, reason: String| {
+            Err(ActConfigError {
+                field: field.to_string(),
+                reason,
+            })
+        };
+        if !(0.0..=1.0).contains(&self.confidence_threshold) {
+            return bad(
+                "confidence_threshold",
+                format!("{} is outside 0..=1", self.confidence_threshold),
+            );
+        }
+        if self.cooldown_secs == 0 {
+            return bad("cooldown_secs", "must be at least 1".into());
+        }
+        let r = &self.recovery;
+        if r.executor != "dry_run" && r.executor != "codebuild" {
+            return bad(
+                "recovery.executor",
+                format!("{:?} is not dry_run or codebuild", r.executor),
+            );
+        }
+        if r.apply_project.trim().is_empty() {
+            return bad("recovery.apply_project", "is empty".into());
+        }
+        if r.verify_project.trim().is_empty() {
+            return bad("recovery.verify_project", "is empty".into());
+        }
+        if r.poll_initial_ms == 0 || r.poll_max_ms < r.poll_initial_ms {
+            return bad(
+                "recovery.poll_initial_ms",
+                format!(
+                    "must be at least 1 and at most poll_max_ms ({})",
+                    r.poll_max_ms
+                ),
+            );
+        }
+        if r.build_timeout_secs == 0 || r.build_timeout_secs > 8 * 3600 {
+            return bad(
+                "recovery.build_timeout_secs",
+                format!("{} is outside 1..=28800", r.build_timeout_secs),
+            );
+        }
+        if !(1..=10).contains(&r.start_attempts) {
+            return bad(
+                "recovery.start_attempts",
+                format!("{} is outside 1..=10", r.start_attempts),
+            );
+        }
+        for (t, actions) in &self.allowlist {
+            if actions.iter().any(|a| a.trim().is_empty()) {
+                return bad(&format!("allowlist.{t}"), "contains an empty action".into());
+            }
+            if !actions.is_empty() && !r.targets.contains_key(t) {
+                return bad(
+                    &format!("recovery.targets.{t}"),
+                    "missing: every resource type with allowed actions needs a Terraform target"
+                        .into(),
+                );
+            }
+        }
+        for (t, tpl) in &r.targets {
+            if !tpl.contains("{id}") && !tpl.contains("{slug}") {
+                return bad(
+                    &format!("recovery.targets.{t}"),
+                    format!("{tpl:?} names neither {{id}} nor {{slug}}"),
+                );
+            }
+        }
+        let e = &self.enrichment;
+        match e.provider.as_str() {
+            "statistical" => {}
+            "bedrock" => {
+                if e.model_id.trim().is_empty() {
+                    return bad(
+                        "enrichment.model_id",
+                        "is empty: name a Bedrock model id or inference profile id/ARN".into(),
+                    );
+                }
+            }
+            other => {
+                return bad(
+                    "enrichment.provider",
+                    format!("{other:?} is not statistical or bedrock"),
+                );
+            }
+        }
+        if !(1..=8192).contains(&e.max_tokens) {
+            return bad(
+                "enrichment.max_tokens",
+                format!("{} is outside 1..=8192", e.max_tokens),
+            );
+        }
+        if !(0.0..=1.0).contains(&e.temperature) {
+            return bad(
+                "enrichment.temperature",
+                format!("{} is outside 0..=1", e.temperature),
+            );
+        }
+        if !(1..=10_000).contains(&e.calls_per_minute) {
+            return bad(
+                "enrichment.calls_per_minute",
+                format!("{} is outside 1..=10000", e.calls_per_minute),
+            );
+        }
+        if e.cache_size > 1_000_000 {
+            return bad(
+                "enrichment.cache_size",
+                format!("{} is above 1000000", e.cache_size),
+            );
+        }
+        if !(1..=10).contains(&e.max_attempts) {
+            return bad(
+                "enrichment.max_attempts",
+                format!("{} is outside 1..=10", e.max_attempts),
+            );
+        }
+        if e.history_limit > 50 {
+            return bad(
+                "enrichment.history_limit",
+                format!("{} is above 50", e.history_limit),
+            );
+        }
+        if !(256..=65_536).contains(&e.max_evidence_bytes) {
+            return bad(
+                "enrichment.max_evidence_bytes",
+                format!("{} is outside 256..=65536", e.max_evidence_bytes),
+            );
+        }
+        let s = &self.store;
+        match s.backend.as_str() {
+            "sqlite" => {}
+            "dynamodb" => {
+                if s.incidents_table.trim().is_empty() {
+                    return bad("store.incidents_table", "is empty".into());
+                }
+                if s.locks_table.trim().is_empty() {
+                    return bad("store.locks_table", "is empty".into());
+                }
+            }
+            other => {
+                return bad(
+                    "store.backend",
+                    format!("{other:?} is not sqlite or dynamodb"),
+                );
+            }
+        }
+        if s.ttl_days == 0 {
+            return bad("store.ttl_days", "must be at least 1".into());
+        }
+        if !(1024..=262_144).contains(&s.inline_finding_max_bytes) {
+            return bad(
+                "store.inline_finding_max_bytes",
+                format!("{} is outside 1024..=262144", s.inline_finding_max_bytes),
+            );
+        }
+        let n = &self.notify;
+        match n.backend.as_str() {
+            "none" => {}
+            "sns" => {
+                if !n.topic_arn.starts_with("arn:") {
+                    return bad(
+                        "notify.topic_arn",
+                        format!("{:?} is not an SNS topic ARN", n.topic_arn),
+                    );
+                }
+            }
+            other => return bad("notify.backend", format!("{other:?} is not none or sns")),
+        }
+        if !(1..=10).contains(&n.max_attempts) {
+            return bad(
+                "notify.max_attempts",
+                format!("{} is outside 1..=10", n.max_attempts),
+            );
+        }
+        if n.subject_prefix.trim().is_empty() || !n.subject_prefix.is_ascii() {
+            return bad("notify.subject_prefix", "must be non-empty ASCII".into());
+        }
+        Ok(())
+    }
+
+    /// Whether `action` is allowed for `resource_type`.
+    pub fn allows(&self, resource_type: &str, action: &str) -> bool {
+        self.allowlist
+            .get(resource_type)
+            .is_some_and(|v| v.iter().any(|a| a == action))
+    }
+
+    /// The actions allowed for `resource_type` (empty when none).
+    pub fn allowed_actions(&self, resource_type: &str) -> &[String] {
+        self.allowlist
+            .get(resource_type)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The Terraform target of a resource, from its type's template.
+    pub fn terraform_target(&self, resource_type: &str, resource_id: &str) -> Option<String> {
+        let slug: String = resource_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.recovery
+            .targets
+            .get(resource_type)
+            .map(|t| t.replace("{id}", resource_id).replace("{slug}", &slug))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_adapter_settings_are_checked() {
+        assert_eq!(ActConfig::default().validate(), Ok(()));
+        let mut c = ActConfig::default();
+        c.enrichment.provider = "bedrock".into();
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "act.enrichment.model_id: is empty: name a Bedrock model id or inference profile id/ARN"
+        );
+        c.enrichment.model_id = "us.anthropic.claude-3-5-haiku-20241022-v1:0".into();
+        assert_eq!(c.validate(), Ok(()));
+        c.notify.backend = "sns".into();
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "act.notify.topic_arn: \"\" is not an SNS topic ARN"
+        );
+        c.notify.topic_arn = "arn:aws:sns:us-east-1:123456789012:aiops".into();
+        c.store.backend = "postgres".into();
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "act.store.backend: \"postgres\" is not sqlite or dynamodb"
+        );
+    }
+
+    #[test]
+    fn rds_types_have_targets() {
+        let c = ActConfig::default();
+        assert_eq!(
+            c.terraform_target("rds_db_instance", "prod-db").as_deref(),
+            Some("aws_db_instance.prod_db")
+        );
+        assert_eq!(
+            c.terraform_target("rds_db_cluster", "prod-cluster")
+                .as_deref(),
+            Some("aws_rds_cluster.prod_cluster")
+        );
+        assert_eq!(c.allowed_actions("rds_db_cluster"), ["start", "recreate"]);
+        assert!(c.allowed_actions("unknown").is_empty());
+    }
+}

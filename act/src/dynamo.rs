@@ -1,0 +1,905 @@
+//! The incident store of aws mode: DynamoDB (DESIGN §6), laid out as
+//! `infra/terraform/dynamodb.tf` declares it.
+//!
+//! - `incidents` table, key `incident_id`; attributes `resource_key`, `workflow_state`,
+//!   `created_at` (N, microseconds since the Unix epoch, UTC) feed the GSIs `by_resource`
+//!   (`resource_key` + `created_at`) and `by_state` (`workflow_state` + `created_at`); `ttl`
+//!   (N, seconds since the epoch) is written at creation. Items stay far below DynamoDB's
+//!   400 KB: the finding is stored inline only up to `inline_finding_max_bytes`; a larger one is
+//!   written whole to S3 (`s3://<evidence_bucket>/<evidence_prefix>/<incident_id>/finding.json`,
+//!   referenced by `evidence_ref`) and a trimmed copy is kept inline.
+//! - `locks` table, key `resource_key`: one cooldown lock item per resource (`holder`,
+//!   `expires_at` in microseconds, `ttl` in seconds), taken with a conditional put
+//!   (`attribute_not_exists(resource_key) OR expires_at <= :now`).
+//! - the `patterns` table (key `pattern_key`) holds the outcome counters per resource type in
+//!   item `act/outcomes/<resource_type>`, updated with `ADD`, which creates a missing counter
+//!   (a `SET n = n + :one` fails on the first update because `n` does not exist yet).
+//!
+//! Every expression names attributes through `ExpressionAttributeNames` (`#n0`, `#n1`, ...),
+//! never literally, so DynamoDB's reserved words (`action`, `ttl`, `state`, `status`, ...)
+//! can never make an update fail. Transitions are `UpdateItem` with `ConditionExpression`
+//! `workflow_state = :from`; a failed condition is "another worker moved it", not an error.
+//!
+//! Blocks on the SDK: never call from inside an async task.
+
+use crate::aws::{Blocking, error_chain};
+use crate::config::StoreConfig;
+use crate::incident::{Incident, IncidentPatch, IncidentStore, StoreError, TimelineEntry};
+use crate::text::truncate_utf8;
+use aiops_core::{Finding, WorkflowState};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use std::collections::{BTreeMap, HashMap};
+
+/// DynamoDB's item size limit, bytes.
+pub const DYNAMODB_MAX_ITEM_BYTES: usize = 400 * 1024;
+/// The bound this store keeps items under (a margin below the limit), bytes.
+pub const MAX_ITEM_BYTES: usize = 350 * 1024;
+/// GSI names, as in `infra/terraform/dynamodb.tf`.
+pub const GSI_BY_RESOURCE: &str = "by_resource";
+/// GSI by state.
+pub const GSI_BY_STATE: &str = "by_state";
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Builds expressions whose every attribute name and value is a placeholder.
+#[derive(Debug, Default)]
+pub struct Expr {
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Expr {
+    /// The placeholder (`#nK`) of attribute `attr`.
+    pub fn name(&mut self, attr: &str) -> String {
+        if let Some((k, _)) = self.names.iter().find(|(_, v)| v.as_str() == attr) {
+            return k.clone();
+        }
+        let k = format!("#n{}", self.names.len());
+        self.names.insert(k.clone(), attr.to_string());
+        k
+    }
+
+    /// A new value placeholder (`:vK`) for `v`.
+    pub fn value(&mut self, v: AttributeValue) -> String {
+        let k = format!(":v{}", self.values.len());
+        self.values.insert(k.clone(), v);
+        k
+    }
+
+    /// The `ExpressionAttributeNames` map.
+    pub fn names(&self) -> Option<HashMap<String, String>> {
+        (!self.names.is_empty()).then(|| self.names.clone())
+    }
+
+    /// The `ExpressionAttributeValues` map.
+    pub fn values(&self) -> Option<HashMap<String, AttributeValue>> {
+        (!self.values.is_empty()).then(|| self.values.clone())
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// The size DynamoDB charges for an item, bytes (attribute names plus values; numbers
+/// counted as their decimal text, an upper bound), per
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html>.
+pub fn item_size(item: &Item) -> usize {
+    fn value(v: &AttributeValue) -> usize {
+        match v {
+            AttributeValue::S(x) | AttributeValue::N(x) => x.len(),
+            AttributeValue::B(b) => b.as_ref().len(),
+            AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+            AttributeValue::L(l) => 3 + l.iter().map(|e| 1 + value(e)).sum::<usize>(),
+            AttributeValue::M(m) => {
+                3 + m.iter().map(|(k, e)| 1 + k.len() + value(e)).sum::<usize>()
+            }
+            AttributeValue::Ss(x) | AttributeValue::Ns(x) => x.iter().map(String::len).sum(),
+            AttributeValue::Bs(x) => x.iter().map(|b| b.as_ref().len()).sum(),
+            _ => 0,
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value(v)).sum()
+}
+
+/// A copy of `finding` whose JSON is at most `max_bytes` (samples, template, summary, ids and
+/// resource id cut, then dropped). Returns the copy and whether anything was cut.
+pub fn trim_finding(finding: &Finding, max_bytes: usize) -> (Finding, bool) {
+    let size = |f: &Finding| serde_json::to_string(f).map_or(usize::MAX, |j| j.len());
+    if size(finding) <= max_bytes {
+        return (finding.clone(), false);
+    }
+    let mut f = finding.clone();
+    f.evidence.samples.truncate(5);
+    for sample in &mut f.evidence.samples {
+        *sample = truncate_utf8(sample, 1024);
+    }
+    f.evidence.event_ids.truncate(20);
+    f.evidence.template = f.evidence.template.map(|t| truncate_utf8(&t, 4096));
+    f.summary = truncate_utf8(&f.summary, 2048);
+    if let Some(r) = f.resource.as_mut() {
+        r.resource_id = truncate_utf8(&r.resource_id, 2048);
+    }
+    if size(&f) > max_bytes {
+        f.evidence.samples.clear();
+    }
+    if size(&f) > max_bytes {
+        f.evidence.template = None;
+        f.evidence.principal = f.evidence.principal.map(|p| truncate_utf8(&p, 512));
+        f.evidence.series_key = f.evidence.series_key.map(|p| truncate_utf8(&p, 512));
+        f.summary = truncate_utf8(&f.summary, 512);
+    }
+    (f, true)
+}
+
+fn item_to_incident(item: &Item) -> Result<Incident, StoreError> {
+    let id = match item.get("incident_id") {
+        Some(AttributeValue::S(v)) => v.clone(),
+        _ => {
+            return Err(StoreError::Corrupt {
+                id: "?".into(),
+                reason: "no incident_id".into(),
+            });
+        }
+    };
+    let corrupt = |reason: String| StoreError::Corrupt {
+        id: id.clone(),
+        reason,
+    };
+    let get_s = |k: &str| match item.get(k) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    };
+    let req_s = |k: &str| get_s(k).ok_or_else(|| corrupt(format!("missing {k}")));
+    let get_i = |k: &str| -> Result<Option<i64>, StoreError> {
+        match item.get(k) {
+            Some(AttributeValue::N(v)) => v
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|e| corrupt(format!("{k}: {e}"))),
+            _ => Ok(None),
+        }
+    };
+    let req_i = |k: &str| get_i(k)?.ok_or_else(|| corrupt(format!("missing {k}")));
+    let state_name = req_s("workflow_state")?;
+    let state = WorkflowState::parse(&state_name)
+        .ok_or_else(|| corrupt(format!("unknown workflow_state {state_name:?}")))?;
+    let finding: Finding =
+        serde_json::from_str(&req_s("finding")?).map_err(|e| corrupt(format!("finding: {e}")))?;
+    let confidence = match item.get("confidence") {
+        Some(AttributeValue::N(v)) => Some(
+            v.parse::<f64>()
+                .map_err(|e| corrupt(format!("confidence: {e}")))?,
+        ),
+        _ => None,
+    };
+    let severity = get_i("severity")?.and_then(|v| u8::try_from(v).ok());
+    let build_ids = match item.get("build_ids") {
+        Some(AttributeValue::L(l)) => l
+            .iter()
+            .filter_map(|v| match v {
+                AttributeValue::S(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut timeline = Vec::new();
+    if let Some(AttributeValue::L(l)) = item.get("timeline") {
+        for e in l {
+            let AttributeValue::M(m) = e else {
+                return Err(corrupt("timeline entry is not a map".into()));
+            };
+            let st = match m.get("state") {
+                Some(AttributeValue::S(v)) => WorkflowState::parse(v),
+                _ => None,
+            }
+            .ok_or_else(|| corrupt("timeline entry without a known state".into()))?;
+            let at = match m.get("at") {
+                Some(AttributeValue::N(v)) => v.parse::<i64>().ok(),
+                _ => None,
+            }
+            .ok_or_else(|| corrupt("timeline entry without a time".into()))?;
+            timeline.push(TimelineEntry { state: st, at });
+        }
+    }
+    Ok(Incident {
+        incident_id: id.clone(),
+        correlation_id: req_s("correlation_id")?,
+        resource_key: req_s("resource_key")?,
+        resource_type: get_s("resource_type").unwrap_or_default(),
+        resource_id: get_s("resource_id").unwrap_or_default(),
+        state,
+        finding,
+        classification: get_s("classification"),
+        confidence,
+        severity,
+        reasoning: get_s("reasoning"),
+        action: get_s("action"),
+        explainer: get_s("explainer"),
+        codebuild_project: get_s("codebuild_project"),
+        terraform_target: get_s("terraform_target"),
+        build_ids,
+        outcome: get_s("outcome"),
+        enrichment_note: get_s("enrichment_note"),
+        evidence_ref: get_s("evidence_ref"),
+        notification: get_s("notification"),
+        timeline,
+        event_time: req_i("event_time")?,
+        created_at: req_i("created_at")?,
+        updated_at: req_i("updated_at")?,
+    })
+}
+
+fn backend<E, R>(what: &str, err: &SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match err {
+        SdkError::ServiceError(se) => StoreError::Backend(format!(
+            "{what}: {}: {}",
+            se.err().code().unwrap_or("unknown"),
+            se.err().message().unwrap_or_default()
+        )),
+        other => StoreError::Backend(format!("{what}: {}", error_chain(other))),
+    }
+}
+
+fn is_conditional_failure<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    matches!(err, SdkError::ServiceError(se) if se.err().code() == Some("ConditionalCheckFailedException"))
+}
+
+/// Puts the patch's fields into an update expression (`SET` clauses) of `e`.
+fn patch_clauses(e: &mut Expr, patch: &IncidentPatch, sets: &mut Vec<String>) {
+    let mut set = |e: &mut Expr, attr: &str, v: Option<AttributeValue>| {
+        if let Some(v) = v {
+            let k = e.name(attr);
+            let p = e.value(v);
+            sets.push(format!("{k} = {p}"));
+        }
+    };
+    set(e, "classification", patch.classification.clone().map(s));
+    set(
+        e,
+        "confidence",
+        patch.confidence.filter(|c| c.is_finite()).map(n),
+    );
+    set(e, "severity", patch.severity.map(n));
+    set(e, "reasoning", patch.reasoning.clone().map(s));
+    set(e, "action", patch.action.clone().map(s));
+    set(e, "explainer", patch.explainer.clone().map(s));
+    set(
+        e,
+        "codebuild_project",
+        patch.codebuild_project.clone().map(s),
+    );
+    set(e, "terraform_target", patch.terraform_target.clone().map(s));
+    set(e, "outcome", patch.outcome.clone().map(s));
+    set(e, "enrichment_note", patch.enrichment_note.clone().map(s));
+    set(e, "notification", patch.notification.clone().map(s));
+    if let Some(b) = &patch.add_build_id {
+        let k = e.name("build_ids");
+        let empty = e.value(AttributeValue::L(Vec::new()));
+        let add = e.value(AttributeValue::L(vec![s(b.clone())]));
+        sets.push(format!(
+            "{k} = list_append(if_not_exists({k}, {empty}), {add})"
+        ));
+    }
+}
+
+/// The DynamoDB incident store (see the module documentation).
+pub struct DynamoStore {
+    client: Client,
+    s3: Option<aws_sdk_s3::Client>,
+    rt: Blocking,
+    cfg: StoreConfig,
+}
+
+impl DynamoStore {
+    /// A store over the tables named in `cfg`. With `cfg.evidence_bucket` set, large evidence
+    /// goes to S3 (path-style addressing when the SDK configuration has an endpoint override,
+    /// as emulators need).
+    pub fn new(sdk: &aws_config::SdkConfig, rt: Blocking, cfg: StoreConfig) -> DynamoStore {
+        let s3 = (!cfg.evidence_bucket.is_empty()).then(|| {
+            let conf = aws_sdk_s3::config::Builder::from(sdk)
+                .force_path_style(sdk.endpoint_url().is_some())
+                .build();
+            aws_sdk_s3::Client::from_conf(conf)
+        });
+        DynamoStore {
+            client: Client::new(sdk),
+            s3,
+            rt,
+            cfg,
+        }
+    }
+
+    /// The DynamoDB client (tests, tools).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Creates the incidents, locks and stats tables as `infra/terraform/dynamodb.tf` declares
+    /// them (on-demand, GSIs, TTL on `ttl`), skipping tables that exist. For local emulators
+    /// and development; deployments create them with Terraform.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when a table cannot be created.
+    pub fn create_tables(&self) -> Result<(), StoreError> {
+        let attr = |name: &str, t: ScalarAttributeType| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(t)
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))
+        };
+        let key = |name: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(t)
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))
+        };
+        let gsi = |name: &str, hash: &str| -> Result<GlobalSecondaryIndex, StoreError> {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(hash, KeyType::Hash)?)
+                .key_schema(key("created_at", KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))
+        };
+        let mut tables = vec![(
+            self.cfg.incidents_table.clone(),
+            self.client
+                .create_table()
+                .table_name(&self.cfg.incidents_table)
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(attr("incident_id", ScalarAttributeType::S)?)
+                .attribute_definitions(attr("resource_key", ScalarAttributeType::S)?)
+                .attribute_definitions(attr("workflow_state", ScalarAttributeType::S)?)
+                .attribute_definitions(attr("created_at", ScalarAttributeType::N)?)
+                .key_schema(key("incident_id", KeyType::Hash)?)
+                .global_secondary_indexes(gsi(GSI_BY_RESOURCE, "resource_key")?)
+                .global_secondary_indexes(gsi(GSI_BY_STATE, "workflow_state")?),
+            true,
+        )];
+        tables.push((
+            self.cfg.locks_table.clone(),
+            self.client
+                .create_table()
+                .table_name(&self.cfg.locks_table)
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(attr("resource_key", ScalarAttributeType::S)?)
+                .key_schema(key("resource_key", KeyType::Hash)?),
+            true,
+        ));
+        if !self.cfg.stats_table.is_empty() {
+            tables.push((
+                self.cfg.stats_table.clone(),
+                self.client
+                    .create_table()
+                    .table_name(&self.cfg.stats_table)
+                    .billing_mode(BillingMode::PayPerRequest)
+                    .attribute_definitions(attr("pattern_key", ScalarAttributeType::S)?)
+                    .key_schema(key("pattern_key", KeyType::Hash)?),
+                false,
+            ));
+        }
+        for (name, request, ttl) in tables {
+            match self.rt.block_on(request.send()) {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_resource_in_use_exception()) => {}
+                Err(e) => return Err(backend(&format!("create table {name}"), &e)),
+            }
+            if ttl {
+                let spec = TimeToLiveSpecification::builder()
+                    .attribute_name("ttl")
+                    .enabled(true)
+                    .build()
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+                // Already enabled is fine; TTL only deletes expired items eventually.
+                let _ = self.rt.block_on(
+                    self.client
+                        .update_time_to_live()
+                        .table_name(&name)
+                        .time_to_live_specification(spec)
+                        .send(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn offload(&self, incident_id: &str, body: &str) -> Option<String> {
+        let s3 = self.s3.as_ref()?;
+        let prefix = self.cfg.evidence_prefix.trim_matches('/');
+        let key = if prefix.is_empty() {
+            format!("{incident_id}/finding.json")
+        } else {
+            format!("{prefix}/{incident_id}/finding.json")
+        };
+        let put = s3
+            .put_object()
+            .bucket(&self.cfg.evidence_bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(aws_sdk_s3::primitives::ByteStream::from(
+                body.as_bytes().to_vec(),
+            ));
+        match self.rt.block_on(put.send()) {
+            Ok(_) => Some(format!("s3://{}/{key}", self.cfg.evidence_bucket)),
+            Err(e) => {
+                tracing::warn!(incident = %incident_id, error = %error_chain(&e), "large evidence not written to S3; trimmed inline copy only");
+                None
+            }
+        }
+    }
+
+    /// The item written for `incident` (after moving large evidence to S3).
+    fn to_item(&self, i: &Incident) -> Result<Item, StoreError> {
+        let full = serde_json::to_string(&i.finding)
+            .map_err(|e| StoreError::Backend(format!("finding: {e}")))?;
+        let max = self.cfg.inline_finding_max_bytes;
+        let (inline, evidence_ref, note) = if full.len() > max {
+            let evidence_ref = self.offload(&i.incident_id, &full);
+            let (trimmed, _) = trim_finding(&i.finding, max);
+            let json = serde_json::to_string(&trimmed)
+                .map_err(|e| StoreError::Backend(format!("finding: {e}")))?;
+            let note = if evidence_ref.is_some() {
+                format!(
+                    "finding of {} bytes stored in S3; inline copy trimmed",
+                    full.len()
+                )
+            } else {
+                format!(
+                    "finding of {} bytes trimmed to {} bytes (no evidence bucket configured)",
+                    full.len(),
+                    json.len()
+                )
+            };
+            (json, evidence_ref.or(i.evidence_ref.clone()), Some(note))
+        } else {
+            (full, i.evidence_ref.clone(), None)
+        };
+        let ttl = i.created_at.div_euclid(1_000_000)
+            + i64::from(self.cfg.ttl_days).saturating_mul(86_400);
+        let mut item: Item = HashMap::new();
+        item.insert("incident_id".into(), s(&i.incident_id));
+        item.insert("correlation_id".into(), s(&i.correlation_id));
+        item.insert("resource_key".into(), s(&i.resource_key));
+        item.insert("resource_type".into(), s(&i.resource_type));
+        item.insert("resource_id".into(), s(truncate_utf8(&i.resource_id, 2048)));
+        item.insert("workflow_state".into(), s(i.state.as_str()));
+        item.insert("finding".into(), s(inline));
+        item.insert(
+            "build_ids".into(),
+            AttributeValue::L(i.build_ids.iter().map(|b| s(b.clone())).collect()),
+        );
+        item.insert(
+            "timeline".into(),
+            AttributeValue::L(
+                i.timeline
+                    .iter()
+                    .map(|t| {
+                        AttributeValue::M(HashMap::from([
+                            ("state".to_string(), s(t.state.as_str())),
+                            ("at".to_string(), n(t.at)),
+                        ]))
+                    })
+                    .collect(),
+            ),
+        );
+        item.insert("event_time".into(), n(i.event_time));
+        item.insert("created_at".into(), n(i.created_at));
+        item.insert("updated_at".into(), n(i.updated_at));
+        item.insert("ttl".into(), n(ttl));
+        item.insert("schema_version".into(), n(1));
+        let mut opt = |k: &str, v: Option<AttributeValue>| {
+            if let Some(v) = v {
+                item.insert(k.to_string(), v);
+            }
+        };
+        opt("classification", i.classification.clone().map(s));
+        opt("confidence", i.confidence.filter(|c| c.is_finite()).map(n));
+        opt("severity", i.severity.map(n));
+        opt("reasoning", i.reasoning.clone().map(s));
+        opt("action", i.action.clone().map(s));
+        opt("explainer", i.explainer.clone().map(s));
+        opt("codebuild_project", i.codebuild_project.clone().map(s));
+        opt("terraform_target", i.terraform_target.clone().map(s));
+        opt("outcome", i.outcome.clone().map(s));
+        opt(
+            "enrichment_note",
+            match (&i.enrichment_note, note) {
+                (Some(a), Some(b)) => Some(s(format!("{a}; {b}"))),
+                (Some(a), None) => Some(s(a.clone())),
+                (None, b) => b.map(s),
+            },
+        );
+        opt("evidence_ref", evidence_ref.map(s));
+        opt("notification", i.notification.clone().map(s));
+        let size = item_size(&item);
+        if size > MAX_ITEM_BYTES {
+            return Err(StoreError::Backend(format!(
+                "incident {} would be {size} bytes, above the {MAX_ITEM_BYTES}-byte bound",
+                i.incident_id
+            )));
+        }
+        Ok(item)
+    }
+
+    fn update(
+        &self,
+        what: &str,
+        incident_id: &str,
+        e: Expr,
+        sets: Vec<String>,
+        condition: String,
+    ) -> Result<bool, StoreError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.cfg.incidents_table)
+            .key("incident_id", s(incident_id))
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression(condition)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values());
+        match self.rt.block_on(request.send()) {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(backend(what, &err)),
+        }
+    }
+
+    fn query_index(
+        &self,
+        index: &str,
+        key_attr: &str,
+        key: &str,
+        limit: usize,
+        exclude: Option<&str>,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        while out.len() < limit {
+            let mut e = Expr::default();
+            let k = e.name(key_attr);
+            let v = e.value(s(key));
+            let page = i32::try_from((limit - out.len() + 1).min(500)).unwrap_or(500);
+            let request = self
+                .client
+                .query()
+                .table_name(&self.cfg.incidents_table)
+                .index_name(index)
+                .key_condition_expression(format!("{k} = {v}"))
+                .set_expression_attribute_names(e.names())
+                .set_expression_attribute_values(e.values())
+                .scan_index_forward(false)
+                .limit(page)
+                .set_exclusive_start_key(start.take());
+            let resp = self
+                .rt
+                .block_on(request.send())
+                .map_err(|err| backend(&format!("query {index}"), &err))?;
+            for item in resp.items() {
+                let i = item_to_incident(item)?;
+                if exclude != Some(i.incident_id.as_str()) && out.len() < limit {
+                    out.push(i);
+                }
+            }
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn stats_key(resource_type: &str) -> String {
+        format!("act/outcomes/{resource_type}")
+    }
+}
+
+impl IncidentStore for DynamoStore {
+    fn create(&self, incident: &Incident) -> Result<bool, StoreError> {
+        let item = self.to_item(incident)?;
+        let mut e = Expr::default();
+        let id = e.name("incident_id");
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.cfg.incidents_table)
+            .set_item(Some(item))
+            .condition_expression(format!("attribute_not_exists({id})"))
+            .set_expression_attribute_names(e.names());
+        match self.rt.block_on(request.send()) {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(backend("put incident", &err)),
+        }
+    }
+
+    fn transition(
+        &self,
+        incident_id: &str,
+        from: WorkflowState,
+        to: WorkflowState,
+        patch: &IncidentPatch,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        if !from.can_move_to(to) {
+            return Err(StoreError::IllegalTransition {
+                id: incident_id.to_string(),
+                from,
+                to,
+            });
+        }
+        let mut e = Expr::default();
+        let mut sets = Vec::new();
+        let ws = e.name("workflow_state");
+        let to_v = e.value(s(to.as_str()));
+        sets.push(format!("{ws} = {to_v}"));
+        let ua = e.name("updated_at");
+        let at_v = e.value(n(at));
+        sets.push(format!("{ua} = {at_v}"));
+        let tl = e.name("timeline");
+        let empty = e.value(AttributeValue::L(Vec::new()));
+        let entry = e.value(AttributeValue::L(vec![AttributeValue::M(HashMap::from([
+            ("state".to_string(), s(to.as_str())),
+            ("at".to_string(), n(at)),
+        ]))]));
+        sets.push(format!(
+            "{tl} = list_append(if_not_exists({tl}, {empty}), {entry})"
+        ));
+        patch_clauses(&mut e, patch, &mut sets);
+        let from_v = e.value(s(from.as_str()));
+        let condition = format!("{ws} = {from_v}");
+        self.update("transition", incident_id, e, sets, condition)
+    }
+
+    fn annotate(
+        &self,
+        incident_id: &str,
+        state: WorkflowState,
+        patch: &IncidentPatch,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let mut e = Expr::default();
+        let mut sets = Vec::new();
+        let ua = e.name("updated_at");
+        let at_v = e.value(n(at));
+        sets.push(format!("{ua} = {at_v}"));
+        patch_clauses(&mut e, patch, &mut sets);
+        let ws = e.name("workflow_state");
+        let st = e.value(s(state.as_str()));
+        self.update("annotate", incident_id, e, sets, format!("{ws} = {st}"))
+    }
+
+    fn try_lock(
+        &self,
+        resource_key: &str,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let mut e = Expr::default();
+        let k = e.name("resource_key");
+        let x = e.name("expires_at");
+        let now_v = e.value(n(now));
+        let item: Item = HashMap::from([
+            ("resource_key".to_string(), s(resource_key)),
+            ("holder".to_string(), s(holder)),
+            ("expires_at".to_string(), n(expires_at)),
+            ("acquired_at".to_string(), n(now)),
+            (
+                "ttl".to_string(),
+                n(expires_at.div_euclid(1_000_000).saturating_add(1)),
+            ),
+        ]);
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.cfg.locks_table)
+            .set_item(Some(item))
+            .condition_expression(format!("attribute_not_exists({k}) OR {x} <= {now_v}"))
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values());
+        match self.rt.block_on(request.send()) {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(backend("take lock", &err)),
+        }
+    }
+
+    fn get(&self, incident_id: &str) -> Result<Option<Incident>, StoreError> {
+        let resp = self
+            .rt
+            .block_on(
+                self.client
+                    .get_item()
+                    .table_name(&self.cfg.incidents_table)
+                    .key("incident_id", s(incident_id))
+                    .consistent_read(true)
+                    .send(),
+            )
+            .map_err(|e| backend("get incident", &e))?;
+        resp.item().map(item_to_incident).transpose()
+    }
+
+    fn list(&self, limit: usize) -> Result<Vec<Incident>, StoreError> {
+        let mut all = Vec::new();
+        for state in WorkflowState::ALL {
+            all.extend(self.query_index(
+                GSI_BY_STATE,
+                "workflow_state",
+                state.as_str(),
+                limit,
+                None,
+            )?);
+        }
+        all.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.incident_id.cmp(&b.incident_id))
+        });
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    fn history(
+        &self,
+        resource_key: &str,
+        exclude_incident_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.query_index(
+            GSI_BY_RESOURCE,
+            "resource_key",
+            resource_key,
+            limit,
+            Some(exclude_incident_id),
+        )
+    }
+
+    fn count_outcome(&self, resource_type: &str, state: WorkflowState) -> Result<(), StoreError> {
+        if self.cfg.stats_table.is_empty() {
+            return Ok(());
+        }
+        let mut e = Expr::default();
+        let c = e.name(&format!("count_{}", state.as_str().to_ascii_lowercase()));
+        let one = e.value(n(1));
+        let u = e.name("updated_at");
+        let now = e.value(n(aiops_core::time::now_micros()));
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.cfg.stats_table)
+            .key("pattern_key", s(Self::stats_key(resource_type)))
+            .update_expression(format!("ADD {c} {one} SET {u} = {now}"))
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values());
+        self.rt
+            .block_on(request.send())
+            .map(|_| ())
+            .map_err(|err| backend("count outcome", &err))
+    }
+
+    fn outcome_counts(&self, resource_type: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        if self.cfg.stats_table.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let resp = self
+            .rt
+            .block_on(
+                self.client
+                    .get_item()
+                    .table_name(&self.cfg.stats_table)
+                    .key("pattern_key", s(Self::stats_key(resource_type)))
+                    .send(),
+            )
+            .map_err(|e| backend("get outcome counters", &e))?;
+        let mut out = BTreeMap::new();
+        if let Some(item) = resp.item() {
+            for state in WorkflowState::ALL {
+                let k = format!("count_{}", state.as_str().to_ascii_lowercase());
+                if let Some(AttributeValue::N(v)) = item.get(&k)
+                    && let Ok(c) = v.parse::<u64>()
+                {
+                    out.insert(state.as_str().to_string(), c);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiops_core::{Evidence, FindingKind};
+
+    #[test]
+    fn expressions_only_use_placeholders() {
+        let mut e = Expr::default();
+        let mut sets = Vec::new();
+        patch_clauses(
+            &mut e,
+            &IncidentPatch {
+                action: Some("restore".into()),
+                outcome: Some("x".into()),
+                add_build_id: Some("b".into()),
+                ..IncidentPatch::default()
+            },
+            &mut sets,
+        );
+        let text = sets.join(", ");
+        assert_eq!(
+            text,
+            "#n0 = :v0, #n1 = :v1, #n2 = list_append(if_not_exists(#n2, :v2), :v3)"
+        );
+        let names = e.names().unwrap();
+        assert_eq!(names["#n0"], "action");
+        assert_eq!(names["#n1"], "outcome");
+        assert_eq!(names["#n2"], "build_ids");
+        assert_eq!(e.name("action"), "#n0");
+    }
+
+    #[test]
+    fn big_findings_are_trimmed_below_the_bound() {
+        let f = Finding {
+            finding_id: "f".into(),
+            kind: FindingKind::RateAnomaly,
+            detector: "d".into(),
+            event_time: 0,
+            detected_at: 0,
+            resource: None,
+            score: 0.5,
+            summary: "s".repeat(10_000),
+            default_action: None,
+            recoverable: false,
+            evidence: Evidence {
+                samples: vec!["x".repeat(100_000); 8],
+                template: Some("t".repeat(50_000)),
+                ..Evidence::default()
+            },
+        };
+        let (t, cut) = trim_finding(&f, 16 * 1024);
+        assert!(cut);
+        let len = serde_json::to_string(&t).unwrap().len();
+        assert!(len <= 16 * 1024, "{len}");
+        assert_eq!(t.evidence.samples.len(), 5);
+        assert!(t.evidence.samples.iter().all(|s| s.len() <= 1024));
+        let (same, cut) = trim_finding(&t, 1 << 20);
+        assert!(!cut);
+        assert_eq!(same, t);
+        // Tighter: the samples go first, the template stays.
+        let (t, _) = trim_finding(&f, 8 * 1024);
+        assert!(serde_json::to_string(&t).unwrap().len() <= 8 * 1024);
+        assert!(t.evidence.samples.is_empty());
+        assert_eq!(t.evidence.template.as_ref().map(String::len), Some(4096));
+    }
+}

@@ -1,0 +1,601 @@
+//! The lease coordinator of one worker: creates leases for new shards, takes free and expired
+//! leases, balances shards evenly across the workers of a stage (stealing one lease at a time
+//! from the most loaded worker), renews what it holds, checkpoints and releases.
+//!
+//! The rules follow the Kinesis Client Library's `DynamoDBLeaseTaker` and
+//! `DynamoDBLeaseRenewer` (<https://github.com/awslabs/amazon-kinesis-client>):
+//! - a lease is *expired* for this worker when it has no owner, or when its counter has not
+//!   changed for `failover_ms` since this worker first saw that counter (clock skew between
+//!   workers does not matter);
+//! - the target per worker is `ceil(active leases / workers)`, where workers are the owners
+//!   of unexpired leases plus this one, and active leases are those not at `SHARD_END`;
+//! - a worker below target takes expired leases first, and otherwise steals one lease per
+//!   round from the most loaded worker when that one holds more than the target;
+//! - a lease owned by this worker's id but not held (a restart with the same id) is taken
+//!   back at once;
+//! - a held lease whose renewal has not succeeded for `failover_ms` is considered lost
+//!   locally: its shard stops without checkpointing, because another worker may own it.
+
+use crate::kinesis::ShardInfo;
+use crate::lease::{Checkpoint, Lease, LeaseChange, LeaseError, LeaseStore};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::time::{Duration, Instant};
+
+/// Lease timing (`[aws.leases]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseConfig {
+    /// A lease whose counter does not change for this long is expired, milliseconds.
+    /// Default 10,000 (the KCL's `failoverTimeMillis`).
+    pub failover_ms: u64,
+    /// How often held leases are renewed, milliseconds; must be below `failover_ms / 2`.
+    /// Default 3,000.
+    pub renew_interval_ms: u64,
+    /// How often the lease table is read to take leases, milliseconds. Default 5,000.
+    pub take_interval_ms: u64,
+    /// How often the stream's shards are listed to create leases for new shards,
+    /// milliseconds. Default 60,000 (also after any shard ends).
+    pub shard_sync_interval_ms: u64,
+    /// Most leases one worker holds (bounds its memory and connections). Default 256.
+    pub max_leases_per_worker: usize,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            failover_ms: 10_000,
+            renew_interval_ms: 3_000,
+            take_interval_ms: 5_000,
+            shard_sync_interval_ms: 60_000,
+            max_leases_per_worker: 256,
+        }
+    }
+}
+
+impl LeaseConfig {
+    /// Checks the ranges and that renewals come often enough.
+    ///
+    /// # Errors
+    /// A message naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.failover_ms < 1000 || self.failover_ms > 600_000 {
+            return Err("failover_ms: must be between 1000 and 600000".into());
+        }
+        if self.renew_interval_ms == 0 || self.renew_interval_ms * 2 >= self.failover_ms {
+            return Err(format!(
+                "renew_interval_ms: {} must be at least 1 and below failover_ms / 2 ({})",
+                self.renew_interval_ms,
+                self.failover_ms / 2
+            ));
+        }
+        if self.take_interval_ms == 0 || self.take_interval_ms > 600_000 {
+            return Err("take_interval_ms: must be between 1 and 600000".into());
+        }
+        if self.shard_sync_interval_ms == 0 {
+            return Err("shard_sync_interval_ms: must be at least 1".into());
+        }
+        if self.max_leases_per_worker == 0 || self.max_leases_per_worker > 10_000 {
+            return Err("max_leases_per_worker: must be between 1 and 10000".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where a shard without a checkpoint starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InitialPosition {
+    /// The oldest record still in the stream (default: nothing already in the stream is
+    /// missed).
+    #[default]
+    TrimHorizon,
+    /// Records put after the worker first reads the shard.
+    Latest,
+}
+
+/// A lease this worker holds, as handed to a shard consumer.
+#[derive(Debug, Clone)]
+pub struct LeaseHandle {
+    /// Lease key.
+    pub key: String,
+    /// Shard id.
+    pub shard_id: String,
+    /// Checkpoint when taken.
+    pub checkpoint: Checkpoint,
+    /// Parent shard ids.
+    pub parent_shard_ids: Vec<String>,
+    lost: Arc<AtomicBool>,
+}
+
+impl LeaseHandle {
+    /// Whether the coordinator lost this lease (stolen, expired, or renewals failing).
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+struct Held {
+    counter: u64,
+    last_renewed: Instant,
+    handle: LeaseHandle,
+}
+
+struct Observed {
+    counter: u64,
+    owner: Option<String>,
+    since: Instant,
+}
+
+/// The outcome of a checkpoint write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointResult {
+    /// Written.
+    Written,
+    /// The lease is no longer ours (condition failed, or not held): stop the shard.
+    LeaseLost,
+}
+
+/// The lease coordinator of one worker for one stage's stream.
+pub struct LeaseCoordinator<S> {
+    store: Arc<S>,
+    worker_id: String,
+    stage: String,
+    stream: String,
+    config: LeaseConfig,
+    held: tokio::sync::Mutex<HashMap<String, Held>>,
+    observed: std::sync::Mutex<HashMap<String, Observed>>,
+}
+
+fn wall_millis() -> i64 {
+    aiops_core::time::now_micros() / 1000
+}
+
+impl<S: LeaseStore> LeaseCoordinator<S> {
+    /// A coordinator for `worker_id` on `stage`'s leases of `stream`.
+    pub fn new(
+        store: Arc<S>,
+        worker_id: &str,
+        stage: &str,
+        stream: &str,
+        config: LeaseConfig,
+    ) -> LeaseCoordinator<S> {
+        LeaseCoordinator {
+            store,
+            worker_id: worker_id.to_string(),
+            stage: stage.to_string(),
+            stream: stream.to_string(),
+            config,
+            held: tokio::sync::Mutex::new(HashMap::new()),
+            observed: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// This worker's id.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// The timing configuration.
+    pub fn config(&self) -> &LeaseConfig {
+        &self.config
+    }
+
+    fn expires_millis(&self) -> i64 {
+        wall_millis().saturating_add(i64::try_from(self.config.failover_ms).unwrap_or(i64::MAX))
+    }
+
+    /// Creates a lease for every listed shard that has none. Shards start at `initial`,
+    /// except that with [`InitialPosition::Latest`] a closed shard starts at `SHARD_END`
+    /// (nothing new will arrive in it) and a shard whose parent is listed starts at
+    /// `TRIM_HORIZON` (it continues its parent). Returns the number created.
+    ///
+    /// # Errors
+    /// [`LeaseError`] when the store fails.
+    pub async fn sync_shards(
+        &self,
+        shards: &[ShardInfo],
+        initial: InitialPosition,
+    ) -> Result<usize, LeaseError> {
+        let existing: HashSet<String> = self
+            .store
+            .list(&Lease::prefix_of(&self.stage, &self.stream))
+            .await?
+            .into_iter()
+            .map(|l| l.shard_id)
+            .collect();
+        let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
+        let mut created = 0;
+        for shard in shards {
+            if existing.contains(&shard.shard_id) {
+                continue;
+            }
+            let parents = shard.parents();
+            let checkpoint = match initial {
+                InitialPosition::TrimHorizon => Checkpoint::TrimHorizon,
+                InitialPosition::Latest if shard.ending_sequence_number.is_some() => {
+                    Checkpoint::ShardEnd
+                }
+                InitialPosition::Latest if parents.iter().any(|p| listed.contains(p.as_str())) => {
+                    Checkpoint::TrimHorizon
+                }
+                InitialPosition::Latest => Checkpoint::Latest,
+            };
+            let lease = Lease {
+                key: Lease::key_of(&self.stage, &self.stream, &shard.shard_id),
+                stage: self.stage.clone(),
+                stream: self.stream.clone(),
+                shard_id: shard.shard_id.clone(),
+                owner: None,
+                counter: 0,
+                checkpoint,
+                owner_switches_since_checkpoint: 0,
+                parent_shard_ids: parents,
+                last_renewal_millis: None,
+            };
+            if self.store.create(&lease).await? {
+                created += 1;
+                tracing::info!(lease = %lease.key, "lease created");
+            }
+        }
+        Ok(created)
+    }
+
+    /// Reads the lease table and takes leases as the module docs describe. Returns handles
+    /// for the leases taken in this round.
+    ///
+    /// # Errors
+    /// [`LeaseError`] when the store fails.
+    pub async fn take(&self) -> Result<Vec<LeaseHandle>, LeaseError> {
+        let leases = self
+            .store
+            .list(&Lease::prefix_of(&self.stage, &self.stream))
+            .await?;
+        let now = Instant::now();
+        let failover = Duration::from_millis(self.config.failover_ms);
+        let held_keys: HashSet<String> = self.held.lock().await.keys().cloned().collect();
+
+        // Observe counters and decide expiry.
+        let mut expired: Vec<&Lease> = Vec::new();
+        let mut own_orphans: Vec<&Lease> = Vec::new();
+        let mut per_owner: BTreeMap<String, Vec<&Lease>> = BTreeMap::new();
+        let mut active = 0usize;
+        {
+            let mut observed = self
+                .observed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let present: HashSet<&str> = leases.iter().map(|l| l.key.as_str()).collect();
+            observed.retain(|k, _| present.contains(k.as_str()));
+            for lease in &leases {
+                if lease.checkpoint == Checkpoint::ShardEnd {
+                    continue;
+                }
+                active += 1;
+                if held_keys.contains(&lease.key) {
+                    per_owner
+                        .entry(self.worker_id.clone())
+                        .or_default()
+                        .push(lease);
+                    continue;
+                }
+                let Some(owner) = &lease.owner else {
+                    expired.push(lease);
+                    continue;
+                };
+                if owner == &self.worker_id {
+                    own_orphans.push(lease);
+                    continue;
+                }
+                let entry = observed.entry(lease.key.clone()).or_insert(Observed {
+                    counter: lease.counter,
+                    owner: lease.owner.clone(),
+                    since: now,
+                });
+                if entry.counter != lease.counter || entry.owner != lease.owner {
+                    *entry = Observed {
+                        counter: lease.counter,
+                        owner: lease.owner.clone(),
+                        since: now,
+                    };
+                }
+                if now.duration_since(entry.since) > failover {
+                    expired.push(lease);
+                } else {
+                    per_owner.entry(owner.clone()).or_default().push(lease);
+                }
+            }
+        }
+
+        let mut taken = Vec::new();
+        // A restart with the same worker id: take our own leases back at once.
+        for lease in own_orphans {
+            if let Some(h) = self.try_take(lease).await? {
+                taken.push(h);
+            }
+        }
+        let workers = per_owner.len() + usize::from(!per_owner.contains_key(&self.worker_id));
+        let target = active
+            .div_ceil(workers.max(1))
+            .min(self.config.max_leases_per_worker);
+        let mine = self.held.lock().await.len();
+        let mut need = target.saturating_sub(mine);
+        if need == 0 {
+            return Ok(taken);
+        }
+        // Expired leases first, shards whose parents are finished before their children
+        // (parents have lower shard ids in practice; sorting by key keeps it deterministic).
+        expired.sort_by(|a, b| a.key.cmp(&b.key));
+        for lease in expired {
+            if need == 0 {
+                break;
+            }
+            if let Some(h) = self.try_take(lease).await? {
+                taken.push(h);
+                need -= 1;
+            }
+        }
+        if need > 0 && taken.is_empty() {
+            // Steal one lease from the most loaded other worker, if it is above target.
+            let victim = per_owner
+                .iter()
+                .filter(|(o, _)| *o != &self.worker_id)
+                .max_by(|a, b| a.1.len().cmp(&b.1.len()).then_with(|| b.0.cmp(a.0)));
+            if let Some((owner, leases)) = victim
+                && leases.len() > target
+                && let Some(lease) = leases.iter().max_by(|a, b| a.key.cmp(&b.key))
+            {
+                tracing::info!(lease = %lease.key, from = %owner, "stealing a lease to balance");
+                if let Some(h) = self.try_take(lease).await? {
+                    taken.push(h);
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    async fn try_take(&self, lease: &Lease) -> Result<Option<LeaseHandle>, LeaseError> {
+        let ok = self
+            .store
+            .update(
+                &lease.key,
+                lease.counter,
+                lease.owner.as_deref(),
+                &LeaseChange::Take {
+                    owner: self.worker_id.clone(),
+                },
+                wall_millis(),
+                self.expires_millis(),
+            )
+            .await?;
+        if !ok {
+            return Ok(None);
+        }
+        let handle = LeaseHandle {
+            key: lease.key.clone(),
+            shard_id: lease.shard_id.clone(),
+            checkpoint: lease.checkpoint.clone(),
+            parent_shard_ids: lease.parent_shard_ids.clone(),
+            lost: Arc::new(AtomicBool::new(false)),
+        };
+        self.held.lock().await.insert(
+            lease.key.clone(),
+            Held {
+                counter: lease.counter + 1,
+                last_renewed: Instant::now(),
+                handle: handle.clone(),
+            },
+        );
+        tracing::info!(lease = %lease.key, previous_owner = lease.owner.as_deref().unwrap_or("-"), checkpoint = lease.checkpoint.as_attribute(), "lease taken");
+        Ok(Some(handle))
+    }
+
+    /// Renews every held lease. A lease whose condition fails is lost (marked, dropped); a
+    /// store error leaves it held, and it is lost locally once `failover_ms` passed since
+    /// its last successful renewal. Returns the keys lost in this round.
+    pub async fn renew_all(&self) -> Vec<String> {
+        let mut held = self.held.lock().await;
+        let mut lost = Vec::new();
+        let failover = Duration::from_millis(self.config.failover_ms);
+        for (key, h) in held.iter_mut() {
+            let result = self
+                .store
+                .update(
+                    key,
+                    h.counter,
+                    Some(&self.worker_id),
+                    &LeaseChange::Renew,
+                    wall_millis(),
+                    self.expires_millis(),
+                )
+                .await;
+            match result {
+                Ok(true) => {
+                    h.counter += 1;
+                    h.last_renewed = Instant::now();
+                }
+                Ok(false) => lost.push(key.clone()),
+                Err(e) => {
+                    tracing::warn!(lease = %key, error = %e, "lease renewal failed");
+                    if h.last_renewed.elapsed() >= failover {
+                        lost.push(key.clone());
+                    }
+                }
+            }
+        }
+        for key in &lost {
+            if let Some(h) = held.remove(key) {
+                h.handle.lost.store(true, Ordering::SeqCst);
+                tracing::warn!(lease = %key, "lease lost");
+            }
+        }
+        lost
+    }
+
+    /// Whether `key` is held and was renewed within `failover_ms` (safe to process and to
+    /// checkpoint).
+    pub async fn is_valid(&self, key: &str) -> bool {
+        let failover = Duration::from_millis(self.config.failover_ms);
+        self.held
+            .lock()
+            .await
+            .get(key)
+            .is_some_and(|h| !h.handle.is_lost() && h.last_renewed.elapsed() < failover)
+    }
+
+    /// Handles of the leases held (with the checkpoint last written), sorted by key.
+    pub async fn handles(&self) -> Vec<LeaseHandle> {
+        let mut out: Vec<LeaseHandle> = self
+            .held
+            .lock()
+            .await
+            .values()
+            .map(|h| h.handle.clone())
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Reads a held lease back from the store and checks that it is still ours (same owner
+    /// and counter). Returns its stored checkpoint, or `None` (and marks the lease lost) when
+    /// another worker took it meanwhile. Called before a shard starts reading, so that a
+    /// lease stolen while its shard waited for its parents is not read twice.
+    ///
+    /// # Errors
+    /// [`LeaseError`] when the store fails.
+    pub async fn verify(&self, key: &str) -> Result<Option<Checkpoint>, LeaseError> {
+        let mut held = self.held.lock().await;
+        let Some(h) = held.get(key) else {
+            return Ok(None);
+        };
+        let stored = self.store.get(key).await?;
+        match stored {
+            Some(l) if l.owner.as_deref() == Some(&self.worker_id) && l.counter == h.counter => {
+                Ok(Some(l.checkpoint))
+            }
+            _ => {
+                if let Some(h) = held.remove(key) {
+                    h.handle.lost.store(true, Ordering::SeqCst);
+                    tracing::info!(lease = %key, "lease taken by another worker before the shard started");
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Keys of the leases held.
+    pub async fn held_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.held.lock().await.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// Writes a checkpoint for a held lease (conditional on counter and owner).
+    ///
+    /// # Errors
+    /// [`LeaseError`] when the store fails (the lease stays held; retry).
+    pub async fn checkpoint(
+        &self,
+        key: &str,
+        checkpoint: Checkpoint,
+    ) -> Result<CheckpointResult, LeaseError> {
+        let mut held = self.held.lock().await;
+        let Some(h) = held.get_mut(key) else {
+            return Ok(CheckpointResult::LeaseLost);
+        };
+        if h.handle.is_lost()
+            || h.last_renewed.elapsed() >= Duration::from_millis(self.config.failover_ms)
+        {
+            return Ok(CheckpointResult::LeaseLost);
+        }
+        let ok = self
+            .store
+            .update(
+                key,
+                h.counter,
+                Some(&self.worker_id),
+                &LeaseChange::Checkpoint(checkpoint.clone()),
+                wall_millis(),
+                self.expires_millis(),
+            )
+            .await?;
+        if ok {
+            h.counter += 1;
+            h.last_renewed = Instant::now();
+            h.handle.checkpoint = checkpoint;
+            Ok(CheckpointResult::Written)
+        } else {
+            if let Some(h) = held.remove(key) {
+                h.handle.lost.store(true, Ordering::SeqCst);
+            }
+            Ok(CheckpointResult::LeaseLost)
+        }
+    }
+
+    /// Gives a held lease back (owner removed), so another worker takes it at once.
+    ///
+    /// # Errors
+    /// [`LeaseError`] when the store fails (the lease then expires after `failover_ms`).
+    pub async fn release(&self, key: &str) -> Result<(), LeaseError> {
+        let Some(h) = self.held.lock().await.remove(key) else {
+            return Ok(());
+        };
+        h.handle.lost.store(true, Ordering::SeqCst);
+        let released = self
+            .store
+            .update(
+                key,
+                h.counter,
+                Some(&self.worker_id),
+                &LeaseChange::Release,
+                wall_millis(),
+                0,
+            )
+            .await?;
+        if released {
+            tracing::info!(lease = %key, "lease released");
+        }
+        Ok(())
+    }
+
+    /// Releases every held lease; returns the number of store errors (logged).
+    pub async fn release_all(&self) -> usize {
+        let mut errors = 0;
+        for key in self.held_keys().await {
+            if let Err(e) = self.release(&key).await {
+                tracing::warn!(lease = %key, error = %e, "lease release failed; it will expire");
+                errors += 1;
+            }
+        }
+        errors
+    }
+
+    /// Whether every parent shard is finished: its lease is at `SHARD_END`, or it has no
+    /// lease and is not among `listed` shards (trimmed past retention).
+    ///
+    /// # Errors
+    /// [`LeaseError`] when the store fails.
+    pub async fn parents_finished(
+        &self,
+        parents: &[String],
+        listed: &HashSet<String>,
+    ) -> Result<bool, LeaseError> {
+        for p in parents {
+            let key = Lease::key_of(&self.stage, &self.stream, p);
+            match self.store.get(&key).await? {
+                Some(l) if l.checkpoint == Checkpoint::ShardEnd => {}
+                Some(_) => return Ok(false),
+                None if listed.contains(p) => return Ok(false),
+                None => {}
+            }
+        }
+        Ok(true)
+    }
+}

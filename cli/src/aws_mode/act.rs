@@ -1,0 +1,82 @@
+//! The act stage on Kinesis: each record of the decisions stream is one JSON `Finding`; the
+//! incident workflow (DESIGN §6: DETECTED -> ANALYZING -> DECIDED -> ...) runs for it with the
+//! store, explainer, executor and notifier `[act]` configures (in aws mode: DynamoDB). The
+//! workflow's AWS adapters block on their own runtime, so each finding runs on a blocking
+//! thread. A finding delivered twice opens one incident (the incident id derives from the
+//! finding id, created conditionally).
+
+use super::counters::StageCounters;
+use aiops_act::ActWorkflow;
+use aiops_aws::consumer::{ConsumedRecord, ProcessError, ProcessorFactory, ShardProcessor};
+use aiops_core::Finding;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// What every act shard processor shares.
+pub struct ActShared {
+    /// The workflow.
+    pub workflow: Arc<ActWorkflow>,
+    /// Least time between checkpoints.
+    pub checkpoint_interval: Duration,
+    /// Counters.
+    pub counters: Arc<StageCounters>,
+}
+
+/// Creates one [`ActProcessor`] per shard.
+pub struct ActFactory(pub Arc<ActShared>);
+
+impl ProcessorFactory for ActFactory {
+    type Processor = ActProcessor;
+    fn create(&self, _shard_id: &str) -> ActProcessor {
+        ActProcessor {
+            shared: self.0.clone(),
+            last_flush: Instant::now(),
+        }
+    }
+}
+
+/// The act processor of one shard.
+pub struct ActProcessor {
+    shared: Arc<ActShared>,
+    last_flush: Instant,
+}
+
+impl ShardProcessor for ActProcessor {
+    async fn process(&mut self, records: Vec<ConsumedRecord>) -> Result<(), ProcessError> {
+        let c = &self.shared.counters;
+        for r in records {
+            c.records.fetch_add(1, Ordering::Relaxed);
+            let finding: Finding = match serde_json::from_slice(&r.data) {
+                Ok(f) => f,
+                Err(e) => {
+                    c.bad_records.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(shard = %r.shard_id, sequence_number = %r.sequence_number, error = %e, "decisions stream record is not a Finding; skipped");
+                    continue;
+                }
+            };
+            c.findings.fetch_add(1, Ordering::Relaxed);
+            let workflow = self.shared.workflow.clone();
+            let handled = tokio::task::spawn_blocking(move || workflow.handle(&finding))
+                .await
+                .map_err(|e| ProcessError(format!("incident workflow panicked: {e}")))?
+                .map_err(|e| ProcessError(e.to_string()))?;
+            if handled.opened {
+                c.incidents.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(i) = &handled.incident {
+                tracing::info!(incident = %i.incident_id, state = %i.state, resource = %i.resource_key, "incident");
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_due(&self) -> bool {
+        self.last_flush.elapsed() >= self.shared.checkpoint_interval
+    }
+
+    async fn flush(&mut self) -> Result<(), ProcessError> {
+        self.last_flush = Instant::now();
+        Ok(())
+    }
+}

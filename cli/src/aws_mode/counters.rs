@@ -1,0 +1,78 @@
+//! Counters of an aws-mode stage, summarised when it stops.
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters shared by the shard processors of one stage (monotonic).
+#[derive(Debug, Default)]
+pub struct StageCounters {
+    /// User records handed to the stage.
+    pub records: AtomicU64,
+    /// Events decoded (ingest) or read (detect), duplicates included.
+    pub events: AtomicU64,
+    /// Events dropped as duplicates by event id.
+    pub duplicates: AtomicU64,
+    /// Records sent to dead letters (ingest).
+    pub dead_letters: AtomicU64,
+    /// CloudWatch Logs control messages dropped (ingest).
+    pub control_messages: AtomicU64,
+    /// Records that are not the JSON the stage expects (detect, act): logged and skipped.
+    pub bad_records: AtomicU64,
+    /// Records accepted by PutRecords on the next stream.
+    pub forwarded: AtomicU64,
+    /// Rows written to Parquet objects (ingest).
+    pub archived_rows: AtomicU64,
+    /// Objects written to S3 (ingest).
+    pub objects: AtomicU64,
+    /// Findings produced (detect) or received (act).
+    pub findings: AtomicU64,
+    /// Incidents opened (act).
+    pub incidents: AtomicU64,
+}
+
+/// A snapshot of [`StageCounters`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CountersSnapshot {
+    /// See [`StageCounters::records`].
+    pub records: u64,
+    /// See [`StageCounters::events`].
+    pub events: u64,
+    /// See [`StageCounters::duplicates`].
+    pub duplicates: u64,
+    /// See [`StageCounters::dead_letters`].
+    pub dead_letters: u64,
+    /// See [`StageCounters::control_messages`].
+    pub control_messages: u64,
+    /// See [`StageCounters::bad_records`].
+    pub bad_records: u64,
+    /// See [`StageCounters::forwarded`].
+    pub forwarded: u64,
+    /// See [`StageCounters::archived_rows`].
+    pub archived_rows: u64,
+    /// See [`StageCounters::objects`].
+    pub objects: u64,
+    /// See [`StageCounters::findings`].
+    pub findings: u64,
+    /// See [`StageCounters::incidents`].
+    pub incidents: u64,
+}
+
+impl StageCounters {
+    /// The current values.
+    pub fn snapshot(&self) -> CountersSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CountersSnapshot {
+            records: g(&self.records),
+            events: g(&self.events),
+            duplicates: g(&self.duplicates),
+            dead_letters: g(&self.dead_letters),
+            control_messages: g(&self.control_messages),
+            bad_records: g(&self.bad_records),
+            forwarded: g(&self.forwarded),
+            archived_rows: g(&self.archived_rows),
+            objects: g(&self.objects),
+            findings: g(&self.findings),
+            incidents: g(&self.incidents),
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The ingest stage on Kinesis: decode each record of the raw stream (KPL user records already
+//! split by the consumer), de-duplicate by event id, forward normalised events to the events
+//! stream (one JSON `Event` per record, partition key `Event::partition_key()`), buffer them for
+//! the S3 archive, and send undecodable records to the dead-letter prefix. The consumer
+//! checkpoints after [`ShardProcessor::flush`], i.e. once the Parquet objects are in S3; the
+//! forwarded records were accepted by PutRecords before `process` returned.
+
+use super::counters::StageCounters;
+use super::partition_key;
+use crate::deadletter::DeadLetterLine;
+use aiops_aws::archive::RawArchive;
+use aiops_aws::consumer::{ConsumedRecord, ProcessError, ProcessorFactory, ShardProcessor};
+use aiops_aws::kinesis::{KinesisPort, PutEntry};
+use aiops_aws::objects::ObjectStore;
+use aiops_aws::producer::{Producer, check_entry};
+use aiops_core::Position;
+use aiops_core::time::{format_rfc3339_micros, now_micros};
+use aiops_ingest::archive::ArchiveConfig;
+use aiops_ingest::decode::{DeadLetter, DecodeLimits, DecodeOutput, decode_kinesis_record};
+use aiops_ingest::dedup::{DedupConfig, Deduplicator};
+use base64::Engine;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// What every ingest shard processor shares.
+pub struct IngestShared<K, O> {
+    /// Writes to the events stream.
+    pub producer: Producer<K>,
+    /// The events stream.
+    pub events_stream: String,
+    /// Where Parquet and dead-letter objects go.
+    pub objects: Arc<O>,
+    /// Key prefix.
+    pub prefix: String,
+    /// Roll-over bounds.
+    pub archive: ArchiveConfig,
+    /// Decoder bounds.
+    pub limits: DecodeLimits,
+    /// De-duplication window (one window per shard processor).
+    pub dedup: DedupConfig,
+    /// Counters.
+    pub counters: Arc<StageCounters>,
+}
+
+/// Creates one [`IngestProcessor`] per shard.
+pub struct IngestFactory<K, O>(pub Arc<IngestShared<K, O>>);
+
+impl<K: KinesisPort, O: ObjectStore> ProcessorFactory for IngestFactory<K, O> {
+    type Processor = IngestProcessor<K, O>;
+    fn create(&self, _shard_id: &str) -> IngestProcessor<K, O> {
+        IngestProcessor {
+            shared: self.0.clone(),
+            // validate() checked the configuration; a default window is the safe fallback.
+            dedup: Deduplicator::new(&self.0.dedup)
+                .or_else(|_| Deduplicator::new(&DedupConfig::default()))
+                .ok(),
+            archive: RawArchive::new(&self.0.prefix, self.0.archive),
+        }
+    }
+}
+
+/// The ingest processor of one shard. Its de-duplication memory lives as long as it does: a
+/// shard read again after a crash or a lease change starts with an empty window, so nothing
+/// that was never made durable is dropped as a "duplicate".
+pub struct IngestProcessor<K, O> {
+    shared: Arc<IngestShared<K, O>>,
+    dedup: Option<Deduplicator>,
+    archive: RawArchive,
+}
+
+fn dead_letter_line(d: &DeadLetter) -> Vec<u8> {
+    let line = DeadLetterLine {
+        reason: &d.reason,
+        stream: &d.position.stream,
+        shard_id: &d.position.shard_id,
+        sequence_number: &d.position.sequence_number,
+        sub_sequence_number: d.position.sub_sequence_number,
+        written_at: format_rfc3339_micros(now_micros()),
+        size: d.data.len(),
+        data_base64: base64::engine::general_purpose::STANDARD.encode(&d.data),
+    };
+    serde_json::to_vec(&line).unwrap_or_default()
+}
+
+impl<K: KinesisPort, O: ObjectStore> ShardProcessor for IngestProcessor<K, O> {
+    async fn process(&mut self, records: Vec<ConsumedRecord>) -> Result<(), ProcessError> {
+        let c = &self.shared.counters;
+        let ingest_time = now_micros();
+        let mut entries: Vec<PutEntry> = Vec::new();
+        for r in records {
+            c.records.fetch_add(1, Ordering::Relaxed);
+            let position = Position {
+                stream: r.stream,
+                shard_id: r.shard_id,
+                sequence_number: r.sequence_number,
+                sub_sequence_number: r.sub_sequence_number,
+            };
+            let mut out = DecodeOutput::default();
+            decode_kinesis_record(
+                &r.data,
+                &position,
+                ingest_time,
+                &self.shared.limits,
+                &mut out,
+            );
+            c.control_messages
+                .fetch_add(out.control_messages, Ordering::Relaxed);
+            for d in &out.dead_letters {
+                tracing::warn!(reason = %d.reason, shard = %d.position.shard_id, sequence_number = %d.position.sequence_number, "dead letter");
+                self.archive
+                    .append_dead_letter(&d.position, &dead_letter_line(d));
+                c.dead_letters.fetch_add(1, Ordering::Relaxed);
+            }
+            let share = r.data.len() / out.events.len().max(1);
+            for e in out.events {
+                c.events.fetch_add(1, Ordering::Relaxed);
+                if self
+                    .dedup
+                    .as_mut()
+                    .is_some_and(|d| d.is_duplicate(&e.event_id, e.event_time))
+                {
+                    c.duplicates.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let data = serde_json::to_vec(&e)
+                    .map_err(|err| ProcessError(format!("cannot serialise event: {err}")))?;
+                let entry = PutEntry {
+                    partition_key: partition_key(&e.partition_key()),
+                    data,
+                };
+                match check_entry(&entry) {
+                    Ok(()) => entries.push(entry),
+                    Err(reason) => {
+                        // Archived, not forwarded: the normalised event outgrew the record.
+                        let d = DeadLetter {
+                            reason: format!("not forwarded to the events stream: {reason}"),
+                            data: r.data.clone(),
+                            position: e.position.clone(),
+                        };
+                        self.archive
+                            .append_dead_letter(&d.position, &dead_letter_line(&d));
+                        c.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                self.archive.append(e, share);
+            }
+        }
+        if !entries.is_empty() {
+            self.shared
+                .producer
+                .put_all(&self.shared.events_stream, &entries)
+                .await
+                .map_err(|e| ProcessError(e.to_string()))?;
+            c.forwarded
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn flush_due(&self) -> bool {
+        self.archive.flush_due()
+    }
+
+    async fn flush(&mut self) -> Result<(), ProcessError> {
+        if self.archive.is_empty() {
+            return Ok(());
+        }
+        let report = self
+            .archive
+            .flush(self.shared.objects.as_ref())
+            .await
+            .map_err(|e| ProcessError(e.to_string()))?;
+        let c = &self.shared.counters;
+        c.archived_rows.fetch_add(report.rows, Ordering::Relaxed);
+        c.objects
+            .fetch_add(report.keys.len() as u64, Ordering::Relaxed);
+        tracing::info!(
+            objects = report.keys.len(),
+            rows = report.rows,
+            dead_letters = report.dead_letters,
+            "archive flushed"
+        );
+        Ok(())
+    }
+}

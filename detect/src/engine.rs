@@ -1,0 +1,954 @@
+//! The statistical detection engine: tumbling event-time windows per series, closed by a
+//! watermark, scored in parallel at every close (DESIGN §4).
+//!
+//! - **Windows**: tumbling, `window_secs` long, aligned to the Unix epoch. The watermark is the
+//!   largest event time seen minus `allowed_lateness_secs`; every window that ends at or before
+//!   the watermark is closed. An event for a window that is already closed is *late*: it is
+//!   counted in `late_events` and added to the oldest open window, never dropped.
+//! - **Series** (see [`crate::config::SeriesConfig`]): per log group and template, per log group
+//!   and level (ERROR / WARN / FATAL), per principal and API call, per API error code (also per
+//!   principal), per CloudTrail event source (count series); per metric (value series).
+//! - **Scoring** at a close runs over all series in parallel (rayon), each series feeding its
+//!   closed windows in time order to its model: [`crate::rate::RateModel`] for counts (empty
+//!   windows count as zeros, applied in bulk), [`crate::value::ValueDetector`] for metric
+//!   values (empty windows are missing data), then [`crate::decision::Decision`]. Novelty is
+//!   flagged when a template is created in a log group, or a principal/API pair is first seen,
+//!   after the warm-up.
+//! - **Determinism**: everything depends on event time and input order only (never on the
+//!   wall clock, except `detected_at`), and findings are sorted by window, detector and series,
+//!   so a replay and a live run of the same events give the same findings.
+//! - **Bounds**: series are capped at `max_series` and evicted after `idle_eviction_secs` of
+//!   event time without events; a series holds at most the open windows (bounded by the
+//!   lateness) and fixed-size models; examples are capped per window.
+
+use crate::config::StatisticsConfig;
+use crate::decision::Decision;
+use crate::multiline::{MultilineCounters, MultilineJoiner};
+use crate::rate::RateModel;
+use crate::template::TemplateMiner;
+use crate::value::ValueDetector;
+use ahash::AHashMap;
+use aiops_core::{Event, EventBody, Evidence, Finding, FindingKind, LogLevel, ResourceKey};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+const MICROS: i64 = 1_000_000;
+
+/// Engine counters (a snapshot; see [`StatsEngine::counters`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct EngineCounters {
+    /// Events fed to [`StatsEngine::observe`].
+    pub events: u64,
+    /// Log entries after multi-line joining.
+    pub log_entries: u64,
+    /// Events (or joined log entries) whose window was already closed; they were added to the
+    /// oldest open window.
+    pub late_events: u64,
+    /// Metric data points with a non-finite value (ignored).
+    pub nonfinite_values: u64,
+    /// Series currently tracked.
+    pub series_tracked: u64,
+    /// Series created so far.
+    pub series_created: u64,
+    /// Series evicted after being idle.
+    pub series_evicted: u64,
+    /// Events not tracked for a new series because `max_series` was reached.
+    pub series_rejected: u64,
+    /// Windows closed (window boundaries passed by the watermark).
+    pub windows_closed: u64,
+    /// Findings returned.
+    pub findings: u64,
+    /// Findings dropped by `max_findings_per_close`.
+    pub findings_dropped: u64,
+    /// Novelty findings suppressed by `novelty.max_per_window`.
+    pub novelty_suppressed: u64,
+    /// Log groups with a template miner.
+    pub log_groups: u64,
+    /// Log entries of groups beyond `max_log_groups` (no template series).
+    pub log_groups_rejected: u64,
+    /// Live templates per log group.
+    pub templates_per_group: BTreeMap<String, u64>,
+    /// Templates evicted (least recently used) over all groups.
+    pub templates_evicted: u64,
+    /// Multi-line joining counters.
+    pub multiline: MultilineCounters,
+    /// Log streams with a pending multi-line entry.
+    pub multiline_pending: u64,
+    /// Current watermark (µs since the epoch, UTC), once an event has been seen.
+    pub watermark: Option<i64>,
+    /// Start of the oldest open window (µs), once an event has been seen.
+    pub open_from: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+enum Model {
+    Count(Box<RateModel>),
+    Value(Box<ValueDetector>),
+}
+
+#[derive(Debug, Clone)]
+struct Spec {
+    key: String,
+    detector: &'static str,
+    what: String,
+    resource: Option<ResourceKey>,
+    /// Log group and template id, for template series.
+    template: Option<(String, u64)>,
+    /// Scope for the novelty cap (log group or principal).
+    novelty_scope: Option<String>,
+    novelty_detector: &'static str,
+}
+
+#[derive(Debug, Clone, Default)]
+struct WindowAcc {
+    start: i64,
+    count: u64,
+    /// Of `count`, events that arrived after their own window had closed (late): kept in the
+    /// count, but a count series is scored on its on-time events only, since late events say
+    /// nothing about the rate in this window (replaying unordered history must not look like
+    /// a burst).
+    late: u64,
+    value_sum: f64,
+    value_n: u64,
+    samples: Vec<String>,
+    event_ids: Vec<String>,
+    novel: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Series {
+    spec: Spec,
+    model: Model,
+    decision: Decision,
+    accs: Vec<WindowAcc>,
+    accounted_until: Option<i64>,
+    last_event: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    slot: usize,
+    kind: FindingKind,
+    window_start: i64,
+    observed: f64,
+    expected: f64,
+    score: f64,
+    samples: Vec<String>,
+    event_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct LogGroup {
+    miner: TemplateMiner,
+    first_seen: i64,
+    /// Log entries seen in this group (for the novelty volume warm-up).
+    entries: u64,
+}
+
+/// A bounded set of keys with their last-seen time; when full, the oldest tenth is forgotten.
+#[derive(Debug, Clone, Default)]
+struct SeenSet {
+    map: AHashMap<u64, i64>,
+    cap: usize,
+}
+
+impl SeenSet {
+    /// Marks `key` seen at `t`; returns whether it was new.
+    fn insert(&mut self, key: u64, t: i64) -> bool {
+        if let Some(v) = self.map.get_mut(&key) {
+            *v = (*v).max(t);
+            return false;
+        }
+        if self.map.len() >= self.cap.max(1) {
+            let mut all: Vec<(i64, u64)> = self.map.iter().map(|(k, v)| (*v, *k)).collect();
+            all.sort_unstable();
+            for (_, k) in all.iter().take((self.cap / 10).max(1)) {
+                self.map.remove(k);
+            }
+        }
+        self.map.insert(key, t);
+        true
+    }
+}
+
+/// What one event contributes to one series.
+struct Contribution {
+    key: String,
+    value: Option<f64>,
+    sample: Option<String>,
+    novel: bool,
+    detector: &'static str,
+    what: String,
+    resource: Option<ResourceKey>,
+    template: Option<(String, u64)>,
+    novelty_scope: Option<String>,
+    novelty_detector: &'static str,
+}
+
+fn spec_of(c: &Contribution) -> Spec {
+    Spec {
+        key: c.key.clone(),
+        detector: c.detector,
+        what: c.what.clone(),
+        resource: c.resource.clone(),
+        template: c.template.clone(),
+        novelty_scope: c.novelty_scope.clone(),
+        novelty_detector: c.novelty_detector,
+    }
+}
+
+/// The statistical detection engine. Feed it events with [`StatsEngine::observe`]; it returns
+/// the findings of the windows each event's watermark closes.
+#[derive(Debug)]
+pub struct StatsEngine {
+    cfg: StatisticsConfig,
+    window_us: i64,
+    lateness_us: i64,
+    idle_us: i64,
+    max_event_time: Option<i64>,
+    first_event_time: Option<i64>,
+    /// CloudTrail events seen (for the novelty volume warm-up).
+    cloudtrail_events: u64,
+    open_from: Option<i64>,
+    series: Vec<Option<Series>>,
+    index: AHashMap<String, usize>,
+    free: Vec<usize>,
+    groups: BTreeMap<String, LogGroup>,
+    joiner: MultilineJoiner,
+    pairs: SeenSet,
+    counters: EngineCounters,
+}
+
+fn truncate_chars(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut out = s.get(..cut).unwrap_or("").to_string();
+    out.push('…');
+    out
+}
+
+fn finding_id(detector: &str, key: &str, window_start: i64) -> String {
+    let h = aiops_core::stable_hash(&[
+        detector.as_bytes(),
+        key.as_bytes(),
+        window_start.to_string().as_bytes(),
+    ]);
+    format!("{h:016x}")
+}
+
+impl StatsEngine {
+    /// An engine with no state. The configuration should have passed
+    /// [`StatisticsConfig::validate`]; out-of-range durations are clamped to at least one
+    /// second (window) or zero (lateness).
+    pub fn new(config: StatisticsConfig) -> Self {
+        let window_us = i64::try_from(config.window_secs.max(1))
+            .unwrap_or(60)
+            .saturating_mul(MICROS);
+        let lateness_us = i64::try_from(config.allowed_lateness_secs)
+            .unwrap_or(0)
+            .saturating_mul(MICROS);
+        let idle_us = i64::try_from(config.idle_eviction_secs)
+            .unwrap_or(i64::MAX / MICROS)
+            .saturating_mul(MICROS)
+            .max(window_us);
+        StatsEngine {
+            joiner: MultilineJoiner::new(&config.multiline),
+            pairs: SeenSet {
+                map: AHashMap::new(),
+                cap: config.novelty.max_pairs,
+            },
+            cfg: config,
+            window_us,
+            lateness_us,
+            idle_us,
+            max_event_time: None,
+            first_event_time: None,
+            cloudtrail_events: 0,
+            open_from: None,
+            series: Vec::new(),
+            index: AHashMap::new(),
+            free: Vec::new(),
+            groups: BTreeMap::new(),
+            counters: EngineCounters::default(),
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &StatisticsConfig {
+        &self.cfg
+    }
+
+    fn window_of(&self, t: i64) -> i64 {
+        t.div_euclid(self.window_us) * self.window_us
+    }
+
+    /// Feeds one normalised event (any source). Returns the findings produced by the windows
+    /// that the new watermark closed (usually none), sorted by window start, detector and
+    /// series key.
+    pub fn observe(&mut self, event: &Event) -> Vec<Finding> {
+        self.counters.events += 1;
+        let t = event.event_time;
+        if self.first_event_time.is_none() {
+            self.first_event_time = Some(t);
+        }
+        if self.open_from.is_none() {
+            self.open_from = Some(self.window_of(t.saturating_sub(self.lateness_us)));
+        }
+        if event.log().is_some() {
+            for entry in self.joiner.push(event.clone()) {
+                self.ingest(&entry);
+            }
+        } else {
+            self.ingest(event);
+        }
+        self.max_event_time = Some(self.max_event_time.map_or(t, |m| m.max(t)));
+        let watermark = self
+            .max_event_time
+            .unwrap_or(t)
+            .saturating_sub(self.lateness_us);
+        let until = self.window_of(watermark);
+        match self.open_from {
+            Some(open) if until > open => self.close_until(until),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Completes pending multi-line entries, closes every open window (end of a replay) and
+    /// returns the findings.
+    pub fn flush(&mut self) -> Vec<Finding> {
+        for entry in self.joiner.flush_all() {
+            self.ingest(&entry);
+        }
+        let last = self
+            .series
+            .iter()
+            .flatten()
+            .flat_map(|s| s.accs.iter().map(|a| a.start))
+            .max();
+        match (last, self.open_from) {
+            (Some(last), Some(open)) => {
+                let until = last.saturating_add(self.window_us).max(open);
+                if until > open {
+                    return self.close_until(until);
+                }
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> EngineCounters {
+        let mut c = self.counters.clone();
+        c.series_tracked = self.series.iter().flatten().count() as u64;
+        c.log_groups = self.groups.len() as u64;
+        c.templates_per_group = self
+            .groups
+            .iter()
+            .map(|(k, g)| (k.clone(), g.miner.len() as u64))
+            .collect();
+        c.templates_evicted = self.groups.values().map(|g| g.miner.evicted()).sum();
+        c.multiline = self.joiner.counters();
+        c.multiline_pending = self.joiner.pending_len() as u64;
+        c.watermark = self
+            .max_event_time
+            .map(|m| m.saturating_sub(self.lateness_us));
+        c.open_from = self.open_from;
+        c
+    }
+
+    /// The window an event at `t` goes to, and whether it is late (its own window is closed,
+    /// so it goes to the oldest open window and is counted in `late_events`).
+    fn route(&mut self, t: i64) -> (i64, bool) {
+        let w = self.window_of(t);
+        match self.open_from {
+            Some(open) if w < open => {
+                self.counters.late_events += 1;
+                (open, true)
+            }
+            _ => (w, false),
+        }
+    }
+
+    fn ingest(&mut self, event: &Event) {
+        let (window, late) = self.route(event.event_time);
+        let contributions = match &event.body {
+            EventBody::Logs(_) => self.log_contributions(event),
+            EventBody::Cloudtrail(_) => self.cloudtrail_contributions(event),
+            EventBody::Metrics(_) => self.metric_contributions(event),
+        };
+        for c in contributions {
+            self.add(window, late, event, &c);
+        }
+    }
+
+    fn resource(event: &Event, resource_type: &str, id: &str) -> ResourceKey {
+        ResourceKey {
+            resource_type: resource_type.to_string(),
+            resource_id: id.to_string(),
+            account: event.account.clone(),
+            region: event.region.clone(),
+        }
+    }
+
+    fn log_contributions(&mut self, event: &Event) -> Vec<Contribution> {
+        let Some(log) = event.log() else {
+            return Vec::new();
+        };
+        self.counters.log_entries += 1;
+        let group = &log.log_group;
+        let sample = truncate_chars(&log.message, self.cfg.sample_max_bytes);
+        let resource = Some(Self::resource(event, "log_group", group));
+        let mut out = Vec::new();
+        if self.cfg.series.log_templates {
+            let first_line = log.message.lines().next().unwrap_or("");
+            let max_groups = self.cfg.max_log_groups;
+            let tcfg = &self.cfg.templates;
+            if !self.groups.contains_key(group) {
+                if self.groups.len() < max_groups {
+                    self.groups.insert(
+                        group.clone(),
+                        LogGroup {
+                            miner: TemplateMiner::new(tcfg),
+                            first_seen: event.event_time,
+                            entries: 0,
+                        },
+                    );
+                } else {
+                    self.counters.log_groups_rejected += 1;
+                }
+            }
+            let warmup = i64::try_from(self.cfg.novelty.warmup_secs)
+                .unwrap_or(i64::MAX / MICROS)
+                .saturating_mul(MICROS);
+            let novelty = self.cfg.novelty.enabled;
+            let min_events = self.cfg.novelty.warmup_min_events;
+            if let Some(g) = self.groups.get_mut(group) {
+                let m = g.miner.add(first_line);
+                g.entries = g.entries.saturating_add(1);
+                let novel = novelty
+                    && m.created
+                    && event.event_time.saturating_sub(g.first_seen) >= warmup
+                    && g.entries > min_events;
+                out.push(Contribution {
+                    key: format!("log_template:{group}:{}", m.template_id),
+                    value: None,
+                    sample: Some(sample.clone()),
+                    novel,
+                    detector: "log_template_rate",
+                    what: format!("template {} in log group {group}", m.template_id),
+                    resource: resource.clone(),
+                    template: Some((group.clone(), m.template_id)),
+                    novelty_scope: Some(format!("log_group:{group}")),
+                    novelty_detector: "log_template_novelty",
+                });
+            }
+        }
+        if self.cfg.series.log_levels
+            && let Some(level) = log.level
+            && matches!(level, LogLevel::Error | LogLevel::Warn | LogLevel::Fatal)
+        {
+            out.push(Contribution {
+                key: format!("log_level:{group}:{}", level.as_str()),
+                value: None,
+                sample: Some(sample),
+                novel: false,
+                detector: "log_level_rate",
+                what: format!("{} entries in log group {group}", level.as_str()),
+                resource,
+                template: None,
+                novelty_scope: None,
+                novelty_detector: "",
+            });
+        }
+        out
+    }
+
+    fn cloudtrail_contributions(&mut self, event: &Event) -> Vec<Contribution> {
+        let Some(ct) = event.cloudtrail() else {
+            return Vec::new();
+        };
+        let principal = ct.principal.key();
+        let mut sample = format!("{} {} by {}", ct.event_source, ct.event_name, principal);
+        if let Some(ip) = &ct.source_ip {
+            let _ = write!(sample, " from {ip}");
+        }
+        if let Some(code) = &ct.error_code {
+            let _ = write!(sample, " failed {code}");
+        }
+        let sample = truncate_chars(&sample, self.cfg.sample_max_bytes);
+        let principal_res = Some(Self::resource(event, "iam_principal", &principal));
+        let mut out = Vec::new();
+        let s = &self.cfg.series;
+        if s.principal_calls {
+            let warmup = i64::try_from(self.cfg.novelty.warmup_secs)
+                .unwrap_or(i64::MAX / MICROS)
+                .saturating_mul(MICROS);
+            let pair = aiops_core::stable_hash(&[
+                principal.as_bytes(),
+                ct.event_source.as_bytes(),
+                ct.event_name.as_bytes(),
+            ]);
+            let new_pair = self.pairs.insert(pair, event.event_time);
+            self.cloudtrail_events = self.cloudtrail_events.saturating_add(1);
+            let warmed = self
+                .first_event_time
+                .is_some_and(|f| event.event_time.saturating_sub(f) >= warmup)
+                && self.cloudtrail_events > self.cfg.novelty.warmup_min_events;
+            out.push(Contribution {
+                key: format!("api_call:{principal}:{}:{}", ct.event_source, ct.event_name),
+                value: None,
+                sample: Some(sample.clone()),
+                novel: self.cfg.novelty.enabled && new_pair && warmed,
+                detector: "api_call_rate",
+                what: format!("{} calls by {principal}", ct.event_name),
+                resource: principal_res.clone(),
+                template: None,
+                novelty_scope: Some(format!("principal:{principal}")),
+                novelty_detector: "api_call_novelty",
+            });
+        }
+        if let Some(code) = &ct.error_code {
+            if s.error_codes {
+                out.push(Contribution {
+                    key: format!("api_error:{code}"),
+                    value: None,
+                    sample: Some(sample.clone()),
+                    novel: false,
+                    detector: "api_error_rate",
+                    what: format!("{code} errors"),
+                    resource: None,
+                    template: None,
+                    novelty_scope: None,
+                    novelty_detector: "",
+                });
+            }
+            if s.error_codes_per_principal {
+                out.push(Contribution {
+                    key: format!("api_error_principal:{principal}:{code}"),
+                    value: None,
+                    sample: Some(sample.clone()),
+                    novel: false,
+                    detector: "api_error_principal_rate",
+                    what: format!("{code} errors for {principal}"),
+                    resource: principal_res.clone(),
+                    template: None,
+                    novelty_scope: None,
+                    novelty_detector: "",
+                });
+            }
+        }
+        if s.event_sources {
+            out.push(Contribution {
+                key: format!("event_source:{}", ct.event_source),
+                value: None,
+                sample: Some(sample),
+                novel: false,
+                detector: "event_source_rate",
+                what: format!("calls to {}", ct.event_source),
+                resource: None,
+                template: None,
+                novelty_scope: None,
+                novelty_detector: "",
+            });
+        }
+        out
+    }
+
+    fn metric_contributions(&mut self, event: &Event) -> Vec<Contribution> {
+        let Some(m) = event.metric() else {
+            return Vec::new();
+        };
+        if !self.cfg.series.metrics {
+            return Vec::new();
+        }
+        let v = m.value.average();
+        if !v.is_finite() {
+            self.counters.nonfinite_values += 1;
+            return Vec::new();
+        }
+        let mut dims = String::new();
+        for (i, (k, val)) in m.dimensions.iter().enumerate() {
+            if i > 0 {
+                dims.push(',');
+            }
+            let _ = write!(dims, "{k}={val}");
+        }
+        vec![Contribution {
+            key: format!("metric:{}:{}:{dims}", m.namespace, m.metric),
+            value: Some(v),
+            sample: None,
+            novel: false,
+            detector: "metric_value",
+            what: format!("{}/{} {{{dims}}}", m.namespace, m.metric),
+            resource: None,
+            template: None,
+            novelty_scope: None,
+            novelty_detector: "",
+        }]
+    }
+
+    fn add(&mut self, window: i64, late: bool, event: &Event, c: &Contribution) {
+        let slot = match self.index.get(c.key.as_str()) {
+            Some(&s) => s,
+            None => {
+                let live = self.series.len() - self.free.len();
+                if live >= self.cfg.max_series {
+                    self.counters.series_rejected += 1;
+                    return;
+                }
+                let model = if c.value.is_some() {
+                    Model::Value(Box::new(ValueDetector::new(&self.cfg.value)))
+                } else {
+                    Model::Count(Box::default())
+                };
+                let s = Series {
+                    spec: spec_of(c),
+                    model,
+                    decision: Decision::new(),
+                    accs: Vec::new(),
+                    accounted_until: None,
+                    last_event: event.event_time,
+                };
+                let slot = match self.free.pop() {
+                    Some(i) => {
+                        if let Some(x) = self.series.get_mut(i) {
+                            *x = Some(s);
+                        }
+                        i
+                    }
+                    None => {
+                        self.series.push(Some(s));
+                        self.series.len() - 1
+                    }
+                };
+                self.index.insert(c.key.clone(), slot);
+                self.counters.series_created += 1;
+                slot
+            }
+        };
+        let max_samples = self.cfg.samples_per_window.min(10);
+        let Some(Some(s)) = self.series.get_mut(slot) else {
+            return;
+        };
+        s.last_event = s.last_event.max(event.event_time);
+        let pos = s.accs.partition_point(|a| a.start < window);
+        if s.accs.get(pos).is_none_or(|a| a.start != window) {
+            s.accs.insert(
+                pos,
+                WindowAcc {
+                    start: window,
+                    ..WindowAcc::default()
+                },
+            );
+        }
+        if let Some(acc) = s.accs.get_mut(pos) {
+            acc.count += 1;
+            acc.late += u64::from(late);
+            if let Some(v) = c.value {
+                acc.value_sum += v;
+                acc.value_n += 1;
+            }
+            acc.novel |= c.novel;
+            if acc.samples.len() < max_samples
+                && let Some(smp) = &c.sample
+            {
+                acc.samples.push(smp.clone());
+            }
+            if acc.event_ids.len() < max_samples {
+                acc.event_ids.push(event.event_id.clone());
+            }
+        }
+    }
+
+    /// Closes every window starting before `until` (a window boundary) and returns findings.
+    fn close_until(&mut self, until: i64) -> Vec<Finding> {
+        // Multi-line entries that started in closing windows are complete now.
+        for entry in self.joiner.flush_before(until) {
+            self.ingest(&entry);
+        }
+        let open = self.open_from.unwrap_or(until);
+        self.counters.windows_closed += u64::try_from((until - open) / self.window_us).unwrap_or(0);
+        let window_us = self.window_us;
+        let cfg = &self.cfg;
+        let candidates: Vec<Candidate> = self
+            .series
+            .par_iter_mut()
+            .enumerate()
+            .flat_map_iter(|(slot, s)| match s {
+                Some(s) => close_series(slot, s, until, window_us, cfg),
+                None => Vec::new(),
+            })
+            .collect();
+        self.open_from = Some(until);
+        let findings = self.finalize(candidates);
+        self.evict_idle(until);
+        findings
+    }
+
+    fn evict_idle(&mut self, until: i64) {
+        let limit = until.saturating_sub(self.idle_us);
+        for slot in 0..self.series.len() {
+            let idle = matches!(
+                self.series.get(slot),
+                Some(Some(s)) if s.last_event < limit && s.accs.is_empty()
+            );
+            if idle && let Some(s) = self.series.get_mut(slot).and_then(Option::take) {
+                self.index.remove(&s.spec.key);
+                self.free.push(slot);
+                self.counters.series_evicted += 1;
+            }
+        }
+    }
+
+    fn finalize(&mut self, mut candidates: Vec<Candidate>) -> Vec<Finding> {
+        // Novelty cap per scope and window, in a deterministic order.
+        candidates.sort_by(|a, b| {
+            let ka = self.key_of(a.slot);
+            let kb = self.key_of(b.slot);
+            a.window_start
+                .cmp(&b.window_start)
+                .then(kind_rank(a.kind).cmp(&kind_rank(b.kind)))
+                .then(ka.cmp(kb))
+        });
+        let mut per_scope: BTreeMap<(i64, String), u32> = BTreeMap::new();
+        let mut findings = Vec::with_capacity(candidates.len());
+        let now = aiops_core::time::now_micros();
+        for c in candidates {
+            let Some(Some(s)) = self.series.get(c.slot) else {
+                continue;
+            };
+            let spec = s.spec.clone();
+            if c.kind == FindingKind::Novelty {
+                let scope = spec.novelty_scope.clone().unwrap_or_default();
+                let n = per_scope.entry((c.window_start, scope)).or_insert(0);
+                if *n >= self.cfg.novelty.max_per_window {
+                    self.counters.novelty_suppressed += 1;
+                    continue;
+                }
+                *n += 1;
+            }
+            let template = spec.template.as_ref().and_then(|(g, id)| {
+                self.groups
+                    .get_mut(g)
+                    .and_then(|g| g.miner.template_text(*id))
+            });
+            findings.push(self.make_finding(&spec, &c, template, now));
+        }
+        let cap = self.cfg.max_findings_per_close.max(1);
+        if findings.len() > cap {
+            let mut order: Vec<usize> = (0..findings.len()).collect();
+            let scores: Vec<f64> = findings.iter().map(|f| f.score).collect();
+            order.sort_by(|&a, &b| {
+                let sa = scores.get(a).copied().unwrap_or(0.0);
+                let sb = scores.get(b).copied().unwrap_or(0.0);
+                sb.total_cmp(&sa).then(a.cmp(&b))
+            });
+            let mut keep = vec![false; findings.len()];
+            for &i in order.iter().take(cap) {
+                if let Some(k) = keep.get_mut(i) {
+                    *k = true;
+                }
+            }
+            self.counters.findings_dropped += (findings.len() - cap) as u64;
+            findings = findings
+                .into_iter()
+                .zip(keep)
+                .filter_map(|(f, k)| k.then_some(f))
+                .collect();
+        }
+        self.counters.findings += findings.len() as u64;
+        findings
+    }
+
+    fn key_of(&self, slot: usize) -> &str {
+        match self.series.get(slot) {
+            Some(Some(s)) => &s.spec.key,
+            _ => "",
+        }
+    }
+
+    fn make_finding(
+        &self,
+        spec: &Spec,
+        c: &Candidate,
+        template: Option<String>,
+        now: i64,
+    ) -> Finding {
+        let window_end = c.window_start + self.window_us;
+        let secs = self.window_us / MICROS;
+        let start_text = aiops_core::time::format_rfc3339_micros(c.window_start);
+        let (detector, summary) = match c.kind {
+            FindingKind::Novelty => {
+                let s = match &template {
+                    Some(t) => format!(
+                        "New log template in {}: \"{}\" (first seen in the {secs} s window from {start_text})",
+                        spec.resource
+                            .as_ref()
+                            .map_or("?", |r| r.resource_id.as_str()),
+                        truncate_chars(t, 160)
+                    ),
+                    None => format!(
+                        "First {} (in the {secs} s window from {start_text})",
+                        spec.what
+                    ),
+                };
+                (spec.novelty_detector, s)
+            }
+            FindingKind::ValueAnomaly => (
+                spec.detector,
+                format!(
+                    "{} = {:.4} in the {secs} s window from {start_text}, expected {:.4} (score {:.2})",
+                    spec.what, c.observed, c.expected, c.score
+                ),
+            ),
+            _ => {
+                let what = match &template {
+                    Some(t) => format!("{} \"{}\"", spec.what, truncate_chars(t, 120)),
+                    None => spec.what.clone(),
+                };
+                (
+                    spec.detector,
+                    format!(
+                        "{} in the {secs} s window from {start_text}: {} observed, {:.2} expected (score {:.2})",
+                        what, c.observed, c.expected, c.score
+                    ),
+                )
+            }
+        };
+        Finding {
+            finding_id: finding_id(detector, &spec.key, c.window_start),
+            kind: c.kind,
+            detector: detector.to_string(),
+            event_time: window_end,
+            detected_at: now,
+            resource: spec.resource.clone(),
+            score: c.score,
+            summary,
+            default_action: None,
+            recoverable: false,
+            evidence: Evidence {
+                event_ids: c.event_ids.clone(),
+                series_key: Some(spec.key.clone()),
+                window: Some((c.window_start, window_end)),
+                observed: Some(c.observed),
+                expected: Some(c.expected),
+                template,
+                samples: c.samples.clone(),
+                principal: spec
+                    .resource
+                    .as_ref()
+                    .filter(|r| r.resource_type == "iam_principal")
+                    .map(|r| r.resource_id.clone()),
+                ..Evidence::default()
+            },
+        }
+    }
+}
+
+fn kind_rank(k: FindingKind) -> u8 {
+    match k {
+        FindingKind::ChangeRule => 0,
+        FindingKind::RateAnomaly => 1,
+        FindingKind::ValueAnomaly => 2,
+        FindingKind::Novelty => 3,
+    }
+}
+
+/// Feeds one series' closed windows (start < `until`) to its model, in time order, and returns
+/// its candidate findings. Pure with respect to everything but the series itself, so it runs
+/// in parallel.
+fn close_series(
+    slot: usize,
+    s: &mut Series,
+    until: i64,
+    window_us: i64,
+    cfg: &StatisticsConfig,
+) -> Vec<Candidate> {
+    let n_closed = s.accs.partition_point(|a| a.start < until);
+    let closed: Vec<WindowAcc> = s.accs.drain(..n_closed).collect();
+    let mut out = Vec::new();
+    for acc in closed {
+        if acc.novel {
+            out.push(Candidate {
+                slot,
+                kind: FindingKind::Novelty,
+                window_start: acc.start,
+                observed: acc.count as f64,
+                expected: 0.0,
+                score: cfg.novelty.score,
+                samples: acc.samples.clone(),
+                event_ids: acc.event_ids.clone(),
+            });
+        }
+        match &mut s.model {
+            Model::Count(model) => {
+                if let Some(from) = s.accounted_until
+                    && acc.start > from
+                {
+                    let gap = u64::try_from((acc.start - from) / window_us).unwrap_or(0);
+                    model.observe_empty(from, gap, window_us, &cfg.rate);
+                    s.decision.skip(gap);
+                }
+                let on_time = acc.count.saturating_sub(acc.late);
+                let r = model.observe(acc.start, on_time, &cfg.rate);
+                let v = s.decision.decide(r.score, &cfg.decision);
+                if v.finding {
+                    out.push(Candidate {
+                        slot,
+                        kind: FindingKind::RateAnomaly,
+                        window_start: acc.start,
+                        observed: on_time as f64,
+                        expected: r.expected,
+                        score: v.reported,
+                        samples: acc.samples,
+                        event_ids: acc.event_ids,
+                    });
+                }
+                s.accounted_until = Some(acc.start + window_us);
+            }
+            Model::Value(det) => {
+                if acc.value_n > 0 {
+                    let x = acc.value_sum / acc.value_n as f64;
+                    let r = det.observe(acc.start, x);
+                    let v = s.decision.decide(r.score, &cfg.decision);
+                    if v.finding {
+                        out.push(Candidate {
+                            slot,
+                            kind: FindingKind::ValueAnomaly,
+                            window_start: acc.start,
+                            observed: x,
+                            expected: r.expected,
+                            score: v.reported,
+                            samples: acc.samples,
+                            event_ids: acc.event_ids,
+                        });
+                    }
+                }
+                s.accounted_until = Some(acc.start + window_us);
+            }
+        }
+    }
+    // Empty windows up to the close count as zeros for count series.
+    if let Model::Count(model) = &mut s.model
+        && let Some(from) = s.accounted_until
+        && until > from
+    {
+        let gap = u64::try_from((until - from) / window_us).unwrap_or(0);
+        model.observe_empty(from, gap, window_us, &cfg.rate);
+        s.decision.skip(gap);
+        s.accounted_until = Some(until);
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

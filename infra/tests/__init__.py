@@ -1,0 +1,1 @@
+"""Unit tests of infra/tools and of the CodeBuild buildspecs (run by infra/check)."""

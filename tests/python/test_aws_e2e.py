@@ -1,0 +1,225 @@
+"""aws mode end to end, driven by clients no one here wrote: boto3 puts CloudTrail events in
+their EventBridge envelope into the raw stream, and CloudWatch Logs events arrive through a
+real subscription filter (moto delivers them to Kinesis as gzip records). The three stages run
+as separate `aiops` processes. Then: an incident per destructive change is in the DynamoDB
+incidents table, the log-error burst is a finding on the decisions stream, and pyarrow reading
+the Parquet objects from S3 counts exactly one row per distinct input event."""
+import json
+import time
+import uuid
+
+from aws_support import (
+    client,
+    moto_endpoint,
+    parquet_tables,
+    list_keys,
+    read_stream,
+    run_setup,
+    stage_env,
+    start_stage,
+    stop_stage,
+    unique_names,
+    wait_for,
+    write_config,
+)
+
+ACCOUNT = "111122223333"
+CHANGE_TYPES = {"ec2_instance", "lambda_function", "ssm_parameter"}
+
+
+def envelope(event_name, source, detail_extra, event_id, when="2024-05-01T12:00:00Z", principal=None):
+    identity = principal or {
+        "type": "IAMUser",
+        "principalId": "AIDAEXAMPLE",
+        "arn": f"arn:aws:iam::{ACCOUNT}:user/alice",
+        "accountId": ACCOUNT,
+        "userName": "alice",
+    }
+    detail = {
+        "eventVersion": "1.09",
+        "userIdentity": identity,
+        "eventTime": when,
+        "eventSource": f"{source}.amazonaws.com",
+        "eventName": event_name,
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": "203.0.113.7",
+        "userAgent": "aws-cli/2.15.0",
+        "requestID": str(uuid.uuid4()),
+        "eventID": event_id,
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": ACCOUNT,
+    }
+    detail.update(detail_extra)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": f"aws.{source}",
+        "account": ACCOUNT,
+        "time": when,
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail,
+    }
+
+
+def cloudtrail_events():
+    """Three destructive changes, and three calls that are not incidents."""
+    return [
+        envelope("DeleteParameter", "ssm",
+                 {"requestParameters": {"name": "/prod/payments/db-password"}, "responseElements": None,
+                  "readOnly": False}, "ct-0001"),
+        envelope("TerminateInstances", "ec2",
+                 {"requestParameters": {"instancesSet": {"items": [{"instanceId": "i-0abc1234def567890"}]}},
+                  "responseElements": None, "readOnly": False}, "ct-0002"),
+        envelope("DeleteFunction", "lambda",
+                 {"requestParameters": {"functionName": "payments-api"}, "responseElements": None,
+                  "readOnly": False}, "ct-0003"),
+        # Failed call: changed nothing.
+        envelope("DeleteTable", "dynamodb",
+                 {"requestParameters": {"tableName": "orders"}, "errorCode": "AccessDenied",
+                  "errorMessage": "not authorized", "readOnly": False}, "ct-0004"),
+        # Read-only.
+        envelope("DescribeInstances", "ec2", {"requestParameters": None, "readOnly": True}, "ct-0005"),
+        # An AWS service acting on the customer's behalf.
+        envelope("TerminateInstances", "ec2",
+                 {"requestParameters": {"instancesSet": {"items": [{"instanceId": "i-0autoscaled00000"}]}},
+                  "readOnly": False}, "ct-0006",
+                 principal={"type": "AWSService", "invokedBy": "autoscaling.amazonaws.com"}),
+    ]
+
+
+def log_events(start_ms):
+    """Two ERROR lines a minute for 120 minutes, a burst of 60 in minute 120, then 5 quiet
+    minutes that move the watermark past the burst's window."""
+    out = []
+    minute = 60_000
+    for m in range(120):
+        for k in range(2):
+            out.append({"timestamp": start_ms + m * minute + k * 25_000, "message": "ERROR db timeout 42"})
+    for k in range(60):
+        out.append({"timestamp": start_ms + 120 * minute + k * 1000, "message": f"ERROR db timeout {k}"})
+    for m in range(121, 126):
+        for k in range(2):
+            out.append({"timestamp": start_ms + m * minute + k * 25_000, "message": "ERROR db timeout 42"})
+    return out
+
+
+def test_three_stage_processes_end_to_end(tmp_path, aiops_bin):
+    endpoint = moto_endpoint()
+    names = unique_names()
+    config = write_config(tmp_path / "pipeline.toml", endpoint, names)
+    env = stage_env(endpoint)
+    actions = run_setup(aiops_bin, config, env)
+    assert {(a["kind"], a["name"]) for a in actions} >= {
+        ("stream", names["raw"]), ("stream", names["events"]), ("stream", names["decisions"]),
+        ("table", names["leases"]), ("bucket", names["bucket"]), ("table", names["incidents"]),
+    }
+    kinesis = client("kinesis", endpoint)
+    logs = client("logs", endpoint)
+    s3 = client("s3", endpoint)
+    ddb = client("dynamodb", endpoint)
+
+    # CloudTrail via EventBridge: one record each, one delivered twice (at-least-once), and
+    # one record that is not decodable.
+    events = cloudtrail_events()
+    for e in events:
+        kinesis.put_record(StreamName=names["raw"], Data=json.dumps(e).encode(), PartitionKey=e["id"])
+    kinesis.put_record(StreamName=names["raw"], Data=json.dumps(events[0]).encode(),
+                       PartitionKey=events[0]["id"])
+    kinesis.put_record(StreamName=names["raw"], Data=b"\x00not json at all", PartitionKey="junk")
+
+    # CloudWatch Logs through a subscription filter to the raw stream.
+    group = f"/aws/lambda/payments-{names['prefix']}"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="2024/05/01/[$LATEST]abc")
+    stream_arn = kinesis.describe_stream_summary(StreamName=names["raw"])["StreamDescriptionSummary"]["StreamARN"]
+    logs.put_subscription_filter(
+        logGroupName=group, filterName="to-aiops", filterPattern="",
+        destinationArn=stream_arn, roleArn=f"arn:aws:iam::{ACCOUNT}:role/cwl-to-kinesis",
+    )
+    start_ms = (int(time.time()) // 60 - 180) * 60_000
+    lines = log_events(start_ms)
+    logs.put_log_events(logGroupName=group, logStreamName="2024/05/01/[$LATEST]abc", logEvents=lines)
+
+    started = time.monotonic()
+    procs = {
+        stage: start_stage(aiops_bin, stage, config, env, f"e2e-{stage}", tmp_path / f"{stage}.log")
+        for stage in ("ingest", "detect", "act")
+    }
+    try:
+        def incidents():
+            items = ddb.scan(TableName=names["incidents"])["Items"]
+            change = [i for i in items if i.get("resource_type", {}).get("S") in CHANGE_TYPES]
+            done = all(i["workflow_state"]["S"] == "RESOLVED" for i in change)
+            return change if len(change) >= 3 and done else None
+
+        items = wait_for("three change incidents in DynamoDB", incidents, timeout=90)
+
+        def burst_finding():
+            found = []
+            for r in read_stream(kinesis, names["decisions"]):
+                f = json.loads(r["Data"])
+                if f["detector"] == "log_level_rate" and f["evidence"].get("series_key") == f"log_level:{group}:ERROR":
+                    found.append(f)
+            return found
+
+        burst = wait_for("the log-error burst finding on the decisions stream", burst_finding, timeout=60)
+
+        def archived():
+            tables = parquet_tables(s3, names["bucket"], names["prefix"] + "/raw/")
+            rows = sum(t.num_rows for _, t in tables)
+            return tables if rows >= len(events) + len(lines) else None
+
+        tables = wait_for("every event archived in S3", archived, timeout=60)
+        keys = [k for k, _ in tables]
+        elapsed = time.monotonic() - started
+    finally:
+        summaries = {stage: stop_stage(p) for stage, p in procs.items()}
+
+    # Incidents: one per destructive change, none for the failed, read-only or service calls.
+    change = sorted((i["resource_type"]["S"], i["resource_id"]["S"]) for i in items)
+    assert change == [
+        ("ec2_instance", "i-0abc1234def567890"),
+        ("lambda_function", "payments-api"),
+        ("ssm_parameter", "/prod/payments/db-password"),
+    ]
+    assert all(i["workflow_state"]["S"] == "RESOLVED" for i in items)
+    incidents_all = ddb.scan(TableName=names["incidents"])["Items"]
+    # Nothing for the failed call, the read-only call or the autoscaling termination.
+    assert not [i for i in incidents_all if i.get("resource_id", {}).get("S") in ("orders", "i-0autoscaled00000")]
+
+    # The burst: 60 ERROR lines in one minute against a learned 2 per minute.
+    assert len(burst) == 1, burst
+    assert burst[0]["evidence"]["observed"] == 60.0
+    assert burst[0]["evidence"]["window"] == [start_ms * 1000 + 120 * 60_000_000, start_ms * 1000 + 121 * 60_000_000]
+
+    # S3: exactly one row per distinct input event (the duplicate delivery removed), in the
+    # DESIGN §7 layout; the undecodable record is a dead letter.
+    import pyarrow as pa
+
+    table = pa.concat_tables([t for _, t in tables])
+    ids = table.column("event_id").to_pylist()
+    assert len(ids) == len(events) + len(lines)
+    assert len(set(ids)) == len(ids)
+    assert set(ids) >= {e["detail"]["eventID"] for e in events}
+    assert all(k.split("/")[2].startswith("source=") and k.split("/")[3].startswith("dt=")
+               and k.split("/")[4].startswith("hour=") for k in keys)
+    assert {k.split("/")[2] for k in keys} == {"source=cloudtrail", "source=logs"}
+    dead = [k for k in list_keys(s3, names["bucket"], names["prefix"] + "/dead_letters/")]
+    assert len(dead) == 1
+    body = s3.get_object(Bucket=names["bucket"], Key=dead[0])["Body"].read().decode()
+    assert len(body.splitlines()) == 1
+    assert json.loads(body)["stream"] == names["raw"]
+
+    # Clean stops: summaries printed, every lease handed back.
+    ingest = summaries["ingest"][0]
+    assert ingest["stage"] == "ingest"
+    assert ingest["counters"]["duplicates"] == 1
+    assert ingest["counters"]["dead_letters"] == 1
+    assert summaries["act"][0]["counters"]["incidents"] >= 4
+    leases = ddb.scan(TableName=names["leases"])["Items"]
+    assert len(leases) == 2 + 2 + 1
+    assert all("leaseOwner" not in lease for lease in leases)
+    print(f"end to end: {len(ids)} rows in {len(keys)} objects, {len(incidents_all)} incidents, {elapsed:.1f} s")
