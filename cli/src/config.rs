@@ -104,12 +104,18 @@ pub struct DetectSection {
 pub struct PipelineSection {
     /// Capacity of each channel between stages, in messages. Default 1024.
     pub channel_capacity: usize,
+    /// `aiops replay` feeds the statistical detectors in event-time order across all its
+    /// files through a reorder buffer of at most this many events (beyond it, each full buffer
+    /// is sorted and fed in turn). 0 feeds them in file order. Default 500,000 (about
+    /// 0.5 GB at most).
+    pub replay_reorder_events: usize,
 }
 
 impl Default for PipelineSection {
     fn default() -> Self {
         PipelineSection {
             channel_capacity: 1024,
+            replay_reorder_events: 500_000,
         }
     }
 }
@@ -250,6 +256,9 @@ impl PipelineConfig {
         self.act.validate()?;
         if self.pipeline.channel_capacity == 0 || self.pipeline.channel_capacity > 1_000_000 {
             bail!("pipeline.channel_capacity: must be between 1 and 1000000");
+        }
+        if self.pipeline.replay_reorder_events > 50_000_000 {
+            bail!("pipeline.replay_reorder_events: must be at most 50000000");
         }
         for (i, s) in self.sources.iter().enumerate() {
             match s {

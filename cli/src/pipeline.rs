@@ -216,8 +216,14 @@ pub fn run_embedded(
     };
 
     // Detect: change rules at once; statistics at window close (scored in parallel on the
-    // rayon pool inside the engine; this dedicated thread is the only caller).
+    // rayon pool inside the engine; this dedicated thread is the only caller). A replay
+    // (RunMode::Once) feeds the statistics in event-time order across all its files, through a
+    // bounded reorder buffer, so history is seen as it happened however the files are laid out.
     let mut stats = StatsEngine::new(config.detect.statistics.clone());
+    let reorder_capacity = match mode {
+        RunMode::Once => config.pipeline.replay_reorder_events,
+        RunMode::Follow => 0,
+    };
     let detect = {
         let counters = counters.clone();
         std::thread::spawn(move || -> Result<()> {
@@ -225,9 +231,21 @@ pub fn run_embedded(
                 counters.findings.fetch_add(1, Ordering::Relaxed);
                 f_tx.send(f).is_ok()
             };
+            let mut reorder: Vec<Event> = Vec::new();
+            let drain = |buf: &mut Vec<Event>, stats: &mut StatsEngine| -> bool {
+                buf.sort_by_key(|e| e.event_time);
+                for e in buf.drain(..) {
+                    for f in stats.observe(&e) {
+                        if !send(f) {
+                            return false;
+                        }
+                    }
+                }
+                true
+            };
             for batch in ev_rx {
-                for event in &batch {
-                    let (verdict, findings) = rules.evaluate(event);
+                for event in batch {
+                    let (verdict, findings) = rules.evaluate(&event);
                     match verdict {
                         RuleVerdict::FailedCall => {
                             counters
@@ -241,12 +259,27 @@ pub fn run_embedded(
                         }
                         _ => {}
                     }
-                    for f in findings.into_iter().chain(stats.observe(event)) {
+                    for f in findings {
                         if !send(f) {
                             return Ok(());
                         }
                     }
+                    if reorder_capacity == 0 {
+                        for f in stats.observe(&event) {
+                            if !send(f) {
+                                return Ok(());
+                            }
+                        }
+                    } else {
+                        reorder.push(event);
+                        if reorder.len() >= reorder_capacity && !drain(&mut reorder, &mut stats) {
+                            return Ok(());
+                        }
+                    }
                 }
+            }
+            if !drain(&mut reorder, &mut stats) {
+                return Ok(());
             }
             // Sources ended: close every open window.
             for f in stats.flush() {

@@ -463,3 +463,89 @@ fn bad_inputs_become_dead_letters_and_good_records_go_on() {
     );
     assert_eq!(bad_line["sequence_number"], "1");
 }
+
+/// A burst of errors in one log group and an AccessDenied burst, replayed from files, open
+/// statistical findings that go to review (never to an action), next to the change rules.
+#[test]
+fn replayed_error_and_access_denied_bursts_open_review_incidents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let t0: i64 = 1_714_557_600_000; // 2024-05-01T10:00:00Z, milliseconds
+    let minute = 60_000;
+    let mut log_events = Vec::new();
+    let mut ct_lines = Vec::new();
+    let mut n = 0u64;
+    for m in 0..70i64 {
+        // Baseline: INFO lines, an ERROR every 10 minutes, CloudTrail calls with a rare denial.
+        for k in 0..4 {
+            n += 1;
+            log_events.push(serde_json::json!({"id": format!("{n:056}"), "timestamp": t0 + m * minute + k * 10_000,
+                "message": format!("INFO GET /api/v1/items/{k} 200 {m}ms")}));
+        }
+        if m % 10 == 0 {
+            n += 1;
+            log_events.push(serde_json::json!({"id": format!("{n:056}"), "timestamp": t0 + m * minute + 45_000,
+                "message": "ERROR Payment gateway call failed: connection reset by peer"}));
+        }
+        let burst = m == 60;
+        for k in 0..if burst { 60 } else { 3 } {
+            n += 1;
+            let denied = burst || (m % 15 == 0 && k == 0);
+            let t = t0 + m * minute + k * 500;
+            let secs = t / 1000;
+            let time = format!(
+                "2024-05-01T{:02}:{:02}:{:02}Z",
+                (secs / 3600) % 24,
+                (secs / 60) % 60,
+                secs % 60
+            );
+            let mut rec = serde_json::json!({"eventVersion": "1.09", "eventTime": time,
+                "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/mallory", "accountId": "111122223333"},
+                "eventSource": "secretsmanager.amazonaws.com", "eventName": "GetSecretValue", "awsRegion": "us-east-1",
+                "sourceIPAddress": "198.51.100.77", "requestParameters": {"secretId": "prod/db"}, "responseElements": null,
+                "eventID": format!("c0000000-0000-4000-8000-{n:012}"), "readOnly": true, "eventType": "AwsApiCall",
+                "recipientAccountId": "111122223333"});
+            if denied {
+                rec["errorCode"] = serde_json::json!("AccessDenied");
+            }
+            ct_lines.push(rec.to_string());
+        }
+        if m == 50 {
+            for k in 0..80 {
+                n += 1;
+                log_events.push(serde_json::json!({"id": format!("{n:056}"), "timestamp": t0 + m * minute + k * 500,
+                    "message": "ERROR Payment gateway call failed: connection reset by peer"}));
+            }
+        }
+    }
+    let payload = serde_json::json!({"messageType": "DATA_MESSAGE", "owner": "111122223333",
+        "logGroup": "/ecs/checkout-api", "logStream": "web-1", "subscriptionFilters": ["aiops"],
+        "logEvents": log_events});
+    std::fs::write(input.join("a_logs.gz"), gzip(payload.to_string().as_bytes())).unwrap();
+    std::fs::write(input.join("b_calls.ndjson"), ct_lines.join("\n")).unwrap();
+    let r = replay(&[&input], &tmp.path().join("data"), None);
+    assert_eq!(r.status, 0);
+    assert_eq!(r.summary["dead_letters"], 0);
+    let mut detectors: Vec<(String, String)> = r
+        .incidents
+        .iter()
+        .map(|i| {
+            (
+                i["detector"].as_str().unwrap_or("").to_string(),
+                i["state"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    detectors.sort();
+    detectors.dedup();
+    for expected in ["log_level_rate", "api_error_rate"] {
+        assert!(
+            detectors
+                .iter()
+                .any(|(d, s)| d == expected && s == "MANUAL_REVIEW"),
+            "{expected} missing from {detectors:?}"
+        );
+    }
+    assert!(r.incidents.iter().all(|i| i["action"].is_null()));
+}
