@@ -34,6 +34,16 @@ pub enum ObjectError {
         /// Last error.
         reason: String,
     },
+    /// A listing or a read failed.
+    #[error("reading s3://{bucket}/{key}: {reason}")]
+    Read {
+        /// Bucket.
+        bucket: String,
+        /// Key or key prefix.
+        key: String,
+        /// The error.
+        reason: String,
+    },
 }
 
 /// Where whole objects are written.
@@ -312,6 +322,96 @@ impl ObjectStore for S3ObjectStore {
             }
         }
     }
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    /// Key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Every object under `prefix` in `bucket` (ListObjectsV2, all pages, in key order), at most
+/// `max_keys` of them.
+///
+/// # Errors
+/// [`ObjectError::Read`] when a page cannot be listed, or more than `max_keys` objects match.
+pub async fn list_objects(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    max_keys: usize,
+) -> Result<Vec<ListedObject>, ObjectError> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| ObjectError::Read {
+                bucket: bucket.to_string(),
+                key: prefix.to_string(),
+                reason: s3_error(&e).0,
+            })?;
+        for o in page.contents() {
+            if let Some(key) = o.key() {
+                out.push(ListedObject {
+                    key: key.to_string(),
+                    size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                });
+            }
+        }
+        if out.len() > max_keys {
+            return Err(ObjectError::Read {
+                bucket: bucket.to_string(),
+                key: prefix.to_string(),
+                reason: format!("more than {max_keys} objects under the prefix"),
+            });
+        }
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The bytes of object `key`, or of the byte range `range` of it (an HTTP `Range` value such
+/// as `bytes=-65536` for the last 64 KiB, RFC 9110 §14.1.2).
+///
+/// # Errors
+/// [`ObjectError::Read`] when the object cannot be read.
+pub async fn get_object(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    range: Option<&str>,
+) -> Result<Vec<u8>, ObjectError> {
+    let read_err = |reason: String| ObjectError::Read {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        reason,
+    };
+    let resp = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .set_range(range.map(str::to_string))
+        .send()
+        .await
+        .map_err(|e| read_err(s3_error(&e).0))?;
+    let body = resp
+        .body
+        .collect()
+        .await
+        .map_err(|e| read_err(e.to_string()))?;
+    Ok(body.into_bytes().to_vec())
 }
 
 #[cfg(test)]

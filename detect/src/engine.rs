@@ -20,14 +20,25 @@
 //! - **Bounds**: series are capped at `max_series` and evicted after `idle_eviction_secs` of
 //!   event time without events; a series holds at most the open windows (bounded by the
 //!   lateness) and fixed-size models; examples are capped per window.
+//! - **Learned baselines** ([`crate::baseline`]): [`StatsEngine::with_baselines`] seeds each
+//!   series' model when the series is first seen, and each log group's template dictionary
+//!   when the group is first seen; [`StatsEngine::new_learning`] runs the same engine over
+//!   history and [`StatsEngine::baselines`] exports what it learned. Without baselines nothing
+//!   changes.
+//! - **Traces** ([`StatsEngine::trace_series`]): for backtest reports, the observed, expected
+//!   and raw score of every closed window of chosen series.
 
+use crate::baseline::{
+    ApiPair, BaselineError, Baselines, LogGroupBaseline, SeriesBaseline, SeriesProfile,
+    TemplateBaseline, seed_line, seed_rate_model, seed_value_detector,
+};
 use crate::config::StatisticsConfig;
 use crate::decision::Decision;
 use crate::multiline::{MultilineCounters, MultilineJoiner};
 use crate::rate::RateModel;
 use crate::template::TemplateMiner;
 use crate::value::ValueDetector;
-use ahash::AHashMap;
+use ahash::{AHashMap, AHashSet};
 use aiops_core::{Event, EventBody, Evidence, Finding, FindingKind, LogLevel, ResourceKey};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -80,6 +91,29 @@ pub struct EngineCounters {
     pub watermark: Option<i64>,
     /// Start of the oldest open window (µs), once an event has been seen.
     pub open_from: Option<i64>,
+    /// Series whose model was seeded from a learned baseline.
+    pub series_seeded: u64,
+    /// Log groups whose template dictionary was seeded from a learned baseline.
+    pub log_groups_seeded: u64,
+}
+
+/// One closed window of a traced series (see [`StatsEngine::trace_series`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowTrace {
+    /// Series key.
+    pub key: String,
+    /// Window start, microseconds since the Unix epoch, UTC.
+    pub window_start: i64,
+    /// Observed count (on-time events) or value (mean of the window's data points).
+    pub observed: f64,
+    /// What the model expected: the rate baseline `λ` (counts) or the median / seasonal mean
+    /// (values).
+    pub expected: f64,
+    /// For count series, the model's dispersion index `D` (`λ ± 3·√(D·λ)` is a natural band);
+    /// `None` for value series.
+    pub dispersion: Option<f64>,
+    /// The model's score in [0, 1] before the decision (cooldown) is applied.
+    pub score: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +159,17 @@ struct Series {
     accs: Vec<WindowAcc>,
     accounted_until: Option<i64>,
     last_event: i64,
+    /// What the learner accumulates (learning engines only).
+    profile: Option<Box<SeriesProfile>>,
+    /// Whether closed windows are traced.
+    traced: bool,
+}
+
+/// Learned baselines not yet applied: series and log groups seed themselves when first seen.
+#[derive(Debug, Default)]
+struct Seeds {
+    series: AHashMap<String, SeriesBaseline>,
+    groups: AHashMap<String, LogGroupBaseline>,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +264,10 @@ pub struct StatsEngine {
     joiner: MultilineJoiner,
     pairs: SeenSet,
     counters: EngineCounters,
+    seeds: Option<Box<Seeds>>,
+    learning: bool,
+    trace_keys: Option<AHashSet<String>>,
+    traces: Vec<WindowTrace>,
 }
 
 fn truncate_chars(s: &str, max: usize) -> String {
@@ -277,7 +326,131 @@ impl StatsEngine {
             free: Vec::new(),
             groups: BTreeMap::new(),
             counters: EngineCounters::default(),
+            seeds: None,
+            learning: false,
+            trace_keys: None,
+            traces: Vec::new(),
         }
+    }
+
+    /// An engine seeded from learned baselines (see [`crate::baseline`]): the novelty warm-up
+    /// counts from `baselines.learned_from` with `baselines.cloudtrail_events` already seen,
+    /// the principal/API pairs are known, each log group's template dictionary is loaded when
+    /// the group is first seen, and each series' model is seeded when the series is first
+    /// seen. Detection itself is unchanged.
+    ///
+    /// # Errors
+    /// [`BaselineError`] when the baselines do not fit `config` ([`Baselines::validate`]).
+    pub fn with_baselines(
+        config: StatisticsConfig,
+        baselines: Baselines,
+    ) -> Result<Self, BaselineError> {
+        baselines.validate(&config)?;
+        let mut e = StatsEngine::new(config);
+        if baselines.events > 0 {
+            e.first_event_time = Some(baselines.learned_from);
+        }
+        e.cloudtrail_events = baselines.cloudtrail_events;
+        for p in &baselines.pairs {
+            let pair = aiops_core::stable_hash(&[
+                p.principal.as_bytes(),
+                p.event_source.as_bytes(),
+                p.event_name.as_bytes(),
+            ]);
+            e.pairs.insert(pair, baselines.learned_to);
+        }
+        let mut seeds = Seeds::default();
+        for s in baselines.series {
+            seeds.series.insert(s.key.clone(), s);
+        }
+        for g in baselines.log_groups {
+            seeds.groups.insert(g.log_group.clone(), g);
+        }
+        e.seeds = Some(Box::new(seeds));
+        Ok(e)
+    }
+
+    /// An engine that learns baselines while it runs (export them with
+    /// [`StatsEngine::baselines`] after [`StatsEngine::flush`]). It detects exactly as
+    /// [`StatsEngine::new`] does, except that series are never evicted for being idle, so
+    /// every series seen (up to `max_series`) is learned.
+    pub fn new_learning(config: StatisticsConfig) -> Self {
+        let mut e = StatsEngine::new(config);
+        e.learning = true;
+        e
+    }
+
+    /// Traces the closed windows of the series with these keys from now on (replacing any
+    /// earlier choice); collect them with [`StatsEngine::take_traces`].
+    pub fn trace_series(&mut self, keys: impl IntoIterator<Item = String>) {
+        self.trace_keys = Some(keys.into_iter().collect());
+        for s in self.series.iter_mut().flatten() {
+            s.traced = self
+                .trace_keys
+                .as_ref()
+                .is_some_and(|k| k.contains(&s.spec.key));
+        }
+    }
+
+    /// The window traces collected since the last call, in close order.
+    pub fn take_traces(&mut self) -> Vec<WindowTrace> {
+        std::mem::take(&mut self.traces)
+    }
+
+    /// What a learning engine learned ([`StatsEngine::new_learning`]): one baseline per series
+    /// with events (sorted by key), the template dictionary of each log group, and the
+    /// principal/API pairs (from the `api_call:` series). Call after [`StatsEngine::flush`].
+    /// An engine that is not learning returns its dictionaries and pairs with no series.
+    pub fn baselines(&mut self) -> Baselines {
+        let mut b = Baselines::empty(self.cfg.window_secs);
+        b.learned_from = self.first_event_time.unwrap_or(0);
+        b.learned_to = self.max_event_time.unwrap_or(b.learned_from);
+        b.events = self.counters.events;
+        b.cloudtrail_events = self.cloudtrail_events;
+        let mut pairs = Vec::new();
+        for s in self.series.iter().flatten() {
+            if let Some(p) = &s.profile
+                && let Some(sb) = p.to_baseline(&s.spec.key)
+            {
+                b.series.push(sb);
+            }
+            if let Some(rest) = s.spec.key.strip_prefix("api_call:") {
+                // `api_call:<principal>:<event source>:<event name>`; sources and names hold
+                // no colon, principals (ARNs) may.
+                let mut it = rest.rsplitn(3, ':');
+                if let (Some(name), Some(source), Some(principal)) = (it.next(), it.next(), it.next())
+                {
+                    pairs.push(ApiPair {
+                        principal: principal.to_string(),
+                        event_source: source.to_string(),
+                        event_name: name.to_string(),
+                    });
+                }
+            }
+        }
+        b.series.sort_by(|x, y| x.key.cmp(&y.key));
+        pairs.sort();
+        pairs.dedup();
+        pairs.truncate(self.cfg.novelty.max_pairs);
+        b.pairs = pairs;
+        for (name, g) in self.groups.iter_mut() {
+            b.log_groups.push(LogGroupBaseline {
+                log_group: name.clone(),
+                first_seen: g.first_seen,
+                entries: g.entries,
+                templates: g
+                    .miner
+                    .templates()
+                    .into_iter()
+                    .map(|t| TemplateBaseline {
+                        template_id: t.template_id,
+                        text: t.text,
+                        size: t.size,
+                    })
+                    .collect(),
+            });
+        }
+        b
     }
 
     /// The configuration in use.
@@ -413,14 +586,18 @@ impl StatsEngine {
             let tcfg = &self.cfg.templates;
             if !self.groups.contains_key(group) {
                 if self.groups.len() < max_groups {
-                    self.groups.insert(
-                        group.clone(),
-                        LogGroup {
-                            miner: TemplateMiner::new(tcfg),
-                            first_seen: event.event_time,
-                            entries: 0,
-                        },
-                    );
+                    let mut g = LogGroup {
+                        miner: TemplateMiner::new(tcfg),
+                        first_seen: event.event_time,
+                        entries: 0,
+                    };
+                    if let Some(seeds) = self.seeds.as_mut()
+                        && let Some(learned) = seeds.groups.remove(group)
+                    {
+                        seed_group(&mut g, &learned, group, &mut seeds.series);
+                        self.counters.log_groups_seeded += 1;
+                    }
+                    self.groups.insert(group.clone(), g);
                 } else {
                     self.counters.log_groups_rejected += 1;
                 }
@@ -604,18 +781,58 @@ impl StatsEngine {
                     self.counters.series_rejected += 1;
                     return;
                 }
-                let model = if c.value.is_some() {
-                    Model::Value(Box::new(ValueDetector::new(&self.cfg.value)))
-                } else {
-                    Model::Count(Box::default())
+                let learned = self
+                    .seeds
+                    .as_mut()
+                    .and_then(|seeds| seeds.series.remove(c.key.as_str()));
+                let mut accounted_until = None;
+                let model = match (c.value.is_some(), learned) {
+                    (true, Some(b)) if b.value.is_some() => {
+                        self.counters.series_seeded += 1;
+                        let v = b.value.as_ref();
+                        Model::Value(Box::new(match v {
+                            Some(v) => seed_value_detector(v, &self.cfg.value),
+                            None => ValueDetector::new(&self.cfg.value),
+                        }))
+                    }
+                    (false, Some(b)) if b.count.is_some() => {
+                        self.counters.series_seeded += 1;
+                        accounted_until = Some(window);
+                        Model::Count(Box::new(match &b.count {
+                            Some(cb) => {
+                                seed_rate_model(&b, cb, window, self.window_us, &self.cfg.rate)
+                            }
+                            None => RateModel::new(),
+                        }))
+                    }
+                    (true, _) => Model::Value(Box::new(ValueDetector::new(&self.cfg.value))),
+                    (false, _) => Model::Count(Box::default()),
                 };
+                let profile = self.learning.then(|| {
+                    Box::new(if c.value.is_some() {
+                        SeriesProfile::value(
+                            self.cfg
+                                .value
+                                .history
+                                .saturating_add(self.cfg.value.calibration),
+                        )
+                    } else {
+                        SeriesProfile::count()
+                    })
+                });
+                let traced = self
+                    .trace_keys
+                    .as_ref()
+                    .is_some_and(|k| k.contains(c.key.as_str()));
                 let s = Series {
                     spec: spec_of(c),
                     model,
                     decision: Decision::new(),
                     accs: Vec::new(),
-                    accounted_until: None,
+                    accounted_until,
                     last_event: event.event_time,
+                    profile,
+                    traced,
                 };
                 let slot = match self.free.pop() {
                     Some(i) => {
@@ -678,15 +895,17 @@ impl StatsEngine {
         self.counters.windows_closed += u64::try_from((until - open) / self.window_us).unwrap_or(0);
         let window_us = self.window_us;
         let cfg = &self.cfg;
-        let candidates: Vec<Candidate> = self
+        let closed: Vec<(Vec<Candidate>, Vec<WindowTrace>)> = self
             .series
             .par_iter_mut()
             .enumerate()
-            .flat_map_iter(|(slot, s)| match s {
-                Some(s) => close_series(slot, s, until, window_us, cfg),
-                None => Vec::new(),
-            })
+            .filter_map(|(slot, s)| s.as_mut().map(|s| close_series(slot, s, until, window_us, cfg)))
             .collect();
+        let mut candidates = Vec::new();
+        for (c, t) in closed {
+            candidates.extend(c);
+            self.traces.extend(t);
+        }
         self.open_from = Some(until);
         let findings = self.finalize(candidates);
         self.evict_idle(until);
@@ -694,6 +913,9 @@ impl StatsEngine {
     }
 
     fn evict_idle(&mut self, until: i64) {
+        if self.learning {
+            return;
+        }
         let limit = until.saturating_sub(self.idle_us);
         for slot in 0..self.series.len() {
             let idle = matches!(
@@ -871,10 +1093,11 @@ fn close_series(
     until: i64,
     window_us: i64,
     cfg: &StatisticsConfig,
-) -> Vec<Candidate> {
+) -> (Vec<Candidate>, Vec<WindowTrace>) {
     let n_closed = s.accs.partition_point(|a| a.start < until);
     let closed: Vec<WindowAcc> = s.accs.drain(..n_closed).collect();
     let mut out = Vec::new();
+    let mut traces = Vec::new();
     for acc in closed {
         if acc.novel {
             out.push(Candidate {
@@ -896,9 +1119,25 @@ fn close_series(
                     let gap = u64::try_from((acc.start - from) / window_us).unwrap_or(0);
                     model.observe_empty(from, gap, window_us, &cfg.rate);
                     s.decision.skip(gap);
+                    if let Some(p) = s.profile.as_mut() {
+                        p.add_zeros(from, gap, window_us);
+                    }
                 }
                 let on_time = acc.count.saturating_sub(acc.late);
                 let r = model.observe(acc.start, on_time, &cfg.rate);
+                if let Some(p) = s.profile.as_mut() {
+                    p.add_count(acc.start, on_time);
+                }
+                if s.traced {
+                    traces.push(WindowTrace {
+                        key: s.spec.key.clone(),
+                        window_start: acc.start,
+                        observed: on_time as f64,
+                        expected: r.expected,
+                        dispersion: Some(model.dispersion()),
+                        score: r.score,
+                    });
+                }
                 let v = s.decision.decide(r.score, &cfg.decision);
                 if v.finding {
                     out.push(Candidate {
@@ -918,6 +1157,19 @@ fn close_series(
                 if acc.value_n > 0 {
                     let x = acc.value_sum / acc.value_n as f64;
                     let r = det.observe(acc.start, x);
+                    if let Some(p) = s.profile.as_mut() {
+                        p.add_value(acc.start, x);
+                    }
+                    if s.traced {
+                        traces.push(WindowTrace {
+                            key: s.spec.key.clone(),
+                            window_start: acc.start,
+                            observed: x,
+                            expected: r.expected,
+                            dispersion: None,
+                            score: r.score,
+                        });
+                    }
                     let v = s.decision.decide(r.score, &cfg.decision);
                     if v.finding {
                         out.push(Candidate {
@@ -944,9 +1196,47 @@ fn close_series(
         let gap = u64::try_from((until - from) / window_us).unwrap_or(0);
         model.observe_empty(from, gap, window_us, &cfg.rate);
         s.decision.skip(gap);
+        if let Some(p) = s.profile.as_mut() {
+            p.add_zeros(from, gap, window_us);
+        }
         s.accounted_until = Some(until);
     }
-    out
+    (out, traces)
+}
+
+/// Loads a learned template dictionary into a new log group: each template text is added to
+/// the miner as its seed line ([`seed_line`]), in learned id order; the learned series of the
+/// group's templates (`log_template:<group>:<learned id>`) are re-keyed to the ids the miner
+/// gives them now. The group counts as seen since the learned `first_seen`, with the learned
+/// number of entries (the novelty warm-up).
+fn seed_group(
+    g: &mut LogGroup,
+    learned: &LogGroupBaseline,
+    group: &str,
+    series: &mut AHashMap<String, SeriesBaseline>,
+) {
+    g.first_seen = g.first_seen.min(learned.first_seen);
+    g.entries = learned.entries;
+    let mut templates: Vec<&TemplateBaseline> = learned.templates.iter().collect();
+    templates.sort_by_key(|t| t.template_id);
+    let mut renamed = Vec::new();
+    for t in templates {
+        let m = g.miner.add(&seed_line(&t.text));
+        let old = format!("log_template:{group}:{}", t.template_id);
+        if let Some(mut b) = series.remove(&old) {
+            b.key = format!("log_template:{group}:{}", m.template_id);
+            renamed.push(b);
+        }
+    }
+    for b in renamed {
+        // Two learned templates that fold into one keep the busier baseline.
+        match series.get(&b.key) {
+            Some(existing) if existing.events >= b.events => {}
+            _ => {
+                series.insert(b.key.clone(), b);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

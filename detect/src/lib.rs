@@ -3,6 +3,7 @@
 //! The detect stage (DESIGN §4): change rules on destructive CloudTrail calls, and the
 //! statistical detectors over event-time windows.
 
+pub mod baseline;
 pub mod config;
 pub mod decision;
 pub mod engine;
@@ -15,4 +16,4 @@ pub mod template;
 pub mod value;
 
 pub use config::{ConfigError, StatisticsConfig};
-pub use engine::{EngineCounters, StatsEngine};
+pub use engine::{EngineCounters, StatsEngine, WindowTrace};

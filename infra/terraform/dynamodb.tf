@@ -9,9 +9,10 @@
 #   cannot collide with incident ids, lock items do not need the incident attributes, locks expire
 #   through their own TTL attribute `ttl`, and the table's metrics show lock contention alone.
 # - leases: one lease per stream shard and consuming stage (owner, counter, checkpoint, parents), as
-#   the Kinesis Client Library keeps them.
-# - patterns: baselines learned from history (per-series rates and seasonal profiles, template
-#   dictionaries), read by detect at start.
+#   the Kinesis Client Library keeps them; hash key `leaseKey` (S), the KCL's attribute name, which
+#   aws/src/lease.rs reads and writes.
+# - patterns: the act stage's outcome counters per resource type (item `act/outcomes/<type>`, key
+#   pattern_key; act/src/dynamo.rs), which the explainer weighs in its decision.
 
 resource "aws_dynamodb_table" "incidents" {
   name                        = local.table_names.incidents
@@ -97,11 +98,11 @@ resource "aws_dynamodb_table" "locks" {
 resource "aws_dynamodb_table" "leases" {
   name                        = local.table_names.leases
   billing_mode                = "PAY_PER_REQUEST"
-  hash_key                    = "lease_key"
+  hash_key                    = "leaseKey"
   deletion_protection_enabled = var.deletion_protection
 
   attribute {
-    name = "lease_key"
+    name = "leaseKey"
     type = "S"
   }
 

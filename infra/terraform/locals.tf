@@ -35,6 +35,13 @@ locals {
     findings  = "${var.history_prefix}/findings"
     incidents = "${var.history_prefix}/incidents"
   }
+  # Beside the tables: ingest's dead letters (JSON lines, aws/src/archive.rs) and act's large evidence
+  # (<incident_id>/finding.json, act/src/dynamo.rs), outside every Glue table location.
+  dead_letters_prefix = "${var.history_prefix}/dead_letters"
+  evidence_prefix     = "${var.history_prefix}/evidence"
+
+  # CloudWatch namespace of the metrics the log metric filters of alarms.tf derive from the stages' logs.
+  metrics_namespace = "aiops/${var.name}"
 
   # Bedrock: a foundation model id, or a cross-region inference profile id (geo prefix + model id).
   # An inference profile routes to the model in several regions, so the role needs the profile and the

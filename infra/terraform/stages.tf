@@ -16,17 +16,22 @@ locals {
   image = startswith(var.image_tag, "sha256:") ? "${aws_ecr_repository.aiops.repository_url}@${var.image_tag}" : "${aws_ecr_repository.aiops.repository_url}:${var.image_tag}"
 
   pipeline_toml = templatefile("${path.module}/templates/pipeline.toml.tftpl", {
+    name                 = var.name
     region               = var.region
     raw_stream           = local.stream_names.raw
     events_stream        = local.stream_names.events
     decisions_stream     = local.stream_names.decisions
+    raw_shards           = var.raw_shard_count
+    events_shards        = var.events_shard_count
+    decisions_shards     = var.decisions_shard_count
     leases_table         = local.table_names.leases
-    history_bucket       = local.history_bucket_name
-    history_prefix       = var.history_prefix
-    patterns_table       = local.table_names.patterns
-    bedrock_model_id     = var.bedrock_model_id
     incidents_table      = local.table_names.incidents
     locks_table          = local.table_names.locks
+    patterns_table       = local.table_names.patterns
+    history_bucket       = local.history_bucket_name
+    history_prefix       = var.history_prefix
+    evidence_prefix      = local.evidence_prefix
+    bedrock_model_id     = var.bedrock_model_id
     confidence_threshold = var.confidence_threshold
     apply_project        = local.apply_project_name
     verify_project       = local.verify_project_name
@@ -133,6 +138,8 @@ resource "aws_ecs_task_definition" "stage" {
       { name = "AIOPS_PIPELINE_TOML", value = local.pipeline_toml },
       { name = "AWS_REGION", value = var.region },
       { name = "RUST_LOG", value = "info" },
+      # JSON lines on stderr: the log metric filters of alarms.tf match their fields.
+      { name = "AIOPS_LOG_FORMAT", value = "json" },
     ]
     mountPoints = [{ sourceVolume = "run", containerPath = "/run/aiops", readOnly = false }]
     # Fargate's maximum: time to flush the open Parquet files and checkpoint before SIGKILL.
@@ -232,7 +239,21 @@ resource "aws_iam_role_policy" "execution" {
   policy = data.aws_iam_policy_document.execution.json
 }
 
-# --- task roles: each stage only what it does ---------------------------------------------------------
+
+# --- task roles: each stage only the calls its code makes ---------------------------------------------
+#
+# The calls, from the code (README.md, "Least privilege, per role"):
+# - every stage consumes its input stream through the shard leases (aws/src/kinesis.rs: ListShards,
+#   GetShardIterator, GetRecords; aws/src/lease.rs: Scan, GetItem, PutItem, UpdateItem on the lease table);
+# - ingest and detect forward with PutRecords (aws/src/producer.rs); ingest writes Parquet objects and
+#   dead letters (aws/src/objects.rs: PutObject, or CreateMultipartUpload/UploadPart/
+#   CompleteMultipartUpload, all authorised by s3:PutObject, and AbortMultipartUpload);
+# - act (act/src/): incidents PutItem/GetItem/UpdateItem and Query on the two indexes, locks PutItem,
+#   outcome counters GetItem/UpdateItem (dynamo.rs), evidence PutObject (dynamo.rs), Converse =
+#   bedrock:InvokeModel (bedrock.rs), StartBuild/BatchGetBuilds/StopBuild (codebuild.rs), Publish
+#   (notify.rs).
+# The encrypted stores are used through their services only (kms:ViaService): Kinesis, DynamoDB, S3 and
+# SNS call KMS on the role's behalf.
 
 resource "aws_iam_role" "stage" {
   for_each = toset(local.stage_names)
@@ -243,38 +264,29 @@ resource "aws_iam_role" "stage" {
 }
 
 locals {
-  kinesis_read_actions = [
-    "kinesis:DescribeStream",
-    "kinesis:DescribeStreamSummary",
-    "kinesis:ListShards",
-    "kinesis:GetShardIterator",
-    "kinesis:GetRecords",
-  ]
-  kinesis_write_actions = ["kinesis:PutRecord", "kinesis:PutRecords", "kinesis:DescribeStreamSummary"]
-  lease_actions = [
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:Scan",
-    "dynamodb:Query",
-    "dynamodb:DescribeTable",
-  ]
+  kinesis_read_actions  = ["kinesis:ListShards", "kinesis:GetShardIterator", "kinesis:GetRecords"]
+  kinesis_write_actions = ["kinesis:PutRecords"]
+  lease_actions         = ["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+  # Objects written whole or in parts (s3:PutObject covers the multipart calls) and parts abandoned.
+  s3_write_actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
   history_bucket_arn = "arn:${local.partition}:s3:::${local.history_bucket_name}"
+
+  # Input stream and the services that use the key on each stage's behalf.
+  stage_io = {
+    ingest = { input = local.stream_arns.raw, key_services = ["kinesis", "dynamodb", "s3"] }
+    detect = { input = local.stream_arns.events, key_services = ["kinesis", "dynamodb", "s3"] }
+    act    = { input = local.stream_arns.decisions, key_services = ["kinesis", "dynamodb", "s3", "sns"] }
+  }
 }
 
-# Statements every stage needs: its input stream (read), the lease table, the key, its metrics.
+# Statements every stage needs: its input stream (read), the lease table, the key through its services.
 data "aws_iam_policy_document" "stage_common" {
-  for_each = {
-    ingest = local.stream_arns.raw
-    detect = local.stream_arns.events
-    act    = local.stream_arns.decisions
-  }
+  for_each = local.stage_io
 
   statement {
     sid       = "ReadInputStream"
     actions   = local.kinesis_read_actions
-    resources = [each.value]
+    resources = [each.value.input]
   }
   statement {
     sid       = "Leases"
@@ -282,18 +294,13 @@ data "aws_iam_policy_document" "stage_common" {
     resources = [aws_dynamodb_table.leases.arn]
   }
   statement {
-    sid       = "Key"
+    sid       = "KeyThroughServices"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.main.arn]
-  }
-  statement {
-    sid       = "Metrics"
-    actions   = ["cloudwatch:PutMetricData"]
-    resources = ["*"] # PutMetricData has no resource type; limited to the aiops namespace below
     condition {
       test     = "StringEquals"
-      variable = "cloudwatch:namespace"
-      values   = ["aiops"]
+      variable = "kms:ViaService"
+      values   = [for s in each.value.key_services : "${s}.${var.region}.amazonaws.com"]
     }
   }
 }
@@ -307,9 +314,12 @@ data "aws_iam_policy_document" "ingest" {
     resources = [local.stream_arns.events]
   }
   statement {
-    sid       = "ArchiveRawHistory"
-    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
-    resources = ["${local.history_bucket_arn}/${local.history_table_prefixes.raw}/*"]
+    sid     = "ArchiveRawHistoryAndDeadLetters"
+    actions = local.s3_write_actions
+    resources = [
+      "${local.history_bucket_arn}/${local.history_table_prefixes.raw}/*",
+      "${local.history_bucket_arn}/${local.dead_letters_prefix}/*",
+    ]
   }
 }
 
@@ -321,20 +331,12 @@ data "aws_iam_policy_document" "detect" {
     actions   = local.kinesis_write_actions
     resources = [local.stream_arns.decisions]
   }
-  statement {
-    sid       = "ReadPatterns"
-    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:DescribeTable"]
-    resources = [aws_dynamodb_table.patterns.arn]
-  }
+  # The findings Parquet table (glue_tables.tf) is written by detect; the writer is being added to
+  # cli/src/aws_mode (README.md, "Least privilege, per role").
   statement {
     sid       = "ArchiveFindings"
-    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    actions   = local.s3_write_actions
     resources = ["${local.history_bucket_arn}/${local.history_table_prefixes.findings}/*"]
-  }
-  statement {
-    sid       = "InvokeConfiguredModel"
-    actions   = ["bedrock:InvokeModel"]
-    resources = local.bedrock_resource_arns
   }
 }
 
@@ -342,30 +344,46 @@ data "aws_iam_policy_document" "act" {
   source_policy_documents = [data.aws_iam_policy_document.stage_common["act"].json]
 
   statement {
-    sid = "IncidentsAndLocks"
-    actions = [
-      "dynamodb:GetItem",
-      "dynamodb:PutItem",
-      "dynamodb:UpdateItem",
-      "dynamodb:DeleteItem",
-      "dynamodb:ConditionCheckItem",
-      "dynamodb:Query",
-      "dynamodb:DescribeTable",
-    ]
+    sid       = "Incidents"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.incidents.arn]
+  }
+  statement {
+    sid     = "IncidentIndexes"
+    actions = ["dynamodb:Query"]
     resources = [
-      aws_dynamodb_table.incidents.arn,
-      "${aws_dynamodb_table.incidents.arn}/index/*",
-      aws_dynamodb_table.locks.arn,
+      for gsi in aws_dynamodb_table.incidents.global_secondary_index : "${aws_dynamodb_table.incidents.arn}/index/${gsi.name}"
     ]
   }
   statement {
+    sid       = "CooldownLocks"
+    actions   = ["dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.locks.arn]
+  }
+  statement {
+    sid       = "OutcomeCounters"
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.patterns.arn]
+  }
+  statement {
+    sid       = "LargeEvidence"
+    actions   = ["s3:PutObject"]
+    resources = ["${local.history_bucket_arn}/${local.evidence_prefix}/*"]
+  }
+  # The incidents Parquet table (glue_tables.tf), written by act once the writer lands.
+  statement {
     sid       = "ArchiveIncidents"
-    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    actions   = local.s3_write_actions
     resources = ["${local.history_bucket_arn}/${local.history_table_prefixes.incidents}/*"]
   }
   statement {
+    sid       = "EnrichWithConfiguredModel"
+    actions   = ["bedrock:InvokeModel"]
+    resources = local.bedrock_resource_arns
+  }
+  statement {
     sid       = "RunRecoveryBuilds"
-    actions   = ["codebuild:StartBuild", "codebuild:BatchGetBuilds"]
+    actions   = ["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild"]
     resources = [for p in aws_codebuild_project.recovery : p.arn]
   }
   statement {

@@ -28,14 +28,18 @@ data "aws_iam_policy_document" "ingest" {
 }
 data "aws_iam_policy_document" "detect" {
   statement {
-    actions   = ["bedrock:InvokeModel"]
-    resources = ["arn:aws:bedrock:us-east-1::foundation-model/m"]
+    actions   = ["kinesis:PutRecords"]
+    resources = ["arn:aws:kinesis:us-east-1:1:stream/decisions"]
   }
 }
 data "aws_iam_policy_document" "act" {
   statement {
-    actions   = ["codebuild:StartBuild", "codebuild:BatchGetBuilds", "sns:Publish"]
+    actions   = ["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild", "sns:Publish"]
     resources = ["arn:aws:codebuild:us-east-1:1:project/p", "arn:aws:sns:us-east-1:1:t"]
+  }
+  statement {
+    actions   = ["bedrock:InvokeModel"]
+    resources = ["arn:aws:bedrock:us-east-1::foundation-model/m"]
   }
 }
 """
@@ -207,15 +211,28 @@ class IamLintTest(unittest.TestCase):
         )
 
     def test_stage_matrix(self) -> None:
-        text = STAGES_OK.replace('actions   = ["kinesis:PutRecords"]', 'actions   = ["kinesis:PutRecords", "bedrock:InvokeModel"]')
-        text = text.replace('["codebuild:StartBuild", "codebuild:BatchGetBuilds", "sns:Publish"]', '["codebuild:BatchGetBuilds", "sns:Publish", "iam:PassRole"]')
+        # Bedrock in detect (enrichment runs in act), metrics in ingest (the code publishes none),
+        # act without StartBuild and with a service outside its own.
+        text = STAGES_OK.replace(
+            'actions   = ["kinesis:PutRecords"]\n    resources = ["arn:aws:kinesis:us-east-1:1:stream/decisions"]',
+            'actions   = ["kinesis:PutRecords", "bedrock:InvokeModel"]\n    resources = ["arn:aws:kinesis:us-east-1:1:stream/decisions"]',
+        )
+        text = text.replace(
+            'actions   = ["kinesis:PutRecords"]\n    resources = ["arn:aws:kinesis:us-east-1:1:stream/events"]',
+            'actions   = ["kinesis:PutRecords", "cloudwatch:PutMetricData"]\n    resources = ["arn:aws:kinesis:us-east-1:1:stream/events"]',
+        )
+        text = text.replace(
+            '["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild", "sns:Publish"]',
+            '["codebuild:BatchGetBuilds", "codebuild:StopBuild", "sns:Publish", "iam:PassRole"]',
+        )
         problems = lint(text, with_stages=False)
         self.assertEqual(
             problems,
             [
-                "ingest: task role uses bedrock:InvokeModel, outside the stage's services ['cloudwatch', 'dynamodb', 'kinesis', 'kms', 's3']",
-                "ingest: task role has bedrock:InvokeModel, which only detect may have",
-                "act: task role uses iam:PassRole, outside the stage's services ['cloudwatch', 'codebuild', 'dynamodb', 'kinesis', 'kms', 's3', 'sns']",
+                "ingest: task role uses cloudwatch:PutMetricData, outside the stage's services ['dynamodb', 'kinesis', 'kms', 's3']",
+                "detect: task role uses bedrock:InvokeModel, outside the stage's services ['dynamodb', 'kinesis', 'kms', 's3']",
+                "detect: task role has bedrock:InvokeModel, which only act may have",
+                "act: task role uses iam:PassRole, outside the stage's services ['bedrock', 'codebuild', 'dynamodb', 'kinesis', 'kms', 's3', 'sns']",
                 "act: task role lacks codebuild:StartBuild, which the stage needs",
             ],
         )

@@ -15,8 +15,9 @@ deployment's own rules:
 5. The recovery builds' documents (`recovery_*`) allow no destructive action (Delete*, Terminate*,
    Remove*, Detach*, Disassociate*, Deregister*, Disable*, Revoke*, Put*Deletion*...).
 6. Each stage's task role (documents stage_common + ingest/detect/act) uses only its stage's
-   services; only detect may call Bedrock, only act may start builds and publish to SNS, and each
-   has the calls it needs for that.
+   services; only act may call Bedrock (enrichment runs in the act stage), start, read and stop
+   builds and publish to SNS, and it has each of these calls. No stage has cloudwatch:PutMetricData
+   (the code publishes no metrics; alarms.tf counts from the logs).
 
 Usage: python iam_lint.py <terraform dir>   (exit 0 silent if clean, 1 with one line per violation)
 """
@@ -56,15 +57,18 @@ DESTRUCTIVE = re.compile(r":(Delete|Terminate|Remove|Detach|Disassociate|Deregis
 
 #: Services each stage's task role may use (DESIGN section 1 and the stage's work).
 STAGE_SERVICES = {
-    "ingest": {"kinesis", "dynamodb", "s3", "kms", "cloudwatch"},
-    "detect": {"kinesis", "dynamodb", "s3", "kms", "cloudwatch", "bedrock"},
-    "act": {"kinesis", "dynamodb", "s3", "kms", "cloudwatch", "codebuild", "sns"},
+    "ingest": {"kinesis", "dynamodb", "s3", "kms"},
+    "detect": {"kinesis", "dynamodb", "s3", "kms"},
+    "act": {"kinesis", "dynamodb", "s3", "kms", "bedrock", "codebuild", "sns"},
 }
-#: Actions that exactly one stage may have.
+#: Actions that exactly one stage may have, and that stage must have (act/src/bedrock.rs calls
+#: Converse, authorised as bedrock:InvokeModel; act/src/codebuild.rs starts, polls and stops builds;
+#: act/src/notify.rs publishes).
 STAGE_ONLY = {
-    "bedrock:InvokeModel": "detect",
+    "bedrock:InvokeModel": "act",
     "codebuild:StartBuild": "act",
     "codebuild:BatchGetBuilds": "act",
+    "codebuild:StopBuild": "act",
     "sns:Publish": "act",
 }
 

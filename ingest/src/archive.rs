@@ -14,18 +14,21 @@
 //! read by Athena: <https://docs.aws.amazon.com/athena/latest/ug/partitions.html>.
 
 use aiops_core::time::partition_of;
-use aiops_core::{Event, EventBody, Source};
+use aiops_core::{Event, EventBody, Finding, FindingKind, Source};
 use arrow_array::builder::{
     BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch,
+    TimestampMicrosecondArray,
+};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -56,6 +59,9 @@ pub enum ArchiveError {
     /// Building an Arrow record batch failed (a schema/array mismatch: a bug).
     #[error("arrow batch: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
+    /// A batch read back from a table does not hold what its schema promises.
+    #[error("decoding a history batch: {0}")]
+    Decode(String),
 }
 
 /// When archive files are closed and a new one started, and how rows are grouped.
@@ -777,6 +783,735 @@ impl LocalArchive {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The `findings` and `incidents` tables, and reading the tables back.
+// ---------------------------------------------------------------------------------------------
+
+/// The source partition (`source=`) of a finding: `cloudtrail` for change rules and for series
+/// fed by CloudTrail (`api_call:`, `api_error:`, `api_error_principal:`, `event_source:`),
+/// `logs` for log series (`log_template:`, `log_level:`), `metrics` for `metric:` series; a
+/// finding without a series key is a CloudTrail one. The partition projection of the Glue
+/// tables lists exactly these three values.
+pub fn finding_source(f: &Finding) -> Source {
+    if f.kind == FindingKind::ChangeRule {
+        return Source::Cloudtrail;
+    }
+    match f.evidence.series_key.as_deref() {
+        Some(k) if k.starts_with("log_template:") || k.starts_with("log_level:") => Source::Logs,
+        Some(k) if k.starts_with("metric:") => Source::Metrics,
+        _ => Source::Cloudtrail,
+    }
+}
+
+/// One row of the `incidents` table ([`incidents_schema`]): a snapshot of an incident as the
+/// act stage left it. Plain data, so the archive does not depend on the act crate; the act
+/// stage's `Incident` converts into it. Timestamps are microseconds since the Unix epoch, UTC.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct IncidentRow {
+    /// `inc-<finding id>`.
+    pub incident_id: String,
+    /// Correlation id of builds and notifications.
+    pub correlation_id: Option<String>,
+    /// Cooldown key of the resource.
+    pub resource_key: Option<String>,
+    /// Resource type (`None` when the finding names no resource).
+    pub resource_type: Option<String>,
+    /// Resource id.
+    pub resource_id: Option<String>,
+    /// Account of the resource.
+    pub account: Option<String>,
+    /// Region of the resource.
+    pub region: Option<String>,
+    /// The finding that opened the incident.
+    pub finding_id: Option<String>,
+    /// The finding's detector (rule name or statistical detector).
+    pub detector: Option<String>,
+    /// The finding's kind (`change_rule`, `rate_anomaly`, `value_anomaly`, `novelty`).
+    pub kind: Option<String>,
+    /// Workflow state of this snapshot (`RESOLVED`, `MANUAL_REVIEW`, ...).
+    pub workflow_state: Option<String>,
+    /// Classification (`FAILURE`, `TAMPERING`, `ANOMALY`, `NORMAL`).
+    pub classification: Option<String>,
+    /// Confidence in [0, 1].
+    pub confidence: Option<f64>,
+    /// Severity 1..=10.
+    pub severity: Option<i32>,
+    /// Reasoning.
+    pub reasoning: Option<String>,
+    /// Chosen action.
+    pub action: Option<String>,
+    /// Who decided (`statistical`, `bedrock:<model>`).
+    pub explainer: Option<String>,
+    /// CodeBuild project of the recovery.
+    pub codebuild_project: Option<String>,
+    /// Terraform target of the recovery.
+    pub terraform_target: Option<String>,
+    /// Build ids, as a JSON array of strings.
+    pub build_ids: Option<String>,
+    /// Outcome in words.
+    pub outcome: Option<String>,
+    /// Timeline, as a JSON array of `{"state": "...", "at": "<RFC 3339 UTC>"}`.
+    pub timeline: Option<String>,
+    /// Event time of the finding, microseconds since the Unix epoch, UTC.
+    pub event_time: Option<i64>,
+    /// Created, microseconds since the Unix epoch, UTC.
+    pub created_at: Option<i64>,
+    /// Last changed, microseconds since the Unix epoch, UTC.
+    pub updated_at: Option<i64>,
+    /// Source partition of the incident (that of its finding, see [`finding_source`]); not a
+    /// column: it is the `source=` partition value.
+    pub source: Option<Source>,
+}
+
+/// A row type of one history table: its name, schema, partition and encoding. Implemented by
+/// [`Finding`] (`findings`) and [`IncidentRow`] (`incidents`); every table uses the DESIGN §7
+/// layout `<table>/source=<source>/dt=YYYY-MM-DD/hour=HH/`.
+pub trait TableRow {
+    /// Table name: the first path component under the history root.
+    const TABLE: &'static str;
+    /// The table's fixed Arrow schema.
+    fn schema() -> SchemaRef;
+    /// The partition the row belongs to (its source and the UTC hour of its event time).
+    fn partition(&self) -> PartitionKey;
+    /// Encodes rows as one record batch of [`TableRow::schema`], in order.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Arrow`] only if the builders disagree with the schema (a bug).
+    fn encode(rows: &[&Self]) -> Result<RecordBatch, ArchiveError>
+    where
+        Self: Sized;
+}
+
+fn json_list(items: &[String]) -> Option<String> {
+    Some(serde_json::to_string(items).unwrap_or_else(|_| "[]".to_string()))
+}
+
+impl TableRow for Finding {
+    const TABLE: &'static str = "findings";
+
+    fn schema() -> SchemaRef {
+        findings_schema()
+    }
+
+    fn partition(&self) -> PartitionKey {
+        PartitionKey::of(finding_source(self), self.event_time)
+    }
+
+    fn encode(rows: &[&Finding]) -> Result<RecordBatch, ArchiveError> {
+        encode_findings_batch(rows)
+    }
+}
+
+/// Encodes findings as one record batch of the `findings` schema ([`findings_schema`]), in
+/// order: lists (`event_ids`, `samples`) as JSON arrays of strings, the evidence window as
+/// `window_start` / `window_end`. Every column keeps its declared type whatever the values
+/// (all null, all integral), so files of one table never disagree on a column's type.
+///
+/// # Errors
+/// [`ArchiveError::Arrow`] only if the builders disagree with the schema (a bug).
+pub fn encode_findings_batch(rows: &[&Finding]) -> Result<RecordBatch, ArchiveError> {
+    let n = rows.len();
+    let mut version = Int32Builder::with_capacity(n);
+    let mut id = StringBuilder::new();
+    let mut kind = StringBuilder::new();
+    let mut detector = StringBuilder::new();
+    let mut event_time = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut detected_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut res: Vec<StringBuilder> = (0..4).map(|_| StringBuilder::new()).collect();
+    let mut score = Float64Builder::with_capacity(n);
+    let mut summary = StringBuilder::new();
+    let mut default_action = StringBuilder::new();
+    let mut recoverable = BooleanBuilder::with_capacity(n);
+    let mut series_key = StringBuilder::new();
+    let mut w_start = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut w_end = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut observed = Float64Builder::with_capacity(n);
+    let mut expected = Float64Builder::with_capacity(n);
+    let mut tail: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
+    for f in rows {
+        version.append_value(FINDINGS_SCHEMA_VERSION);
+        id.append_value(&f.finding_id);
+        kind.append_value(f.kind.as_str());
+        detector.append_value(&f.detector);
+        event_time.append_value(f.event_time);
+        detected_at.append_value(f.detected_at);
+        let r = f.resource.as_ref();
+        res[0].append_option(r.map(|r| r.resource_type.as_str()));
+        res[1].append_option(r.map(|r| r.resource_id.as_str()));
+        res[2].append_option(r.and_then(|r| r.account.as_deref()));
+        res[3].append_option(r.and_then(|r| r.region.as_deref()));
+        score.append_value(f.score);
+        summary.append_value(&f.summary);
+        default_action.append_option(f.default_action.as_deref());
+        recoverable.append_value(f.recoverable);
+        let e = &f.evidence;
+        series_key.append_option(e.series_key.as_deref());
+        w_start.append_option(e.window.map(|w| w.0));
+        w_end.append_option(e.window.map(|w| w.1));
+        observed.append_option(e.observed);
+        expected.append_option(e.expected);
+        tail[0].append_option(e.template.as_deref());
+        tail[1].append_option(json_list(&e.event_ids));
+        tail[2].append_option(e.principal.as_deref());
+        tail[3].append_option(e.event_source.as_deref());
+        tail[4].append_option(e.event_name.as_deref());
+        tail[5].append_option(e.source_ip.as_deref());
+        tail[6].append_option(json_list(&e.samples));
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(version.finish()),
+        Arc::new(id.finish()),
+        Arc::new(kind.finish()),
+        Arc::new(detector.finish()),
+        Arc::new(event_time.finish()),
+        Arc::new(detected_at.finish()),
+    ];
+    for b in res.iter_mut() {
+        columns.push(Arc::new(b.finish()));
+    }
+    columns.push(Arc::new(score.finish()));
+    columns.push(Arc::new(summary.finish()));
+    columns.push(Arc::new(default_action.finish()));
+    columns.push(Arc::new(recoverable.finish()));
+    columns.push(Arc::new(series_key.finish()));
+    columns.push(Arc::new(w_start.finish()));
+    columns.push(Arc::new(w_end.finish()));
+    columns.push(Arc::new(observed.finish()));
+    columns.push(Arc::new(expected.finish()));
+    for b in tail.iter_mut() {
+        columns.push(Arc::new(b.finish()));
+    }
+    Ok(RecordBatch::try_new(findings_schema(), columns)?)
+}
+
+impl TableRow for IncidentRow {
+    const TABLE: &'static str = "incidents";
+
+    fn schema() -> SchemaRef {
+        incidents_schema()
+    }
+
+    fn partition(&self) -> PartitionKey {
+        PartitionKey::of(
+            self.source.unwrap_or(Source::Cloudtrail),
+            self.event_time.or(self.created_at).unwrap_or(0),
+        )
+    }
+
+    fn encode(rows: &[&IncidentRow]) -> Result<RecordBatch, ArchiveError> {
+        encode_incidents_batch(rows)
+    }
+}
+
+/// Encodes incident snapshots as one record batch of the `incidents` schema
+/// ([`incidents_schema`]), in order. Every column keeps its declared type whatever the values.
+///
+/// # Errors
+/// [`ArchiveError::Arrow`] only if the builders disagree with the schema (a bug).
+pub fn encode_incidents_batch(rows: &[&IncidentRow]) -> Result<RecordBatch, ArchiveError> {
+    let n = rows.len();
+    let mut version = Int32Builder::with_capacity(n);
+    let mut id = StringBuilder::new();
+    let mut head: Vec<StringBuilder> = (0..11).map(|_| StringBuilder::new()).collect();
+    let mut confidence = Float64Builder::with_capacity(n);
+    let mut severity = Int32Builder::with_capacity(n);
+    let mut mid: Vec<StringBuilder> = (0..8).map(|_| StringBuilder::new()).collect();
+    let mut times: Vec<TimestampMicrosecondBuilder> = (0..3)
+        .map(|_| TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"))
+        .collect();
+    for r in rows {
+        version.append_value(INCIDENTS_SCHEMA_VERSION);
+        id.append_value(&r.incident_id);
+        for (b, v) in head.iter_mut().zip([
+            &r.correlation_id,
+            &r.resource_key,
+            &r.resource_type,
+            &r.resource_id,
+            &r.account,
+            &r.region,
+            &r.finding_id,
+            &r.detector,
+            &r.kind,
+            &r.workflow_state,
+            &r.classification,
+        ]) {
+            b.append_option(v.as_deref());
+        }
+        confidence.append_option(r.confidence);
+        severity.append_option(r.severity);
+        for (b, v) in mid.iter_mut().zip([
+            &r.reasoning,
+            &r.action,
+            &r.explainer,
+            &r.codebuild_project,
+            &r.terraform_target,
+            &r.build_ids,
+            &r.outcome,
+            &r.timeline,
+        ]) {
+            b.append_option(v.as_deref());
+        }
+        for (b, v) in times
+            .iter_mut()
+            .zip([r.event_time, r.created_at, r.updated_at])
+        {
+            b.append_option(v);
+        }
+    }
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(version.finish()), Arc::new(id.finish())];
+    for b in head.iter_mut() {
+        columns.push(Arc::new(b.finish()));
+    }
+    columns.push(Arc::new(confidence.finish()));
+    columns.push(Arc::new(severity.finish()));
+    for b in mid.iter_mut() {
+        columns.push(Arc::new(b.finish()));
+    }
+    for b in times.iter_mut() {
+        columns.push(Arc::new(b.finish()));
+    }
+    Ok(RecordBatch::try_new(incidents_schema(), columns)?)
+}
+
+/// Encodes `rows`, in order, as one complete Parquet file of table `R` held in memory (same
+/// writer properties as the raw table: Snappy, row groups of at most `rows_per_row_group`
+/// rows), for object stores such as S3. `name` only labels errors.
+///
+/// # Errors
+/// [`ArchiveError::Parquet`] when encoding fails; [`ArchiveError::Arrow`] on a schema bug.
+pub fn encode_table_parquet<R: TableRow>(
+    rows: &[&R],
+    rows_per_row_group: usize,
+    name: &str,
+) -> Result<Vec<u8>, ArchiveError> {
+    let perr = |source| ArchiveError::Parquet {
+        path: PathBuf::from(name),
+        source,
+    };
+    let mut writer =
+        ArrowWriter::try_new(Vec::new(), R::schema(), Some(writer_properties())).map_err(perr)?;
+    for chunk in rows.chunks(rows_per_row_group.max(1)) {
+        let batch = R::encode(chunk)?;
+        writer
+            .write(&batch)
+            .and_then(|_| writer.flush())
+            .map_err(perr)?;
+    }
+    writer.into_inner().map_err(perr)
+}
+
+/// Writes one history table of rows `R` (`findings`, `incidents`) under a local directory in
+/// the DESIGN §7 layout: rows are buffered per partition and written, one new file per
+/// partition, at [`LocalTableWriter::flush`] (or when a partition holds `max_rows_per_file`
+/// rows), under a hidden temporary name renamed into place when complete. Not thread-safe.
+pub struct LocalTableWriter<R> {
+    table_dir: PathBuf,
+    writer_name: String,
+    config: ArchiveConfig,
+    pending: BTreeMap<PartitionKey, Vec<R>>,
+    rows: usize,
+    opened: Option<std::time::Instant>,
+    files: u64,
+    rows_written: u64,
+}
+
+impl<R: TableRow> LocalTableWriter<R> {
+    /// A writer of table `R` under `<root>/<R::TABLE>/`; `writer_name` starts its file names
+    /// (`<writer_name>-<file number>-<uuid>.parquet`, reduced to `[A-Za-z0-9_-]`).
+    pub fn new(root: &Path, writer_name: &str, config: ArchiveConfig) -> Self {
+        LocalTableWriter {
+            table_dir: root.join(R::TABLE),
+            writer_name: writer_name.to_string(),
+            config,
+            pending: BTreeMap::new(),
+            rows: 0,
+            opened: None,
+            files: 0,
+            rows_written: 0,
+        }
+    }
+
+    /// Rows written to finished files so far.
+    pub fn rows_written(&self) -> u64 {
+        self.rows_written
+    }
+
+    /// Buffers one row; writes its partition at once when it holds `max_rows_per_file` rows.
+    ///
+    /// # Errors
+    /// [`ArchiveError`] when that write fails.
+    pub fn append(&mut self, row: R) -> Result<(), ArchiveError> {
+        self.opened.get_or_insert_with(std::time::Instant::now);
+        let key = row.partition();
+        let part = self.pending.entry(key.clone()).or_default();
+        part.push(row);
+        self.rows += 1;
+        if part.len() >= self.config.max_rows_per_file {
+            self.write_partition(&key)?;
+        }
+        Ok(())
+    }
+
+    /// Whether buffered rows are older than `max_file_age_secs` (call [`Self::flush`] then).
+    pub fn flush_due(&self) -> bool {
+        self.rows > 0
+            && self
+                .opened
+                .is_some_and(|t| t.elapsed().as_secs() >= self.config.max_file_age_secs)
+    }
+
+    fn write_partition(&mut self, key: &PartitionKey) -> Result<Option<ArchivedFile>, ArchiveError> {
+        let Some(rows) = self.pending.remove(key) else {
+            return Ok(None);
+        };
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let dir = self.table_dir.join(key.relative_dir());
+        std::fs::create_dir_all(&dir).map_err(|source| ArchiveError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        self.files += 1;
+        let name = raw_file_name(&aiops_core::Position {
+            stream: String::new(),
+            shard_id: self.writer_name.clone(),
+            sequence_number: self.files.to_string(),
+            sub_sequence_number: None,
+        });
+        let tmp_path = dir.join(format!(".{name}.inprogress"));
+        let final_path = dir.join(name);
+        let refs: Vec<&R> = rows.iter().collect();
+        let bytes = encode_table_parquet(
+            &refs,
+            self.config.rows_per_row_group,
+            &final_path.to_string_lossy(),
+        )?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ArchiveError::Io { path, source }
+        };
+        {
+            let mut file = File::create(&tmp_path).map_err(io(&tmp_path))?;
+            std::io::Write::write_all(&mut file, &bytes).map_err(io(&tmp_path))?;
+            file.sync_all().map_err(io(&tmp_path))?;
+        }
+        std::fs::rename(&tmp_path, &final_path).map_err(io(&final_path))?;
+        self.rows -= rows.len();
+        self.rows_written += rows.len() as u64;
+        Ok(Some(ArchivedFile {
+            path: final_path,
+            rows: rows.len() as u64,
+        }))
+    }
+
+    /// Writes every buffered partition as one new file each; returns the files written.
+    ///
+    /// # Errors
+    /// [`ArchiveError`] when a file cannot be written; partitions written before stay written.
+    pub fn flush(&mut self) -> Result<Vec<ArchivedFile>, ArchiveError> {
+        let keys: Vec<PartitionKey> = self.pending.keys().cloned().collect();
+        let mut out = Vec::new();
+        for k in keys {
+            if let Some(f) = self.write_partition(&k)? {
+                out.push(f);
+            }
+        }
+        self.opened = None;
+        Ok(out)
+    }
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<Option<&'a T>, ArchiveError> {
+    match batch.column_by_name(name) {
+        None => Ok(None),
+        Some(c) => c
+            .as_any()
+            .downcast_ref::<T>()
+            .map(Some)
+            .ok_or_else(|| ArchiveError::Decode(format!("column {name} has type {}", c.data_type()))),
+    }
+}
+
+/// A column of string values (`Utf8`), read by name; a missing column reads as all null (an
+/// older file written before an additive schema change).
+struct Strs<'a>(Option<&'a arrow_array::StringArray>);
+
+impl<'a> Strs<'a> {
+    fn of(batch: &'a RecordBatch, name: &str) -> Result<Self, ArchiveError> {
+        Ok(Strs(column(batch, name)?))
+    }
+    fn get(&self, i: usize) -> Option<String> {
+        self.0
+            .filter(|a| i < a.len() && a.is_valid(i))
+            .map(|a| a.value(i).to_string())
+    }
+}
+
+fn ts_at(a: Option<&TimestampMicrosecondArray>, i: usize) -> Option<i64> {
+    a.filter(|a| i < a.len() && a.is_valid(i)).map(|a| a.value(i))
+}
+
+fn f64_at(a: Option<&Float64Array>, i: usize) -> Option<f64> {
+    a.filter(|a| i < a.len() && a.is_valid(i)).map(|a| a.value(i))
+}
+
+/// Decodes a record batch of the `raw` table (as read back from any file of it) into events,
+/// in row order: the inverse of [`encode_raw_batch`]. Columns are looked up by name; a column
+/// missing from an older file reads as null.
+///
+/// # Errors
+/// [`ArchiveError::Decode`] when a column has an unexpected type, a required value
+/// (`event_id`, `event_time`) is null, or a row holds no source-specific fields.
+pub fn decode_raw_batch(batch: &RecordBatch) -> Result<Vec<Event>, ArchiveError> {
+    let s = |n: &str| Strs::of(batch, n);
+    let event_id = s("event_id")?;
+    let event_time: Option<&TimestampMicrosecondArray> = column(batch, "event_time")?;
+    let ingest_time: Option<&TimestampMicrosecondArray> = column(batch, "ingest_time")?;
+    let (account, region, stream, shard, seq) = (
+        s("account")?,
+        s("region")?,
+        s("stream")?,
+        s("shard_id")?,
+        s("sequence_number")?,
+    );
+    let sub_seq: Option<&Int64Array> = column(batch, "sub_sequence_number")?;
+    let ct: Vec<Strs> = [
+        "event_source",
+        "event_name",
+        "event_type",
+        "principal_type",
+        "principal_arn",
+        "principal_account",
+        "session_issuer_arn",
+        "invoked_by",
+        "user_name",
+        "source_ip",
+        "user_agent",
+        "error_code",
+        "error_message",
+        "resources",
+        "request_parameters",
+        "response_elements",
+        "recipient_account_id",
+    ]
+    .iter()
+    .map(|n| s(n))
+    .collect::<Result<_, _>>()?;
+    let read_only: Option<&BooleanArray> = column(batch, "read_only")?;
+    let logs: Vec<Strs> = ["log_group", "log_stream", "message", "level"]
+        .iter()
+        .map(|n| s(n))
+        .collect::<Result<_, _>>()?;
+    let met: Vec<Strs> = ["namespace", "metric_name", "dimensions", "unit", "metric_stream_name"]
+        .iter()
+        .map(|n| s(n))
+        .collect::<Result<_, _>>()?;
+    let vals: Vec<Option<&Float64Array>> = ["value_max", "value_min", "value_sum", "value_count"]
+        .iter()
+        .map(|n| column(batch, n))
+        .collect::<Result<_, _>>()?;
+    let get = |v: &[Strs], k: usize, i: usize| v.get(k).and_then(|c| c.get(i));
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let id = event_id
+            .get(i)
+            .ok_or_else(|| ArchiveError::Decode(format!("row {i}: event_id is null")))?;
+        let t = ts_at(event_time, i)
+            .ok_or_else(|| ArchiveError::Decode(format!("row {i}: event_time is null")))?;
+        let body = if let (Some(event_source), Some(event_name)) = (get(&ct, 0, i), get(&ct, 1, i))
+        {
+            let resources = match get(&ct, 13, i) {
+                Some(text) => serde_json::from_str(&text).map_err(|e| {
+                    ArchiveError::Decode(format!("row {i}: resources is not JSON: {e}"))
+                })?,
+                None => Vec::new(),
+            };
+            EventBody::Cloudtrail(Box::new(aiops_core::CloudTrailFields {
+                event_source,
+                event_name,
+                event_type: get(&ct, 2, i),
+                principal: aiops_core::Principal {
+                    principal_type: get(&ct, 3, i),
+                    arn: get(&ct, 4, i),
+                    account_id: get(&ct, 5, i),
+                    session_issuer_arn: get(&ct, 6, i),
+                    invoked_by: get(&ct, 7, i),
+                    user_name: get(&ct, 8, i),
+                },
+                source_ip: get(&ct, 9, i),
+                user_agent: get(&ct, 10, i),
+                error_code: get(&ct, 11, i),
+                error_message: get(&ct, 12, i),
+                read_only: read_only
+                    .filter(|a| a.is_valid(i))
+                    .map(|a| a.value(i)),
+                resources,
+                request_parameters: get(&ct, 14, i),
+                response_elements: get(&ct, 15, i),
+                recipient_account_id: get(&ct, 16, i),
+            }))
+        } else if let Some(log_group) = get(&logs, 0, i) {
+            EventBody::Logs(aiops_core::LogFields {
+                log_group,
+                log_stream: get(&logs, 1, i).unwrap_or_default(),
+                message: get(&logs, 2, i).unwrap_or_default(),
+                level: get(&logs, 3, i).and_then(|l| parse_level(&l)),
+            })
+        } else if let (Some(namespace), Some(metric)) = (get(&met, 0, i), get(&met, 1, i)) {
+            let dimensions = match get(&met, 2, i) {
+                Some(text) => serde_json::from_str(&text).map_err(|e| {
+                    ArchiveError::Decode(format!("row {i}: dimensions is not JSON: {e}"))
+                })?,
+                None => std::collections::BTreeMap::new(),
+            };
+            let v = |k: usize| f64_at(vals.get(k).copied().flatten(), i).unwrap_or(f64::NAN);
+            EventBody::Metrics(aiops_core::MetricFields {
+                namespace,
+                metric,
+                dimensions,
+                value: aiops_core::MetricValue {
+                    max: v(0),
+                    min: v(1),
+                    sum: v(2),
+                    count: v(3),
+                },
+                unit: get(&met, 3, i),
+                metric_stream_name: get(&met, 4, i),
+            })
+        } else {
+            return Err(ArchiveError::Decode(format!(
+                "row {i} (event {id}): no CloudTrail, log or metric fields"
+            )));
+        };
+        out.push(Event {
+            event_id: id,
+            event_time: t,
+            ingest_time: ts_at(ingest_time, i).unwrap_or(t),
+            account: account.get(i),
+            region: region.get(i),
+            position: aiops_core::Position {
+                stream: stream.get(i).unwrap_or_default(),
+                shard_id: shard.get(i).unwrap_or_default(),
+                sequence_number: seq.get(i).unwrap_or_default(),
+                sub_sequence_number: sub_seq
+                    .filter(|a| a.is_valid(i))
+                    .and_then(|a| u64::try_from(a.value(i)).ok()),
+            },
+            body,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_level(s: &str) -> Option<aiops_core::LogLevel> {
+    use aiops_core::LogLevel;
+    [
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Warn,
+        LogLevel::Error,
+        LogLevel::Fatal,
+    ]
+    .into_iter()
+    .find(|l| l.as_str() == s)
+}
+
+fn parse_kind(s: &str) -> Option<FindingKind> {
+    [
+        FindingKind::ChangeRule,
+        FindingKind::RateAnomaly,
+        FindingKind::ValueAnomaly,
+        FindingKind::Novelty,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == s)
+}
+
+/// Decodes a record batch of the `findings` table into findings, in row order: the inverse of
+/// [`encode_findings_batch`] (the resource is present when `resource_type` is set).
+///
+/// # Errors
+/// [`ArchiveError::Decode`] when a column has an unexpected type, a required value is null,
+/// `kind` is unknown, or a JSON list column is not a JSON array of strings.
+pub fn decode_findings_batch(batch: &RecordBatch) -> Result<Vec<Finding>, ArchiveError> {
+    let s = |n: &str| Strs::of(batch, n);
+    let (id, kind, detector) = (s("finding_id")?, s("kind")?, s("detector")?);
+    let event_time: Option<&TimestampMicrosecondArray> = column(batch, "event_time")?;
+    let detected_at: Option<&TimestampMicrosecondArray> = column(batch, "detected_at")?;
+    let (rtype, rid, account, region) = (
+        s("resource_type")?,
+        s("resource_id")?,
+        s("account")?,
+        s("region")?,
+    );
+    let score: Option<&Float64Array> = column(batch, "score")?;
+    let (summary, action) = (s("summary")?, s("default_action")?);
+    let recoverable: Option<&BooleanArray> = column(batch, "recoverable")?;
+    let series_key = s("series_key")?;
+    let w_start: Option<&TimestampMicrosecondArray> = column(batch, "window_start")?;
+    let w_end: Option<&TimestampMicrosecondArray> = column(batch, "window_end")?;
+    let observed: Option<&Float64Array> = column(batch, "observed")?;
+    let expected: Option<&Float64Array> = column(batch, "expected")?;
+    let (template, event_ids, principal) = (s("template")?, s("event_ids")?, s("principal")?);
+    let (event_source, event_name, source_ip, samples) = (
+        s("event_source")?,
+        s("event_name")?,
+        s("source_ip")?,
+        s("samples")?,
+    );
+    let list = |c: &Strs, i: usize| -> Result<Vec<String>, ArchiveError> {
+        match c.get(i) {
+            Some(t) => serde_json::from_str(&t)
+                .map_err(|e| ArchiveError::Decode(format!("row {i}: not a JSON list: {e}"))),
+            None => Ok(Vec::new()),
+        }
+    };
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let need = |v: Option<String>, what: &str| {
+            v.ok_or_else(|| ArchiveError::Decode(format!("row {i}: {what} is null")))
+        };
+        let kind_text = need(kind.get(i), "kind")?;
+        let resource = rtype.get(i).map(|t| aiops_core::ResourceKey {
+            resource_type: t,
+            resource_id: rid.get(i).unwrap_or_default(),
+            account: account.get(i),
+            region: region.get(i),
+        });
+        out.push(Finding {
+            finding_id: need(id.get(i), "finding_id")?,
+            kind: parse_kind(&kind_text)
+                .ok_or_else(|| ArchiveError::Decode(format!("row {i}: kind {kind_text:?}")))?,
+            detector: need(detector.get(i), "detector")?,
+            event_time: ts_at(event_time, i)
+                .ok_or_else(|| ArchiveError::Decode(format!("row {i}: event_time is null")))?,
+            detected_at: ts_at(detected_at, i).unwrap_or(0),
+            resource,
+            score: f64_at(score, i).unwrap_or(0.0),
+            summary: summary.get(i).unwrap_or_default(),
+            default_action: action.get(i),
+            recoverable: recoverable
+                .filter(|a| a.is_valid(i))
+                .is_some_and(|a| a.value(i)),
+            evidence: aiops_core::Evidence {
+                event_ids: list(&event_ids, i)?,
+                event_source: event_source.get(i),
+                event_name: event_name.get(i),
+                principal: principal.get(i),
+                source_ip: source_ip.get(i),
+                series_key: series_key.get(i),
+                window: ts_at(w_start, i).zip(ts_at(w_end, i)),
+                observed: f64_at(observed, i),
+                expected: f64_at(expected, i),
+                template: template.get(i),
+                samples: list(&samples, i)?,
+            },
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -966,6 +1701,217 @@ mod tests {
             "archive.rows_per_row_group: must be between 1 and 1048576"
         );
         assert!(ArchiveConfig::default().validate().is_ok());
+    }
+
+    fn read_back(bytes: &[u8]) -> (Vec<RecordBatch>, parquet::file::metadata::ParquetMetaData) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        std::fs::write(&path, bytes).unwrap();
+        let meta = SerializedFileReader::new(File::open(&path).unwrap())
+            .unwrap()
+            .metadata()
+            .clone();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            File::open(&path).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        (reader.map(|b| b.unwrap()).collect(), meta)
+    }
+
+    /// Every timestamp column of the footer: INT64, TIMESTAMP(MICROS, isAdjustedToUTC=true).
+    fn assert_utc_micros(meta: &parquet::file::metadata::ParquetMetaData, names: &[&str]) {
+        let schema = meta.file_metadata().schema_descr();
+        for name in names {
+            let col = (0..schema.num_columns())
+                .map(|i| schema.column(i))
+                .find(|c| c.name() == *name)
+                .unwrap();
+            assert_eq!(col.physical_type(), parquet::basic::Type::INT64, "{name}");
+            assert_eq!(
+                col.logical_type_ref(),
+                Some(&parquet::basic::LogicalType::Timestamp(
+                    parquet::basic::TimestampType {
+                        is_adjusted_to_u_t_c: true,
+                        unit: parquet::basic::TimeUnit::MICROS,
+                    }
+                )),
+                "{name}"
+            );
+        }
+    }
+
+    fn finding(id: &str, kind: FindingKind, series: Option<&str>, observed: Option<f64>) -> Finding {
+        Finding {
+            finding_id: id.into(),
+            kind,
+            detector: "log_level_rate".into(),
+            event_time: 1_714_564_860_000_000,
+            detected_at: 1_714_564_861_000_000,
+            resource: None,
+            score: 1.0,
+            summary: "s".into(),
+            default_action: None,
+            recoverable: false,
+            evidence: aiops_core::Evidence {
+                series_key: series.map(str::to_string),
+                window: observed.map(|_| (1_714_564_800_000_000, 1_714_564_860_000_000)),
+                observed,
+                expected: observed.map(|_| 2.0),
+                event_ids: vec!["e1".into(), "e2".into()],
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn findings_keep_declared_types_when_values_are_integral_or_null() {
+        // All scores and counts integral, every optional column null in the second batch.
+        let a = finding("f1", FindingKind::RateAnomaly, Some("log_level:g:ERROR"), Some(60.0));
+        let b = finding("f2", FindingKind::ChangeRule, None, None);
+        let all_null = encode_table_parquet(&[&b], 10, "n").unwrap();
+        let integral = encode_table_parquet(&[&a], 10, "i").unwrap();
+        let (batches_n, meta_n) = read_back(&all_null);
+        let (batches_i, meta_i) = read_back(&integral);
+        assert_eq!(batches_n[0].schema(), findings_schema());
+        assert_eq!(batches_i[0].schema(), findings_schema());
+        for meta in [&meta_n, &meta_i] {
+            assert_utc_micros(meta, &["event_time", "detected_at", "window_start", "window_end"]);
+            let schema = meta.file_metadata().schema_descr();
+            let types: Vec<(String, parquet::basic::Type)> = (0..schema.num_columns())
+                .map(|i| (schema.column(i).name().to_string(), schema.column(i).physical_type()))
+                .collect();
+            assert!(types.contains(&("score".into(), parquet::basic::Type::DOUBLE)));
+            assert!(types.contains(&("observed".into(), parquet::basic::Type::DOUBLE)));
+            assert!(types.contains(&("schema_version".into(), parquet::basic::Type::INT32)));
+        }
+        let back = decode_findings_batch(&batches_i[0]).unwrap();
+        assert_eq!(back, vec![a.clone()]);
+        assert_eq!(decode_findings_batch(&batches_n[0]).unwrap(), vec![b.clone()]);
+        assert_eq!(finding_source(&a), Source::Logs);
+        assert_eq!(finding_source(&b), Source::Cloudtrail);
+        let spec = table_spec("findings", FINDINGS_SCHEMA_VERSION, &findings_schema());
+        assert!(spec.columns.iter().all(|c| c.glue_type != "unsupported"
+            && c.name.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')));
+        // Nested JSON as strings.
+        let ids = batches_i[0]
+            .column_by_name("event_ids")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap()
+            .value(0)
+            .to_string();
+        assert_eq!(ids, r#"["e1","e2"]"#);
+    }
+
+    #[test]
+    fn incidents_keep_declared_types_when_all_null() {
+        let empty = IncidentRow {
+            incident_id: "inc-1".into(),
+            ..IncidentRow::default()
+        };
+        let full = IncidentRow {
+            incident_id: "inc-2".into(),
+            confidence: Some(1.0),
+            severity: Some(9),
+            workflow_state: Some("RESOLVED".into()),
+            timeline: Some(r#"[{"state":"DETECTED","at":"2024-05-01T12:00:00.000000Z"}]"#.into()),
+            event_time: Some(1_714_564_800_000_000),
+            created_at: Some(1_714_564_801_000_000),
+            updated_at: Some(1_714_564_802_000_000),
+            source: Some(Source::Logs),
+            ..IncidentRow::default()
+        };
+        for rows in [vec![&empty], vec![&full]] {
+            let (batches, meta) = read_back(&encode_table_parquet(&rows, 10, "x").unwrap());
+            assert_eq!(batches[0].schema(), incidents_schema());
+            assert_utc_micros(&meta, &["event_time", "created_at", "updated_at"]);
+            let schema = meta.file_metadata().schema_descr();
+            let conf = (0..schema.num_columns())
+                .map(|i| schema.column(i))
+                .find(|c| c.name() == "confidence")
+                .unwrap();
+            assert_eq!(conf.physical_type(), parquet::basic::Type::DOUBLE);
+            let sev = (0..schema.num_columns())
+                .map(|i| schema.column(i))
+                .find(|c| c.name() == "severity")
+                .unwrap();
+            assert_eq!(sev.physical_type(), parquet::basic::Type::INT32);
+        }
+        assert_eq!(
+            full.partition().relative_dir(),
+            PathBuf::from("source=logs/dt=2024-05-01/hour=12")
+        );
+    }
+
+    #[test]
+    fn local_table_writer_writes_partitioned_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w: LocalTableWriter<Finding> =
+            LocalTableWriter::new(dir.path(), "embedded", ArchiveConfig::default());
+        w.append(finding("f1", FindingKind::RateAnomaly, Some("metric:a:b:"), Some(1.5)))
+            .unwrap();
+        w.append(finding("f2", FindingKind::ChangeRule, None, None)).unwrap();
+        let files = w.flush().unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(w.rows_written(), 2);
+        let mut rels: Vec<String> = files
+            .iter()
+            .map(|f| {
+                f.path
+                    .parent()
+                    .unwrap()
+                    .strip_prefix(dir.path())
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        rels.sort();
+        assert_eq!(
+            rels,
+            vec![
+                "findings/source=cloudtrail/dt=2024-05-01/hour=12",
+                "findings/source=metrics/dt=2024-05-01/hour=12"
+            ]
+        );
+        assert!(w.flush().unwrap().is_empty());
+    }
+
+    #[test]
+    fn raw_rows_decode_back_to_the_same_events() {
+        let mut metric = log_event("m", 1_635_551_409_000_000);
+        metric.body = EventBody::Metrics(aiops_core::MetricFields {
+            namespace: "AWS/EC2".into(),
+            metric: "CPUUtilization".into(),
+            dimensions: [("InstanceId".to_string(), "i-1".to_string())].into(),
+            value: aiops_core::MetricValue {
+                max: 3.0,
+                min: 1.0,
+                sum: 4.0,
+                count: 2.0,
+            },
+            unit: Some("Percent".into()),
+            metric_stream_name: None,
+        });
+        let mut ct = ct_event("a", 1_635_551_409_000_000);
+        if let EventBody::Cloudtrail(c) = &mut ct.body {
+            c.resources = vec![aiops_core::ResourceRef {
+                resource_type: Some("AWS::SSM::Parameter".into()),
+                id: Some("/p".into()),
+                arn: None,
+            }];
+        }
+        let events = vec![ct, log_event("c", 1_635_551_409_000_001), metric];
+        let refs: Vec<&Event> = events.iter().collect();
+        let (batches, _) = read_back(&encode_raw_parquet(&refs, 2, "r").unwrap());
+        let back: Vec<Event> = batches
+            .iter()
+            .flat_map(|b| decode_raw_batch(b).unwrap())
+            .collect();
+        assert_eq!(back, events);
     }
 
     fn walk(p: &Path) -> Vec<PathBuf> {
