@@ -243,10 +243,10 @@ variable "log_retention_days" {
   default     = 365
 }
 
-# --- detect: Bedrock ----------------------------------------------------------------------------
+# --- act: Bedrock enrichment ---------------------------------------------------------------------
 
 variable "bedrock_model_id" {
-  description = "Bedrock model id (e.g. anthropic.claude-3-5-haiku-20241022-v1:0) or cross-region inference profile id (e.g. us.anthropic.claude-3-5-haiku-20241022-v1:0) that detect calls with Converse. The detect role may invoke this model only."
+  description = "Bedrock model id (e.g. anthropic.claude-3-5-haiku-20241022-v1:0), cross-region inference profile id (e.g. us.anthropic.claude-3-5-haiku-20241022-v1:0) or inference profile ARN that the act stage calls with Converse to classify and explain findings ([act.enrichment] of pipeline.toml). The act role may invoke this model only."
   type        = string
 }
 
