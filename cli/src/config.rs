@@ -146,7 +146,7 @@ pub enum SourceConfig {
 
 /// File-name patterns the files source skips by default: documentation, licences, checksums
 /// and aiops' own outputs. Skipped files are counted, not dead letters.
-pub const DEFAULT_EXCLUDE: [&str; 14] = [
+pub const DEFAULT_EXCLUDE: [&str; 16] = [
     "*.md",
     "*.txt",
     "*.rst",
@@ -161,6 +161,8 @@ pub const DEFAULT_EXCLUDE: [&str; 14] = [
     "*.yaml",
     "*.yml",
     "*.csv",
+    "dead-letters-*.jsonl",
+    "*.inprogress",
 ];
 
 /// [`DEFAULT_EXCLUDE`] as owned strings.

@@ -1,9 +1,19 @@
 //! `aiops`: the streaming AIOps agent for AWS. See README.md.
 
 mod aws_mode;
+/// Writes one line to stdout; a closed stdout (a reader that went away, as with `| head`) is
+/// not an error: the work goes on and its results are still stored.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod config;
 mod deadletter;
 mod eval;
+mod history;
 mod pipeline;
 mod simulate;
 
@@ -61,6 +71,11 @@ enum Command {
         /// suffix).
         #[arg(long, env = "AIOPS_WORKER_ID")]
         worker_id: Option<String>,
+        /// Start detect from learned baselines (`aiops learn`): a JSON file, or
+        /// `dynamodb://<patterns table>`; in aws mode the `[aws] patterns_table` is used by
+        /// default, `none` turns that off.
+        #[arg(long, env = "AIOPS_BASELINES")]
+        baselines: Option<String>,
     },
     /// Process files or directories once and exit with a summary.
     Replay {
@@ -72,7 +87,17 @@ enum Command {
         /// Print JSON lines: one per incident, then a summary.
         #[arg(long)]
         json: bool,
+        /// Start detect from learned baselines (`aiops learn`): a JSON file, or
+        /// `dynamodb://<patterns table>`.
+        #[arg(long, env = "AIOPS_BASELINES")]
+        baselines: Option<String>,
     },
+    /// Run the detect code over Parquet history (a data directory or s3://bucket/prefix) with
+    /// a configuration, and score it against labelled windows.
+    Backtest(history::BacktestArgs),
+    /// Learn per-series baselines and template dictionaries from Parquet history, for detect
+    /// to load at start.
+    Learn(history::LearnArgs),
     /// Check the configuration and say precisely what is wrong.
     Validate {
         #[command(flatten)]
@@ -193,22 +218,26 @@ fn dispatch(command: Command) -> Result<i32> {
             duration,
             json,
             worker_id,
-        } => cmd_run(&config, duration, json, worker_id),
+            baselines,
+        } => cmd_run(&config, duration, json, worker_id, baselines.as_deref()),
         Command::Replay {
             paths,
             config,
             json,
-        } => cmd_replay(&paths, &config, json),
+            baselines,
+        } => cmd_replay(&paths, &config, json, baselines.as_deref()),
+        Command::Backtest(args) => history::cmd_backtest(&args),
+        Command::Learn(args) => history::cmd_learn(&args),
         Command::Validate { config, json } => {
             let (cfg, origin) = load_config(&config)?;
             if json {
                 let mut names = cfg.aws.names_json(&cfg.mode);
                 names["data_dir"] = serde_json::json!(cfg.data_dir);
-                println!("{names}");
+                out!("{names}");
                 return Ok(0);
             }
             let rules = aiops_detect::rules::ChangeRules::new(&cfg.detect.change_rules)?;
-            println!(
+            out!(
                 "configuration OK ({origin}): mode {}, data_dir {}, {} source(s), {} change rules over {} resource types",
                 cfg.mode,
                 cfg.data_dir.display(),
@@ -221,16 +250,16 @@ fn dispatch(command: Command) -> Result<i32> {
         Command::Schema { json } => {
             let tables = aiops_ingest::archive::all_table_specs();
             if json {
-                println!("{}", serde_json::json!({ "tables": tables }));
+                out!("{}", serde_json::json!({ "tables": tables }));
             } else {
                 for t in tables {
-                    println!("{} (version {})", t.name, t.version);
+                    out!("{} (version {})", t.name, t.version);
                     for c in t.columns {
-                        println!("  {:<24} {}", c.name, c.glue_type);
+                        out!("  {:<24} {}", c.name, c.glue_type);
                     }
                     let parts: Vec<String> =
                         t.partition_keys.iter().map(|p| p.name.clone()).collect();
-                    println!("  partitioned by {}", parts.join(", "));
+                    out!("  partitioned by {}", parts.join(", "));
                 }
             }
             Ok(0)
@@ -266,9 +295,9 @@ fn cmd_incidents(command: IncidentsCommand) -> Result<i32> {
             let store = open_store(&cfg)?;
             for i in store.list(limit)? {
                 if json {
-                    println!("{}", incident_json(&i));
+                    out!("{}", incident_json(&i));
                 } else {
-                    println!("{}", incident_line(&i));
+                    out!("{}", incident_line(&i));
                 }
             }
             Ok(0)
@@ -280,9 +309,9 @@ fn cmd_incidents(command: IncidentsCommand) -> Result<i32> {
                 bail!("no incident {id:?}");
             };
             if json {
-                println!("{}", incident_json(&i));
+                out!("{}", incident_json(&i));
             } else {
-                println!("{}", serde_json::to_string_pretty(&incident_json(&i))?);
+                out!("{}", serde_json::to_string_pretty(&incident_json(&i))?);
             }
             Ok(0)
         }
@@ -396,7 +425,29 @@ fn spawn_progress(
     })
 }
 
-fn cmd_run(args: &ConfigArgs, duration: u64, json: bool, worker_id: Option<String>) -> Result<i32> {
+/// Baselines named on the command line for embedded mode (`none` or absent: none).
+fn embedded_baselines(
+    cfg: &PipelineConfig,
+    spec: Option<&str>,
+) -> Result<Option<aiops_detect::baseline::Baselines>> {
+    match spec {
+        None | Some("none") | Some("") => Ok(None),
+        Some(s) => history::load_baselines(
+            s,
+            &cfg.detect.statistics,
+            cfg.aws.region.as_deref(),
+            cfg.aws.endpoint_url.as_deref(),
+        ),
+    }
+}
+
+fn cmd_run(
+    args: &ConfigArgs,
+    duration: u64,
+    json: bool,
+    worker_id: Option<String>,
+    baselines: Option<&str>,
+) -> Result<i32> {
     let (cfg, origin) = load_config(args)?;
     if cfg.mode == "aws" {
         use aws_mode::Stage;
@@ -406,8 +457,10 @@ fn cmd_run(args: &ConfigArgs, duration: u64, json: bool, worker_id: Option<Strin
             worker_id,
             duration,
             json,
+            baselines,
         );
     }
+    let learned = embedded_baselines(&cfg, baselines)?;
     if cfg.sources.is_empty() {
         bail!("configuration ({origin}) lists no [[sources]]: nothing to run");
     }
@@ -442,11 +495,12 @@ fn cmd_run(args: &ConfigArgs, duration: u64, json: bool, worker_id: Option<Strin
         counters.clone(),
         Box::new(move |i| {
             if json {
-                println!("{}", incident_replay_json(i));
+                out!("{}", incident_replay_json(i));
             } else {
-                printer.suspend(|| println!("{}", incident_line(i)));
+                printer.suspend(|| out!("{}", incident_line(i)));
             }
         }),
+        learned,
     );
     done.store(true, Ordering::SeqCst);
     let _ = ticker.join();
@@ -454,7 +508,7 @@ fn cmd_run(args: &ConfigArgs, duration: u64, json: bool, worker_id: Option<Strin
     result?;
     let s = counters.summary();
     if json {
-        println!("{}", serde_json::to_string(&s)?);
+        out!("{}", serde_json::to_string(&s)?);
     }
     eprintln!(
         "stopped: {} events, {} duplicates, {} dead letters, {} findings, {} incidents, {} rows archived under {}",
@@ -469,8 +523,14 @@ fn cmd_run(args: &ConfigArgs, duration: u64, json: bool, worker_id: Option<Strin
     Ok(0)
 }
 
-fn cmd_replay(paths: &[PathBuf], args: &ConfigArgs, json: bool) -> Result<i32> {
+fn cmd_replay(
+    paths: &[PathBuf],
+    args: &ConfigArgs,
+    json: bool,
+    baselines: Option<&str>,
+) -> Result<i32> {
     let (cfg, _origin) = load_config(args)?;
+    let learned = embedded_baselines(&cfg, baselines)?;
     let sources = vec![SourceConfig::Files {
         paths: paths.to_vec(),
         follow: false,
@@ -490,11 +550,12 @@ fn cmd_replay(paths: &[PathBuf], args: &ConfigArgs, json: bool) -> Result<i32> {
         counters.clone(),
         Box::new(move |i| {
             if json {
-                println!("{}", incident_replay_json(i));
+                out!("{}", incident_replay_json(i));
             } else {
-                printer.suspend(|| println!("{}", incident_line(i)));
+                printer.suspend(|| out!("{}", incident_line(i)));
             }
         }),
+        learned,
     );
     done.store(true, Ordering::SeqCst);
     let _ = ticker.join();
@@ -502,9 +563,9 @@ fn cmd_replay(paths: &[PathBuf], args: &ConfigArgs, json: bool) -> Result<i32> {
     result?;
     let s = counters.summary();
     if json {
-        println!("{}", serde_json::to_string(&s)?);
+        out!("{}", serde_json::to_string(&s)?);
     } else {
-        println!(
+        out!(
             "replayed: {} events, {} duplicates, {} dead letters, {} control messages, {} digest files and {} excluded files skipped, {} findings, {} incidents, {} rows archived under {}",
             s.events,
             s.duplicates,

@@ -1,7 +1,9 @@
 //! The embedded pipeline (DESIGN §1): sources -> ingest (decode, de-duplicate, dead letters,
 //! Parquet archive) -> detect (change rules, statistics) -> act (incidents in SQLite, dry-run
 //! recovery), one thread per stage joined by bounded channels, so a slow stage slows its
-//! producers instead of growing memory.
+//! producers instead of growing memory. Beside the `raw` table, the act thread writes every
+//! finding to the `findings` table and every incident snapshot it handled to the `incidents`
+//! table (DESIGN §7 layout under the data directory).
 
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::deadletter::DeadLetterWriter;
@@ -9,9 +11,10 @@ use crate::simulate::{SimRecord, Simulator};
 use aiops_act::{Incident, RuleProfile};
 use aiops_core::time::now_micros;
 use aiops_core::{Event, Finding, Position};
+use aiops_detect::baseline::Baselines;
 use aiops_detect::engine::StatsEngine;
 use aiops_detect::rules::{ChangeRules, RuleVerdict, glob_match};
-use aiops_ingest::archive::LocalArchive;
+use aiops_ingest::archive::{IncidentRow, LocalArchive, LocalTableWriter};
 use aiops_ingest::decode::{DecodeOutput, decode_file, decode_kinesis_record};
 use aiops_ingest::dedup::Deduplicator;
 use anyhow::{Context, Result};
@@ -36,6 +39,11 @@ enum Input {
     /// Kinesis-like records.
     Records(Vec<SimRecord>),
 }
+
+/// Earliest event time accepted: 2000-01-01T00:00:00Z, microseconds since the epoch.
+pub const EARLIEST_EVENT_TIME: i64 = 946_684_800_000_000;
+/// How far ahead of the wall clock an event time may be: one day, in microseconds.
+pub const MAX_FUTURE_MICROS: i64 = 86_400_000_000;
 
 /// Counters shared by the stages; read for progress and the summary.
 #[derive(Debug, Default)]
@@ -120,11 +128,13 @@ pub enum RunMode {
 /// Called with each incident when its workflow has run.
 pub type IncidentSink = Box<dyn FnMut(&Incident) + Send>;
 
-/// Runs the embedded pipeline until the sources end (`RunMode::Once`) or `stop` is set.
+/// Runs the embedded pipeline until the sources end (`RunMode::Once`) or `stop` is set. With
+/// `baselines`, detect starts from them (see `aiops_detect::baseline`).
 ///
 /// # Errors
-/// When the data directory, the SQLite store or the Parquet archive cannot be used; a stage
-/// that fails stops the pipeline and its error is returned after the others drained.
+/// When the data directory, the SQLite store or the Parquet archive cannot be used, or the
+/// baselines do not fit the configuration; a stage that fails stops the pipeline and its
+/// error is returned after the others drained.
 pub fn run_embedded(
     config: &PipelineConfig,
     sources: Vec<SourceConfig>,
@@ -132,6 +142,7 @@ pub fn run_embedded(
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
     mut on_incident: IncidentSink,
+    baselines: Option<Baselines>,
 ) -> Result<()> {
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
@@ -219,7 +230,11 @@ pub fn run_embedded(
     // rayon pool inside the engine; this dedicated thread is the only caller). A replay
     // (RunMode::Once) feeds the statistics in event-time order across all its files, through a
     // bounded reorder buffer, so history is seen as it happened however the files are laid out.
-    let mut stats = StatsEngine::new(config.detect.statistics.clone());
+    let mut stats = match baselines {
+        Some(b) => StatsEngine::with_baselines(config.detect.statistics.clone(), b)
+            .context("learned baselines")?,
+        None => StatsEngine::new(config.detect.statistics.clone()),
+    };
     let reorder_capacity = match mode {
         RunMode::Once => config.pipeline.replay_reorder_events,
         RunMode::Follow => 0,
@@ -291,15 +306,46 @@ pub fn run_embedded(
         })
     };
 
-    // Act (on this thread).
+    // Act (on this thread), writing the findings and incidents tables.
+    let writer = format!(
+        "embedded-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut findings_table: LocalTableWriter<Finding> =
+        LocalTableWriter::new(&data_dir, &writer, config.archive);
+    let mut incidents_table: LocalTableWriter<IncidentRow> =
+        LocalTableWriter::new(&data_dir, &writer, config.archive);
     let mut act_result: Result<()> = Ok(());
-    for finding in f_rx {
+    loop {
+        let finding = match f_rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(f) => f,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if let Err(e) = flush_due_tables(&mut findings_table, &mut incidents_table) {
+                    act_result = Err(e);
+                    stop.store(true, Ordering::SeqCst);
+                    break;
+                }
+                continue;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Err(e) = findings_table.append(finding.clone()) {
+            act_result = Err(e.into());
+            stop.store(true, Ordering::SeqCst);
+            break;
+        }
         match workflow.handle(&finding) {
             Ok(h) => {
                 if h.opened {
                     counters.incidents.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Some(i) = h.incident {
+                    if let Err(e) = incidents_table.append(crate::history::tables::incident_row(&i))
+                    {
+                        act_result = Err(e.into());
+                        stop.store(true, Ordering::SeqCst);
+                        break;
+                    }
                     on_incident(&i);
                 }
             }
@@ -309,7 +355,19 @@ pub fn run_embedded(
                 break;
             }
         }
+        if let Err(e) = flush_due_tables(&mut findings_table, &mut incidents_table) {
+            act_result = Err(e);
+            stop.store(true, Ordering::SeqCst);
+            break;
+        }
     }
+    // After a failure, detect's sends fail and it stops (as when the receiver is gone).
+    drop(f_rx);
+    let tables_flushed = findings_table
+        .flush()
+        .and_then(|_| incidents_table.flush())
+        .map(|_| ())
+        .context("cannot write the findings or incidents table");
     for h in source_handles {
         if h.join().is_err() {
             tracing::error!("a source thread panicked");
@@ -323,7 +381,21 @@ pub fn run_embedded(
         .map_err(|_| anyhow::anyhow!("detect thread panicked"))?;
     ingest_result?;
     detect_result?;
-    act_result
+    act_result?;
+    tables_flushed
+}
+
+fn flush_due_tables(
+    findings: &mut LocalTableWriter<Finding>,
+    incidents: &mut LocalTableWriter<IncidentRow>,
+) -> Result<()> {
+    if findings.flush_due() {
+        findings.flush()?;
+    }
+    if incidents.flush_due() {
+        incidents.flush()?;
+    }
+    Ok(())
 }
 
 fn record_dead_letters(
@@ -390,6 +462,23 @@ fn ingest_loop(
         if !out.events.is_empty() {
             let mut batch = Vec::with_capacity(out.events.len());
             for e in out.events.drain(..) {
+                // An event time AWS cannot have produced (before 2000, or more than a day
+                // ahead of the clock) would drag the watermark and the de-duplication window
+                // with it: such an event is a dead letter, not history.
+                if e.event_time < EARLIEST_EVENT_TIME
+                    || e.event_time > ingest_time.saturating_add(MAX_FUTURE_MICROS)
+                {
+                    dlq.write(&aiops_ingest::decode::DeadLetter {
+                        reason: format!(
+                            "event time {} is outside [2000-01-01, now + 1 day]",
+                            aiops_core::time::format_rfc3339_micros(e.event_time)
+                        ),
+                        data: serde_json::to_vec(&e).unwrap_or_default(),
+                        position: e.position.clone(),
+                    })?;
+                    counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 counters.events.fetch_add(1, Ordering::Relaxed);
                 if dedup.is_duplicate(&e.event_id, e.event_time) {
                     counters.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -416,16 +505,29 @@ fn ingest_loop(
 /// names (`.` prefix).
 pub fn list_files(path: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
+    // Directories already walked, by canonical path: a symlink loop is walked once.
+    let mut visited: HashSet<PathBuf> = HashSet::new();
     let mut stack = vec![path.to_path_buf()];
     while let Some(p) = stack.pop() {
         if p.is_dir() {
-            if let Ok(rd) = std::fs::read_dir(&p) {
-                for e in rd.flatten() {
-                    let name = e.file_name();
-                    if name.to_string_lossy().starts_with('.') {
-                        continue;
+            let canonical = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+            if !visited.insert(canonical) {
+                continue;
+            }
+            match std::fs::read_dir(&p) {
+                Ok(rd) => {
+                    for e in rd.flatten() {
+                        let name = e.file_name();
+                        if name.to_string_lossy().starts_with('.') {
+                            continue;
+                        }
+                        stack.push(e.path());
                     }
-                    stack.push(e.path());
+                }
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "cannot list directory");
+                    // Reported to the reader as an unreadable entry (a dead letter).
+                    out.push(p);
                 }
             }
         } else {
@@ -434,6 +536,29 @@ pub fn list_files(path: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+/// Reads a regular file of at most `max` bytes; anything else is an error saying why.
+fn read_bounded(file: &Path, max: u64) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(file).map_err(|e| format!("cannot read file: {e}"))?;
+    if meta.is_dir() {
+        return Err("cannot list directory (permission denied or I/O error)".to_string());
+    }
+    if !meta.is_file() {
+        return Err("not a regular file (pipe, socket or device); not read".to_string());
+    }
+    let f = std::fs::File::open(file).map_err(|e| format!("cannot read file: {e}"))?;
+    let mut data = Vec::new();
+    f.take(max.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(|e| format!("cannot read file: {e}"))?;
+    if data.len() as u64 > max {
+        return Err(format!(
+            "file exceeds the {max}-byte limit (ingest.max_file_bytes)"
+        ));
+    }
+    Ok(data)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -491,11 +616,11 @@ fn file_source(
                         head: Vec::new(),
                     }
                 } else {
-                    match std::fs::read(&file) {
+                    match read_bounded(&file, max_file_bytes) {
                         Ok(data) => Input::File { name, data },
-                        Err(e) => Input::Unreadable {
+                        Err(reason) => Input::Unreadable {
                             name,
-                            reason: format!("cannot read file: {e}"),
+                            reason,
                             head: Vec::new(),
                         },
                     }

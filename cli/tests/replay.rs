@@ -485,8 +485,10 @@ fn replayed_error_and_access_denied_bursts_open_review_incidents() {
         }
         if m % 10 == 0 {
             n += 1;
-            log_events.push(serde_json::json!({"id": format!("{n:056}"), "timestamp": t0 + m * minute + 45_000,
-                "message": "ERROR Payment gateway call failed: connection reset by peer"}));
+            log_events.push(
+                serde_json::json!({"id": format!("{n:056}"), "timestamp": t0 + m * minute + 45_000,
+                "message": "ERROR Payment gateway call failed: connection reset by peer"}),
+            );
         }
         let burst = m == 60;
         for k in 0..if burst { 60 } else { 3 } {
@@ -522,7 +524,11 @@ fn replayed_error_and_access_denied_bursts_open_review_incidents() {
     let payload = serde_json::json!({"messageType": "DATA_MESSAGE", "owner": "111122223333",
         "logGroup": "/ecs/checkout-api", "logStream": "web-1", "subscriptionFilters": ["aiops"],
         "logEvents": log_events});
-    std::fs::write(input.join("a_logs.gz"), gzip(payload.to_string().as_bytes())).unwrap();
+    std::fs::write(
+        input.join("a_logs.gz"),
+        gzip(payload.to_string().as_bytes()),
+    )
+    .unwrap();
     std::fs::write(input.join("b_calls.ndjson"), ct_lines.join("\n")).unwrap();
     let r = replay(&[&input], &tmp.path().join("data"), None);
     assert_eq!(r.status, 0);
@@ -548,4 +554,34 @@ fn replayed_error_and_access_denied_bursts_open_review_incidents() {
         );
     }
     assert!(r.incidents.iter().all(|i| i["action"].is_null()));
+}
+
+/// Inputs a directory walk meets in the wild: symlink loops, a named pipe, a record dated in
+/// the year 9999. The replay finishes, reports each as a dead letter, and keeps the good one.
+#[test]
+fn symlink_loops_pipes_and_impossible_times_do_not_stop_a_replay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let good = ct_record(
+        "a0000000-0000-4000-8000-0000000000a1",
+        "DeleteParameter",
+        r#"{"name":"/good"}"#,
+    );
+    std::fs::write(input.join("good.json"), &good).unwrap();
+    let future = good
+        .replace("2024-05-01T12:00:00Z", "9999-12-31T23:59:59Z")
+        .replace("0000000000a1", "0000000000a2");
+    std::fs::write(input.join("future.json"), future).unwrap();
+    std::os::unix::fs::symlink(".", input.join("loop_a")).unwrap();
+    std::os::unix::fs::symlink(".", input.join("loop_b")).unwrap();
+    let fifo = input.join("pipe.json");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    let r = replay(&[&input], &tmp.path().join("data"), None);
+    assert_eq!(r.status, 0);
+    assert_eq!(r.summary["events"], 1, "{}", r.summary);
+    assert_eq!(r.summary["dead_letters"], 2, "{}", r.summary);
+    assert_eq!(r.incidents.len(), 1);
+    assert_eq!(r.incidents[0]["resource_id"], "/good");
 }

@@ -418,7 +418,8 @@ impl StatsEngine {
                 // `api_call:<principal>:<event source>:<event name>`; sources and names hold
                 // no colon, principals (ARNs) may.
                 let mut it = rest.rsplitn(3, ':');
-                if let (Some(name), Some(source), Some(principal)) = (it.next(), it.next(), it.next())
+                if let (Some(name), Some(source), Some(principal)) =
+                    (it.next(), it.next(), it.next())
                 {
                     pairs.push(ApiPair {
                         principal: principal.to_string(),
@@ -899,7 +900,10 @@ impl StatsEngine {
             .series
             .par_iter_mut()
             .enumerate()
-            .filter_map(|(slot, s)| s.as_mut().map(|s| close_series(slot, s, until, window_us, cfg)))
+            .filter_map(|(slot, s)| {
+                s.as_mut()
+                    .map(|s| close_series(slot, s, until, window_us, cfg))
+            })
             .collect();
         let mut candidates = Vec::new();
         for (c, t) in closed {

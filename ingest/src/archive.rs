@@ -20,8 +20,7 @@ use arrow_array::builder::{
     TimestampMicrosecondBuilder,
 };
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch,
-    TimestampMicrosecondArray,
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
@@ -1160,7 +1159,10 @@ impl<R: TableRow> LocalTableWriter<R> {
                 .is_some_and(|t| t.elapsed().as_secs() >= self.config.max_file_age_secs)
     }
 
-    fn write_partition(&mut self, key: &PartitionKey) -> Result<Option<ArchivedFile>, ArchiveError> {
+    fn write_partition(
+        &mut self,
+        key: &PartitionKey,
+    ) -> Result<Option<ArchivedFile>, ArchiveError> {
         let Some(rows) = self.pending.remove(key) else {
             return Ok(None);
         };
@@ -1222,14 +1224,15 @@ impl<R: TableRow> LocalTableWriter<R> {
     }
 }
 
-fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<Option<&'a T>, ArchiveError> {
+fn column<'a, T: 'static>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<Option<&'a T>, ArchiveError> {
     match batch.column_by_name(name) {
         None => Ok(None),
-        Some(c) => c
-            .as_any()
-            .downcast_ref::<T>()
-            .map(Some)
-            .ok_or_else(|| ArchiveError::Decode(format!("column {name} has type {}", c.data_type()))),
+        Some(c) => c.as_any().downcast_ref::<T>().map(Some).ok_or_else(|| {
+            ArchiveError::Decode(format!("column {name} has type {}", c.data_type()))
+        }),
     }
 }
 
@@ -1249,11 +1252,13 @@ impl<'a> Strs<'a> {
 }
 
 fn ts_at(a: Option<&TimestampMicrosecondArray>, i: usize) -> Option<i64> {
-    a.filter(|a| i < a.len() && a.is_valid(i)).map(|a| a.value(i))
+    a.filter(|a| i < a.len() && a.is_valid(i))
+        .map(|a| a.value(i))
 }
 
 fn f64_at(a: Option<&Float64Array>, i: usize) -> Option<f64> {
-    a.filter(|a| i < a.len() && a.is_valid(i)).map(|a| a.value(i))
+    a.filter(|a| i < a.len() && a.is_valid(i))
+        .map(|a| a.value(i))
 }
 
 /// Decodes a record batch of the `raw` table (as read back from any file of it) into events,
@@ -1303,10 +1308,16 @@ pub fn decode_raw_batch(batch: &RecordBatch) -> Result<Vec<Event>, ArchiveError>
         .iter()
         .map(|n| s(n))
         .collect::<Result<_, _>>()?;
-    let met: Vec<Strs> = ["namespace", "metric_name", "dimensions", "unit", "metric_stream_name"]
-        .iter()
-        .map(|n| s(n))
-        .collect::<Result<_, _>>()?;
+    let met: Vec<Strs> = [
+        "namespace",
+        "metric_name",
+        "dimensions",
+        "unit",
+        "metric_stream_name",
+    ]
+    .iter()
+    .map(|n| s(n))
+    .collect::<Result<_, _>>()?;
     let vals: Vec<Option<&Float64Array>> = ["value_max", "value_min", "value_sum", "value_count"]
         .iter()
         .map(|n| column(batch, n))
@@ -1343,9 +1354,7 @@ pub fn decode_raw_batch(batch: &RecordBatch) -> Result<Vec<Event>, ArchiveError>
                 user_agent: get(&ct, 10, i),
                 error_code: get(&ct, 11, i),
                 error_message: get(&ct, 12, i),
-                read_only: read_only
-                    .filter(|a| a.is_valid(i))
-                    .map(|a| a.value(i)),
+                read_only: read_only.filter(|a| a.is_valid(i)).map(|a| a.value(i)),
                 resources,
                 request_parameters: get(&ct, 14, i),
                 response_elements: get(&ct, 15, i),
@@ -1742,7 +1751,12 @@ mod tests {
         }
     }
 
-    fn finding(id: &str, kind: FindingKind, series: Option<&str>, observed: Option<f64>) -> Finding {
+    fn finding(
+        id: &str,
+        kind: FindingKind,
+        series: Option<&str>,
+        observed: Option<f64>,
+    ) -> Finding {
         Finding {
             finding_id: id.into(),
             kind,
@@ -1768,7 +1782,12 @@ mod tests {
     #[test]
     fn findings_keep_declared_types_when_values_are_integral_or_null() {
         // All scores and counts integral, every optional column null in the second batch.
-        let a = finding("f1", FindingKind::RateAnomaly, Some("log_level:g:ERROR"), Some(60.0));
+        let a = finding(
+            "f1",
+            FindingKind::RateAnomaly,
+            Some("log_level:g:ERROR"),
+            Some(60.0),
+        );
         let b = finding("f2", FindingKind::ChangeRule, None, None);
         let all_null = encode_table_parquet(&[&b], 10, "n").unwrap();
         let integral = encode_table_parquet(&[&a], 10, "i").unwrap();
@@ -1777,10 +1796,18 @@ mod tests {
         assert_eq!(batches_n[0].schema(), findings_schema());
         assert_eq!(batches_i[0].schema(), findings_schema());
         for meta in [&meta_n, &meta_i] {
-            assert_utc_micros(meta, &["event_time", "detected_at", "window_start", "window_end"]);
+            assert_utc_micros(
+                meta,
+                &["event_time", "detected_at", "window_start", "window_end"],
+            );
             let schema = meta.file_metadata().schema_descr();
             let types: Vec<(String, parquet::basic::Type)> = (0..schema.num_columns())
-                .map(|i| (schema.column(i).name().to_string(), schema.column(i).physical_type()))
+                .map(|i| {
+                    (
+                        schema.column(i).name().to_string(),
+                        schema.column(i).physical_type(),
+                    )
+                })
                 .collect();
             assert!(types.contains(&("score".into(), parquet::basic::Type::DOUBLE)));
             assert!(types.contains(&("observed".into(), parquet::basic::Type::DOUBLE)));
@@ -1788,12 +1815,19 @@ mod tests {
         }
         let back = decode_findings_batch(&batches_i[0]).unwrap();
         assert_eq!(back, vec![a.clone()]);
-        assert_eq!(decode_findings_batch(&batches_n[0]).unwrap(), vec![b.clone()]);
+        assert_eq!(
+            decode_findings_batch(&batches_n[0]).unwrap(),
+            vec![b.clone()]
+        );
         assert_eq!(finding_source(&a), Source::Logs);
         assert_eq!(finding_source(&b), Source::Cloudtrail);
         let spec = table_spec("findings", FINDINGS_SCHEMA_VERSION, &findings_schema());
-        assert!(spec.columns.iter().all(|c| c.glue_type != "unsupported"
-            && c.name.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')));
+        assert!(spec.columns.iter().all(|c| {
+            c.glue_type != "unsupported"
+                && c.name
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch == '_')
+        }));
         // Nested JSON as strings.
         let ids = batches_i[0]
             .column_by_name("event_ids")
@@ -1851,9 +1885,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w: LocalTableWriter<Finding> =
             LocalTableWriter::new(dir.path(), "embedded", ArchiveConfig::default());
-        w.append(finding("f1", FindingKind::RateAnomaly, Some("metric:a:b:"), Some(1.5)))
+        w.append(finding(
+            "f1",
+            FindingKind::RateAnomaly,
+            Some("metric:a:b:"),
+            Some(1.5),
+        ))
+        .unwrap();
+        w.append(finding("f2", FindingKind::ChangeRule, None, None))
             .unwrap();
-        w.append(finding("f2", FindingKind::ChangeRule, None, None)).unwrap();
         let files = w.flush().unwrap();
         assert_eq!(files.len(), 2);
         assert_eq!(w.rows_written(), 2);

@@ -3,33 +3,44 @@
 //! store, explainer, executor and notifier `[act]` configures (in aws mode: DynamoDB). The
 //! workflow's AWS adapters block on their own runtime, so each finding runs on a blocking
 //! thread. A finding delivered twice opens one incident (the incident id derives from the
-//! finding id, created conditionally).
+//! finding id, created conditionally). Every incident snapshot handled is buffered for the
+//! `incidents` history table on S3, written at flush, before the shard checkpoints.
 
 use super::counters::StageCounters;
+use super::tables::TableBuffer;
 use aiops_act::ActWorkflow;
 use aiops_aws::consumer::{ConsumedRecord, ProcessError, ProcessorFactory, ShardProcessor};
+use aiops_aws::objects::ObjectStore;
 use aiops_core::Finding;
+use aiops_ingest::archive::{ArchiveConfig, IncidentRow};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// What every act shard processor shares.
-pub struct ActShared {
+pub struct ActShared<O> {
     /// The workflow.
     pub workflow: Arc<ActWorkflow>,
     /// Least time between checkpoints.
     pub checkpoint_interval: Duration,
     /// Counters.
     pub counters: Arc<StageCounters>,
+    /// Where the `incidents` table goes.
+    pub objects: Arc<O>,
+    /// Key prefix of the history.
+    pub prefix: String,
+    /// Roll-over bounds of the `incidents` objects.
+    pub archive: ArchiveConfig,
 }
 
 /// Creates one [`ActProcessor`] per shard.
-pub struct ActFactory(pub Arc<ActShared>);
+pub struct ActFactory<O>(pub Arc<ActShared<O>>);
 
-impl ProcessorFactory for ActFactory {
-    type Processor = ActProcessor;
-    fn create(&self, _shard_id: &str) -> ActProcessor {
+impl<O: ObjectStore> ProcessorFactory for ActFactory<O> {
+    type Processor = ActProcessor<O>;
+    fn create(&self, shard_id: &str) -> ActProcessor<O> {
         ActProcessor {
+            incidents: TableBuffer::new(&self.0.prefix, shard_id, self.0.archive),
             shared: self.0.clone(),
             last_flush: Instant::now(),
         }
@@ -37,12 +48,13 @@ impl ProcessorFactory for ActFactory {
 }
 
 /// The act processor of one shard.
-pub struct ActProcessor {
-    shared: Arc<ActShared>,
+pub struct ActProcessor<O> {
+    shared: Arc<ActShared<O>>,
+    incidents: TableBuffer<IncidentRow>,
     last_flush: Instant,
 }
 
-impl ShardProcessor for ActProcessor {
+impl<O: ObjectStore> ShardProcessor for ActProcessor<O> {
     async fn process(&mut self, records: Vec<ConsumedRecord>) -> Result<(), ProcessError> {
         let c = &self.shared.counters;
         for r in records {
@@ -66,16 +78,26 @@ impl ShardProcessor for ActProcessor {
             }
             if let Some(i) = &handled.incident {
                 tracing::info!(incident = %i.incident_id, state = %i.state, resource = %i.resource_key, "incident");
+                self.incidents
+                    .append(crate::history::tables::incident_row(i));
             }
         }
         Ok(())
     }
 
     fn flush_due(&self) -> bool {
-        self.last_flush.elapsed() >= self.shared.checkpoint_interval
+        self.last_flush.elapsed() >= self.shared.checkpoint_interval || self.incidents.flush_due()
     }
 
     async fn flush(&mut self) -> Result<(), ProcessError> {
+        if self.incidents.rows() > 0 {
+            let keys = self
+                .incidents
+                .flush(self.shared.objects.as_ref())
+                .await
+                .map_err(|e| ProcessError(e.to_string()))?;
+            tracing::info!(objects = keys.len(), "incidents table flushed");
+        }
         self.last_flush = Instant::now();
         Ok(())
     }

@@ -2,6 +2,9 @@
 //! rules and the statistics engine turn events into findings, forwarded to the decisions
 //! stream (one JSON `Finding` per record, partition key = the resource key, or the finding id)
 //! before the batch counts as processed. Enrichment and the incident workflow happen in act.
+//! Findings are also buffered for the `findings` history table on S3, written at flush, before
+//! the shard checkpoints. With learned baselines (the patterns table, see `aiops learn`), each
+//! shard's engine starts from them.
 //!
 //! State: the statistics engine's open windows live in the shard processor; they are rebuilt
 //! from the stream only as far back as the checkpoint, so a worker that dies loses the counts
@@ -9,20 +12,24 @@
 
 use super::counters::StageCounters;
 use super::partition_key;
+use super::tables::TableBuffer;
 use aiops_aws::consumer::{ConsumedRecord, ProcessError, ProcessorFactory, ShardProcessor};
 use aiops_aws::kinesis::{KinesisPort, PutEntry};
+use aiops_aws::objects::ObjectStore;
 use aiops_aws::producer::Producer;
 use aiops_core::{Event, Finding};
+use aiops_detect::baseline::Baselines;
 use aiops_detect::config::StatisticsConfig;
 use aiops_detect::engine::StatsEngine;
 use aiops_detect::rules::ChangeRules;
+use aiops_ingest::archive::ArchiveConfig;
 use aiops_ingest::dedup::{DedupConfig, Deduplicator};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// What every detect shard processor shares.
-pub struct DetectShared<K> {
+pub struct DetectShared<K, O> {
     /// Writes to the decisions stream.
     pub producer: Producer<K>,
     /// The decisions stream.
@@ -37,28 +44,48 @@ pub struct DetectShared<K> {
     pub checkpoint_interval: Duration,
     /// Counters.
     pub counters: Arc<StageCounters>,
+    /// Where the `findings` table goes.
+    pub objects: Arc<O>,
+    /// Key prefix of the history.
+    pub prefix: String,
+    /// Roll-over bounds of the `findings` objects.
+    pub archive: ArchiveConfig,
+    /// Learned baselines each shard's engine starts from (validated against `statistics`).
+    pub baselines: Option<Arc<Baselines>>,
 }
 
 /// Creates one [`DetectProcessor`] per shard.
-pub struct DetectFactory<K>(pub Arc<DetectShared<K>>);
+pub struct DetectFactory<K, O>(pub Arc<DetectShared<K, O>>);
 
-impl<K: KinesisPort> ProcessorFactory for DetectFactory<K> {
-    type Processor = DetectProcessor<K>;
-    fn create(&self, _shard_id: &str) -> DetectProcessor<K> {
+impl<K: KinesisPort, O: ObjectStore> ProcessorFactory for DetectFactory<K, O> {
+    type Processor = DetectProcessor<K, O>;
+    fn create(&self, shard_id: &str) -> DetectProcessor<K, O> {
+        let statistics = self.0.statistics.clone();
+        let engine = match &self.0.baselines {
+            // Validated when loaded; a failure here falls back to an engine without them.
+            Some(b) => StatsEngine::with_baselines(statistics.clone(), (**b).clone())
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "learned baselines not used");
+                    StatsEngine::new(statistics)
+                }),
+            None => StatsEngine::new(statistics),
+        };
         DetectProcessor {
+            findings: TableBuffer::new(&self.0.prefix, shard_id, self.0.archive),
             shared: self.0.clone(),
             dedup: Deduplicator::new(&self.0.dedup).ok(),
-            engine: Box::new(StatsEngine::new(self.0.statistics.clone())),
+            engine: Box::new(engine),
             last_flush: Instant::now(),
         }
     }
 }
 
 /// The detect processor of one shard.
-pub struct DetectProcessor<K> {
-    shared: Arc<DetectShared<K>>,
+pub struct DetectProcessor<K, O> {
+    shared: Arc<DetectShared<K, O>>,
     dedup: Option<Deduplicator>,
     engine: Box<StatsEngine>,
+    findings: TableBuffer<Finding>,
     last_flush: Instant,
 }
 
@@ -75,7 +102,7 @@ pub fn finding_entry(f: &Finding) -> Result<PutEntry, ProcessError> {
     })
 }
 
-impl<K: KinesisPort> ShardProcessor for DetectProcessor<K> {
+impl<K: KinesisPort, O: ObjectStore> ShardProcessor for DetectProcessor<K, O> {
     async fn process(&mut self, records: Vec<ConsumedRecord>) -> Result<(), ProcessError> {
         let c = &self.shared.counters;
         let mut entries = Vec::new();
@@ -101,6 +128,7 @@ impl<K: KinesisPort> ShardProcessor for DetectProcessor<K> {
             let (_, findings) = self.shared.rules.evaluate(&event);
             for f in findings.into_iter().chain(self.engine.observe(&event)) {
                 entries.push(finding_entry(&f)?);
+                self.findings.append(f);
             }
         }
         if !entries.is_empty() {
@@ -118,11 +146,20 @@ impl<K: KinesisPort> ShardProcessor for DetectProcessor<K> {
     }
 
     fn flush_due(&self) -> bool {
-        self.last_flush.elapsed() >= self.shared.checkpoint_interval
+        self.last_flush.elapsed() >= self.shared.checkpoint_interval || self.findings.flush_due()
     }
 
     async fn flush(&mut self) -> Result<(), ProcessError> {
-        // Findings were forwarded in `process`; nothing is buffered.
+        // Findings were forwarded in `process`; their history rows are written now, before
+        // the checkpoint.
+        if self.findings.rows() > 0 {
+            let keys = self
+                .findings
+                .flush(self.shared.objects.as_ref())
+                .await
+                .map_err(|e| ProcessError(e.to_string()))?;
+            tracing::info!(objects = keys.len(), "findings table flushed");
+        }
         self.last_flush = Instant::now();
         Ok(())
     }

@@ -13,6 +13,7 @@ mod config;
 mod counters;
 mod detect;
 mod ingest;
+mod tables;
 
 pub use config::AwsSection;
 
@@ -71,6 +72,10 @@ pub struct StageArgs {
     /// Print a JSON summary line per stage on stdout when stopped.
     #[arg(long)]
     json: bool,
+    /// detect: start from learned baselines (`aiops learn`): a JSON file or
+    /// `dynamodb://<table>`; default the `[aws] patterns_table`; `none` turns them off.
+    #[arg(long, env = "AIOPS_BASELINES")]
+    baselines: Option<String>,
 }
 
 /// One stage of the pipeline.
@@ -125,7 +130,14 @@ fn require_aws(cfg: &PipelineConfig) -> Result<()> {
 fn stage_command(stage: Stage, a: StageArgs) -> Result<i32> {
     let (cfg, _) = crate::load_config(&a.config)?;
     require_aws(&cfg)?;
-    run_stages(&cfg, &[stage], a.worker_id, a.duration, a.json)
+    run_stages(
+        &cfg,
+        &[stage],
+        a.worker_id,
+        a.duration,
+        a.json,
+        a.baselines.as_deref(),
+    )
 }
 
 /// A Kinesis partition key for `key`: itself when 1 to 256 characters, else its first 200
@@ -253,9 +265,45 @@ fn spawn_worker<F: ProcessorFactory>(
     tokio::spawn(worker.run(stop))
 }
 
+/// The learned baselines the detect stage starts from: `spec` (a file or `dynamodb://<table>`;
+/// `none` for none), by default the `[aws] patterns_table` — where a missing table or no
+/// learned document means none (logged), while a document that does not fit the
+/// configuration is an error.
+///
+/// # Errors
+/// An explicit `spec` that cannot be read, or baselines that do not fit the configuration.
+pub fn detect_baselines(
+    cfg: &PipelineConfig,
+    spec: Option<&str>,
+) -> Result<Option<aiops_detect::baseline::Baselines>> {
+    let region = cfg.aws.region.as_deref();
+    let endpoint = cfg.aws.endpoint_url.as_deref();
+    match spec {
+        Some("none") | Some("") => Ok(None),
+        Some(s) => crate::history::load_baselines(s, &cfg.detect.statistics, region, endpoint),
+        None => {
+            let spec = format!("dynamodb://{}", cfg.aws.patterns_table);
+            match crate::history::load_baselines(&spec, &cfg.detect.statistics, region, endpoint) {
+                Ok(b) => {
+                    if b.is_none() {
+                        tracing::info!(table = %cfg.aws.patterns_table, "no learned baselines in the patterns table; detect starts without");
+                    }
+                    Ok(b)
+                }
+                Err(e) if format!("{e:#}").contains("baselines.") => Err(e),
+                Err(e) => {
+                    tracing::warn!(table = %cfg.aws.patterns_table, error = %format!("{e:#}"), "cannot read learned baselines; detect starts without");
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
 /// Runs `stages` (one process) until Ctrl-C, SIGTERM or `duration` seconds (0: no limit);
 /// on stop every shard flushes, checkpoints and releases its lease. With `json`, prints one
-/// summary line per stage on stdout.
+/// summary line per stage on stdout. `baselines` chooses the detect stage's learned baselines
+/// (see [`detect_baselines`]).
 ///
 /// # Errors
 /// An invalid configuration, the async runtime or the act stage failing to start; a
@@ -266,11 +314,24 @@ pub fn run_stages(
     worker_id: Option<String>,
     duration: u64,
     json: bool,
+    baselines: Option<&str>,
 ) -> Result<i32> {
     let worker_id = worker_id
         .filter(|w| !w.trim().is_empty())
         .unwrap_or_else(default_worker_id);
     let rules = ChangeRules::new(&cfg.detect.change_rules)?;
+    let learned = if stages.contains(&Stage::Detect) {
+        detect_baselines(cfg, baselines)?.map(Arc::new)
+    } else {
+        None
+    };
+    if let Some(b) = &learned {
+        eprintln!(
+            "aiops detect: learned baselines of {} series and {} log groups",
+            b.series.len(),
+            b.log_groups.len()
+        );
+    }
     // The act workflow owns its own small runtime: build it (and later drop it) outside ours.
     let workflow = if stages.contains(&Stage::Act) {
         let act_cfg = act_config(cfg);
@@ -345,6 +406,10 @@ pub fn run_stages(
                         dedup: cfg.ingest.dedup,
                         checkpoint_interval: Duration::from_millis(cfg.aws.checkpoint_interval_ms),
                         counters: counters.clone(),
+                        objects: c.objects.clone(),
+                        prefix: cfg.aws.history_prefix.clone(),
+                        archive: cfg.archive,
+                        baselines: learned.clone(),
                     })),
                     stop_rx.clone(),
                 ),
@@ -364,6 +429,9 @@ pub fn run_stages(
                                 cfg.aws.checkpoint_interval_ms,
                             ),
                             counters: counters.clone(),
+                            objects: c.objects.clone(),
+                            prefix: cfg.aws.history_prefix.clone(),
+                            archive: cfg.archive,
                         })),
                         stop_rx.clone(),
                     )
