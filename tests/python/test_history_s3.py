@@ -360,3 +360,30 @@ def test_athena_table_definitions_match_the_code_schemas(aiops_bin):
         assert cols == [(c["name"], c["type"]) for c in t["columns"]], t["name"]
         assert parts == [(p["name"], p["type"]) for p in t["partition_keys"]], t["name"]
         assert version == t["version"]
+
+
+def test_learn_writes_baselines_to_the_patterns_table_and_detect_starts_from_them(pipeline, aiops_bin):
+    """`aiops learn --out dynamodb://<patterns table>` on the S3 history, then a backtest that
+    starts from the patterns table: every series seen again is seeded."""
+    names = pipeline["names"]
+    history = f"s3://{names['bucket']}/{names['prefix']}"
+    learned = subprocess.run(
+        [aiops_bin, "learn", "--history", history, "--config", str(pipeline["config"]),
+         "--out", f"dynamodb://{names['patterns']}", "--json"],
+        env=pipeline["env"], capture_output=True, text=True, timeout=300,
+    )
+    assert learned.returncode == 0, learned.stderr
+    summary = json.loads(learned.stdout)["summary"]
+    assert summary["events"] == len(pipeline["events"])
+    assert summary["log_groups"] == 2 and summary["items"] >= 1
+    ddb = client("dynamodb", pipeline["endpoint"])
+    current = ddb.get_item(TableName=names["patterns"], Key={"pattern_key": {"S": "detect/baselines/current"}})["Item"]
+    assert int(current["series"]["N"]) == summary["series"]
+    out = subprocess.run(
+        [aiops_bin, "backtest", "--history", history, "--config", str(pipeline["config"]),
+         "--baselines", f"dynamodb://{names['patterns']}", "--json"],
+        env=pipeline["env"], capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)["figures"]
+    assert figures["series_seeded"] == summary["series"], (figures, summary)

@@ -290,7 +290,16 @@ pub fn detect_baselines(
                     }
                     Ok(b)
                 }
-                Err(e) if format!("{e:#}").contains("baselines.") => Err(e),
+                Err(e)
+                    if e.chain().any(|c| {
+                        matches!(
+                            c.downcast_ref::<aiops_detect::baseline::BaselineError>(),
+                            Some(aiops_detect::baseline::BaselineError::Invalid { .. })
+                        )
+                    }) =>
+                {
+                    Err(e)
+                }
                 Err(e) => {
                     tracing::warn!(table = %cfg.aws.patterns_table, error = %format!("{e:#}"), "cannot read learned baselines; detect starts without");
                     Ok(None)
