@@ -161,7 +161,9 @@ pub enum RuleVerdict {
 #[derive(Debug, Clone)]
 pub struct ChangeRules {
     rules: Vec<ChangeRule>,
-    by_call: HashMap<(String, String), Vec<usize>>,
+    /// Rule indexes by event source, then by event name (API version suffix stripped); two
+    /// levels so a look-up borrows the event's strings instead of allocating a key per event.
+    by_call: HashMap<String, HashMap<String, Vec<usize>>>,
     ignore_principals: Vec<String>,
     ignore_aws_service_calls: bool,
     enabled: bool,
@@ -370,7 +372,7 @@ impl ChangeRules {
     /// not rooted at `requestParameters` / `responseElements`.
     pub fn new(config: &ChangeRulesConfig) -> Result<ChangeRules, RuleError> {
         let rules = config.effective_rules()?;
-        let mut by_call: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        let mut by_call: HashMap<String, HashMap<String, Vec<usize>>> = HashMap::new();
         let mut names = std::collections::HashSet::new();
         for (i, r) in rules.iter().enumerate() {
             if r.name.trim().is_empty() {
@@ -425,7 +427,9 @@ impl ChangeRules {
             }
             for n in &r.event_names {
                 by_call
-                    .entry((r.event_source.clone(), strip_api_version(n).to_string()))
+                    .entry(r.event_source.clone())
+                    .or_default()
+                    .entry(strip_api_version(n).to_string())
                     .or_default()
                     .push(i);
             }
@@ -461,11 +465,11 @@ impl ChangeRules {
         if !self.enabled {
             return (RuleVerdict::NoRule, Vec::new());
         }
-        let key = (
-            ct.event_source.clone(),
-            strip_api_version(&ct.event_name).to_string(),
-        );
-        let Some(candidates) = self.by_call.get(&key) else {
+        let Some(candidates) = self
+            .by_call
+            .get(ct.event_source.as_str())
+            .and_then(|names| names.get(strip_api_version(&ct.event_name)))
+        else {
             return (RuleVerdict::NoRule, Vec::new());
         };
         if ct
