@@ -102,20 +102,30 @@ pub struct DetectSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineSection {
-    /// Capacity of each channel between stages, in messages. Default 1024.
+    /// Capacity of the channels between stages, in batches: sources -> ingest carries whole
+    /// files or batches of up to 500 Kinesis records; ingest -> detect carries the events of
+    /// one such batch and holds 8 times as many (so a window close does not hold up ingest);
+    /// ingest and detect -> act carry single findings and hold 128 times as many. Small on
+    /// purpose: a full channel slows the producer (back-pressure) instead of queueing
+    /// gigabytes and seconds of latency. Default 8; 1 to 10,000.
     pub channel_capacity: usize,
     /// `aiops replay` feeds the statistical detectors in event-time order across all its
     /// files through a reorder buffer of at most this many events (beyond it, each full buffer
     /// is sorted and fed in turn). 0 feeds them in file order. Default 500,000 (about
     /// 0.5 GB at most).
     pub replay_reorder_events: usize,
+    /// Threads that score the statistical series at a window close (the first also runs the
+    /// detect loop). 0 (default) uses one less than the machine's cores, at least 1, leaving
+    /// a core to ingest; at most 256.
+    pub scoring_threads: usize,
 }
 
 impl Default for PipelineSection {
     fn default() -> Self {
         PipelineSection {
-            channel_capacity: 1024,
+            channel_capacity: 8,
             replay_reorder_events: 500_000,
+            scoring_threads: 0,
         }
     }
 }
@@ -256,8 +266,11 @@ impl PipelineConfig {
             .validate()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         self.act.validate()?;
-        if self.pipeline.channel_capacity == 0 || self.pipeline.channel_capacity > 1_000_000 {
-            bail!("pipeline.channel_capacity: must be between 1 and 1000000");
+        if self.pipeline.channel_capacity == 0 || self.pipeline.channel_capacity > 10_000 {
+            bail!("pipeline.channel_capacity: must be between 1 and 10000");
+        }
+        if self.pipeline.scoring_threads > 256 {
+            bail!("pipeline.scoring_threads: must be at most 256");
         }
         if self.pipeline.replay_reorder_events > 50_000_000 {
             bail!("pipeline.replay_reorder_events: must be at most 50000000");

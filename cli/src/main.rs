@@ -10,6 +10,7 @@ macro_rules! out {
     }};
 }
 
+mod bench;
 mod config;
 mod deadletter;
 mod eval;
@@ -114,6 +115,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// End-to-end benchmark: generated traffic through the embedded pipeline; prints events
+    /// and bytes per second, latency from ingestion to change-rule finding, peak memory and
+    /// CPU seconds per million events.
+    Bench(bench::BenchArgs),
     /// Evaluate the detectors on public benchmarks (NAB, Loghub).
     Eval {
         #[command(subcommand)]
@@ -195,6 +200,10 @@ fn load_config(args: &ConfigArgs) -> Result<(PipelineConfig, String)> {
     Ok((cfg, origin))
 }
 
+/// The process allocator: mimalloc (many small per-event allocations on every stage).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = init_logging(&cli.log_format, cli.log_level.as_deref()) {
@@ -266,6 +275,19 @@ fn dispatch(command: Command) -> Result<i32> {
         }
         Command::Incidents { command } => cmd_incidents(command),
         Command::Aws(command) => aws_mode::dispatch(command),
+        Command::Bench(args) => {
+            let base = match &args.config {
+                Some(p) => PipelineConfig::load(p)?,
+                None => PipelineConfig::builtin_default(),
+            };
+            let report = bench::cmd_bench(&args, base)?;
+            if args.json {
+                out!("{}", serde_json::to_string(&report)?);
+            } else {
+                bench::print_text(&report);
+            }
+            Ok(0)
+        }
         Command::Eval { command } => {
             eval::run(command)?;
             Ok(0)

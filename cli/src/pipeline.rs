@@ -36,9 +36,42 @@ enum Input {
         reason: String,
         head: Vec<u8>,
     },
-    /// Kinesis-like records.
-    Records(Vec<SimRecord>),
+    /// Kinesis-like records, and when the source received them (microseconds since the Unix
+    /// epoch, UTC): the events' `ingest_time`, so time spent queued before decode counts in
+    /// the latency from ingestion to finding.
+    Records {
+        records: Vec<SimRecord>,
+        received_at: i64,
+    },
 }
+
+/// A source of Kinesis-like records fed by code rather than configuration (`aiops bench`):
+/// called on a thread of its own with a send function that takes a batch and returns false
+/// once the pipeline stopped accepting input; the source ends when the function returns.
+pub type RecordFeed = Box<dyn FnOnce(&dyn Fn(Vec<SimRecord>) -> bool) + Send>;
+
+/// Change-rule latency samples: (the event's `ingest_time`, latency), both in microseconds
+/// (see [`Probes::change_latency_micros`]).
+pub type LatencySamples = Arc<std::sync::Mutex<Vec<(i64, i64)>>>;
+
+/// Extra inputs and measurement hooks of [`run_embedded_with`], for `aiops bench`.
+#[derive(Default)]
+pub struct Probes {
+    /// Record sources beside the configured ones.
+    pub feeds: Vec<RecordFeed>,
+    /// When set, ingest appends one sample per change-rule finding: the triggering event's
+    /// `ingest_time` (when its record reached the pipeline, microseconds since the Unix epoch,
+    /// UTC) and the wall-clock microseconds from then until the finding was produced. At most
+    /// [`MAX_LATENCY_SAMPLES`] samples are kept.
+    pub change_latency_micros: Option<LatencySamples>,
+    /// When set, receives the statistics engine's counters when detect ends (series tracked,
+    /// log groups, templates).
+    pub engine_counters:
+        Option<Arc<std::sync::Mutex<Option<aiops_detect::engine::EngineCounters>>>>,
+}
+
+/// Upper bound of the latency samples kept by [`Probes::change_latency_micros`].
+pub const MAX_LATENCY_SAMPLES: usize = 1_000_000;
 
 /// Earliest event time accepted: 2000-01-01T00:00:00Z, microseconds since the epoch.
 pub const EARLIEST_EVENT_TIME: i64 = 946_684_800_000_000;
@@ -141,16 +174,50 @@ pub fn run_embedded(
     mode: RunMode,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
-    mut on_incident: IncidentSink,
+    on_incident: IncidentSink,
     baselines: Option<Baselines>,
 ) -> Result<()> {
+    run_embedded_with(
+        config,
+        sources,
+        mode,
+        stop,
+        counters,
+        on_incident,
+        baselines,
+        Probes::default(),
+    )
+}
+
+/// [`run_embedded`] with extra record feeds and measurement hooks ([`Probes`]).
+///
+/// # Errors
+/// As [`run_embedded`].
+#[allow(clippy::too_many_arguments)]
+pub fn run_embedded_with(
+    config: &PipelineConfig,
+    sources: Vec<SourceConfig>,
+    mode: RunMode,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    mut on_incident: IncidentSink,
+    baselines: Option<Baselines>,
+    probes: Probes,
+) -> Result<()> {
+    let Probes {
+        feeds,
+        change_latency_micros,
+        engine_counters,
+    } = probes;
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let cap = config.pipeline.channel_capacity;
     let (in_tx, in_rx) = bounded::<Input>(cap);
-    let (ev_tx, ev_rx) = bounded::<Vec<Event>>(cap);
-    let (f_tx, f_rx) = bounded::<Finding>(cap);
+    // Decoded events wait for detect in up to 8x as many batches: a window close (scoring
+    // every series with events) must not hold up ingest and, with it, the change rules.
+    let (ev_tx, ev_rx) = bounded::<Vec<Event>>(cap.saturating_mul(8));
+    let (f_tx, f_rx) = bounded::<Finding>(cap.saturating_mul(128));
 
     let rules = ChangeRules::new(&config.detect.change_rules)?;
     let profiles: BTreeMap<String, RuleProfile> = rules
@@ -178,7 +245,7 @@ pub fn run_embedded(
         let stop = stop.clone();
         let max_file = config.ingest.max_file_bytes;
         let src_counters = counters.clone();
-        source_handles.push(std::thread::spawn(move || match source {
+        source_handles.push(spawn_stage("source", move || match source {
             SourceConfig::Files {
                 paths,
                 follow,
@@ -195,26 +262,47 @@ pub fn run_embedded(
                 &src_counters,
             ),
             SourceConfig::Simulate(sim) => simulate_source(sim, mode, &tx, &stop),
-        }));
+        })?);
+    }
+    for feed in feeds {
+        let tx = in_tx.clone();
+        source_handles.push(spawn_stage("feed", move || {
+            let send = |records: Vec<SimRecord>| {
+                tx.send(Input::Records {
+                    records,
+                    received_at: now_micros(),
+                })
+                .is_ok()
+            };
+            feed(&send);
+        })?);
     }
     drop(in_tx);
 
-    // Ingest.
+    // Ingest: decode, de-duplicate, change rules (so a destructive call never waits behind
+    // the statistics), archive.
+    let rule_tx = f_tx.clone();
     let ingest = {
         let counters = counters.clone();
         let limits = config.ingest.limits();
         let mut dedup = Deduplicator::new(&config.ingest.dedup)?;
         let mut archive = LocalArchive::new(&data_dir, config.archive);
         let mut dlq = DeadLetterWriter::new(&data_dir.join("dead_letters"));
-        std::thread::spawn(move || -> Result<()> {
+        spawn_stage("ingest", move || -> Result<()> {
+            let change = ChangeStage {
+                rules,
+                findings: rule_tx,
+                counters: counters.clone(),
+                latency_micros: change_latency_micros,
+            };
             let result = ingest_loop(
                 &in_rx,
                 &ev_tx,
+                &change,
                 &limits,
                 &mut dedup,
                 &mut archive,
                 &mut dlq,
-                &counters,
             );
             // Whatever happened, make what was accepted durable.
             let flushed = archive.flush();
@@ -223,11 +311,11 @@ pub fn run_embedded(
             flushed?;
             dlq_flushed?;
             Ok(())
-        })
+        })?
     };
 
     // Detect: change rules at once; statistics at window close (scored in parallel on the
-    // rayon pool inside the engine; this dedicated thread is the only caller). A replay
+    // detect pool; one thread calls the engine). A replay
     // (RunMode::Once) feeds the statistics in event-time order across all its files, through a
     // bounded reorder buffer, so history is seen as it happened however the files are laid out.
     let mut stats = match baselines {
@@ -239,71 +327,74 @@ pub fn run_embedded(
         RunMode::Once => config.pipeline.replay_reorder_events,
         RunMode::Follow => 0,
     };
+    // The engine scores a window close on its own rayon pool; the detect loop itself runs on
+    // that pool's first thread, so with one scoring thread nothing is handed between threads.
+    let scoring_threads = match config.pipeline.scoring_threads {
+        0 => std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .saturating_sub(1)
+            .max(1),
+        n => n,
+    };
+    let scoring_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(scoring_threads)
+        .thread_name(|i| format!("detect-{i}"))
+        .build()
+        .context("cannot start the detect thread pool")?;
     let detect = {
         let counters = counters.clone();
-        std::thread::spawn(move || -> Result<()> {
-            let send = |f: Finding| {
-                counters.findings.fetch_add(1, Ordering::Relaxed);
-                f_tx.send(f).is_ok()
-            };
-            let mut reorder: Vec<Event> = Vec::new();
-            let drain = |buf: &mut Vec<Event>, stats: &mut StatsEngine| -> bool {
-                buf.sort_by_key(|e| e.event_time);
-                for e in buf.drain(..) {
-                    for f in stats.observe(&e) {
-                        if !send(f) {
-                            return false;
-                        }
-                    }
-                }
-                true
-            };
-            for batch in ev_rx {
-                for event in batch {
-                    let (verdict, findings) = rules.evaluate(&event);
-                    match verdict {
-                        RuleVerdict::FailedCall => {
-                            counters
-                                .skipped_failed_calls
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
-                        RuleVerdict::AwsService => {
-                            counters
-                                .skipped_service_calls
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ => {}
-                    }
-                    for f in findings {
-                        if !send(f) {
-                            return Ok(());
-                        }
-                    }
-                    if reorder_capacity == 0 {
-                        for f in stats.observe(&event) {
+        spawn_stage("detect", move || -> Result<()> {
+            scoring_pool.install(move || -> Result<()> {
+                let send = |f: Finding| {
+                    counters.findings.fetch_add(1, Ordering::Relaxed);
+                    f_tx.send(f).is_ok()
+                };
+                let mut reorder: Vec<Event> = Vec::new();
+                let drain = |buf: &mut Vec<Event>, stats: &mut StatsEngine| -> bool {
+                    buf.sort_by_key(|e| e.event_time);
+                    for e in buf.drain(..) {
+                        for f in stats.observe_owned(e) {
                             if !send(f) {
+                                return false;
+                            }
+                        }
+                    }
+                    true
+                };
+                for batch in ev_rx {
+                    for event in batch {
+                        if reorder_capacity == 0 {
+                            for f in stats.observe_owned(event) {
+                                if !send(f) {
+                                    return Ok(());
+                                }
+                            }
+                        } else {
+                            reorder.push(event);
+                            if reorder.len() >= reorder_capacity && !drain(&mut reorder, &mut stats)
+                            {
                                 return Ok(());
                             }
                         }
-                    } else {
-                        reorder.push(event);
-                        if reorder.len() >= reorder_capacity && !drain(&mut reorder, &mut stats) {
-                            return Ok(());
-                        }
                     }
                 }
-            }
-            if !drain(&mut reorder, &mut stats) {
-                return Ok(());
-            }
-            // Sources ended: close every open window.
-            for f in stats.flush() {
-                if !send(f) {
-                    break;
+                if !drain(&mut reorder, &mut stats) {
+                    return Ok(());
                 }
-            }
-            Ok(())
-        })
+                // Sources ended: close every open window.
+                for f in stats.flush() {
+                    if !send(f) {
+                        break;
+                    }
+                }
+                if let Some(slot) = &engine_counters
+                    && let Ok(mut slot) = slot.lock()
+                {
+                    *slot = Some(stats.counters());
+                }
+                Ok(())
+            })
+        })?
     };
 
     // Act (on this thread), writing the findings and incidents tables.
@@ -385,6 +476,17 @@ pub fn run_embedded(
     tables_flushed
 }
 
+/// Starts a pipeline thread named `name` (shown by `top -H`, `perf` and panics).
+fn spawn_stage<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .with_context(|| format!("cannot start the {name} thread"))
+}
+
 fn flush_due_tables(
     findings: &mut LocalTableWriter<Finding>,
     incidents: &mut LocalTableWriter<IncidentRow>,
@@ -411,15 +513,61 @@ fn record_dead_letters(
     Ok(())
 }
 
+/// Change-rule evaluation on the ingest thread: findings go straight to act.
+struct ChangeStage {
+    rules: ChangeRules,
+    findings: Sender<Finding>,
+    counters: Arc<Counters>,
+    latency_micros: Option<LatencySamples>,
+}
+
+impl ChangeStage {
+    /// Evaluates one event; false once act stopped taking findings.
+    fn evaluate(&self, event: &Event) -> bool {
+        let (verdict, findings) = self.rules.evaluate(event);
+        match verdict {
+            RuleVerdict::FailedCall => {
+                self.counters
+                    .skipped_failed_calls
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            RuleVerdict::AwsService => {
+                self.counters
+                    .skipped_service_calls
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        if findings.is_empty() {
+            return true;
+        }
+        if let Some(samples) = &self.latency_micros
+            && let Ok(mut samples) = samples.lock()
+            && samples.len() < MAX_LATENCY_SAMPLES
+        {
+            let latency = now_micros().saturating_sub(event.ingest_time);
+            samples.extend(findings.iter().map(|_| (event.ingest_time, latency)));
+        }
+        for f in findings {
+            self.counters.findings.fetch_add(1, Ordering::Relaxed);
+            if self.findings.send(f).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 fn ingest_loop(
     rx: &Receiver<Input>,
     tx: &Sender<Vec<Event>>,
+    change: &ChangeStage,
     limits: &aiops_ingest::decode::DecodeLimits,
     dedup: &mut Deduplicator,
     archive: &mut LocalArchive,
     dlq: &mut DeadLetterWriter,
-    counters: &Counters,
 ) -> Result<()> {
+    let counters: &Counters = &change.counters;
     let mut out = DecodeOutput::default();
     let mut last_roll = Instant::now();
     loop {
@@ -428,7 +576,7 @@ fn ingest_loop(
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         };
-        let ingest_time = now_micros();
+        let mut ingest_time = now_micros();
         match input {
             Some(Input::File { name, data }) => {
                 decode_file(&name, &data, ingest_time, limits, &mut out)
@@ -445,7 +593,11 @@ fn ingest_loop(
                     },
                 });
             }
-            Some(Input::Records(records)) => {
+            Some(Input::Records {
+                records,
+                received_at,
+            }) => {
+                ingest_time = received_at;
                 for r in &records {
                     decode_kinesis_record(&r.data, &r.position, ingest_time, limits, &mut out);
                 }
@@ -483,6 +635,9 @@ fn ingest_loop(
                 if dedup.is_duplicate(&e.event_id, e.event_time) {
                     counters.duplicates.fetch_add(1, Ordering::Relaxed);
                     continue;
+                }
+                if !change.evaluate(&e) {
+                    return Ok(());
                 }
                 archive.append(&e)?;
                 counters.archived_rows.fetch_add(1, Ordering::Relaxed);
@@ -664,7 +819,10 @@ fn simulate_source(
         while !out.is_empty() {
             let rest = out.split_off(out.len().min(500));
             if tx
-                .send(Input::Records(std::mem::replace(&mut out, rest)))
+                .send(Input::Records {
+                    records: std::mem::replace(&mut out, rest),
+                    received_at: now_micros(),
+                })
                 .is_err()
             {
                 return;

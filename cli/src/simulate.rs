@@ -41,6 +41,14 @@ pub struct SimulateConfig {
     pub duplicate_fraction: f64,
     /// Stop after this many wall-clock seconds; 0 runs until stopped. Default 0.
     pub duration_secs: u64,
+    /// Successful destructive calls (SSM DeleteParameter, EC2 TerminateInstances, Lambda
+    /// DeleteFunction by a person, each on a resource of its own) per million CloudTrail
+    /// events, beside the injected scenario. Default 0; `aiops bench` uses them to measure
+    /// the latency from ingestion to change-rule finding.
+    pub destructive_per_million: f64,
+    /// Distinct log templates each log group draws from; 0 uses the built-in pool of a dozen
+    /// service templates. `aiops bench` uses a few hundred, as real services have. Default 0.
+    pub templates_per_group: usize,
 }
 
 impl Default for SimulateConfig {
@@ -55,6 +63,8 @@ impl Default for SimulateConfig {
             inject_incidents: true,
             duplicate_fraction: 0.001,
             duration_secs: 0,
+            destructive_per_million: 0.0,
+            templates_per_group: 0,
         }
     }
 }
@@ -82,6 +92,17 @@ impl SimulateConfig {
         if self.log_groups == 0 || self.log_groups > 1_000_000 {
             return Err("log_groups: must be between 1 and 1000000".into());
         }
+        if !(self.destructive_per_million.is_finite()
+            && (0.0..=1_000_000.0).contains(&self.destructive_per_million))
+        {
+            return Err(format!(
+                "destructive_per_million: {} is outside [0, 1000000]",
+                self.destructive_per_million
+            ));
+        }
+        if self.templates_per_group > 100_000 {
+            return Err("templates_per_group: must be at most 100000".into());
+        }
         if !(0.0..=0.5).contains(&self.duplicate_fraction) {
             return Err(format!(
                 "duplicate_fraction: {} is outside [0, 0.5]",
@@ -99,6 +120,9 @@ pub struct SimRecord {
     pub data: Vec<u8>,
     /// Stream `simulate`, shard `shardId-000000000000`, increasing sequence numbers.
     pub position: Position,
+    /// Events in `data`: 1 for a CloudTrail record, the log events of a subscription
+    /// payload, 0 for a control message.
+    pub events: u32,
 }
 
 /// An injected incident: wall-clock offset from the start, seconds, and what it is.
@@ -197,6 +221,11 @@ pub struct Simulator {
     denied_left: u32,
     last_dup: Option<SimRecord>,
     sent_control: bool,
+    /// Procedural template pool (`templates_per_group` > 0): four times the per-group count;
+    /// group `g` draws from a window of it starting at `g * templates_per_group / 2`.
+    templates: Vec<String>,
+    /// Destructive calls generated so far (each names a resource of its own).
+    destructive: u64,
 }
 
 impl Simulator {
@@ -204,6 +233,9 @@ impl Simulator {
     /// UTC).
     pub fn new(config: SimulateConfig, start: i64) -> Simulator {
         let rng = StdRng::seed_from_u64(config.seed);
+        let templates = (0..config.templates_per_group.saturating_mul(4))
+            .map(procedural_template)
+            .collect();
         Simulator {
             config,
             rng,
@@ -217,6 +249,8 @@ impl Simulator {
             denied_left: 0,
             last_dup: None,
             sent_control: false,
+            templates,
+            destructive: 0,
         }
     }
 
@@ -257,7 +291,11 @@ impl Simulator {
                 "logEvents": [{"id": "", "timestamp": self.now / 1000, "message": "CWL CONTROL MESSAGE: Checking health of destination Kinesis stream."}]
             }));
             let position = self.position();
-            out.push(SimRecord { data, position });
+            out.push(SimRecord {
+                data,
+                position,
+                events: 0,
+            });
         }
         // Work in steps of at most one simulated second so rates follow the diurnal curve.
         while self.now < until {
@@ -270,10 +308,15 @@ impl Simulator {
             self.ct_carry -= n_ct;
             let n_log = self.log_carry.floor();
             self.log_carry -= n_log;
+            let destructive_p = self.config.destructive_per_million / 1_000_000.0;
             for _ in 0..n_ct as u64 {
                 let t = self.rng.random_range(self.now..step_end.max(self.now + 1));
-                let rec = self.cloudtrail_record(t);
-                self.emit(rec, out);
+                let rec = if destructive_p > 0.0 && self.rng.random::<f64>() < destructive_p {
+                    self.destructive_record(t)
+                } else {
+                    self.cloudtrail_record(t)
+                };
+                self.emit(rec, 1, out);
             }
             if n_log >= 1.0 {
                 self.log_batches(n_log as usize, self.now, step_end, out);
@@ -284,16 +327,20 @@ impl Simulator {
                 let m = self.fill("ERROR Payment gateway call failed: connection reset by peer after {n} ms (order {n})");
                 let data =
                     self.subscription_payload(BURST_LOG_GROUP, "stream-0", &[(step_end - 1, m)]);
-                self.emit(data, out);
+                self.emit(data, 1, out);
             }
             self.injections(step_end, out);
             self.now = step_end;
         }
     }
 
-    fn emit(&mut self, data: Vec<u8>, out: &mut Vec<SimRecord>) {
+    fn emit(&mut self, data: Vec<u8>, events: u32, out: &mut Vec<SimRecord>) {
         let position = self.position();
-        let rec = SimRecord { data, position };
+        let rec = SimRecord {
+            data,
+            position,
+            events,
+        };
         if self.rng.random::<f64>() < self.config.duplicate_fraction {
             self.last_dup = Some(rec.clone());
         }
@@ -304,6 +351,7 @@ impl Simulator {
             out.push(SimRecord {
                 data: d.data,
                 position,
+                events: d.events,
             });
         }
     }
@@ -434,6 +482,42 @@ impl Simulator {
         )
     }
 
+    /// A successful destructive call by a person on a resource of its own (so each opens an
+    /// incident of its own).
+    fn destructive_record(&mut self, t: i64) -> Vec<u8> {
+        self.destructive += 1;
+        let n = self.destructive;
+        let alice = json!({"type": "IAMUser", "principalId": "AIDAALICE0000000001", "arn": format!("arn:aws:iam::{ACCOUNT}:user/alice"), "accountId": ACCOUNT, "userName": "alice"});
+        let (source, name, params) = match n % 3 {
+            0 => (
+                "ssm.amazonaws.com",
+                "DeleteParameter",
+                json!({"name": format!("/bench/app-{n}/db-password")}),
+            ),
+            1 => (
+                "ec2.amazonaws.com",
+                "TerminateInstances",
+                json!({"instancesSet": {"items": [{"instanceId": format!("i-{n:017x}")}]}}),
+            ),
+            _ => (
+                "lambda.amazonaws.com",
+                "DeleteFunction20150331",
+                json!({"functionName": format!("bench-worker-{n}")}),
+            ),
+        };
+        self.record(
+            t,
+            source,
+            name,
+            alice,
+            "aws-cli/2.15.0",
+            params,
+            None,
+            false,
+            "203.0.113.10",
+        )
+    }
+
     fn fill(&mut self, template: &str) -> String {
         let mut out = String::with_capacity(template.len() + 32);
         let mut rest = template;
@@ -485,6 +569,17 @@ impl Simulator {
             let mut events = Vec::with_capacity(take);
             for _ in 0..take {
                 let t = self.rng.random_range(from..to.max(from + 1));
+                if !self.templates.is_empty() {
+                    // Skewed use of the group's templates (a few are most of the volume).
+                    let n = self.config.templates_per_group;
+                    let u: f64 = self.rng.random();
+                    let k = ((n as f64) * u * u) as usize % n;
+                    let i = (group * n / 2 + k) % self.templates.len();
+                    let template = self.templates.get(i).cloned().unwrap_or_default();
+                    let message = self.fill(&template);
+                    events.push((t, message));
+                    continue;
+                }
                 // Templates per group: a group uses a window of the pool; errors are rare.
                 let k = if self.rng.random::<f64>() < 0.002 {
                     TEMPLATES.len() - 1
@@ -497,7 +592,7 @@ impl Simulator {
             let stream = format!("stream-{}", group % 7);
             let name = self.log_group_name(group);
             let data = self.subscription_payload(&name, &stream, &events);
-            self.emit(data, out);
+            self.emit(data, events.len() as u32, out);
         }
     }
 
@@ -551,7 +646,7 @@ impl Simulator {
                 })
                 .collect();
             let data = self.subscription_payload(BURST_LOG_GROUP, "stream-burst", &events);
-            self.emit(data, out);
+            self.emit(data, events.len() as u32, out);
         }
         if self.denied_left > 0 {
             let n = self.denied_left.min(5);
@@ -570,7 +665,7 @@ impl Simulator {
                     true,
                     "198.51.100.77",
                 );
-                self.emit(rec, out);
+                self.emit(rec, 1, out);
             }
         }
     }
@@ -648,7 +743,120 @@ impl Simulator {
                 return;
             }
         };
-        self.emit(rec, out);
+        self.emit(rec, 1, out);
+    }
+}
+
+/// Template `k` of the procedural pool: a level, four words chosen by independent hashes of
+/// `k` (so two templates rarely share more than two of them) and parameters in between.
+fn procedural_template(k: usize) -> String {
+    const WORDS: [&str; 48] = [
+        "cache",
+        "order",
+        "payment",
+        "session",
+        "token",
+        "queue",
+        "worker",
+        "shard",
+        "lease",
+        "index",
+        "upload",
+        "invoice",
+        "profile",
+        "cart",
+        "search",
+        "report",
+        "ledger",
+        "quota",
+        "export",
+        "import",
+        "webhook",
+        "schema",
+        "replica",
+        "snapshot",
+        "bucket",
+        "stream",
+        "cursor",
+        "batch",
+        "tenant",
+        "config",
+        "metric",
+        "alert",
+        "refund",
+        "catalog",
+        "price",
+        "coupon",
+        "shipment",
+        "address",
+        "inventory",
+        "review",
+        "rating",
+        "message",
+        "channel",
+        "thread",
+        "ticket",
+        "budget",
+        "account",
+        "policy",
+    ];
+    const VERBS: [&str; 16] = [
+        "loaded",
+        "saved",
+        "evicted",
+        "refreshed",
+        "rejected",
+        "accepted",
+        "scheduled",
+        "expired",
+        "merged",
+        "split",
+        "opened",
+        "closed",
+        "synced",
+        "queued",
+        "dropped",
+        "retried",
+    ];
+    let h = |salt: u64| -> usize {
+        let x = (k as u64)
+            .wrapping_add(salt)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        ((x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) >> 32) as usize
+    };
+    let level = match k % 10 {
+        0 => "WARN",
+        1 | 2 => "DEBUG",
+        _ => "INFO",
+    };
+    let w = |salt: u64| WORDS[h(salt) % WORDS.len()];
+    let v = VERBS[h(7) % VERBS.len()];
+    match k % 4 {
+        0 => format!(
+            "{level} {} {v} id={{n}} in {{n}} ms {} {}",
+            w(1),
+            w(2),
+            w(3)
+        ),
+        1 => format!(
+            "{level} {} {} {v} for {{uuid}} {} size={{n}}",
+            w(1),
+            w(2),
+            w(3)
+        ),
+        2 => format!(
+            "{level} {} {v} {} from {{ip}} {} attempt {{n}} {}",
+            w(1),
+            w(2),
+            w(3),
+            w(4)
+        ),
+        _ => format!(
+            "{level} {} {v} key={} {{hex}} {} after {{n}} ms",
+            w(1),
+            w(2),
+            w(3)
+        ),
     }
 }
 

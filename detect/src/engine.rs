@@ -222,26 +222,76 @@ impl SeenSet {
 struct Contribution {
     key: String,
     value: Option<f64>,
-    sample: Option<String>,
+    /// Whether the event's sample text goes to the window's samples (built at most once per
+    /// event, and only while a window still takes samples).
+    sample: bool,
     novel: bool,
     detector: &'static str,
+    novelty_detector: &'static str,
+    /// How to describe a new series; `None` when the series exists already (the common case:
+    /// nothing but the key is built for it).
+    spec: Option<SpecParts>,
+}
+
+/// The descriptive parts of a new series' [`Spec`].
+struct SpecParts {
     what: String,
     resource: Option<ResourceKey>,
     template: Option<(String, u64)>,
     novelty_scope: Option<String>,
-    novelty_detector: &'static str,
 }
 
 fn spec_of(c: &Contribution) -> Spec {
+    let (what, resource, template, novelty_scope) = match &c.spec {
+        Some(p) => (
+            p.what.clone(),
+            p.resource.clone(),
+            p.template.clone(),
+            p.novelty_scope.clone(),
+        ),
+        None => (c.key.clone(), None, None, None),
+    };
     Spec {
         key: c.key.clone(),
         detector: c.detector,
-        what: c.what.clone(),
-        resource: c.resource.clone(),
-        template: c.template.clone(),
-        novelty_scope: c.novelty_scope.clone(),
+        what,
+        resource,
+        template,
+        novelty_scope,
         novelty_detector: c.novelty_detector,
     }
+}
+
+/// The sample text of an event: the log message, or `<source> <name> by <principal>[ from
+/// <ip>][ failed <code>]` for a CloudTrail call, cut to `max` bytes.
+fn sample_of(event: &Event, max: usize) -> String {
+    match &event.body {
+        EventBody::Logs(l) => truncate_chars(&l.message, max),
+        EventBody::Cloudtrail(ct) => {
+            let mut sample = format!(
+                "{} {} by {}",
+                ct.event_source,
+                ct.event_name,
+                ct.principal.key()
+            );
+            if let Some(ip) = &ct.source_ip {
+                let _ = write!(sample, " from {ip}");
+            }
+            if let Some(code) = &ct.error_code {
+                let _ = write!(sample, " failed {code}");
+            }
+            truncate_chars(&sample, max)
+        }
+        EventBody::Metrics(_) => String::new(),
+    }
+}
+
+/// An event handed to the engine: a log event it owns (for the multi-line joiner), or any
+/// other event by reference. Lives on the stack for one call, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Observed<'a> {
+    Log(Event),
+    Other(&'a Event),
 }
 
 /// The statistical detection engine. Feed it events with [`StatsEngine::observe`]; it returns
@@ -467,20 +517,37 @@ impl StatsEngine {
     /// that the new watermark closed (usually none), sorted by window start, detector and
     /// series key.
     pub fn observe(&mut self, event: &Event) -> Vec<Finding> {
+        if event.log().is_some() {
+            // The multi-line joiner keeps log events: it needs its own copy.
+            return self.observe_owned(event.clone());
+        }
+        self.observe_inner(event.event_time, Observed::Other(event))
+    }
+
+    /// [`StatsEngine::observe`] for an event the caller no longer needs: log events go to the
+    /// multi-line joiner without a copy.
+    pub fn observe_owned(&mut self, event: Event) -> Vec<Finding> {
+        if event.log().is_some() {
+            return self.observe_inner(event.event_time, Observed::Log(event));
+        }
+        self.observe_inner(event.event_time, Observed::Other(&event))
+    }
+
+    fn observe_inner(&mut self, t: i64, observed: Observed<'_>) -> Vec<Finding> {
         self.counters.events += 1;
-        let t = event.event_time;
         if self.first_event_time.is_none() {
             self.first_event_time = Some(t);
         }
         if self.open_from.is_none() {
             self.open_from = Some(self.window_of(t.saturating_sub(self.lateness_us)));
         }
-        if event.log().is_some() {
-            for entry in self.joiner.push(event.clone()) {
-                self.ingest(&entry);
+        match observed {
+            Observed::Log(log) => {
+                for entry in self.joiner.push(log) {
+                    self.ingest(&entry);
+                }
             }
-        } else {
-            self.ingest(event);
+            Observed::Other(event) => self.ingest(event),
         }
         self.max_event_time = Some(self.max_event_time.map_or(t, |m| m.max(t)));
         let watermark = self
@@ -558,8 +625,9 @@ impl StatsEngine {
             EventBody::Cloudtrail(_) => self.cloudtrail_contributions(event),
             EventBody::Metrics(_) => self.metric_contributions(event),
         };
+        let mut sample = None;
         for c in contributions {
-            self.add(window, late, event, &c);
+            self.add(window, late, event, &c, &mut sample);
         }
     }
 
@@ -572,14 +640,19 @@ impl StatsEngine {
         }
     }
 
+    /// The descriptive parts for `key`, built by `parts` only when no series has that key
+    /// yet.
+    fn spec_if_new(&self, key: &str, parts: impl FnOnce() -> SpecParts) -> Option<SpecParts> {
+        (!self.index.contains_key(key)).then(parts)
+    }
+
     fn log_contributions(&mut self, event: &Event) -> Vec<Contribution> {
         let Some(log) = event.log() else {
             return Vec::new();
         };
         self.counters.log_entries += 1;
         let group = &log.log_group;
-        let sample = truncate_chars(&log.message, self.cfg.sample_max_bytes);
-        let resource = Some(Self::resource(event, "log_group", group));
+        let resource = || Some(Self::resource(event, "log_group", group));
         let mut out = Vec::new();
         if self.cfg.series.log_templates {
             let first_line = log.message.lines().next().unwrap_or("");
@@ -615,17 +688,21 @@ impl StatsEngine {
                     && m.created
                     && event.event_time.saturating_sub(g.first_seen) >= warmup
                     && g.entries > min_events;
-                out.push(Contribution {
-                    key: format!("log_template:{group}:{}", m.template_id),
-                    value: None,
-                    sample: Some(sample.clone()),
-                    novel,
-                    detector: "log_template_rate",
+                let key = format!("log_template:{group}:{}", m.template_id);
+                let spec = self.spec_if_new(&key, || SpecParts {
                     what: format!("template {} in log group {group}", m.template_id),
-                    resource: resource.clone(),
+                    resource: resource(),
                     template: Some((group.clone(), m.template_id)),
                     novelty_scope: Some(format!("log_group:{group}")),
+                });
+                out.push(Contribution {
+                    key,
+                    value: None,
+                    sample: true,
+                    novel,
+                    detector: "log_template_rate",
                     novelty_detector: "log_template_novelty",
+                    spec,
                 });
             }
         }
@@ -633,17 +710,21 @@ impl StatsEngine {
             && let Some(level) = log.level
             && matches!(level, LogLevel::Error | LogLevel::Warn | LogLevel::Fatal)
         {
-            out.push(Contribution {
-                key: format!("log_level:{group}:{}", level.as_str()),
-                value: None,
-                sample: Some(sample),
-                novel: false,
-                detector: "log_level_rate",
+            let key = format!("log_level:{group}:{}", level.as_str());
+            let spec = self.spec_if_new(&key, || SpecParts {
                 what: format!("{} entries in log group {group}", level.as_str()),
-                resource,
+                resource: resource(),
                 template: None,
                 novelty_scope: None,
+            });
+            out.push(Contribution {
+                key,
+                value: None,
+                sample: true,
+                novel: false,
+                detector: "log_level_rate",
                 novelty_detector: "",
+                spec,
             });
         }
         out
@@ -654,18 +735,16 @@ impl StatsEngine {
             return Vec::new();
         };
         let principal = ct.principal.key();
-        let mut sample = format!("{} {} by {}", ct.event_source, ct.event_name, principal);
-        if let Some(ip) = &ct.source_ip {
-            let _ = write!(sample, " from {ip}");
-        }
-        if let Some(code) = &ct.error_code {
-            let _ = write!(sample, " failed {code}");
-        }
-        let sample = truncate_chars(&sample, self.cfg.sample_max_bytes);
-        let principal_res = Some(Self::resource(event, "iam_principal", &principal));
+        let principal_res = || Some(Self::resource(event, "iam_principal", &principal));
         let mut out = Vec::new();
         let s = &self.cfg.series;
-        if s.principal_calls {
+        let (principal_calls, error_codes, per_principal, event_sources) = (
+            s.principal_calls,
+            s.error_codes,
+            s.error_codes_per_principal,
+            s.event_sources,
+        );
+        if principal_calls {
             let warmup = i64::try_from(self.cfg.novelty.warmup_secs)
                 .unwrap_or(i64::MAX / MICROS)
                 .saturating_mul(MICROS);
@@ -680,61 +759,77 @@ impl StatsEngine {
                 .first_event_time
                 .is_some_and(|f| event.event_time.saturating_sub(f) >= warmup)
                 && self.cloudtrail_events > self.cfg.novelty.warmup_min_events;
-            out.push(Contribution {
-                key: format!("api_call:{principal}:{}:{}", ct.event_source, ct.event_name),
-                value: None,
-                sample: Some(sample.clone()),
-                novel: self.cfg.novelty.enabled && new_pair && warmed,
-                detector: "api_call_rate",
+            let key = format!("api_call:{principal}:{}:{}", ct.event_source, ct.event_name);
+            let spec = self.spec_if_new(&key, || SpecParts {
                 what: format!("{} calls by {principal}", ct.event_name),
-                resource: principal_res.clone(),
+                resource: principal_res(),
                 template: None,
                 novelty_scope: Some(format!("principal:{principal}")),
+            });
+            out.push(Contribution {
+                key,
+                value: None,
+                sample: true,
+                novel: self.cfg.novelty.enabled && new_pair && warmed,
+                detector: "api_call_rate",
                 novelty_detector: "api_call_novelty",
+                spec,
             });
         }
         if let Some(code) = &ct.error_code {
-            if s.error_codes {
-                out.push(Contribution {
-                    key: format!("api_error:{code}"),
-                    value: None,
-                    sample: Some(sample.clone()),
-                    novel: false,
-                    detector: "api_error_rate",
+            if error_codes {
+                let key = format!("api_error:{code}");
+                let spec = self.spec_if_new(&key, || SpecParts {
                     what: format!("{code} errors"),
                     resource: None,
                     template: None,
                     novelty_scope: None,
+                });
+                out.push(Contribution {
+                    key,
+                    value: None,
+                    sample: true,
+                    novel: false,
+                    detector: "api_error_rate",
                     novelty_detector: "",
+                    spec,
                 });
             }
-            if s.error_codes_per_principal {
-                out.push(Contribution {
-                    key: format!("api_error_principal:{principal}:{code}"),
-                    value: None,
-                    sample: Some(sample.clone()),
-                    novel: false,
-                    detector: "api_error_principal_rate",
+            if per_principal {
+                let key = format!("api_error_principal:{principal}:{code}");
+                let spec = self.spec_if_new(&key, || SpecParts {
                     what: format!("{code} errors for {principal}"),
-                    resource: principal_res.clone(),
+                    resource: principal_res(),
                     template: None,
                     novelty_scope: None,
+                });
+                out.push(Contribution {
+                    key,
+                    value: None,
+                    sample: true,
+                    novel: false,
+                    detector: "api_error_principal_rate",
                     novelty_detector: "",
+                    spec,
                 });
             }
         }
-        if s.event_sources {
-            out.push(Contribution {
-                key: format!("event_source:{}", ct.event_source),
-                value: None,
-                sample: Some(sample),
-                novel: false,
-                detector: "event_source_rate",
+        if event_sources {
+            let key = format!("event_source:{}", ct.event_source);
+            let spec = self.spec_if_new(&key, || SpecParts {
                 what: format!("calls to {}", ct.event_source),
                 resource: None,
                 template: None,
                 novelty_scope: None,
+            });
+            out.push(Contribution {
+                key,
+                value: None,
+                sample: true,
+                novel: false,
+                detector: "event_source_rate",
                 novelty_detector: "",
+                spec,
             });
         }
         out
@@ -759,21 +854,32 @@ impl StatsEngine {
             }
             let _ = write!(dims, "{k}={val}");
         }
-        vec![Contribution {
-            key: format!("metric:{}:{}:{dims}", m.namespace, m.metric),
-            value: Some(v),
-            sample: None,
-            novel: false,
-            detector: "metric_value",
+        let key = format!("metric:{}:{}:{dims}", m.namespace, m.metric);
+        let spec = self.spec_if_new(&key, || SpecParts {
             what: format!("{}/{} {{{dims}}}", m.namespace, m.metric),
             resource: None,
             template: None,
             novelty_scope: None,
+        });
+        vec![Contribution {
+            key,
+            value: Some(v),
+            sample: false,
+            novel: false,
+            detector: "metric_value",
             novelty_detector: "",
+            spec,
         }]
     }
 
-    fn add(&mut self, window: i64, late: bool, event: &Event, c: &Contribution) {
+    fn add(
+        &mut self,
+        window: i64,
+        late: bool,
+        event: &Event,
+        c: &Contribution,
+        sample: &mut Option<String>,
+    ) {
         let slot = match self.index.get(c.key.as_str()) {
             Some(&s) => s,
             None => {
@@ -853,6 +959,7 @@ impl StatsEngine {
             }
         };
         let max_samples = self.cfg.samples_per_window.min(10);
+        let sample_max_bytes = self.cfg.sample_max_bytes;
         let Some(Some(s)) = self.series.get_mut(slot) else {
             return;
         };
@@ -875,9 +982,8 @@ impl StatsEngine {
                 acc.value_n += 1;
             }
             acc.novel |= c.novel;
-            if acc.samples.len() < max_samples
-                && let Some(smp) = &c.sample
-            {
+            if acc.samples.len() < max_samples && c.sample {
+                let smp = sample.get_or_insert_with(|| sample_of(event, sample_max_bytes));
                 acc.samples.push(smp.clone());
             }
             if acc.event_ids.len() < max_samples {
@@ -901,8 +1007,13 @@ impl StatsEngine {
             .par_iter_mut()
             .enumerate()
             .filter_map(|(slot, s)| {
-                s.as_mut()
-                    .map(|s| close_series(slot, s, until, window_us, cfg))
+                let s = s.as_mut()?;
+                // Nothing to close (no window before `until`) and nothing to catch up.
+                if s.profile.is_none() && s.accs.first().is_none_or(|a| a.start >= until) {
+                    return None;
+                }
+                let (c, t) = close_series(slot, s, until, window_us, cfg);
+                (!c.is_empty() || !t.is_empty()).then_some((c, t))
             })
             .collect();
         let mut candidates = Vec::new();
@@ -1192,8 +1303,12 @@ fn close_series(
             }
         }
     }
-    // Empty windows up to the close count as zeros for count series.
+    // Empty windows up to the close count as zeros for count series. Scoring does not need
+    // this now: a series' next non-empty window learns the gap first (above), in closed form,
+    // so a close costs O(series with events) rather than O(all series). Only a learning
+    // engine, whose profile records every window in order, catches up at every close.
     if let Model::Count(model) = &mut s.model
+        && s.profile.is_some()
         && let Some(from) = s.accounted_until
         && until > from
     {

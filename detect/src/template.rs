@@ -23,8 +23,11 @@
 //!   [`MAX_SHAPES`] token-count variants ("shapes"); its template text aligns them and puts
 //!   `<*>` where they differ.
 //!
-//! The hot path allocates nothing per token: tokens are slices of the line, masked variants
-//! are built in a reused buffer, and every distinct token text is interned once into a `u32`.
+//! The hot path allocates nothing per token: one pass over the line's bytes (classified by a
+//! 256-entry table) yields the tokens as slices of the line together with whether they hold a
+//! digit or a slash, so tokens without either skip masking altogether; masked variants are
+//! built in a reused buffer, and every distinct token text is interned once into a `u32` (an
+//! open-addressing table over a seeded hash, texts in one arena).
 //! Memory is bounded by `max_templates` clusters (least recently matched evicted first) and
 //! `max_tokens` tokens per line; the interner is rebuilt from the live clusters when it
 //! exceeds `max_interned`.
@@ -104,28 +107,116 @@ enum MaskKind {
     Partial { bare: bool },
 }
 
+/// Byte class: ASCII whitespace, as `str::split_ascii_whitespace` splits on.
+const C_SPACE: u8 = 1;
+/// Byte class: ASCII digit.
+const C_DIGIT: u8 = 2;
+/// Byte class: `/` or `\\` (path markers).
+const C_SLASH: u8 = 4;
+/// Byte class: part of a segment (ASCII letter or digit, or any byte of a non-ASCII char).
+const C_SEG: u8 = 8;
+/// Byte class: ASCII punctuation.
+const C_PUNCT: u8 = 16;
+/// Byte class: ASCII hexadecimal digit.
+const C_HEX: u8 = 32;
+/// Byte class: anything but an ASCII digit.
+const C_NOT_DIGIT: u8 = 64;
+
+/// The classes of every byte value, so the tokenizer classifies a byte with one load.
+static BYTE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\x0C' | b'\r') {
+            c |= C_SPACE;
+        }
+        if b.is_ascii_digit() {
+            c |= C_DIGIT;
+        } else {
+            c |= C_NOT_DIGIT;
+        }
+        if b == b'/' || b == b'\\' {
+            c |= C_SLASH;
+        }
+        if b.is_ascii_alphanumeric() || b >= 0x80 {
+            c |= C_SEG;
+        }
+        if b.is_ascii_punctuation() {
+            c |= C_PUNCT;
+        }
+        if b.is_ascii_hexdigit() {
+            c |= C_HEX;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+fn class(b: u8) -> u8 {
+    BYTE_CLASS[b as usize]
+}
+
 fn is_seg_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b >= 0x80
+    class(b) & C_SEG != 0
+}
+
+/// Splits a line on ASCII whitespace (as `str::split_ascii_whitespace`) in one pass, yielding
+/// each token's byte range and which of [`C_DIGIT`], [`C_SLASH`] and [`C_NOT_DIGIT`] its bytes
+/// hold.
+struct Tokens<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Iterator for Tokens<'_> {
+    type Item = (usize, usize, u8);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let b = self.bytes;
+        let mut i = self.pos;
+        while let Some(&c) = b.get(i) {
+            if class(c) & C_SPACE == 0 {
+                break;
+            }
+            i += 1;
+        }
+        if i >= b.len() {
+            self.pos = i;
+            return None;
+        }
+        let start = i;
+        let mut flags = 0u8;
+        while let Some(&c) = b.get(i) {
+            let k = class(c);
+            if k & C_SPACE != 0 {
+                break;
+            }
+            flags |= k;
+            i += 1;
+        }
+        self.pos = i;
+        Some((start, i, flags & (C_DIGIT | C_SLASH | C_NOT_DIGIT)))
+    }
 }
 
 /// Whether an alphanumeric segment is a parameter: it starts with a digit; or it is
 /// hexadecimal with at least one digit and at least 6 characters; or it has more digits
-/// than letters.
-fn segment_is_param(seg: &[u8]) -> bool {
-    let Some(&first) = seg.first() else {
-        return false;
-    };
+/// than letters. The segment is given by its first byte, length, number of ASCII digits and
+/// whether all its bytes are hexadecimal digits (the segment scan gathers these as it goes).
+fn segment_is_param(first: u8, len: usize, digits: usize, all_hex: bool) -> bool {
     if first.is_ascii_digit() {
         return true;
     }
-    let digits = seg.iter().filter(|b| b.is_ascii_digit()).count();
     if digits == 0 {
         return false;
     }
-    if seg.len() >= 6 && seg.iter().all(|b| b.is_ascii_hexdigit()) {
+    if len >= 6 && all_hex {
         return true;
     }
-    digits * 2 > seg.len()
+    digits * 2 > len
 }
 
 fn is_uuid(core: &[u8]) -> bool {
@@ -150,51 +241,73 @@ fn is_path(core: &[u8]) -> bool {
     (starts && slashes >= 2) || (core.len() > 2 && core.get(1..3) == Some(b":\\"))
 }
 
-const LEAD_PUNCT: &[u8] = b"([{<\"'";
-const TRAIL_PUNCT: &[u8] = b")]}>\"',;:.";
+fn is_lead_punct(c: u8) -> bool {
+    matches!(c, b'(' | b'[' | b'{' | b'<' | b'"' | b'\'')
+}
+
+fn is_trail_punct(c: u8) -> bool {
+    matches!(
+        c,
+        b')' | b']' | b'}' | b'>' | b'"' | b'\'' | b',' | b';' | b':' | b'.'
+    )
+}
 
 /// Masks one token. Writes the masked text into `out` (cleared first) for
 /// [`MaskKind::Partial`].
+#[cfg(test)]
 fn mask_token(tok: &str, out: &mut String) -> MaskKind {
     out.clear();
-    let b = tok.as_bytes();
+    let flags = tok.bytes().fold(0, |f, c| f | class(c));
     // Quick exit: no digit and no path/URL marker means nothing to mask.
-    if !b
-        .iter()
-        .any(|c| c.is_ascii_digit() || *c == b'/' || *c == b'\\')
-    {
+    if flags & (C_DIGIT | C_SLASH) == 0 {
         return MaskKind::Constant;
     }
+    let mut bytes = Vec::new();
+    let kind = mask_marked_token(tok.as_bytes(), flags, &mut bytes);
+    out.push_str(&String::from_utf8_lossy(&bytes));
+    kind
+}
+
+/// `mask_token` for a token (the bytes of a `&str` between ASCII whitespace) known to hold a
+/// digit, `/` or `\` (the tokenizer knows from its byte classes); `flags` holds at least the
+/// [`C_SLASH`] class of the token's bytes. The masked text, written to `out`, is UTF-8: it is
+/// made of pieces of the token cut at ASCII bytes, and `<*>`.
+fn mask_marked_token(tok: &[u8], flags: u8, out: &mut Vec<u8>) -> MaskKind {
+    out.clear();
+    let b = tok;
     // Strip surrounding punctuation to look at the core.
     let mut lo = 0;
-    while lo < b.len() && b.get(lo).is_some_and(|c| LEAD_PUNCT.contains(c)) {
+    while b.get(lo).is_some_and(|&c| is_lead_punct(c)) {
         lo += 1;
     }
     let mut hi = b.len();
-    while hi > lo && b.get(hi - 1).is_some_and(|c| TRAIL_PUNCT.contains(c)) {
+    while hi > lo && b.get(hi - 1).is_some_and(|&c| is_trail_punct(c)) {
         hi -= 1;
     }
     let core = b.get(lo..hi).unwrap_or(&[]);
-    let whole = |out: &mut String| {
+    let whole = |out: &mut Vec<u8>| {
         if lo == 0 && hi == b.len() {
             return MaskKind::Wildcard;
         }
-        out.push_str(tok.get(..lo).unwrap_or(""));
-        out.push_str(WILDCARD_TEXT);
-        out.push_str(tok.get(hi..).unwrap_or(""));
+        out.extend_from_slice(tok.get(..lo).unwrap_or(&[]));
+        out.extend_from_slice(WILDCARD_TEXT.as_bytes());
+        out.extend_from_slice(tok.get(hi..).unwrap_or(&[]));
         MaskKind::Partial { bare: true }
     };
-    if is_uuid(core) || is_path(core) {
+    // Paths and URLs hold `/` or `\`.
+    let slashed = flags & C_SLASH != 0;
+    if is_uuid(core) || (slashed && is_path(core)) {
         return whole(out);
     }
-    if let Some(pos) = find(core, b"://") {
+    let url = if slashed { find(core, b"://") } else { None };
+    if let Some(pos) = url {
         // URL: keep the scheme, mask the rest.
         if pos == 0 {
             return whole(out);
         }
-        out.push_str(tok.get(..lo + pos + 3).unwrap_or(""));
-        out.push_str(WILDCARD_TEXT);
-        out.push_str(tok.get(hi..).unwrap_or(""));
+        out.extend_from_slice(tok.get(..lo + pos + 3).unwrap_or(&[]));
+        out.extend_from_slice(WILDCARD_TEXT.as_bytes());
+        out.extend_from_slice(tok.get(hi..).unwrap_or(&[]));
         return MaskKind::Partial { bare: false };
     }
     // Segment scan. Punctuation between segments is ASCII, so byte offsets are char
@@ -204,54 +317,59 @@ fn mask_token(tok: &str, out: &mut String) -> MaskKind {
     let mut any_const_alnum = false;
     let mut last_was_param = false;
     let mut pending = (0usize, 0usize);
-    while i < b.len() {
-        let c = b.get(i).copied().unwrap_or(b' ');
-        if is_seg_byte(c) {
-            let start = i;
-            while i < b.len() && b.get(i).is_some_and(|&x| is_seg_byte(x)) {
-                i += 1;
-            }
-            let seg = b.get(start..i).unwrap_or(&[]);
-            let punct = b.get(pending.0..pending.1).unwrap_or(&[]);
-            if segment_is_param(seg) {
-                any_param = true;
-                if last_was_param && matches!(punct, b"." | b"-" | b"_") {
-                    // Collapse `<*>.<*>`, `<*>-<*>`, `<*>_<*>`.
-                } else {
-                    let mut end = pending.1;
-                    // A minus sign right before a number belongs to it.
-                    if punct.last() == Some(&b'-') {
-                        let before = if pending.1 - pending.0 >= 2 {
-                            b.get(pending.1 - 2).copied()
-                        } else {
-                            out.as_bytes().last().copied()
-                        };
-                        if before.is_none_or(|p| !is_seg_byte(p)) {
-                            end -= 1;
-                        }
-                    }
-                    out.push_str(tok.get(pending.0..end).unwrap_or(""));
-                    out.push_str(WILDCARD_TEXT);
-                }
-                last_was_param = true;
-            } else {
-                out.push_str(tok.get(pending.0..pending.1).unwrap_or(""));
-                out.push_str(tok.get(start..i).unwrap_or(""));
-                any_const_alnum = true;
-                last_was_param = false;
-            }
-            pending = (i, i);
-        } else {
+    while let Some(&c) = b.get(i) {
+        if class(c) & C_SEG == 0 {
             i += 1;
             pending.1 = i;
+            continue;
         }
+        let start = i;
+        let mut digits = 0usize;
+        let mut all_hex = true;
+        while let Some(&x) = b.get(i) {
+            let k = class(x);
+            if k & C_SEG == 0 {
+                break;
+            }
+            digits += usize::from(k & C_DIGIT != 0);
+            all_hex &= k & C_HEX != 0;
+            i += 1;
+        }
+        let punct = b.get(pending.0..pending.1).unwrap_or(&[]);
+        if segment_is_param(c, i - start, digits, all_hex) {
+            any_param = true;
+            if last_was_param && matches!(punct, b"." | b"-" | b"_") {
+                // Collapse `<*>.<*>`, `<*>-<*>`, `<*>_<*>`.
+            } else {
+                let mut end = pending.1;
+                // A minus sign right before a number belongs to it.
+                if punct.last() == Some(&b'-') {
+                    let before = if pending.1 - pending.0 >= 2 {
+                        b.get(pending.1 - 2).copied()
+                    } else {
+                        out.last().copied()
+                    };
+                    if before.is_none_or(|p| !is_seg_byte(p)) {
+                        end -= 1;
+                    }
+                }
+                out.extend_from_slice(tok.get(pending.0..end).unwrap_or(&[]));
+                out.extend_from_slice(WILDCARD_TEXT.as_bytes());
+            }
+            last_was_param = true;
+        } else {
+            out.extend_from_slice(tok.get(pending.0..i).unwrap_or(&[]));
+            any_const_alnum = true;
+            last_was_param = false;
+        }
+        pending = (i, i);
     }
-    out.push_str(tok.get(pending.0..pending.1).unwrap_or(""));
+    out.extend_from_slice(tok.get(pending.0..pending.1).unwrap_or(&[]));
     if !any_param {
         out.clear();
         return MaskKind::Constant;
     }
-    if out == WILDCARD_TEXT {
+    if out == WILDCARD_TEXT.as_bytes() {
         out.clear();
         return MaskKind::Wildcard;
     }
@@ -266,13 +384,28 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Whether a token is an English weekday or month name (full or three-letter, any case,
 /// with trailing punctuation): a date part, hence a parameter.
-fn is_date_word(tok: &str) -> bool {
-    let t = tok.trim_end_matches(|c: char| c.is_ascii_punctuation());
+fn is_date_word(tok: &[u8]) -> bool {
+    // Trailing ASCII punctuation is trimmed byte by byte: every byte of a non-ASCII char is
+    // >= 0x80, so this equals trimming chars.
+    let mut t = tok;
+    while let Some((&last, rest)) = t.split_last() {
+        if class(last) & C_PUNCT == 0 {
+            break;
+        }
+        t = rest;
+    }
     if t.len() < 3 || t.len() > 9 {
         return false;
     }
+    // Every name starts with one of these letters.
+    if !matches!(
+        t.first().map(u8::to_ascii_lowercase),
+        Some(b'm' | b't' | b'w' | b'f' | b's' | b'j' | b'a' | b'o' | b'n' | b'd')
+    ) {
+        return false;
+    }
     let mut buf = [0u8; 9];
-    for (d, s) in buf.iter_mut().zip(t.bytes()) {
+    for (d, s) in buf.iter_mut().zip(t) {
         *d = s.to_ascii_lowercase();
     }
     let w = buf.get(..t.len()).unwrap_or(&[]);
@@ -352,52 +485,186 @@ fn is_unit_word(tok: &str) -> bool {
 }
 
 /// Token interner: text <-> `u32` id. Id 0 is the wildcard.
-#[derive(Debug, Default, Clone)]
+///
+/// An open-addressing hash table (linear probing, at most half full) of ids, keyed by a
+/// seeded hash of the token bytes; the texts live in one arena string. The hash mixes 8-byte
+/// words with the folded multiply of aHash's fallback hasher, from a seed drawn at random per
+/// interner, so colliding tokens cannot be prepared in advance.
+#[derive(Debug, Clone)]
 struct Interner {
-    ids: AHashMap<Box<str>, u32>,
-    texts: Vec<Box<str>>,
-    /// Per id: whether the token is parameter-like (wildcard or bare partial mask).
-    param_like: Vec<bool>,
-    /// Per id: whether the token contains a mask (routes to the wildcard child).
-    masked: Vec<bool>,
+    /// `id + 1` per slot, 0 when empty; the length is a power of two.
+    slots: Vec<u32>,
+    /// Per id.
+    entries: Vec<InternEntry>,
+    /// Every interned text, back to back.
+    arena: String,
+    seed: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InternEntry {
+    hash: u64,
+    /// For a text of at most 8 bytes, its bytes as one word (see `small_word`), so that
+    /// short texts compare without reading the arena.
+    word: u64,
+    /// Byte range of the text in the arena.
+    start: usize,
+    end: usize,
+    /// Whether the token is parameter-like (wildcard or bare partial mask).
+    param_like: bool,
+    /// Whether the token contains a mask (routes to the wildcard child).
+    masked: bool,
+}
+
+const HASH_MUL: u64 = 0x5851_f42d_4c95_7f2d;
+
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// The bytes of a slice of at most 8 bytes as one word; together with the length (hashed
+/// separately) the word determines the slice.
+fn small_word(b: &[u8]) -> u64 {
+    let n = b.len();
+    let u32_at = |i: usize| {
+        b.get(i..i + 4)
+            .and_then(|s| <[u8; 4]>::try_from(s).ok())
+            .map_or(0, u32::from_le_bytes)
+    };
+    if n >= 4 {
+        u64::from(u32_at(0)) | (u64::from(u32_at(n - 4)) << 32)
+    } else if n > 0 {
+        let at = |i: usize| u64::from(b.get(i).copied().unwrap_or(0));
+        at(0) | (at(n / 2) << 8) | (at(n - 1) << 16)
+    } else {
+        0
+    }
+}
+
+/// Seeded hash of a token's bytes: 8-byte words (the last one overlapping the previous) folded
+/// in with a multiply each. `word` is `small_word(b)` when `b` has at most 8 bytes.
+fn hash_token(seed: u64, b: &[u8], word: u64) -> u64 {
+    let mut h = folded_multiply(seed ^ b.len() as u64, HASH_MUL);
+    if b.len() <= 8 {
+        return folded_multiply(h ^ word, HASH_MUL);
+    }
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let w = <[u8; 8]>::try_from(c).map_or(0, u64::from_le_bytes);
+        h = folded_multiply(h ^ w, HASH_MUL);
+    }
+    if !chunks.remainder().is_empty() {
+        let last = b.get(b.len() - 8..).unwrap_or(&[]);
+        let w = <[u8; 8]>::try_from(last).map_or(0, u64::from_le_bytes);
+        h = folded_multiply(h ^ w, HASH_MUL);
+    }
+    h
 }
 
 impl Interner {
     fn new() -> Self {
-        let mut i = Interner::default();
-        i.texts.push(WILDCARD_TEXT.into());
-        i.param_like.push(true);
-        i.masked.push(true);
-        i.ids.insert(WILDCARD_TEXT.into(), WILDCARD);
+        // A random seed per miner (aHash's RandomState draws it from the OS).
+        let seed = ahash::RandomState::new().hash_one(0u64);
+        let mut i = Interner {
+            slots: vec![0; 256],
+            entries: Vec::new(),
+            arena: String::new(),
+            seed,
+        };
+        let id = i.intern(WILDCARD_TEXT, true, true);
+        debug_assert_eq!(id, WILDCARD);
         i
     }
 
     fn intern(&mut self, text: &str, masked: bool, param_like: bool) -> u32 {
-        if let Some(&id) = self.ids.get(text) {
-            return id;
+        self.intern_bytes(text.as_bytes(), masked, param_like)
+    }
+
+    /// [`Interner::intern`] for the UTF-8 bytes of a text.
+    fn intern_bytes(&mut self, b: &[u8], masked: bool, param_like: bool) -> u32 {
+        let short = b.len() <= 8;
+        let word = if short { small_word(b) } else { 0 };
+        let hash = hash_token(self.seed, b, word);
+        let mask = self.slots.len() - 1;
+        let mut pos = hash as usize & mask;
+        loop {
+            match self.slots.get(pos).copied() {
+                Some(0) | None => break,
+                Some(slot) => {
+                    if let Some(e) = self.entries.get(slot as usize - 1)
+                        && e.hash == hash
+                        && e.end - e.start == b.len()
+                        && (if short {
+                            e.word == word
+                        } else {
+                            self.arena.as_bytes().get(e.start..e.end) == Some(b)
+                        })
+                    {
+                        return slot - 1;
+                    }
+                }
+            }
+            pos = (pos + 1) & mask;
         }
-        let id = u32::try_from(self.texts.len()).unwrap_or(u32::MAX);
-        self.texts.push(text.into());
-        self.param_like.push(param_like);
-        self.masked.push(masked);
-        self.ids.insert(text.into(), id);
+        let id = u32::try_from(self.entries.len()).unwrap_or(u32::MAX - 1);
+        let start = self.arena.len();
+        // Validated once, when first seen (the callers pass UTF-8).
+        match std::str::from_utf8(b) {
+            Ok(text) => self.arena.push_str(text),
+            Err(_) => self.arena.push_str(&String::from_utf8_lossy(b)),
+        }
+        self.entries.push(InternEntry {
+            hash,
+            word,
+            start,
+            end: self.arena.len(),
+            param_like,
+            masked,
+        });
+        if let Some(s) = self.slots.get_mut(pos) {
+            *s = id + 1;
+        }
+        if self.entries.len() * 2 > self.slots.len() {
+            self.grow();
+        }
         id
     }
 
+    /// Doubles the table and re-inserts every id.
+    fn grow(&mut self) {
+        let len = self.slots.len() * 2;
+        let mask = len - 1;
+        let mut slots = vec![0u32; len];
+        for (id, e) in self.entries.iter().enumerate() {
+            let mut pos = e.hash as usize & mask;
+            while slots.get(pos).is_some_and(|&s| s != 0) {
+                pos = (pos + 1) & mask;
+            }
+            if let Some(s) = slots.get_mut(pos) {
+                *s = u32::try_from(id + 1).unwrap_or(u32::MAX);
+            }
+        }
+        self.slots = slots;
+    }
+
     fn text(&self, id: u32) -> &str {
-        self.texts.get(id as usize).map_or(WILDCARD_TEXT, |t| t)
+        self.entries
+            .get(id as usize)
+            .and_then(|e| self.arena.get(e.start..e.end))
+            .unwrap_or(WILDCARD_TEXT)
     }
 
     fn is_param_like(&self, id: u32) -> bool {
-        self.param_like.get(id as usize).copied().unwrap_or(true)
+        self.entries.get(id as usize).is_none_or(|e| e.param_like)
     }
 
     fn is_masked(&self, id: u32) -> bool {
-        self.masked.get(id as usize).copied().unwrap_or(true)
+        self.entries.get(id as usize).is_none_or(|e| e.masked)
     }
 
     fn len(&self) -> usize {
-        self.texts.len()
+        self.entries.len()
     }
 }
 
@@ -443,8 +710,8 @@ pub struct TemplateMiner {
     cfg: TemplateConfig,
     interner: Interner,
     nodes: Vec<Node>,
-    /// Length layer: token count -> node index.
-    by_len: AHashMap<usize, usize>,
+    /// Length layer: token count (at most `max_tokens`) -> node index.
+    by_len: Vec<Option<usize>>,
     clusters: Vec<Option<Cluster>>,
     free: Vec<usize>,
     by_id: AHashMap<u64, usize>,
@@ -453,7 +720,7 @@ pub struct TemplateMiner {
     clock: u64,
     live: usize,
     evicted: u64,
-    scratch: String,
+    scratch: Vec<u8>,
     tokens: Vec<u32>,
 }
 
@@ -474,7 +741,7 @@ impl TemplateMiner {
             cfg,
             interner: Interner::new(),
             nodes: vec![Node::default()],
-            by_len: AHashMap::new(),
+            by_len: Vec::new(),
             clusters: Vec::new(),
             free: Vec::new(),
             by_id: AHashMap::new(),
@@ -483,7 +750,7 @@ impl TemplateMiner {
             clock: 0,
             live: 0,
             evicted: 0,
-            scratch: String::with_capacity(64),
+            scratch: Vec::with_capacity(64),
             tokens: Vec::with_capacity(64),
         }
     }
@@ -507,24 +774,32 @@ impl TemplateMiner {
     fn tokenize(&mut self, line: &str) {
         self.tokens.clear();
         let max = self.cfg.max_tokens;
-        for tok in line.split_ascii_whitespace() {
+        let bytes = line.as_bytes();
+        let tokens = Tokens { bytes, pos: 0 };
+        for (start, end, flags) in tokens {
             if self.tokens.len() + 1 >= max {
                 self.tokens.push(WILDCARD);
                 break;
             }
-            if self.cfg.mask_dates && is_date_word(tok) {
+            // Whitespace is ASCII, so the token is the UTF-8 of a `&str` slice.
+            let tok = bytes.get(start..end).unwrap_or(&[]);
+            // A date word is letters and trailing punctuation: no digit.
+            if flags & C_DIGIT == 0 && self.cfg.mask_dates && is_date_word(tok) {
                 self.tokens.push(WILDCARD);
                 continue;
             }
-            let id = match mask_token(tok, &mut self.scratch) {
-                MaskKind::Constant => self.interner.intern(tok, false, false),
+            let kind = if flags & (C_DIGIT | C_SLASH) == 0 {
+                MaskKind::Constant
+            } else if flags & C_NOT_DIGIT == 0 {
+                // Only digits: one numeric segment, what `mask_marked_token` makes `<*>`.
+                MaskKind::Wildcard
+            } else {
+                mask_marked_token(tok, flags, &mut self.scratch)
+            };
+            let id = match kind {
+                MaskKind::Constant => self.interner.intern_bytes(tok, false, false),
                 MaskKind::Wildcard => WILDCARD,
-                MaskKind::Partial { bare } => {
-                    let text = std::mem::take(&mut self.scratch);
-                    let id = self.interner.intern(&text, true, bare);
-                    self.scratch = text;
-                    id
-                }
+                MaskKind::Partial { bare } => self.interner.intern_bytes(&self.scratch, true, bare),
             };
             self.tokens.push(id);
         }
@@ -554,15 +829,20 @@ impl TemplateMiner {
     /// Finds (creating if needed) the leaf for a token sequence.
     fn leaf_for(&mut self, tokens: &[u32], create: bool) -> Option<usize> {
         let n = tokens.len();
-        let mut node = match self.by_len.get(&n) {
-            Some(&i) => i,
+        let mut node = match self.by_len.get(n).copied().flatten() {
+            Some(i) => i,
             None => {
                 if !create {
                     return None;
                 }
                 self.nodes.push(Node::default());
                 let i = self.nodes.len() - 1;
-                self.by_len.insert(n, i);
+                if self.by_len.len() <= n {
+                    self.by_len.resize(n + 1, None);
+                }
+                if let Some(slot) = self.by_len.get_mut(n) {
+                    *slot = Some(i);
+                }
                 i
             }
         };
@@ -988,6 +1268,91 @@ mod tests {
             MaskKind::Wildcard => WILDCARD_TEXT.to_string(),
             MaskKind::Partial { .. } => out,
         }
+    }
+
+    fn split(line: &str) -> Vec<(&str, u8)> {
+        Tokens {
+            bytes: line.as_bytes(),
+            pos: 0,
+        }
+        .map(|(a, b, f)| (&line[a..b], f))
+        .collect()
+    }
+
+    #[test]
+    fn tokens_split_on_ascii_whitespace_and_flag_digits_and_slashes() {
+        assert_eq!(
+            split("  a1 b\tc/d\n\x0be\r\x0cf  é9 "),
+            vec![
+                ("a1", C_DIGIT | C_NOT_DIGIT),
+                ("b", C_NOT_DIGIT),
+                ("c/d", C_SLASH | C_NOT_DIGIT),
+                // Vertical tab is not ASCII whitespace for `split_ascii_whitespace` either.
+                ("\x0be", C_NOT_DIGIT),
+                ("f", C_NOT_DIGIT),
+                ("é9", C_DIGIT | C_NOT_DIGIT),
+            ]
+        );
+        assert_eq!(split(""), vec![]);
+        assert_eq!(split(" \t "), vec![]);
+        assert_eq!(
+            split("x\\y 0042"),
+            vec![("x\\y", C_SLASH | C_NOT_DIGIT), ("0042", C_DIGIT)]
+        );
+        for line in ["a  b\tc", "\u{a0}x y\u{2003}z", " lead trail "] {
+            let ours: Vec<&str> = split(line).into_iter().map(|(t, _)| t).collect();
+            let std: Vec<&str> = line.split_ascii_whitespace().collect();
+            assert_eq!(ours, std, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn digit_only_tokens_take_the_shortcut_to_the_same_wildcard() {
+        let mut out = String::new();
+        assert_eq!(mask_token("0042", &mut out), MaskKind::Wildcard);
+        let mut m = TemplateMiner::new(&TemplateConfig::default());
+        m.tokenize("0042 abc 7 x7");
+        let abc = m.interner.intern("abc", false, false);
+        let x7 = m.interner.intern("x7", false, false);
+        assert_eq!(m.tokens, vec![WILDCARD, abc, WILDCARD, x7]);
+    }
+
+    #[test]
+    fn date_words() {
+        for w in ["Mon", "jun.", "SEPTEMBER,", "Jun/", "thu:"] {
+            assert!(is_date_word(w.as_bytes()), "{w}");
+        }
+        for w in ["Monkey", "ju", "Jun2", "octopus", "", "...", "é", "Xmas"] {
+            assert!(!is_date_word(w.as_bytes()), "{w}");
+        }
+    }
+
+    #[test]
+    fn interner_returns_one_id_per_text() {
+        let mut i = Interner::new();
+        assert_eq!(i.intern(WILDCARD_TEXT, true, true), WILDCARD);
+        let ab = i.intern("ab", false, false);
+        // Same first, middle and last byte as "ab" but longer: a different text.
+        let abb = i.intern("abb", false, false);
+        let long = i.intern("a-much-longer-token-text", true, false);
+        assert_eq!((ab, abb, long), (1, 2, 3));
+        assert_eq!(i.intern("ab", true, true), ab);
+        assert_eq!(i.intern("a-much-longer-token-text", false, false), long);
+        assert_eq!(i.text(abb), "abb");
+        assert!(!i.is_masked(ab) && !i.is_param_like(ab));
+        assert!(i.is_masked(long) && !i.is_param_like(long));
+        // Past the initial table size, ids and texts survive the growth.
+        let ids: Vec<u32> = (0..5000)
+            .map(|n| i.intern(&format!("t{n}"), false, false))
+            .collect();
+        assert_eq!(ids.first(), Some(&4));
+        assert_eq!(ids.last(), Some(&5003));
+        for (n, &id) in ids.iter().enumerate() {
+            assert_eq!(i.intern(&format!("t{n}"), false, false), id);
+            assert_eq!(i.text(id), format!("t{n}"));
+        }
+        assert_eq!(i.len(), 5004);
+        assert_eq!(i.text(99_999), WILDCARD_TEXT);
     }
 
     #[test]

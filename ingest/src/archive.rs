@@ -61,6 +61,10 @@ pub enum ArchiveError {
     /// A batch read back from a table does not hold what its schema promises.
     #[error("decoding a history batch: {0}")]
     Decode(String),
+    /// The `raw` archive's writer thread failed earlier (the reason names the file and the
+    /// cause) or is gone; nothing more is archived.
+    #[error("archive writer: {0}")]
+    Writer(String),
 }
 
 /// When archive files are closed and a new one started, and how rows are grouped.
@@ -344,144 +348,213 @@ pub fn all_table_specs() -> Vec<TableSpec> {
 /// # Errors
 /// [`ArchiveError::Arrow`] only if the builders disagree with the schema (a bug).
 pub fn encode_raw_batch(events: &[&Event]) -> Result<RecordBatch, ArchiveError> {
-    let n = events.len();
-    let mut version = Int32Builder::with_capacity(n);
-    let mut event_id = StringBuilder::with_capacity(n, n * 36);
-    let mut event_time = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut ingest_time = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut strings: Vec<StringBuilder> = (0..5).map(|_| StringBuilder::new()).collect();
-    let mut sub_seq = Int64Builder::with_capacity(n);
-    let mut ct: Vec<StringBuilder> = (0..13).map(|_| StringBuilder::new()).collect();
-    let mut read_only = BooleanBuilder::with_capacity(n);
-    let mut ct2: Vec<StringBuilder> = (0..4).map(|_| StringBuilder::new()).collect();
-    let mut logs: Vec<StringBuilder> = (0..4).map(|_| StringBuilder::new()).collect();
-    let mut met: Vec<StringBuilder> = (0..3).map(|_| StringBuilder::new()).collect();
-    let mut vals: Vec<Float64Builder> = (0..4).map(|_| Float64Builder::with_capacity(n)).collect();
-    let mut met2: Vec<StringBuilder> = (0..2).map(|_| StringBuilder::new()).collect();
-
+    let mut b = RawBatchBuilder::with_capacity(events.len());
     for e in events {
-        version.append_value(RAW_SCHEMA_VERSION);
-        event_id.append_value(&e.event_id);
-        event_time.append_value(e.event_time);
-        ingest_time.append_value(e.ingest_time);
-        strings[0].append_option(e.account.as_deref());
-        strings[1].append_option(e.region.as_deref());
-        strings[2].append_value(&e.position.stream);
-        strings[3].append_value(&e.position.shard_id);
-        strings[4].append_value(&e.position.sequence_number);
-        sub_seq.append_option(
+        b.push(e);
+    }
+    b.finish()
+}
+
+/// Builds a record batch of the `raw` schema row by row, copying each event's fields straight
+/// into the Arrow column builders (no copy of the event is kept), so an archive can buffer a
+/// row group without holding the events.
+pub struct RawBatchBuilder {
+    rows: usize,
+    version: Int32Builder,
+    event_id: StringBuilder,
+    event_time: TimestampMicrosecondBuilder,
+    ingest_time: TimestampMicrosecondBuilder,
+    /// account, region, stream, shard_id, sequence_number.
+    strings: [StringBuilder; 5],
+    sub_seq: Int64Builder,
+    /// event_source .. error_message.
+    ct: [StringBuilder; 13],
+    read_only: BooleanBuilder,
+    /// resources, request_parameters, response_elements, recipient_account_id.
+    ct2: [StringBuilder; 4],
+    /// log_group, log_stream, message, level.
+    logs: [StringBuilder; 4],
+    /// namespace, metric_name, dimensions.
+    met: [StringBuilder; 3],
+    /// value_max, value_min, value_sum, value_count.
+    vals: [Float64Builder; 4],
+    /// unit, metric_stream_name.
+    met2: [StringBuilder; 2],
+}
+
+impl RawBatchBuilder {
+    /// An empty builder with room for `rows` rows.
+    pub fn with_capacity(rows: usize) -> RawBatchBuilder {
+        let sb = || StringBuilder::with_capacity(rows, rows * 16);
+        RawBatchBuilder {
+            rows: 0,
+            version: Int32Builder::with_capacity(rows),
+            event_id: StringBuilder::with_capacity(rows, rows * 36),
+            event_time: TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            ingest_time: TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            strings: std::array::from_fn(|_| sb()),
+            sub_seq: Int64Builder::with_capacity(rows),
+            ct: std::array::from_fn(|_| sb()),
+            read_only: BooleanBuilder::with_capacity(rows),
+            ct2: std::array::from_fn(|_| sb()),
+            logs: std::array::from_fn(|_| sb()),
+            met: std::array::from_fn(|_| sb()),
+            vals: std::array::from_fn(|_| Float64Builder::with_capacity(rows)),
+            met2: std::array::from_fn(|_| sb()),
+        }
+    }
+
+    /// Rows pushed since the last [`RawBatchBuilder::finish`].
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether no row is pending.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends one event as a row.
+    pub fn push(&mut self, e: &Event) {
+        self.rows += 1;
+        self.version.append_value(RAW_SCHEMA_VERSION);
+        self.event_id.append_value(&e.event_id);
+        self.event_time.append_value(e.event_time);
+        self.ingest_time.append_value(e.ingest_time);
+        let [account, region, stream, shard, seq] = &mut self.strings;
+        account.append_option(e.account.as_deref());
+        region.append_option(e.region.as_deref());
+        stream.append_value(&e.position.stream);
+        shard.append_value(&e.position.shard_id);
+        seq.append_value(&e.position.sequence_number);
+        self.sub_seq.append_option(
             e.position
                 .sub_sequence_number
                 .map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
         );
         match &e.body {
             EventBody::Cloudtrail(c) => {
-                ct[0].append_value(&c.event_source);
-                ct[1].append_value(&c.event_name);
-                ct[2].append_option(c.event_type.as_deref());
-                ct[3].append_option(c.principal.principal_type.as_deref());
-                ct[4].append_option(c.principal.arn.as_deref());
-                ct[5].append_option(c.principal.account_id.as_deref());
-                ct[6].append_option(c.principal.session_issuer_arn.as_deref());
-                ct[7].append_option(c.principal.invoked_by.as_deref());
-                ct[8].append_option(c.principal.user_name.as_deref());
-                ct[9].append_option(c.source_ip.as_deref());
-                ct[10].append_option(c.user_agent.as_deref());
-                ct[11].append_option(c.error_code.as_deref());
-                ct[12].append_option(c.error_message.as_deref());
-                read_only.append_option(c.read_only);
+                let values = [
+                    Some(c.event_source.as_str()),
+                    Some(c.event_name.as_str()),
+                    c.event_type.as_deref(),
+                    c.principal.principal_type.as_deref(),
+                    c.principal.arn.as_deref(),
+                    c.principal.account_id.as_deref(),
+                    c.principal.session_issuer_arn.as_deref(),
+                    c.principal.invoked_by.as_deref(),
+                    c.principal.user_name.as_deref(),
+                    c.source_ip.as_deref(),
+                    c.user_agent.as_deref(),
+                    c.error_code.as_deref(),
+                    c.error_message.as_deref(),
+                ];
+                for (b, v) in self.ct.iter_mut().zip(values) {
+                    b.append_option(v);
+                }
+                self.read_only.append_option(c.read_only);
+                let [resources, request, response, recipient] = &mut self.ct2;
                 if c.resources.is_empty() {
-                    ct2[0].append_null();
+                    resources.append_null();
                 } else {
-                    ct2[0].append_value(
+                    resources.append_value(
                         serde_json::to_string(&c.resources).unwrap_or_else(|_| "[]".to_string()),
                     );
                 }
-                ct2[1].append_option(c.request_parameters.as_deref());
-                ct2[2].append_option(c.response_elements.as_deref());
-                ct2[3].append_option(c.recipient_account_id.as_deref());
+                request.append_option(c.request_parameters.as_deref());
+                response.append_option(c.response_elements.as_deref());
+                recipient.append_option(c.recipient_account_id.as_deref());
             }
             _ => {
-                for b in ct.iter_mut() {
+                for b in self.ct.iter_mut() {
                     b.append_null();
                 }
-                read_only.append_null();
-                for b in ct2.iter_mut() {
+                self.read_only.append_null();
+                for b in self.ct2.iter_mut() {
                     b.append_null();
                 }
             }
         }
         match &e.body {
             EventBody::Logs(l) => {
-                logs[0].append_value(&l.log_group);
-                logs[1].append_value(&l.log_stream);
-                logs[2].append_value(&l.message);
-                logs[3].append_option(l.level.map(|v| v.as_str()));
+                let [group, stream, message, level] = &mut self.logs;
+                group.append_value(&l.log_group);
+                stream.append_value(&l.log_stream);
+                message.append_value(&l.message);
+                level.append_option(l.level.map(|v| v.as_str()));
             }
             _ => {
-                for b in logs.iter_mut() {
+                for b in self.logs.iter_mut() {
                     b.append_null();
                 }
             }
         }
         match &e.body {
             EventBody::Metrics(m) => {
-                met[0].append_value(&m.namespace);
-                met[1].append_value(&m.metric);
-                met[2].append_value(
+                let [namespace, metric, dimensions] = &mut self.met;
+                namespace.append_value(&m.namespace);
+                metric.append_value(&m.metric);
+                dimensions.append_value(
                     serde_json::to_string(&m.dimensions).unwrap_or_else(|_| "{}".to_string()),
                 );
-                vals[0].append_value(m.value.max);
-                vals[1].append_value(m.value.min);
-                vals[2].append_value(m.value.sum);
-                vals[3].append_value(m.value.count);
-                met2[0].append_option(m.unit.as_deref());
-                met2[1].append_option(m.metric_stream_name.as_deref());
+                let [max, min, sum, count] = &mut self.vals;
+                max.append_value(m.value.max);
+                min.append_value(m.value.min);
+                sum.append_value(m.value.sum);
+                count.append_value(m.value.count);
+                let [unit, stream_name] = &mut self.met2;
+                unit.append_option(m.unit.as_deref());
+                stream_name.append_option(m.metric_stream_name.as_deref());
             }
             _ => {
-                for b in met.iter_mut() {
+                for b in self.met.iter_mut() {
                     b.append_null();
                 }
-                for b in vals.iter_mut() {
+                for b in self.vals.iter_mut() {
                     b.append_null();
                 }
-                for b in met2.iter_mut() {
+                for b in self.met2.iter_mut() {
                     b.append_null();
                 }
             }
         }
     }
 
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(version.finish()),
-        Arc::new(event_id.finish()),
-        Arc::new(event_time.finish()),
-        Arc::new(ingest_time.finish()),
-    ];
-    for b in strings.iter_mut() {
-        columns.push(Arc::new(b.finish()));
+    /// The rows pushed so far as a record batch; the builder is empty afterwards.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Arrow`] only if the builders disagree with the schema (a bug).
+    pub fn finish(&mut self) -> Result<RecordBatch, ArchiveError> {
+        self.rows = 0;
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(41);
+        columns.push(Arc::new(self.version.finish()));
+        columns.push(Arc::new(self.event_id.finish()));
+        columns.push(Arc::new(self.event_time.finish()));
+        columns.push(Arc::new(self.ingest_time.finish()));
+        for b in self.strings.iter_mut() {
+            columns.push(Arc::new(b.finish()));
+        }
+        columns.push(Arc::new(self.sub_seq.finish()));
+        for b in self.ct.iter_mut() {
+            columns.push(Arc::new(b.finish()));
+        }
+        columns.push(Arc::new(self.read_only.finish()));
+        for b in self
+            .ct2
+            .iter_mut()
+            .chain(self.logs.iter_mut())
+            .chain(self.met.iter_mut())
+        {
+            columns.push(Arc::new(b.finish()));
+        }
+        for b in self.vals.iter_mut() {
+            columns.push(Arc::new(b.finish()));
+        }
+        for b in self.met2.iter_mut() {
+            columns.push(Arc::new(b.finish()));
+        }
+        Ok(RecordBatch::try_new(raw_schema(), columns)?)
     }
-    columns.push(Arc::new(sub_seq.finish()));
-    for b in ct.iter_mut() {
-        columns.push(Arc::new(b.finish()));
-    }
-    columns.push(Arc::new(read_only.finish()));
-    for b in ct2.iter_mut() {
-        columns.push(Arc::new(b.finish()));
-    }
-    for b in logs.iter_mut() {
-        columns.push(Arc::new(b.finish()));
-    }
-    for b in met.iter_mut() {
-        columns.push(Arc::new(b.finish()));
-    }
-    for b in vals.iter_mut() {
-        columns.push(Arc::new(b.finish()));
-    }
-    for b in met2.iter_mut() {
-        columns.push(Arc::new(b.finish()));
-    }
-    Ok(RecordBatch::try_new(raw_schema(), columns)?)
 }
 
 /// The partition a row belongs to: source and the UTC hour of its event time.
@@ -564,18 +637,53 @@ struct OpenFile {
     tmp_path: PathBuf,
     final_path: PathBuf,
     rows_written: u64,
-    pending: Vec<Event>,
     opened_at: std::time::Instant,
 }
 
+/// Rows of one partition not yet handed to the writer thread.
+struct PendingGroup {
+    rows: RawBatchBuilder,
+    /// Position of its first row (names the file when the writer opens one).
+    first: aiops_core::Position,
+    /// When its first row arrived.
+    since: std::time::Instant,
+}
+
+/// What the archive's writer thread is asked to do, in order.
+enum WriterCommand {
+    /// Append a row group to the partition's open file (opening one, named after `first`,
+    /// when none is open).
+    Write {
+        key: PartitionKey,
+        first: aiops_core::Position,
+        batch: RecordBatch,
+    },
+    /// Close the files open longer than the configured age.
+    RollExpired,
+    /// Close every file and reply with the files finished since the last flush.
+    Flush(std::sync::mpsc::SyncSender<Result<Vec<ArchivedFile>, ArchiveError>>),
+}
+
+/// Row groups waiting for the writer thread, at most: a slow disk slows `append` instead of
+/// queueing memory.
+const WRITER_QUEUE: usize = 4;
+
 /// Writes the `raw` table under a local directory, partitioned and rolled over by size and
-/// age. Not thread-safe: one writer per ingest worker.
+/// age. The caller's thread only copies each event into its partition's Arrow column
+/// builders; Parquet encoding, compression, `fsync` and the rename happen on a writer thread
+/// of the archive's own (`archive-writer`), so a row group or a file roll-over never stalls
+/// the stream. Not thread-safe: one archive per ingest worker.
 pub struct LocalArchive {
-    table_dir: PathBuf,
     config: ArchiveConfig,
-    open: HashMap<PartitionKey, OpenFile>,
-    finished: Vec<ArchivedFile>,
+    pending: HashMap<PartitionKey, PendingGroup>,
     rows_archived: u64,
+    /// The partition of the last event of each source and its hour (event time divided by
+    /// one hour), so the partition strings are formatted once per hour, not per event.
+    last_partition: [Option<(i64, PartitionKey)>; 3],
+    commands: Option<std::sync::mpsc::SyncSender<WriterCommand>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    /// The writer thread's first error; once set, every call returns it.
+    failed: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 fn sanitize(s: &str) -> String {
@@ -601,14 +709,37 @@ fn writer_properties() -> WriterProperties {
 }
 
 impl LocalArchive {
-    /// An archive writing the `raw` table under `<root>/raw/`.
+    /// An archive writing the `raw` table under `<root>/raw/`; starts its writer thread.
     pub fn new(root: &Path, config: ArchiveConfig) -> LocalArchive {
-        LocalArchive {
+        let (tx, rx) = std::sync::mpsc::sync_channel(WRITER_QUEUE);
+        let failed = Arc::new(std::sync::Mutex::new(None));
+        let mut files = ArchiveFiles {
             table_dir: root.join("raw"),
             config,
             open: HashMap::new(),
             finished: Vec::new(),
+        };
+        let thread_failed = failed.clone();
+        let writer = std::thread::Builder::new()
+            .name("archive-writer".into())
+            .spawn(move || files.run(&rx, &thread_failed));
+        let (commands, writer) = match writer {
+            Ok(handle) => (Some(tx), Some(handle)),
+            Err(e) => {
+                if let Ok(mut f) = failed.lock() {
+                    *f = Some(format!("cannot start the archive writer thread: {e}"));
+                }
+                (None, None)
+            }
+        };
+        LocalArchive {
+            config,
+            pending: HashMap::new(),
             rows_archived: 0,
+            last_partition: [None, None, None],
+            commands,
+            writer,
+            failed,
         }
     }
 
@@ -617,49 +748,257 @@ impl LocalArchive {
         self.rows_archived
     }
 
-    /// Buffers one event; encodes a row group when its partition has
-    /// `rows_per_row_group` rows pending, and rolls the file over by size.
+    fn check_failed(&self) -> Result<(), ArchiveError> {
+        match self.failed.lock().ok().and_then(|f| f.clone()) {
+            Some(reason) => Err(ArchiveError::Writer(reason)),
+            None => Ok(()),
+        }
+    }
+
+    fn send(&self, command: WriterCommand) -> Result<(), ArchiveError> {
+        let sent = self
+            .commands
+            .as_ref()
+            .is_some_and(|tx| tx.send(command).is_ok());
+        if sent {
+            return Ok(());
+        }
+        self.check_failed()?;
+        Err(ArchiveError::Writer(
+            "the archive writer thread stopped".into(),
+        ))
+    }
+
+    /// Buffers one event; hands its partition's rows to the writer thread as one row group
+    /// when `rows_per_row_group` are pending. The writer rolls files over by rows and size.
     ///
     /// # Errors
-    /// [`ArchiveError`] when a file cannot be created or written.
+    /// [`ArchiveError::Writer`] once the writer thread failed (a file could not be created or
+    /// written): the error names the file and the cause.
     pub fn append(&mut self, event: &Event) -> Result<(), ArchiveError> {
-        let key = PartitionKey::of(event.source(), event.event_time);
-        if !self.open.contains_key(&key) {
-            if self.open.len() >= self.config.max_open_partitions {
-                self.close_oldest()?;
+        let source = event.source();
+        let hour = event.event_time.div_euclid(3_600_000_000);
+        let slot = match source {
+            Source::Cloudtrail => 0,
+            Source::Logs => 1,
+            Source::Metrics => 2,
+        };
+        let key = match self.last_partition.get(slot) {
+            Some(Some((h, k))) if *h == hour => k.clone(),
+            _ => {
+                let k = PartitionKey::of(source, event.event_time);
+                if let Some(cached) = self.last_partition.get_mut(slot) {
+                    *cached = Some((hour, k.clone()));
+                }
+                k
             }
-            let file = self.create_file(&key, event)?;
-            self.open.insert(key.clone(), file);
+        };
+        if !self.pending.contains_key(&key) {
+            self.check_failed()?;
+            if self.pending.len() >= self.config.max_open_partitions {
+                // Hand over the longest-waiting partition's rows to bound the builders.
+                let oldest = self
+                    .pending
+                    .iter()
+                    .min_by_key(|(_, g)| g.since)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    self.hand_over(&k)?;
+                }
+            }
+            self.pending.insert(
+                key.clone(),
+                PendingGroup {
+                    rows: RawBatchBuilder::with_capacity(self.config.rows_per_row_group.min(1024)),
+                    first: event.position.clone(),
+                    since: std::time::Instant::now(),
+                },
+            );
         }
         self.rows_archived += 1;
-        let rows_per_group = self.config.rows_per_row_group;
-        let full = match self.open.get_mut(&key) {
-            Some(f) => {
-                f.pending.push(event.clone());
-                f.pending.len() >= rows_per_group
+        let full = match self.pending.get_mut(&key) {
+            Some(g) => {
+                g.rows.push(event);
+                g.rows.len() >= self.config.rows_per_row_group
             }
             None => false,
         };
         if full {
-            self.write_pending(&key)?;
-            let roll = self.open.get(&key).is_some_and(|f| {
-                f.rows_written >= self.config.max_rows_per_file as u64
-                    || f.writer.bytes_written() >= self.config.max_bytes_per_file
-            });
-            if roll {
-                self.close(&key)?;
-            }
+            self.hand_over(&key)?;
         }
         Ok(())
     }
 
-    fn create_file(&self, key: &PartitionKey, first: &Event) -> Result<OpenFile, ArchiveError> {
+    /// Sends a partition's pending rows to the writer thread as one row group.
+    fn hand_over(&mut self, key: &PartitionKey) -> Result<(), ArchiveError> {
+        let Some(mut g) = self.pending.remove(key) else {
+            return Ok(());
+        };
+        if g.rows.is_empty() {
+            return Ok(());
+        }
+        let batch = g.rows.finish()?;
+        self.send(WriterCommand::Write {
+            key: key.clone(),
+            first: g.first,
+            batch,
+        })
+    }
+
+    /// Hands over the rows that waited `max_file_age_secs` or longer and closes every file
+    /// open that long. Call periodically: a row is in a finished file at most about twice
+    /// `max_file_age_secs` after it arrived.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Writer`] once the writer thread failed.
+    pub fn roll_expired(&mut self) -> Result<(), ArchiveError> {
+        let max_age = std::time::Duration::from_secs(self.config.max_file_age_secs);
+        let mut expired: Vec<PartitionKey> = self
+            .pending
+            .iter()
+            .filter(|(_, g)| g.since.elapsed() >= max_age)
+            .map(|(k, _)| k.clone())
+            .collect();
+        expired.sort();
+        for k in expired {
+            self.hand_over(&k)?;
+        }
+        self.send(WriterCommand::RollExpired)
+    }
+
+    /// Writes everything pending and closes every open file, so all rows accepted so far are
+    /// durable and visible; waits for the writer thread. Returns the files finished since the
+    /// last call.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Writer`] when a file could not be written or finished (files already
+    /// finished stay finished).
+    pub fn flush(&mut self) -> Result<Vec<ArchivedFile>, ArchiveError> {
+        let mut keys: Vec<PartitionKey> = self.pending.keys().cloned().collect();
+        keys.sort();
+        for k in keys {
+            self.hand_over(&k)?;
+        }
+        let (reply_tx, reply_rx) = std::sync::mpsc::sync_channel(1);
+        self.send(WriterCommand::Flush(reply_tx))?;
+        match reply_rx.recv() {
+            Ok(result) => result,
+            Err(_) => {
+                self.check_failed()?;
+                Err(ArchiveError::Writer(
+                    "the archive writer thread stopped".into(),
+                ))
+            }
+        }
+    }
+}
+
+impl Drop for LocalArchive {
+    /// Stops the writer thread after it handled what it was sent (rows not flushed stay in
+    /// their `.inprogress` files, as after a crash).
+    fn drop(&mut self) {
+        self.commands = None;
+        if let Some(handle) = self.writer.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The writer thread's state: the open files of the `raw` table.
+struct ArchiveFiles {
+    table_dir: PathBuf,
+    config: ArchiveConfig,
+    open: HashMap<PartitionKey, OpenFile>,
+    finished: Vec<ArchivedFile>,
+}
+
+impl ArchiveFiles {
+    fn run(
+        &mut self,
+        commands: &std::sync::mpsc::Receiver<WriterCommand>,
+        failed: &std::sync::Mutex<Option<String>>,
+    ) {
+        let mut broken = false;
+        for command in commands {
+            let result = match command {
+                WriterCommand::Write { .. } | WriterCommand::RollExpired if broken => Ok(()),
+                WriterCommand::Write { key, first, batch } => self.write(&key, &first, &batch),
+                WriterCommand::RollExpired => self.roll_expired(),
+                WriterCommand::Flush(reply) => {
+                    let result = if broken {
+                        Err(ArchiveError::Writer(
+                            failed
+                                .lock()
+                                .ok()
+                                .and_then(|f| f.clone())
+                                .unwrap_or_default(),
+                        ))
+                    } else {
+                        self.flush()
+                    };
+                    let failure = result.as_ref().err().map(|e| e.to_string());
+                    let _ = reply.send(result);
+                    match failure {
+                        Some(reason) => Err(ArchiveError::Writer(reason)),
+                        None => Ok(()),
+                    }
+                }
+            };
+            if let Err(e) = result
+                && !broken
+            {
+                broken = true;
+                tracing::error!(error = %e, "archive writer failed; no more rows are written");
+                if let Ok(mut f) = failed.lock() {
+                    *f = Some(e.to_string());
+                }
+            }
+        }
+    }
+
+    fn write(
+        &mut self,
+        key: &PartitionKey,
+        first: &aiops_core::Position,
+        batch: &RecordBatch,
+    ) -> Result<(), ArchiveError> {
+        if !self.open.contains_key(key) {
+            if self.open.len() >= self.config.max_open_partitions {
+                self.close_oldest()?;
+            }
+            let file = self.create_file(key, first)?;
+            self.open.insert(key.clone(), file);
+        }
+        let Some(f) = self.open.get_mut(key) else {
+            return Ok(());
+        };
+        f.writer
+            .write(batch)
+            .and_then(|_| f.writer.flush())
+            .map_err(|source| ArchiveError::Parquet {
+                path: f.tmp_path.clone(),
+                source,
+            })?;
+        f.rows_written += batch.num_rows() as u64;
+        let roll = f.rows_written >= self.config.max_rows_per_file as u64
+            || f.writer.bytes_written() >= self.config.max_bytes_per_file;
+        if roll {
+            self.close(key)?;
+        }
+        Ok(())
+    }
+
+    fn create_file(
+        &self,
+        key: &PartitionKey,
+        first: &aiops_core::Position,
+    ) -> Result<OpenFile, ArchiveError> {
         let dir = self.table_dir.join(key.relative_dir());
         std::fs::create_dir_all(&dir).map_err(|source| ArchiveError::Io {
             path: dir.clone(),
             source,
         })?;
-        let name = raw_file_name(&first.position);
+        let name = raw_file_name(first);
         let tmp_path = dir.join(format!(".{name}.inprogress"));
         let final_path = dir.join(name);
         let file = File::create(&tmp_path).map_err(|source| ArchiveError::Io {
@@ -677,34 +1016,11 @@ impl LocalArchive {
             tmp_path,
             final_path,
             rows_written: 0,
-            pending: Vec::new(),
             opened_at: std::time::Instant::now(),
         })
     }
 
-    fn write_pending(&mut self, key: &PartitionKey) -> Result<(), ArchiveError> {
-        let Some(f) = self.open.get_mut(key) else {
-            return Ok(());
-        };
-        if f.pending.is_empty() {
-            return Ok(());
-        }
-        let refs: Vec<&Event> = f.pending.iter().collect();
-        let batch = encode_raw_batch(&refs)?;
-        f.writer
-            .write(&batch)
-            .and_then(|_| f.writer.flush())
-            .map_err(|source| ArchiveError::Parquet {
-                path: f.tmp_path.clone(),
-                source,
-            })?;
-        f.rows_written += f.pending.len() as u64;
-        f.pending.clear();
-        Ok(())
-    }
-
     fn close(&mut self, key: &PartitionKey) -> Result<(), ArchiveError> {
-        self.write_pending(key)?;
         let Some(f) = self.open.remove(key) else {
             return Ok(());
         };
@@ -749,30 +1065,22 @@ impl LocalArchive {
         }
     }
 
-    /// Closes every file open longer than `max_file_age_secs`. Call periodically.
-    ///
-    /// # Errors
-    /// [`ArchiveError`] when a file cannot be finished.
-    pub fn roll_expired(&mut self) -> Result<(), ArchiveError> {
+    fn roll_expired(&mut self) -> Result<(), ArchiveError> {
         let max_age = std::time::Duration::from_secs(self.config.max_file_age_secs);
-        let expired: Vec<PartitionKey> = self
+        let mut expired: Vec<PartitionKey> = self
             .open
             .iter()
             .filter(|(_, f)| f.opened_at.elapsed() >= max_age)
             .map(|(k, _)| k.clone())
             .collect();
+        expired.sort();
         for k in expired {
             self.close(&k)?;
         }
         Ok(())
     }
 
-    /// Writes everything pending and closes every open file, so all rows accepted so far are
-    /// durable and visible. Returns the files finished since the last call.
-    ///
-    /// # Errors
-    /// [`ArchiveError`] when a file cannot be finished; files already finished stay finished.
-    pub fn flush(&mut self) -> Result<Vec<ArchivedFile>, ArchiveError> {
+    fn flush(&mut self) -> Result<Vec<ArchivedFile>, ArchiveError> {
         let mut keys: Vec<PartitionKey> = self.open.keys().cloned().collect();
         keys.sort();
         for k in keys {
@@ -1569,6 +1877,26 @@ mod tests {
                 level: Some(LogLevel::Error),
             }),
         }
+    }
+
+    #[test]
+    fn a_failed_writer_is_reported_with_the_path_and_stops_archiving() {
+        let dir = tempfile::tempdir().unwrap();
+        // `raw` is a file, so the partition directory cannot be created.
+        std::fs::write(dir.path().join("raw"), b"not a directory").unwrap();
+        let cfg = ArchiveConfig {
+            rows_per_row_group: 1,
+            ..ArchiveConfig::default()
+        };
+        let mut a = LocalArchive::new(dir.path(), cfg);
+        a.append(&ct_event("a", 1_700_000_000_000_000)).unwrap();
+        let err = a.flush().unwrap_err().to_string();
+        assert!(err.starts_with("archive writer: archive I/O on "), "{err}");
+        assert!(err.contains("source=cloudtrail"), "{err}");
+        // Every later call reports the same failure.
+        let again = a.append(&ct_event("b", 1_700_000_000_000_000));
+        let again = again.and_then(|_| a.flush().map(|_| ()));
+        assert_eq!(again.unwrap_err().to_string(), err);
     }
 
     #[test]

@@ -102,8 +102,11 @@ impl Deduplicator {
         Ok(Deduplicator {
             capacity: config.capacity,
             horizon_micros,
-            seen: AHashMap::with_capacity(config.capacity.min(1 << 16)),
-            order: VecDeque::with_capacity(config.capacity.min(1 << 16)),
+            // Room for `capacity` ids up front (about 50 MB for the default million): a table
+            // that doubles while the stream runs stalls ingest for tens of milliseconds at
+            // each rehash, which shows in the change-rule latency.
+            seen: AHashMap::with_capacity(config.capacity),
+            order: VecDeque::with_capacity(config.capacity),
             newest: None,
         })
     }
