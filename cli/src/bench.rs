@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 const MAGIC: &[u8] = b"AIOPS-BENCH-INPUT 1\n";
 
 /// Largest record accepted when reading an input file back: 1 MiB, Kinesis's record limit.
-const MAX_RECORD_BYTES: u32 = 1024 * 1024;
+pub(crate) const MAX_RECORD_BYTES: u32 = 1024 * 1024;
 
 /// `aiops bench` arguments.
 #[derive(clap::Args, Debug, Clone)]
@@ -46,10 +46,15 @@ pub struct BenchArgs {
     /// Events per second to feed (paced); 0 feeds as fast as the pipeline takes them.
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
-    /// `embedded` (one process, threads and bounded channels). `aws` (stage processes on the
-    /// local Kinesis emulator) is not built yet and is refused.
+    /// `embedded` (one process, threads and bounded channels) or `aws` (the `ingest`,
+    /// `detect` and `act` stage processes on the Kinesis streams, DynamoDB tables and S3
+    /// bucket an aws-mode `--config` names, normally a local emulator; see `bench_aws`).
     #[arg(long, default_value = "embedded")]
     pub mode: String,
+    /// aws mode: give up when the stages have not accounted for every event this many
+    /// seconds after the stages were started.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_secs: u64,
     /// Print the figures as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -81,7 +86,8 @@ pub struct BenchArgs {
     /// their findings give the latency figures).
     #[arg(long, default_value_t = 200.0)]
     pub destructive_per_million: f64,
-    /// Event time the generated traffic spans, seconds, ending at the generation time.
+    /// Event time the generated traffic spans, seconds, ending at the last midnight (UTC)
+    /// before the generation.
     /// Default: `events / rate` when paced (event time advances as fast as the wall clock,
     /// as in production), else 3600 (an hour of windows closes during the run).
     #[arg(long)]
@@ -102,7 +108,7 @@ pub struct BenchArgs {
 
 /// What the input file holds (its header line, JSON).
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-struct InputHeader {
+pub(crate) struct InputHeader {
     seed: u64,
     events: u64,
     cloudtrail_share: f64,
@@ -117,12 +123,15 @@ struct InputHeader {
     bytes: u64,
 }
 
-/// The figures `aiops bench` prints.
+/// The figures `aiops bench` prints. In aws mode each field is measured as
+/// [`crate::bench_aws`] describes (stage processes: their summed peak RSS and CPU seconds;
+/// latency from the `PutRecords` call to the finding), and `series`, `series_rejected`,
+/// `log_groups` and `templates` are 0 (the stage processes do not report them).
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
     /// Always `bench`.
     pub kind: &'static str,
-    /// `embedded`.
+    /// `embedded` or `aws`.
     pub mode: String,
     /// Events decoded (CloudTrail calls and log lines, duplicates included).
     pub events: u64,
@@ -162,6 +171,8 @@ pub struct BenchReport {
     pub cores_used: f64,
     /// Series the statistics engine tracked at the end.
     pub series: u64,
+    /// New series refused because `max_series` were tracked.
+    pub series_rejected: u64,
     /// Log groups with a template miner.
     pub log_groups: u64,
     /// Templates over all log groups.
@@ -186,12 +197,8 @@ pub struct BenchReport {
 /// Invalid arguments or configuration, an input file that cannot be written or read, or a
 /// pipeline failure.
 pub fn cmd_bench(args: &BenchArgs, base: PipelineConfig) -> Result<BenchReport> {
-    if args.mode != "embedded" {
-        bail!(
-            "--mode {}: only `embedded` is built; the aws-mode benchmark (stage processes on \
-             the Kinesis emulator) is not",
-            args.mode
-        );
+    if args.mode != "embedded" && args.mode != "aws" {
+        bail!("--mode {}: must be `embedded` or `aws`", args.mode);
     }
     if args.events == 0 || args.events > 1_000_000_000 {
         bail!("--events must be between 1 and 1000000000");
@@ -215,6 +222,9 @@ pub fn cmd_bench(args: &BenchArgs, base: PipelineConfig) -> Result<BenchReport> 
         .with_context(|| format!("cannot create {}", args.work_dir.display()))?;
     let input = ensure_input(args)?;
     let header = read_header(&input)?;
+    if args.mode == "aws" {
+        return crate::bench_aws::run(args, base, &input, header.generated_events);
+    }
 
     let data_dir = args
         .work_dir
@@ -321,6 +331,7 @@ pub fn cmd_bench(args: &BenchArgs, base: PipelineConfig) -> Result<BenchReport> 
         },
         cores_used: cpu / elapsed,
         series: engine.as_ref().map_or(0, |e| e.series_tracked),
+        series_rejected: engine.as_ref().map_or(0, |e| e.series_rejected),
         log_groups: engine.as_ref().map_or(0, |e| e.log_groups),
         templates: engine
             .as_ref()
@@ -456,9 +467,12 @@ fn ensure_input(args: &BenchArgs) -> Result<PathBuf> {
             path.display()
         );
     }
-    // Event times end at the generation time, so no event is in the future.
+    // Event times end at the last midnight (UTC) before the generation: never in the future,
+    // and the same time of day on every run, so the generator's diurnal curve (and with it
+    // every count) is the same whatever the hour the input is generated.
     let span_us = (span * MICROS_PER_SEC as f64) as i64;
-    let start = now_micros() - span_us;
+    let day_us = 86_400 * MICROS_PER_SEC;
+    let start = now_micros().div_euclid(day_us) * day_us - span_us;
     let mut sim = Simulator::new(sim_config, start);
     let tmp = path.with_extension("partial");
     let file =
@@ -524,7 +538,7 @@ fn ensure_input(args: &BenchArgs) -> Result<PathBuf> {
 }
 
 /// Reads the header of an input file, leaving the reader at the first record.
-fn open_input(path: &Path) -> Result<(InputHeader, BufReader<std::fs::File>)> {
+pub(crate) fn open_input(path: &Path) -> Result<(InputHeader, BufReader<std::fs::File>)> {
     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut r = BufReader::with_capacity(1 << 20, f);
     let mut magic = vec![0u8; MAGIC.len()];

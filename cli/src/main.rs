@@ -11,6 +11,7 @@ macro_rules! out {
 }
 
 mod bench;
+mod bench_aws;
 mod config;
 mod deadletter;
 mod eval;

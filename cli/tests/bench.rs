@@ -1,0 +1,119 @@
+//! `aiops bench`: the end-to-end benchmark command, as a user runs it.
+//!
+//! Figures that depend on the machine (events per second, latency, memory) are not asserted
+//! here (they live in benches/README.md); what is asserted is what the run must account for:
+//! every generated event decoded, archived or dropped as a duplicate, every generated
+//! destructive call found by the change rules, nothing left behind.
+
+use std::path::Path;
+use std::process::Command;
+
+fn aiops() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_aiops"))
+}
+
+fn bench_json(work_dir: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = aiops()
+        .args(["bench", "--events", "20000", "--json", "--work-dir"])
+        .arg(work_dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "aiops bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn bench_accounts_for_every_generated_event_and_destructive_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["--destructive-per-million", "2000", "--warmup-secs", "0"];
+    let r = bench_json(dir.path(), &extra);
+    assert_eq!(r["kind"], "bench");
+    assert_eq!(r["mode"], "embedded");
+    // The generator (seed 7) makes exactly these records and events.
+    assert_eq!(r["events"], 20000);
+    assert_eq!(r["records"], 16728);
+    assert_eq!(r["bytes"], 13_171_178);
+    // Producer retries are dropped; every other event is archived; nothing is a dead letter.
+    assert_eq!(r["duplicates"], 16);
+    assert_eq!(r["archived_rows"], 19984);
+    assert_eq!(r["dead_letters"], 0);
+    // The 17 destructive calls in the input are 17 change-rule findings, each an incident.
+    assert_eq!(r["change_findings"], 17);
+    assert_eq!(r["change_findings_measured"], 17);
+    assert!(r["incidents"].as_u64().unwrap() >= 17);
+    let p50 = r["latency_p50_ms"].as_f64().unwrap();
+    let p99 = r["latency_p99_ms"].as_f64().unwrap();
+    let max = r["latency_max_ms"].as_f64().unwrap();
+    assert!(0.0 <= p50 && p50 <= p99 && p99 <= max, "{r}");
+    assert!(r["peak_rss_mib"].as_f64().unwrap() > 0.0);
+    assert!(r["cpu_secs"].as_f64().unwrap() > 0.0);
+    assert!(r["series"].as_u64().unwrap() > 1000);
+    assert_eq!(r["log_groups"], 200);
+
+    // The input is generated once and reused; the run's data directory is removed.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("input-") && names[0].ends_with(".bin"));
+    let again = bench_json(dir.path(), &extra);
+    assert_eq!(again["records"], 16728);
+    assert_eq!(again["change_findings"], 17);
+}
+
+#[test]
+fn bench_keeps_its_data_directory_on_request_with_readable_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = bench_json(dir.path(), &["--keep"]);
+    assert_eq!(r["dead_letters"], 0);
+    let run = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .expect("the run directory is kept");
+    // Parquet partitions of both sources, and the incident store.
+    assert!(run.join("raw/source=cloudtrail").is_dir());
+    assert!(run.join("raw/source=logs").is_dir());
+    assert!(run.join("incidents.sqlite").is_file());
+}
+
+#[test]
+fn bench_refuses_bad_arguments_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, message) in [
+        (
+            vec!["--events", "0"],
+            "--events must be between 1 and 1000000000",
+        ),
+        (
+            vec!["--rate=-5"],
+            "--rate must be a non-negative number of events per second",
+        ),
+        (
+            vec!["--cloudtrail-share", "1.5"],
+            "--cloudtrail-share must be in [0, 1]",
+        ),
+        (
+            vec!["--batch-records", "0"],
+            "--batch-records must be between 1 and 10000",
+        ),
+    ] {
+        let out = aiops()
+            .arg("bench")
+            .args(&args)
+            .arg("--work-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
