@@ -218,6 +218,14 @@ pub fn cmd_bench(args: &BenchArgs, base: PipelineConfig) -> Result<BenchReport> 
     if args.batch_records == 0 || args.batch_records > 10_000 {
         bail!("--batch-records must be between 1 and 10000");
     }
+    if args.mode == "aws" && base.mode != "aws" {
+        // Said before the input is generated (which can take a while).
+        bail!(
+            "--mode aws needs an aws-mode --config (mode = \"aws\", the [aws] streams, tables, \
+             bucket and endpoint); the configuration says mode = {:?}",
+            base.mode
+        );
+    }
     std::fs::create_dir_all(&args.work_dir)
         .with_context(|| format!("cannot create {}", args.work_dir.display()))?;
     let input = ensure_input(args)?;
