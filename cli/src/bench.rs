@@ -27,12 +27,15 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Magic first line of a bench input file (format version 1).
 const MAGIC: &[u8] = b"AIOPS-BENCH-INPUT 1\n";
+
+/// Longest event-time span of a generated input: 30 days, in seconds.
+const MAX_SPAN_SECS: u64 = 30 * 86_400;
 
 /// Largest record accepted when reading an input file back: 1 MiB, Kinesis's record limit.
 pub(crate) const MAX_RECORD_BYTES: u32 = 1024 * 1024;
@@ -48,7 +51,7 @@ pub struct BenchArgs {
     pub rate: f64,
     /// `embedded` (one process, threads and bounded channels) or `aws` (the `ingest`,
     /// `detect` and `act` stage processes on the Kinesis streams, DynamoDB tables and S3
-    /// bucket an aws-mode `--config` names, normally a local emulator; see `bench_aws`).
+    /// bucket an aws-mode `--config` names, normally a local emulator; see benches/README.md).
     #[arg(long, default_value = "embedded")]
     pub mode: String,
     /// aws mode: give up when the stages have not accounted for every event this many
@@ -79,7 +82,7 @@ pub struct BenchArgs {
     /// Distinct log groups.
     #[arg(long, default_value_t = 200)]
     pub log_groups: usize,
-    /// Templates each log group draws from.
+    /// Templates each log group draws from (0: the simulator's built-in dozen).
     #[arg(long, default_value_t = 300)]
     pub templates_per_group: usize,
     /// Successful destructive calls per million CloudTrail events (each opens an incident;
@@ -226,9 +229,37 @@ pub fn cmd_bench(args: &BenchArgs, base: PipelineConfig) -> Result<BenchReport> 
             base.mode
         );
     }
+    if args.principals == 0 || args.log_groups == 0 {
+        bail!("--principals and --log-groups must be at least 1");
+    }
+    if args.rate > 1e9 {
+        bail!("--rate must be at most 1000000000 events per second");
+    }
+    if span_secs(args) > MAX_SPAN_SECS {
+        bail!(
+            "the input would span {} s of event time (--span-secs, or --events / --rate); at most {MAX_SPAN_SECS} (30 days)",
+            span_secs(args)
+        );
+    }
+    if args.warmup_secs > 86_400.0 {
+        bail!("--warmup-secs must be at most 86400");
+    }
+    if args.mode == "aws" && args.timeout_secs == 0 {
+        bail!("--timeout-secs must be at least 1");
+    }
     std::fs::create_dir_all(&args.work_dir)
         .with_context(|| format!("cannot create {}", args.work_dir.display()))?;
-    let input = ensure_input(args)?;
+    // Ctrl-C / SIGTERM in embedded mode: stop feeding, let the pipeline drain, remove the run's
+    // files, fail. (aws mode keeps the default action; its stage processes get SIGTERM from
+    // the kernel when the bench dies.)
+    let stop = Arc::new(AtomicBool::new(false));
+    if args.mode == "embedded" {
+        let flag = stop.clone();
+        if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
+            tracing::debug!(error = %e, "no signal handler; Ctrl-C ends the bench at once");
+        }
+    }
+    let input = ensure_input(args, &stop)?;
     let header = read_header(&input)?;
     if args.mode == "aws" {
         return crate::bench_aws::run(args, base, &input, header.generated_events);
@@ -237,6 +268,11 @@ pub fn cmd_bench(args: &BenchArgs, base: PipelineConfig) -> Result<BenchReport> 
     let data_dir = args
         .work_dir
         .join(format!("run-{}", uuid::Uuid::new_v4().simple()));
+    let _cleanup = RemoveOnDrop(if args.keep {
+        Vec::new()
+    } else {
+        vec![data_dir.clone()]
+    });
     let mut config = base;
     config.mode = "embedded".into();
     config.data_dir = data_dir.clone();
@@ -248,7 +284,7 @@ pub fn cmd_bench(args: &BenchArgs, base: PipelineConfig) -> Result<BenchReport> 
     let counters = Arc::new(Counters::default());
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let engine = Arc::new(Mutex::new(None));
-    let fed = Arc::new(Mutex::new((0u64, 0u64)));
+    let fed: Arc<Mutex<Result<(u64, u64), String>>> = Arc::new(Mutex::new(Ok((0, 0))));
     let feed: RecordFeed = {
         let input = input.clone();
         let rate = args.rate;
@@ -258,14 +294,12 @@ pub fn cmd_bench(args: &BenchArgs, base: PipelineConfig) -> Result<BenchReport> 
             args.batch_records
         };
         let fed = fed.clone();
+        let stop = stop.clone();
         Box::new(move |send: &dyn Fn(Vec<SimRecord>) -> bool| {
-            match feed_file(&input, rate, batch_records, send) {
-                Ok(totals) => {
-                    if let Ok(mut f) = fed.lock() {
-                        *f = totals;
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "bench feed failed"),
+            let result =
+                feed_file(&input, rate, batch_records, &stop, send).map_err(|e| format!("{e:#}"));
+            if let Ok(mut f) = fed.lock() {
+                *f = result;
             }
         })
     };
@@ -283,7 +317,7 @@ pub fn cmd_bench(args: &BenchArgs, base: PipelineConfig) -> Result<BenchReport> 
         &config,
         Vec::new(),
         RunMode::Follow,
-        Arc::new(AtomicBool::new(false)),
+        stop.clone(),
         counters.clone(),
         Box::new(|_| {}),
         None,
@@ -293,8 +327,23 @@ pub fn cmd_bench(args: &BenchArgs, base: PipelineConfig) -> Result<BenchReport> 
     let cpu = cpu_seconds() - cpu_before;
     let peak_rss_mib = peak_rss_kib().map_or(0.0, |k| k as f64 / 1024.0);
 
+    if stop.load(Ordering::SeqCst) {
+        bail!("interrupted; the run's files were removed");
+    }
     let summary = counters.summary();
-    let (records, bytes) = fed.lock().map(|f| *f).unwrap_or((0, 0));
+    let (records, bytes) = match fed.lock().map(|f| f.clone()) {
+        Ok(Ok(totals)) => totals,
+        Ok(Err(e)) => bail!("reading the bench input failed: {e}"),
+        Err(_) => bail!("the bench feed thread panicked"),
+    };
+    if summary.events + summary.dead_letters != header.generated_events {
+        bail!(
+            "the pipeline decoded {} events and {} dead letters from an input of {} events",
+            summary.events,
+            summary.dead_letters,
+            header.generated_events
+        );
+    }
     let samples: Vec<(i64, i64)> = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     let max_all = samples.iter().map(|&(_, l)| l).max();
     let warm_from = started_micros.saturating_add((args.warmup_secs * 1e6) as i64);
@@ -351,16 +400,6 @@ pub fn cmd_bench(args: &BenchArgs, base: PipelineConfig) -> Result<BenchReport> 
         dead_letters: summary.dead_letters,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    if header.generated_events != summary.events + summary.dead_letters {
-        tracing::warn!(
-            generated = header.generated_events,
-            decoded = summary.events,
-            "the pipeline decoded a different number of events than were generated"
-        );
-    }
-    if !args.keep {
-        let _ = std::fs::remove_dir_all(&data_dir);
-    }
     Ok(report)
 }
 
@@ -386,6 +425,12 @@ pub fn print_text(r: &BenchReport) {
             " (unpaced)".to_string()
         }
     );
+    if r.change_findings > 0 && r.change_findings_measured == 0 {
+        out!(
+            "  (every change finding fell in the {:.0} s warm-up: run longer, or pass --warmup-secs 0)",
+            r.warmup_secs
+        );
+    }
     out!(
         "  change findings   {} ({} after a {:.0} s warm-up): latency p50 {}, p99 {}, max {} (max {} with the warm-up)",
         r.change_findings,
@@ -445,10 +490,15 @@ fn input_path(args: &BenchArgs) -> PathBuf {
 }
 
 /// Returns the cached input file for these arguments, generating it first when missing.
-fn ensure_input(args: &BenchArgs) -> Result<PathBuf> {
+fn ensure_input(args: &BenchArgs, stop: &AtomicBool) -> Result<PathBuf> {
     let path = input_path(args);
-    if path.exists() && read_header(&path).is_ok() {
-        return Ok(path);
+    if path.exists() {
+        match cached_input_ok(&path, args) {
+            Ok(()) => return Ok(path),
+            Err(reason) => {
+                tracing::warn!(path = %path.display(), %reason, "cached bench input unusable; generating it again");
+            }
+        }
     }
     let events = args.events;
     let span = span_secs(args) as f64;
@@ -482,7 +532,12 @@ fn ensure_input(args: &BenchArgs) -> Result<PathBuf> {
     let day_us = 86_400 * MICROS_PER_SEC;
     let start = now_micros().div_euclid(day_us) * day_us - span_us;
     let mut sim = Simulator::new(sim_config, start);
-    let tmp = path.with_extension("partial");
+    // Names of its own, so two runs generating the same input do not write into one file; a
+    // guard removes them on any error or interruption.
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let tmp = path.with_extension(format!("{unique}.partial"));
+    let final_tmp = path.with_extension(format!("{unique}.partial2"));
+    let _cleanup = RemoveOnDrop(vec![tmp.clone(), final_tmp.clone()]);
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut w = BufWriter::new(file);
@@ -503,6 +558,9 @@ fn ensure_input(args: &BenchArgs) -> Result<PathBuf> {
     let mut out = Vec::new();
     let mut t = start;
     while header.generated_events < events {
+        if stop.load(Ordering::SeqCst) {
+            bail!("interrupted while generating the input");
+        }
         t += MICROS_PER_SEC;
         sim.advance_to(t, &mut out);
         for r in out.drain(..) {
@@ -518,31 +576,92 @@ fn ensure_input(args: &BenchArgs) -> Result<PathBuf> {
             header.bytes += u64::from(len);
         }
         if body.len() > 8 * 1024 * 1024 {
-            w.write_all(&body)?;
+            w.write_all(&body)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
             body.clear();
         }
     }
     // Header first: write it into a second file, then append the body.
     let body_file = tmp.clone();
-    w.write_all(&body)?;
-    w.flush()?;
+    w.write_all(&body)
+        .and_then(|_| w.flush())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     drop(w);
-    let final_tmp = path.with_extension("partial2");
     {
         let mut out = BufWriter::new(
             std::fs::File::create(&final_tmp)
                 .with_context(|| format!("cannot create {}", final_tmp.display()))?,
         );
-        out.write_all(MAGIC)?;
-        out.write_all(&serde_json::to_vec(&header)?)?;
-        out.write_all(b"\n")?;
-        let mut r = std::fs::File::open(&body_file)?;
-        std::io::copy(&mut r, &mut out)?;
-        out.flush()?;
+        let written = (|| -> std::io::Result<()> {
+            out.write_all(MAGIC)?;
+            out.write_all(&serde_json::to_vec(&header)?)?;
+            out.write_all(b"\n")?;
+            let mut r = std::fs::File::open(&body_file)?;
+            std::io::copy(&mut r, &mut out)?;
+            out.flush()
+        })();
+        written.with_context(|| format!("cannot write {}", final_tmp.display()))?;
     }
-    std::fs::remove_file(&body_file)?;
-    std::fs::rename(&final_tmp, &path)?;
+    std::fs::rename(&final_tmp, &path).with_context(|| {
+        format!(
+            "cannot rename {} to {}",
+            final_tmp.display(),
+            path.display()
+        )
+    })?;
     Ok(path)
+}
+
+/// Removes its paths (files or directories) when dropped: partial inputs and, unless
+/// `--keep`, a run's data directory, whatever way the run ends.
+struct RemoveOnDrop(Vec<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            if p.is_dir() {
+                let _ = std::fs::remove_dir_all(p);
+            } else {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// Whether a cached input file is complete and was made with these arguments: its header
+/// names the same parameters, and its size is the header's records and bytes exactly.
+fn cached_input_ok(path: &Path, args: &BenchArgs) -> Result<()> {
+    let (header, _) = open_input(path)?;
+    let wanted = (
+        args.seed,
+        args.events,
+        args.cloudtrail_share,
+        args.principals,
+        args.log_groups,
+        args.templates_per_group,
+        args.destructive_per_million,
+        span_secs(args),
+    );
+    let found = (
+        header.seed,
+        header.events,
+        header.cloudtrail_share,
+        header.principals,
+        header.log_groups,
+        header.templates_per_group,
+        header.destructive_per_million,
+        header.span_secs,
+    );
+    if wanted != found {
+        bail!("made with other parameters");
+    }
+    let header_len = MAGIC.len() as u64 + serde_json::to_vec(&header)?.len() as u64 + 1;
+    let expected = header_len + header.records * 8 + header.bytes;
+    let actual = std::fs::metadata(path)?.len();
+    if actual != expected {
+        bail!("{actual} bytes where the header promises {expected} (truncated or extended)");
+    }
+    Ok(())
 }
 
 /// Reads the header of an input file, leaving the reader at the first record.
@@ -577,9 +696,10 @@ fn feed_file(
     path: &Path,
     rate: f64,
     batch_records: usize,
+    stop: &AtomicBool,
     send: &dyn Fn(Vec<SimRecord>) -> bool,
 ) -> Result<(u64, u64)> {
-    let (_, mut r) = open_input(path)?;
+    let (header, mut r) = open_input(path)?;
     let started = Instant::now();
     let (mut records, mut bytes, mut events) = (0u64, 0u64, 0u64);
     let mut batch = Vec::with_capacity(batch_records);
@@ -589,7 +709,7 @@ fn feed_file(
         let more = match r.read_exact(&mut head) {
             Ok(()) => true,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
         };
         if more {
             let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
@@ -598,7 +718,8 @@ fn feed_file(
                 bail!("{}: record of {len} bytes is corrupt", path.display());
             }
             let mut data = vec![0u8; len as usize];
-            r.read_exact(&mut data)?;
+            r.read_exact(&mut data)
+                .with_context(|| format!("{}: truncated record", path.display()))?;
             records += 1;
             bytes += u64::from(len);
             batch_events += u64::from(n);
@@ -631,9 +752,17 @@ fn feed_file(
                 break;
             }
         }
-        if !more {
+        if !more || stop.load(Ordering::SeqCst) {
             break;
         }
+    }
+    if !stop.load(Ordering::SeqCst) && (records, bytes) != (header.records, header.bytes) {
+        bail!(
+            "{}: {records} records of {bytes} bytes where the header promises {} of {}",
+            path.display(),
+            header.records,
+            header.bytes
+        );
     }
     Ok((records, bytes))
 }

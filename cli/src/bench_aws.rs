@@ -309,7 +309,8 @@ fn spawn_stage(
         .with_context(|| format!("cannot create {}", stdout_path.display()))?;
     let stderr = std::fs::File::create(&stderr_path)
         .with_context(|| format!("cannot create {}", stderr_path.display()))?;
-    let child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .arg(name)
         .arg("--config")
         .arg(config)
@@ -318,7 +319,21 @@ fn spawn_stage(
         .arg("--json")
         .stdin(Stdio::null())
         .stdout(stdout)
-        .stderr(stderr)
+        .stderr(stderr);
+    // The stage gets SIGTERM when the bench dies (Ctrl-C, SIGTERM, a crash), so no stage is
+    // left running and holding its leases (prctl(2) PR_SET_PDEATHSIG; the bench spawns the
+    // stages from its main thread, which lives as long as the process).
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl, which
+    // is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command
         .spawn()
         .with_context(|| format!("cannot start aiops {name}"))?;
     Ok(StageProcess {

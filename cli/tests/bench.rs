@@ -117,3 +117,49 @@ fn bench_refuses_bad_arguments_with_a_clear_error() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn a_damaged_cached_input_is_regenerated_or_fails_the_run_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = bench_json(dir.path(), &[]);
+    let input = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "bin"))
+        .unwrap();
+    // Truncated: its size no longer matches its header, so it is generated again.
+    let len = std::fs::metadata(&input).unwrap().len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&input)
+        .unwrap();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+    let again = bench_json(dir.path(), &[]);
+    assert_eq!(again["records"], first["records"]);
+    assert_eq!(again["events"], 20000);
+    // Garbled in the middle, same size: the run fails and names the file.
+    let mut bytes = std::fs::read(&input).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid..mid + 4096].fill(0xff);
+    std::fs::write(&input, &bytes).unwrap();
+    let out = aiops()
+        .args(["bench", "--events", "20000", "--work-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("reading the bench input failed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&input.display().to_string()), "{stderr}");
+    assert!(out.stdout.is_empty());
+    // No run directory is left behind.
+    let dirs = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_dir())
+        .count();
+    assert_eq!(dirs, 0);
+}
