@@ -259,8 +259,7 @@ pub fn cmd_bench(args: &BenchArgs, base: PipelineConfig) -> Result<BenchReport> 
             tracing::debug!(error = %e, "no signal handler; Ctrl-C ends the bench at once");
         }
     }
-    let input = ensure_input(args, &stop)?;
-    let header = read_header(&input)?;
+    let (input, header) = ensure_input(args, &stop)?;
     if args.mode == "aws" {
         return crate::bench_aws::run(args, base, &input, header.generated_events);
     }
@@ -490,11 +489,11 @@ fn input_path(args: &BenchArgs) -> PathBuf {
 }
 
 /// Returns the cached input file for these arguments, generating it first when missing.
-fn ensure_input(args: &BenchArgs, stop: &AtomicBool) -> Result<PathBuf> {
+fn ensure_input(args: &BenchArgs, stop: &AtomicBool) -> Result<(PathBuf, InputHeader)> {
     let path = input_path(args);
     if path.exists() {
-        match cached_input_ok(&path, args) {
-            Ok(()) => return Ok(path),
+        match cached_input(&path, args) {
+            Ok(header) => return Ok((path, header)),
             Err(reason) => {
                 tracing::warn!(path = %path.display(), %reason, "cached bench input unusable; generating it again");
             }
@@ -609,7 +608,7 @@ fn ensure_input(args: &BenchArgs, stop: &AtomicBool) -> Result<PathBuf> {
             path.display()
         )
     })?;
-    Ok(path)
+    Ok((path, header))
 }
 
 /// Removes its paths (files or directories) when dropped: partial inputs and, unless
@@ -628,10 +627,11 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-/// Whether a cached input file is complete and was made with these arguments: its header
-/// names the same parameters, and its size is the header's records and bytes exactly.
-fn cached_input_ok(path: &Path, args: &BenchArgs) -> Result<()> {
-    let (header, _) = open_input(path)?;
+/// The header of a cached input file when the file is complete and was made with these
+/// arguments: its header names the same parameters, and its size is the header's records and
+/// bytes exactly.
+fn cached_input(path: &Path, args: &BenchArgs) -> Result<InputHeader> {
+    let header = InputReader::open(path)?.header;
     let wanted = (
         args.seed,
         args.events,
@@ -661,33 +661,74 @@ fn cached_input_ok(path: &Path, args: &BenchArgs) -> Result<()> {
     if actual != expected {
         bail!("{actual} bytes where the header promises {expected} (truncated or extended)");
     }
-    Ok(())
+    Ok(header)
 }
 
-/// Reads the header of an input file, leaving the reader at the first record.
-pub(crate) fn open_input(path: &Path) -> Result<(InputHeader, BufReader<std::fs::File>)> {
-    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut r = BufReader::with_capacity(1 << 20, f);
-    let mut magic = vec![0u8; MAGIC.len()];
-    r.read_exact(&mut magic)?;
-    if magic != MAGIC {
-        bail!("{} is not a bench input file", path.display());
-    }
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while r.read(&mut byte)? == 1 && byte[0] != b'\n' {
-        line.push(byte[0]);
-        if line.len() > 64 * 1024 {
-            bail!("{}: header line too long", path.display());
+/// A bench input file opened for reading: its header, then its records one by one. Used by
+/// the embedded feed and by the aws-mode producer.
+pub(crate) struct InputReader {
+    path: PathBuf,
+    reader: BufReader<std::fs::File>,
+    /// What the file holds (its header line).
+    pub(crate) header: InputHeader,
+}
+
+impl InputReader {
+    /// Opens `path` and reads its header, leaving the reader at the first record.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not a bench input, or its header is not valid JSON.
+    pub(crate) fn open(path: &Path) -> Result<InputReader> {
+        let f =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut reader = BufReader::with_capacity(1 << 20, f);
+        let mut magic = vec![0u8; MAGIC.len()];
+        reader
+            .read_exact(&mut magic)
+            .with_context(|| format!("{}: not a bench input file", path.display()))?;
+        if magic != MAGIC {
+            bail!("{} is not a bench input file", path.display());
         }
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while reader.read(&mut byte)? == 1 && byte[0] != b'\n' {
+            line.push(byte[0]);
+            if line.len() > 64 * 1024 {
+                bail!("{}: header line too long", path.display());
+            }
+        }
+        let header: InputHeader = serde_json::from_slice(&line)
+            .with_context(|| format!("{}: bad header", path.display()))?;
+        Ok(InputReader {
+            path: path.to_path_buf(),
+            reader,
+            header,
+        })
     }
-    let header: InputHeader =
-        serde_json::from_slice(&line).with_context(|| format!("{}: bad header", path.display()))?;
-    Ok((header, r))
-}
 
-fn read_header(path: &Path) -> Result<InputHeader> {
-    open_input(path).map(|(h, _)| h)
+    /// The next record: its data and the number of events in it; `None` at the end.
+    ///
+    /// # Errors
+    /// A record longer than [`MAX_RECORD_BYTES`] (a corrupt length), a truncated record, or an
+    /// I/O error; each names the file.
+    pub(crate) fn next_record(&mut self) -> Result<Option<(Vec<u8>, u32)>> {
+        let mut head = [0u8; 8];
+        match self.reader.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => bail!("{}: {e}", self.path.display()),
+        }
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let events = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        if len > MAX_RECORD_BYTES {
+            bail!("{}: record of {len} bytes is corrupt", self.path.display());
+        }
+        let mut data = vec![0u8; len as usize];
+        self.reader
+            .read_exact(&mut data)
+            .with_context(|| format!("{}: truncated record", self.path.display()))?;
+        Ok(Some((data, events)))
+    }
 }
 
 /// Reads the records of `path` and hands them over in batches of `batch_records`, paced at
@@ -699,29 +740,18 @@ fn feed_file(
     stop: &AtomicBool,
     send: &dyn Fn(Vec<SimRecord>) -> bool,
 ) -> Result<(u64, u64)> {
-    let (header, mut r) = open_input(path)?;
+    let mut input = InputReader::open(path)?;
     let started = Instant::now();
     let (mut records, mut bytes, mut events) = (0u64, 0u64, 0u64);
     let mut batch = Vec::with_capacity(batch_records);
     let mut batch_events = 0u64;
-    let mut head = [0u8; 8];
     loop {
-        let more = match r.read_exact(&mut head) {
-            Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
-            Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
-        };
-        if more {
-            let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-            let n = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-            if len > MAX_RECORD_BYTES {
-                bail!("{}: record of {len} bytes is corrupt", path.display());
-            }
-            let mut data = vec![0u8; len as usize];
-            r.read_exact(&mut data)
-                .with_context(|| format!("{}: truncated record", path.display()))?;
+        let next = input.next_record()?;
+        let more = next.is_some();
+        if let Some((data, n)) = next {
+            let len = data.len() as u64;
             records += 1;
-            bytes += u64::from(len);
+            bytes += len;
             batch_events += u64::from(n);
             batch.push(SimRecord {
                 data,
@@ -756,6 +786,7 @@ fn feed_file(
             break;
         }
     }
+    let header = &input.header;
     if !stop.load(Ordering::SeqCst) && (records, bytes) != (header.records, header.bytes) {
         bail!(
             "{}: {records} records of {bytes} bytes where the header promises {} of {}",

@@ -52,7 +52,7 @@
 //! CloudTrail calls (destructive ones among them) to its raw stream: point it at a dedicated
 //! one.
 
-use crate::bench::{BenchArgs, BenchReport, open_input};
+use crate::bench::{BenchArgs, BenchReport, InputReader};
 use crate::config::PipelineConfig;
 use aiops_aws::backoff::Backoff;
 use aiops_aws::kinesis::{
@@ -67,7 +67,6 @@ use aiops_detect::rules::ChangeRules;
 use aiops_ingest::decode::{DecodeOutput, decode_kinesis_record};
 use anyhow::{Context, Result, bail};
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -252,26 +251,13 @@ fn change_rule_events(cfg: &PipelineConfig, input: &Path) -> Result<HashMap<Stri
 /// Calls `f(data, events)` for each record of a bench input file, in order, until it returns
 /// false.
 fn for_each_record(input: &Path, mut f: impl FnMut(&[u8], u32) -> bool) -> Result<()> {
-    let (_, mut r) = open_input(input)?;
-    let mut head = [0u8; 8];
-    let mut data = Vec::new();
-    loop {
-        match r.read_exact(&mut head) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-        let n = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        if len > crate::bench::MAX_RECORD_BYTES {
-            bail!("{}: record of {len} bytes is corrupt", input.display());
-        }
-        data.resize(len as usize, 0);
-        r.read_exact(&mut data)?;
+    let mut reader = InputReader::open(input)?;
+    while let Some((data, n)) = reader.next_record()? {
         if !f(&data, n) {
-            return Ok(());
+            break;
         }
     }
+    Ok(())
 }
 
 /// Runs `aiops setup --json` on the run configuration.
@@ -672,7 +658,7 @@ async fn produce(
     let started = Instant::now();
     // Records are read in chunks (the file is read synchronously: it is the cached input and
     // a chunk is at most `per_call` records of at most 1 MiB).
-    let (_, mut reader) = open_input(input)?;
+    let mut reader = InputReader::open(input)?;
     let mut index = 0u64;
     let mut done = false;
     while !done {
@@ -680,29 +666,18 @@ async fn produce(
         let mut indexes = Vec::with_capacity(per_call);
         let mut counts = Vec::with_capacity(per_call);
         let mut chunk_events = 0u64;
-        let mut head = [0u8; 8];
         while entries.len() < per_call {
-            match reader.read_exact(&mut head) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    done = true;
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            }
-            let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-            let n = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-            if len > crate::bench::MAX_RECORD_BYTES {
-                bail!("{}: record of {len} bytes is corrupt", input.display());
-            }
-            let mut data = vec![0u8; len as usize];
-            reader.read_exact(&mut data)?;
+            let Some((data, n)) = reader.next_record()? else {
+                done = true;
+                break;
+            };
+            let len = data.len() as u64;
             let entry = PutEntry {
                 partition_key: format!("{:016x}", aiops_core::stable_hash(&[&data])),
                 data,
             };
             check_entry(&entry).map_err(|e| anyhow::anyhow!("record {index}: {e}"))?;
-            produced.bytes += u64::from(len);
+            produced.bytes += len;
             chunk_events += u64::from(n);
             entries.push(entry);
             indexes.push(index);
