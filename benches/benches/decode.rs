@@ -33,6 +33,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use aiops_benches::Rng;
 use aiops_core::Position;
 use aiops_ingest::decode::{DecodeLimits, DecodeOutput, decode_file, decode_kinesis_record, kpl};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -41,57 +42,6 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use std::hint::black_box;
 use std::io::{Read, Write};
-
-/// SplitMix64: a small deterministic generator so the inputs are the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    /// A random v4 GUID, as CloudTrail writes `eventID` and most `requestID`s.
-    fn uuid(&mut self) -> String {
-        let a = self.next();
-        let b = self.next();
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            0x8000 | ((b >> 48) & 0x3fff),
-            b & 0xffff_ffff_ffff
-        )
-    }
-
-    fn hex(&mut self, digits: usize) -> String {
-        let mut s = String::with_capacity(digits);
-        while s.len() < digits {
-            s.push_str(&format!("{:016x}", self.next()));
-        }
-        s.truncate(digits);
-        s
-    }
-
-    fn ip(&mut self) -> String {
-        let v = self.next();
-        format!(
-            "{}.{}.{}.{}",
-            (v & 0xff) % 223 + 1,
-            (v >> 8) & 0xff,
-            (v >> 16) & 0xff,
-            ((v >> 24) & 0xff) % 254 + 1
-        )
-    }
-}
 
 const ACCOUNTS: [&str; 3] = ["123456789012", "210987654321", "555566667777"];
 const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "us-west-2"];

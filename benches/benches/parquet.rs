@@ -19,9 +19,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use aiops_core::{
-    CloudTrailFields, Event, EventBody, LogFields, LogLevel, Position, Principal, ResourceRef,
-};
+use aiops_benches::{Rng, position};
+use aiops_core::{CloudTrailFields, Event, EventBody, LogFields, LogLevel, Principal, ResourceRef};
 use aiops_ingest::archive::{ArchiveConfig, encode_raw_batch, encode_raw_parquet};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -32,36 +31,6 @@ const T0: i64 = 1_714_564_800 * MICROS;
 /// Events per batch.
 const BATCH: usize = 8192;
 const ACCOUNT: &str = "123456789012";
-
-/// SplitMix64: a small deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn uuid(&mut self) -> String {
-        let a = self.next();
-        let b = self.next();
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            0x8000 | ((b >> 48) & 0x3fff),
-            b & 0xffff_ffff_ffff
-        )
-    }
-}
 
 /// (event source, event name, read-only) of the APIs called.
 const APIS: [(&str, &str, bool); 14] = [
@@ -87,15 +56,6 @@ const USER_AGENTS: [&str; 4] = [
     "aws-cli/2.15.40 md/awscrt#0.19.19 ua/2.0 os/macos#23.4.0 md/arch#arm64 lang/python#3.11.9 prompt/off command/s3.cp",
     "console.amazonaws.com",
 ];
-
-fn position(seq: u64) -> Position {
-    Position {
-        stream: "aiops-raw".into(),
-        shard_id: format!("shardId-{:012}", seq % 4),
-        sequence_number: format!("4959033827149025660855969253836157109592157598{seq:010}"),
-        sub_sequence_number: None,
-    }
-}
 
 fn cloudtrail_event(seq: u64, t: i64, rng: &mut Rng) -> Event {
     let p = rng.below(2000).min(rng.below(2000));

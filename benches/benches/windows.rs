@@ -35,9 +35,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use aiops_core::{
-    CloudTrailFields, Event, EventBody, LogFields, LogLevel, Position, Principal, ResourceRef,
-};
+use aiops_benches::{Rng, position};
+use aiops_core::{CloudTrailFields, Event, EventBody, LogFields, LogLevel, Principal, ResourceRef};
 use aiops_detect::config::{NoveltyConfig, StatisticsConfig};
 use aiops_detect::engine::StatsEngine;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -52,51 +51,6 @@ const T0: i64 = 1_714_521_600 * MICROS;
 const STREAM_EVENTS: usize = 100_000;
 /// Event time the mixed stream spans: four 60 s windows.
 const STREAM_SPAN: i64 = 240 * MICROS;
-
-/// SplitMix64: a small deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    /// Skewed toward 0: the smaller of two uniform draws (about twice as likely at 0 as at n/2).
-    fn skewed(&mut self, n: u64) -> u64 {
-        self.below(n).min(self.below(n))
-    }
-
-    fn uuid(&mut self) -> String {
-        let a = self.next();
-        let b = self.next();
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            0x8000 | ((b >> 48) & 0x3fff),
-            b & 0xffff_ffff_ffff
-        )
-    }
-
-    fn ip(&mut self) -> String {
-        let v = self.next();
-        format!(
-            "10.{}.{}.{}",
-            (v >> 8) & 0xff,
-            (v >> 16) & 0xff,
-            ((v >> 24) & 0xff) % 254 + 1
-        )
-    }
-}
 
 /// (event source, event name, read-only) of the APIs called.
 const APIS: [(&str, &str, bool); 14] = [
@@ -144,15 +98,6 @@ const NOUNS: [&str; 15] = [
 ];
 const ACCOUNT: &str = "123456789012";
 
-fn position(seq: u64) -> Position {
-    Position {
-        stream: "aiops-raw".into(),
-        shard_id: format!("shardId-{:012}", seq % 4),
-        sequence_number: format!("4959033827149025660855969253836157109592157598{seq:010}"),
-        sub_sequence_number: None,
-    }
-}
-
 /// A CloudTrail event by principal `p` calling `APIS[api]` at `t`; `error` sets `errorCode`.
 fn cloudtrail_event(
     p: u64,
@@ -199,7 +144,7 @@ fn cloudtrail_event(
             event_name: name.into(),
             event_type: Some("AwsApiCall".into()),
             principal,
-            source_ip: Some(rng.ip()),
+            source_ip: Some(rng.private_ip()),
             user_agent: Some(
                 "aws-sdk-java/2.25.40 Linux/5.10.219 OpenJDK_64-Bit_Server_VM/17.0.11+9-LTS".into(),
             ),
