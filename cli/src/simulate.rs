@@ -487,7 +487,7 @@ impl Simulator {
     fn destructive_record(&mut self, t: i64) -> Vec<u8> {
         self.destructive += 1;
         let n = self.destructive;
-        let alice = json!({"type": "IAMUser", "principalId": "AIDAALICE0000000001", "arn": format!("arn:aws:iam::{ACCOUNT}:user/alice"), "accountId": ACCOUNT, "userName": "alice"});
+        let alice = alice_identity();
         let (source, name, params) = match n % 3 {
             0 => (
                 "ssm.amazonaws.com",
@@ -671,7 +671,7 @@ impl Simulator {
     }
 
     fn inject(&mut self, what: Injection, t: i64, out: &mut Vec<SimRecord>) {
-        let alice = json!({"type": "IAMUser", "principalId": "AIDAALICE0000000001", "arn": format!("arn:aws:iam::{ACCOUNT}:user/alice"), "accountId": ACCOUNT, "userName": "alice"});
+        let alice = alice_identity();
         let ops = json!({"type": "AssumedRole", "principalId": "AROAOPS:bob", "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/ops-admin/bob"), "accountId": ACCOUNT,
                          "sessionContext": {"sessionIssuer": {"type": "Role", "arn": format!("arn:aws:iam::{ACCOUNT}:role/ops-admin"), "accountId": ACCOUNT, "userName": "ops-admin"}}});
         let rec = match what {
@@ -745,6 +745,11 @@ impl Simulator {
         };
         self.emit(rec, 1, out);
     }
+}
+
+/// The `userIdentity` of alice, the IAM user who makes the destructive calls.
+fn alice_identity() -> serde_json::Value {
+    json!({"type": "IAMUser", "principalId": "AIDAALICE0000000001", "arn": format!("arn:aws:iam::{ACCOUNT}:user/alice"), "accountId": ACCOUNT, "userName": "alice"})
 }
 
 /// Template `k` of the procedural pool: a level, four words chosen by independent hashes of
