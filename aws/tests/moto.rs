@@ -22,12 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 async fn sdk() -> Option<SdkConfig> {
-    let Ok(endpoint) = std::env::var("AIOPS_MOTO_ENDPOINT") else {
-        eprintln!(
-            "skipped: AIOPS_MOTO_ENDPOINT is not set (./scripts/test starts moto and sets it)"
-        );
-        return None;
-    };
+    let endpoint = aiops_core::testenv::moto_endpoint("aws moto test")?;
     Some(
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))

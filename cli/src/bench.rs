@@ -95,6 +95,11 @@ pub struct BenchArgs {
     /// as in production), else 3600 (an hour of windows closes during the run).
     #[arg(long)]
     pub span_secs: Option<u64>,
+    /// When the generated event times end: RFC 3339 or `YYYY-MM-DD` (its midnight, UTC).
+    /// Default: the last midnight (UTC) before the generation. Fix it to make the input (and
+    /// every count and size in the report) the same whatever the day the input is generated.
+    #[arg(long, value_name = "TIME")]
+    pub end_time: Option<String>,
     /// Random seed of the generator.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -120,6 +125,9 @@ pub(crate) struct InputHeader {
     templates_per_group: usize,
     destructive_per_million: f64,
     span_secs: u64,
+    /// End of the generated event times, microseconds since the epoch, UTC.
+    #[serde(default)]
+    end_micros: i64,
     /// Filled in after generation.
     records: u64,
     generated_events: u64,
@@ -463,6 +471,32 @@ pub fn print_text(r: &BenchReport) {
     );
 }
 
+/// The end of the generated event times, microseconds since the epoch, UTC: `--end-time`, or
+/// the last midnight (UTC) before now.
+///
+/// # Errors
+/// When `--end-time` is neither RFC 3339 nor `YYYY-MM-DD`, or lies in the future (its events
+/// would be dead letters: ingest refuses events more than a day ahead of the clock).
+fn end_micros(args: &BenchArgs) -> Result<i64> {
+    let day_us = 86_400 * MICROS_PER_SEC;
+    let now = now_micros();
+    match &args.end_time {
+        None => Ok(now.div_euclid(day_us) * day_us),
+        Some(text) => {
+            let end = crate::history::parse_time_arg("--end-time", text)?;
+            if end > now {
+                bail!("--end-time {text:?} is in the future; generated events must be in the past");
+            }
+            // Ingest refuses events dated before 2000 (dead letters).
+            let start = end - span_secs(args) as i64 * MICROS_PER_SEC;
+            if start < 946_684_800 * MICROS_PER_SEC {
+                bail!("--end-time {text:?}: the generated events would start before 2000");
+            }
+            Ok(end)
+        }
+    }
+}
+
 /// The event-time span of the generated input, seconds (see [`BenchArgs::span_secs`]).
 fn span_secs(args: &BenchArgs) -> u64 {
     match args.span_secs {
@@ -472,9 +506,9 @@ fn span_secs(args: &BenchArgs) -> u64 {
     }
 }
 
-fn input_path(args: &BenchArgs) -> PathBuf {
+fn input_path(args: &BenchArgs, end_micros: i64) -> PathBuf {
     let key = format!(
-        "{}-{}-{}-{}-{}-{}-{}-{}",
+        "{}-{}-{}-{}-{}-{}-{}-{}-{end_micros}",
         args.seed,
         args.events,
         args.cloudtrail_share,
@@ -490,9 +524,10 @@ fn input_path(args: &BenchArgs) -> PathBuf {
 
 /// Returns the cached input file for these arguments, generating it first when missing.
 fn ensure_input(args: &BenchArgs, stop: &AtomicBool) -> Result<(PathBuf, InputHeader)> {
-    let path = input_path(args);
+    let end_micros = end_micros(args)?;
+    let path = input_path(args, end_micros);
     if path.exists() {
-        match cached_input(&path, args) {
+        match cached_input(&path, args, end_micros) {
             Ok(header) => return Ok((path, header)),
             Err(reason) => {
                 tracing::warn!(path = %path.display(), %reason, "cached bench input unusable; generating it again");
@@ -524,12 +559,12 @@ fn ensure_input(args: &BenchArgs, stop: &AtomicBool) -> Result<(PathBuf, InputHe
             path.display()
         );
     }
-    // Event times end at the last midnight (UTC) before the generation: never in the future,
-    // and the same time of day on every run, so the generator's diurnal curve (and with it
-    // every count) is the same whatever the hour the input is generated.
+    // Event times end at `--end-time`, by default the last midnight (UTC) before the
+    // generation: never in the future, and the same time of day on every run, so the
+    // generator's diurnal curve (and with it every count) is the same whatever the hour the
+    // input is generated.
     let span_us = (span * MICROS_PER_SEC as f64) as i64;
-    let day_us = 86_400 * MICROS_PER_SEC;
-    let start = now_micros().div_euclid(day_us) * day_us - span_us;
+    let start = end_micros - span_us;
     let mut sim = Simulator::new(sim_config, start);
     // Names of its own, so two runs generating the same input do not write into one file; a
     // guard removes them on any error or interruption.
@@ -549,6 +584,7 @@ fn ensure_input(args: &BenchArgs, stop: &AtomicBool) -> Result<(PathBuf, InputHe
         templates_per_group: args.templates_per_group,
         destructive_per_million: args.destructive_per_million,
         span_secs: span_secs(args),
+        end_micros,
         records: 0,
         generated_events: 0,
         bytes: 0,
@@ -630,7 +666,7 @@ impl Drop for RemoveOnDrop {
 /// The header of a cached input file when the file is complete and was made with these
 /// arguments: its header names the same parameters, and its size is the header's records and
 /// bytes exactly.
-fn cached_input(path: &Path, args: &BenchArgs) -> Result<InputHeader> {
+fn cached_input(path: &Path, args: &BenchArgs, end_micros: i64) -> Result<InputHeader> {
     let header = InputReader::open(path)?.header;
     let wanted = (
         args.seed,
@@ -641,6 +677,7 @@ fn cached_input(path: &Path, args: &BenchArgs) -> Result<InputHeader> {
         args.templates_per_group,
         args.destructive_per_million,
         span_secs(args),
+        end_micros,
     );
     let found = (
         header.seed,
@@ -651,6 +688,7 @@ fn cached_input(path: &Path, args: &BenchArgs) -> Result<InputHeader> {
         header.templates_per_group,
         header.destructive_per_million,
         header.span_secs,
+        header.end_micros,
     );
     if wanted != found {
         bail!("made with other parameters");

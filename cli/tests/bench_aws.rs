@@ -98,10 +98,9 @@ fn bench(mode: &str, work_dir: &Path, config: Option<&Path>, endpoint: &str) -> 
 
 #[test]
 fn aws_mode_accounts_for_every_event_through_the_stage_processes() {
-    let Ok(endpoint) = std::env::var("AIOPS_MOTO_ENDPOINT") else {
-        eprintln!(
-            "skipped: AIOPS_MOTO_ENDPOINT is not set (./scripts/test starts moto and sets it)"
-        );
+    let Some(endpoint) = aiops_core::testenv::moto_endpoint(
+        "aws_mode_accounts_for_every_event_through_the_stage_processes",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@
 
 pub mod event;
 pub mod finding;
+pub mod testenv;
 pub mod time;
 
 pub use event::{

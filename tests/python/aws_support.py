@@ -15,9 +15,15 @@ REGION = "us-east-1"
 
 
 def moto_endpoint():
+    """The moto endpoint; skips the test without one, except under CI (CI=true), where a
+    missing emulator fails the test so a broken emulator start never turns into a green run."""
     endpoint = os.environ.get("AIOPS_MOTO_ENDPOINT")
     if not endpoint:
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail("AIOPS_MOTO_ENDPOINT is not set under CI=true: the emulator did not start")
         pytest.skip("AIOPS_MOTO_ENDPOINT is not set (./scripts/test starts moto and sets it)")
+    if not (endpoint.startswith("http://127.0.0.1:") or endpoint.startswith("http://localhost:")):
+        pytest.fail(f"AIOPS_MOTO_ENDPOINT={endpoint} is not a loopback URL")
     return endpoint
 
 

@@ -28,23 +28,9 @@ pub fn local_sdk(rt: &Blocking, endpoint: &str) -> SdkConfig {
 }
 
 /// The moto endpoint from `AIOPS_MOTO_ENDPOINT`, or `None` after printing why the test is
-/// skipped. Only loopback endpoints are accepted.
+/// skipped; under CI (`CI=true`) a missing endpoint fails the test (see `aiops_core::testenv`).
 pub fn moto_endpoint(test: &str) -> Option<String> {
-    match std::env::var("AIOPS_MOTO_ENDPOINT") {
-        Ok(url) if url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:") => {
-            Some(url)
-        }
-        Ok(url) => {
-            eprintln!("SKIP {test}: AIOPS_MOTO_ENDPOINT={url} is not a loopback URL");
-            None
-        }
-        Err(_) => {
-            eprintln!(
-                "SKIP {test}: AIOPS_MOTO_ENDPOINT is not set (start moto: scripts/moto-server start)"
-            );
-            None
-        }
-    }
+    aiops_core::testenv::moto_endpoint(test)
 }
 
 /// The rule profiles of the tests' change rules.
