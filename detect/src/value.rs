@@ -2,7 +2,7 @@
 //! seasonality and conformal calibration.
 //!
 //! For each observation `x` (one per closed window for metric series, one per row for NAB)
-//! the detector computes up to four *nonconformity measures*, each from the past only:
+//! the detector computes up to five *nonconformity measures*, each from the past only:
 //!
 //! - `level`: the robust z-score `|x − median| / (1.4826 · MAD)` over the trailing `history`
 //!   observations (median and median absolute deviation; the scale is floored at
@@ -15,7 +15,12 @@
 //!   Vallis & Kejariwal, "Automatic Anomaly Detection in the Cloud Via Statistical Learning",
 //!   2017: an incident on one day does not become the next day's expectation), used once the
 //!   series spans `seasonal_min_days` and the slot has `seasonal_min_samples` completed days;
-//! - `step`: `|x − previous observation|`.
+//! - `step`: `|x − previous observation|`;
+//! - `cusum`: the larger of the two one-sided CUSUM statistics of the robust z-score
+//!   `z = (x − median) / (1.4826 · MAD)`, `S⁺ ← min(cap, max(0, S⁺ + z − k))` and
+//!   `S⁻ ← min(cap, max(0, S⁻ − z − k))` (Page, "Continuous inspection schemes", Biometrika
+//!   41, 1954): it accumulates a small persistent departure (a slow onset, a modest level
+//!   shift) that no single observation shows, so such changes are seen early.
 //!
 //! Each measure is turned into a p-value by *conformal calibration* against the trailing
 //! `calibration` values of the same measure (Laxhammar & Falkman, "Inductive conformal anomaly
@@ -44,7 +49,7 @@
 //! observations or fewer than `min_calibration` calibration values give score 0; a series
 //! with zero variance has `β` at its floor, so any departure scores 1.
 //!
-//! Memory per detector is bounded: `16 · (history + 4 · calibration) + 8 · suppress` bytes
+//! Memory per detector is bounded: `16 · (history + 5 · calibration) + 8 · suppress` bytes
 //! for the windows plus about 100 bytes per seasonal slot (`slots_per_day` slots).
 
 use crate::numeric::{MAD_TO_SIGMA, SortedWindow, surprise_score};
@@ -94,6 +99,16 @@ pub struct ValueConfig {
     /// Completed days whose slot means the seasonal expectation is the median of. Default 3;
     /// 1..=7.
     pub seasonal_days: usize,
+    /// Use the `cusum` measure. Default true.
+    pub cusum: bool,
+    /// Reference value `k` of the CUSUM, in robust standard deviations (half the shift it is
+    /// quickest to detect). Default 0.5 (a shift of one standard deviation, Page 1954); >= 0.
+    pub cusum_k: f64,
+    /// Bound of the CUSUM statistics, in robust standard deviations: a sustained shift
+    /// saturates them here instead of growing until the median has moved, so the calibration
+    /// does not learn ever larger values. Default 10 (twice the usual decision interval
+    /// `h = 5` for `k = 0.5`); >= 0.
+    pub cusum_cap: f64,
     /// Suppression period, in observations: a score is reported (non-zero) only when it is
     /// above every raw score of the previous `suppress` observations, so an event that keeps
     /// scoring (a level shift that persists, a series stuck at zero) is reported once, at its
@@ -122,13 +137,19 @@ impl Default for ValueConfig {
             seasonal: true,
             step: true,
             seasonal_days: 3,
+            cusum: true,
+            cusum_k: 0.5,
+            cusum_cap: 10.0,
             suppress: 100,
         }
     }
 }
 
 /// The nonconformity measures, in the order used by [`ValueScore::measure`].
-pub const MEASURES: [&str; 4] = ["level", "shift", "seasonal", "step"];
+pub const MEASURES: [&str; N_MEASURES] = ["level", "shift", "seasonal", "step", "cusum"];
+
+/// Number of measures.
+pub const N_MEASURES: usize = 5;
 
 /// The score of one observation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -282,7 +303,8 @@ pub struct ValueDetector {
     recent: VecDeque<f64>,
     recent_sum: f64,
     slots: Vec<Slot>,
-    calibration: [SortedWindow; 4],
+    calibration: [SortedWindow; N_MEASURES],
+    cusum: (f64, f64),
     first_time: Option<i64>,
     previous: Option<f64>,
     observed: u64,
@@ -305,9 +327,11 @@ impl ValueDetector {
                 SortedWindow::new(cal),
                 SortedWindow::new(cal),
                 SortedWindow::new(cal),
+                SortedWindow::new(cal),
             ],
             first_time: None,
             previous: None,
+            cusum: (0.0, 0.0),
             observed: 0,
             raw_scores: VecDeque::with_capacity(cfg.suppress.min(100_000)),
             cfg,
@@ -360,7 +384,7 @@ impl ValueDetector {
         } else {
             (self.recent_sum + x, self.recent.len() + 1)
         };
-        let mut measures: [Option<f64>; 4] = [None; 4];
+        let mut measures: [Option<f64>; N_MEASURES] = [None; N_MEASURES];
         let mut slot_mean = None;
         if self.history.len() >= self.cfg.min_history {
             let mad = self.history.mad_around(median).unwrap_or(0.0) * MAD_TO_SIGMA;
@@ -386,9 +410,20 @@ impl ValueDetector {
             {
                 measures[3] = Some((x - p).abs());
             }
+            if self.cfg.cusum {
+                let z = (x - median) / scale;
+                let (k, cap) = (self.cfg.cusum_k.max(0.0), self.cfg.cusum_cap.max(0.0));
+                let (hi, lo) = self.cusum;
+                let hi = (hi + z - k).clamp(0.0, cap);
+                let lo = (lo - z - k).clamp(0.0, cap);
+                if hi.is_finite() && lo.is_finite() {
+                    self.cusum = (hi, lo);
+                    measures[4] = Some(hi.max(lo));
+                }
+            }
         }
         let floor = self.cfg.relative_floor * median.abs();
-        let mut p_values: [Option<f64>; 4] = [None; 4];
+        let mut p_values: [Option<f64>; N_MEASURES] = [None; N_MEASURES];
         for ((m, cal), pv) in measures.iter().zip(&self.calibration).zip(&mut p_values) {
             if let Some(a) = m {
                 *pv = Some(conformal_p_value(
