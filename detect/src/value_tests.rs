@@ -91,3 +91,55 @@ fn smaller_spike_days_after_a_big_one_is_still_found() {
     let f = findings(&ValueConfig::default(), &v);
     assert_eq!(f, vec![big, small]);
 }
+
+#[test]
+fn harmonic_mean_combination_exact_values() {
+    // Two measures at 0.01 and 0.04: p = 2 / (100 + 25) = 0.016 (Bonferroni: 0.02); the
+    // smallest is measure 0.
+    let (p, i) = combine(&[Some(0.01), None, Some(0.04)]).unwrap_or((1.0, 9));
+    assert!((p - 0.016).abs() < 1e-15, "{p}");
+    assert_eq!(i, 0);
+    // Agreement is rewarded: three measures at 0.01 give 0.01, not 0.03.
+    let (p, _) = combine(&[Some(0.01), Some(0.01), Some(0.01)]).unwrap_or((1.0, 9));
+    assert!((p - 0.01).abs() < 1e-15, "{p}");
+    assert_eq!(combine(&[None, None]), None);
+    // NaN counts as 1, zero is floored so the result stays finite.
+    let (p, i) = combine(&[Some(f64::NAN), Some(0.0)]).unwrap_or((1.0, 9));
+    assert_eq!(i, 1);
+    assert!(p > 0.0 && p < 1e-299);
+}
+
+/// Minutes, counted from the onset, in the two hours after a 17 % -> 27 % shift whose score
+/// reaches the NAB preset's finding threshold (0.24), without the decision's cooldown.
+fn scored_minutes_after_shift(suppress: usize) -> Vec<usize> {
+    let nab = crate::eval::nab::NabConfig::default();
+    let mut v = noisy(11, 2, 17.0, 1.0);
+    let onset = v.len();
+    v.extend(noisy(12, 1, 27.0, 1.0));
+    let cfg = ValueConfig {
+        suppress,
+        ..nab.value
+    };
+    let mut det = ValueDetector::new(&cfg);
+    let mut out = Vec::new();
+    for (i, &x) in v.iter().enumerate() {
+        let s = det.observe(i as i64 * MIN, x);
+        if i >= onset && i < onset + 120 && s.score >= nab.decision.finding_threshold {
+            out.push(i - onset);
+        }
+    }
+    out
+}
+
+#[test]
+fn suppression_scores_a_persistent_shift_once() {
+    // With the suppression only the onset scores; without it the shift keeps scoring for
+    // the first eleven minutes and again and again as the calibration catches up.
+    assert_eq!(scored_minutes_after_shift(100), vec![0]);
+    assert_eq!(
+        scored_minutes_after_shift(0),
+        vec![
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 19, 49, 51, 53, 59, 62, 69, 78, 94, 96
+        ]
+    );
+}
