@@ -213,7 +213,8 @@ impl Slot {
         if self.len == 0 || self.len < min_days {
             return None;
         }
-        let mut v: Vec<f64> = self.days.iter().take(self.len).copied().collect();
+        let mut days = self.days;
+        let v = days.get_mut(..self.len)?;
         v.sort_by(f64::total_cmp);
         let n = v.len();
         if n % 2 == 1 {
