@@ -309,7 +309,7 @@ pub struct ValueDetector {
     first_time: Option<i64>,
     previous: Option<f64>,
     observed: u64,
-    raw_scores: VecDeque<f64>,
+    raw_scores: VecDeque<(u64, f64)>,
 }
 
 impl ValueDetector {
@@ -334,7 +334,7 @@ impl ValueDetector {
             previous: None,
             cusum: (0.0, 0.0),
             observed: 0,
-            raw_scores: VecDeque::with_capacity(cfg.suppress.min(100_000)),
+            raw_scores: VecDeque::new(),
             cfg,
         }
     }
@@ -442,7 +442,7 @@ impl ValueDetector {
             let raw = surprise_score(p, self.cfg.decades);
             // Suppression: report only a score above every raw score of the previous
             // `suppress` observations (one finding per event, whatever the threshold).
-            let peak = self.raw_scores.iter().copied().fold(0.0f64, f64::max);
+            let peak = self.raw_scores.front().map_or(0.0, |&(_, v)| v);
             out.score = if raw > peak { raw } else { 0.0 };
             out.raw_score = raw;
             if i == 2
@@ -451,12 +451,27 @@ impl ValueDetector {
                 out.expected = m;
             }
         }
-        let period = self.cfg.suppress.min(100_000);
+        // Sliding maximum of the raw scores over the last `period` observations: a deque of
+        // (observation number, score) with decreasing scores, so the front is the maximum
+        // (O(1) amortised per observation, at most `period` entries).
+        let period = self.cfg.suppress.min(100_000) as u64;
         if period > 0 {
-            if self.raw_scores.len() >= period {
+            let now = self.observed;
+            while self
+                .raw_scores
+                .front()
+                .is_some_and(|&(j, _)| j + period <= now)
+            {
                 self.raw_scores.pop_front();
             }
-            self.raw_scores.push_back(out.raw_score);
+            while self
+                .raw_scores
+                .back()
+                .is_some_and(|&(_, v)| v <= out.raw_score)
+            {
+                self.raw_scores.pop_back();
+            }
+            self.raw_scores.push_back((now, out.raw_score));
         }
         // Learn.
         for (m, cal) in measures.iter().zip(self.calibration.iter_mut()) {
