@@ -2,17 +2,25 @@
 //! seasonality and conformal calibration.
 //!
 //! For each observation `x` (one per closed window for metric series, one per row for NAB)
-//! the detector computes up to four *nonconformity measures*, each from the past only:
+//! the detector computes up to five *nonconformity measures*, each from the past only:
 //!
 //! - `level`: the robust z-score `|x − median| / (1.4826 · MAD)` over the trailing `history`
 //!   observations (median and median absolute deviation; the scale is floored at
 //!   `relative_floor · |median|` and 1e−12, so zero variance is explicit, not a division by
 //!   zero);
 //! - `shift`: `|mean of the last short_window observations − median|` (a sustained shift);
-//! - `seasonal`: `|x − m_slot|`, where `m_slot` is an exponentially weighted mean of the
-//!   observations in the same time-of-day slot (`slots_per_day` slots, UTC), used once the
-//!   series spans `seasonal_min_days` and the slot has `seasonal_min_samples` observations;
-//! - `step`: `|x − previous observation|`.
+//! - `seasonal`: `|x − m_slot|`, where `m_slot` is the median of the means of the same
+//!   time-of-day slot (`slots_per_day` slots, UTC) on the last `seasonal_days` completed days
+//!   (a robust seasonal-naive expectation, as the median-based decomposition of Hochenbaum,
+//!   Vallis & Kejariwal, "Automatic Anomaly Detection in the Cloud Via Statistical Learning",
+//!   2017: an incident on one day does not become the next day's expectation), used once the
+//!   series spans `seasonal_min_days` and the slot has `seasonal_min_samples` completed days;
+//! - `step`: `|x − previous observation|`;
+//! - `cusum`: the larger of the two one-sided CUSUM statistics of the robust z-score
+//!   `z = (x − median) / (1.4826 · MAD)`, `S⁺ ← min(cap, max(0, S⁺ + z − k))` and
+//!   `S⁻ ← min(cap, max(0, S⁻ − z − k))` (Page, "Continuous inspection schemes", Biometrika
+//!   41, 1954): it accumulates a small persistent departure (a slow onset, a modest level
+//!   shift) that no single observation shows, so such changes are seen early.
 //!
 //! Each measure is turned into a p-value by *conformal calibration* against the trailing
 //! `calibration` values of the same measure (Laxhammar & Falkman, "Inductive conformal anomaly
@@ -23,9 +31,17 @@
 //! Theory", KDD 2017): `p = exp(−(a − max) / β) / (n + 1)`, where `β` is the mean excess over
 //! the `tail_quantile` quantile (at least `(max − median) / ln(n / 2)` of the calibration values,
 //! the order-statistic estimate of an exponential scale; at least `relative_floor · |median|` of
-//! the series; never below 1e−12). The
-//! measures are combined with a Bonferroni bound, `p = k · min p_i` for `k` available
-//! measures, and the score is `−log10(p) / decades` clamped to [0, 1].
+//! the series; never below 1e−12). The measures' p-values are combined with the harmonic
+//! mean p-value ([`combine`]), and the raw score is `−log10(p) / decades` clamped to [0, 1].
+//!
+//! *Suppression*: the reported score is the raw score when it is above every raw score of
+//! the previous `suppress` observations, else 0. An event that keeps scoring (a level shift
+//! that persists, a metric stuck at zero) is reported once, at its onset, and a stronger event
+//! inside the period still is; the suppression does not depend on any threshold, so NAB's
+//! threshold sweep sees the same detections the engine makes (the suppression period of the
+//! detectors in NAB, e.g. CAD OSE's `restPeriod`, Lavin & Ahmad 2015, plays the same role).
+//! The level shift's new values are learned at once, so calibration and median move to the new
+//! level within `history / 2` observations.
 //!
 //! Calibration makes the score scale-free: a series whose values always swing widely needs a
 //! wider swing to score, a flat series scores any change. Edge cases are explicit: a
@@ -33,8 +49,8 @@
 //! observations or fewer than `min_calibration` calibration values give score 0; a series
 //! with zero variance has `β` at its floor, so any departure scores 1.
 //!
-//! Memory per detector is bounded: `16 · (history + 4 · calibration)` bytes for the windows
-//! plus `24 · slots_per_day` bytes for the seasonal slots.
+//! Memory per detector is bounded: `16 · (history + 5 · calibration) + 8 · suppress` bytes
+//! for the windows plus about 100 bytes per seasonal slot (`slots_per_day` slots).
 
 use crate::numeric::{MAD_TO_SIGMA, SortedWindow, surprise_score};
 use serde::{Deserialize, Serialize};
@@ -60,9 +76,11 @@ pub struct ValueConfig {
     pub tail_quantile: f64,
     /// Time-of-day slots of the seasonal profile (UTC). Default 96 (15 minutes); 1..=1440.
     pub slots_per_day: u32,
-    /// Weight of an observation in its slot's mean. Default 0.2; in (0, 1].
+    /// Not used any more (the slot expectation is now a median of daily means, see
+    /// `seasonal_days`); accepted so existing configuration files stay valid. Default 0.2.
     pub seasonal_alpha: f64,
-    /// Observations a slot needs before the seasonal measure uses it. Default 3.
+    /// Completed days a slot needs before the seasonal measure uses it. Default 3; values
+    /// above `seasonal_days` mean the seasonal measure is never used.
     pub seasonal_min_samples: u32,
     /// Days the series must span before the seasonal measure is used. Default 2.
     pub seasonal_min_days: f64,
@@ -78,6 +96,25 @@ pub struct ValueConfig {
     pub seasonal: bool,
     /// Use the `step` measure. Default true.
     pub step: bool,
+    /// Completed days whose slot means the seasonal expectation is the median of. Default 3;
+    /// 1..=7.
+    pub seasonal_days: usize,
+    /// Use the `cusum` measure. Default true.
+    pub cusum: bool,
+    /// Reference value `k` of the CUSUM, in robust standard deviations (half the shift it is
+    /// quickest to detect). Default 0.5 (a shift of one standard deviation, Page 1954); >= 0.
+    pub cusum_k: f64,
+    /// Bound of the CUSUM statistics, in robust standard deviations: a sustained shift
+    /// saturates them here instead of growing until the median has moved, so the calibration
+    /// does not learn ever larger values. Default 10 (twice the usual decision interval
+    /// `h = 5` for `k = 0.5`); >= 0.
+    pub cusum_cap: f64,
+    /// Suppression period, in observations: a score is reported (non-zero) only when it is
+    /// above every raw score of the previous `suppress` observations, so an event that keeps
+    /// scoring (a level shift that persists, a series stuck at zero) is reported once, at its
+    /// strongest onset, while a stronger event inside the period still is. Default 100; 0
+    /// turns suppression off; at most 100 000.
+    pub suppress: usize,
 }
 
 impl Default for ValueConfig {
@@ -99,18 +136,29 @@ impl Default for ValueConfig {
             shift: true,
             seasonal: true,
             step: true,
+            seasonal_days: 3,
+            cusum: true,
+            cusum_k: 0.5,
+            cusum_cap: 10.0,
+            suppress: 100,
         }
     }
 }
 
 /// The nonconformity measures, in the order used by [`ValueScore::measure`].
-pub const MEASURES: [&str; 4] = ["level", "shift", "seasonal", "step"];
+pub const MEASURES: [&str; N_MEASURES] = ["level", "shift", "seasonal", "step", "cusum"];
+
+/// Number of measures.
+pub const N_MEASURES: usize = 5;
 
 /// The score of one observation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ValueScore {
-    /// Score in [0, 1].
+    /// Score in [0, 1]: the raw score, or 0 when it is suppressed (see
+    /// [`ValueConfig::suppress`]).
     pub score: f64,
+    /// The score before suppression, in [0, 1]: `−log10(p_value) / decades`.
+    pub raw_score: f64,
     /// Combined p-value (1 when not scored).
     pub p_value: f64,
     /// What the observation was compared with: the seasonal slot mean when the seasonal
@@ -124,10 +172,57 @@ pub struct ValueScore {
     pub ignored: bool,
 }
 
+/// Most days a seasonal slot remembers.
+const MAX_SEASONAL_DAYS: usize = 7;
+
+/// One time-of-day slot: the means of the slot on the last completed days (a ring) and the
+/// running sum of the current day.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Slot {
-    mean: f64,
+    days: [f64; MAX_SEASONAL_DAYS],
+    len: usize,
+    next: usize,
+    day: Option<i64>,
+    sum: f64,
     n: u32,
+}
+
+impl Slot {
+    /// Adds `x` observed on day `day`; a new day first closes the previous day's mean.
+    fn add(&mut self, day: i64, x: f64, keep: usize) {
+        let keep = keep.clamp(1, MAX_SEASONAL_DAYS);
+        if self.day != Some(day) {
+            if self.n > 0 {
+                let m = self.sum / f64::from(self.n);
+                if let Some(d) = self.days.get_mut(self.next % keep) {
+                    *d = m;
+                }
+                self.next = (self.next + 1) % keep;
+                self.len = (self.len + 1).min(keep);
+            }
+            self.day = Some(day);
+            self.sum = 0.0;
+            self.n = 0;
+        }
+        self.sum += x;
+        self.n = self.n.saturating_add(1);
+    }
+
+    /// The median of the completed days' means, when at least `min_days` are held.
+    fn expected(&self, min_days: usize) -> Option<f64> {
+        if self.len == 0 || self.len < min_days {
+            return None;
+        }
+        let mut days = self.days;
+        let v = days.get_mut(..self.len)?;
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v.get(n / 2).copied()
+        } else {
+            Some(0.5 * (v.get(n / 2 - 1)? + v.get(n / 2)?))
+        }
+    }
 }
 
 /// Conformal p-value of `a` against a calibration window, with an exponential tail beyond the
@@ -173,6 +268,34 @@ pub fn conformal_p_value(
     }
 }
 
+/// Combines the measures' p-values with the harmonic mean p-value, `p = k / Σ 1/p_i` over the
+/// `k` available measures (Wilson, "The harmonic mean p-value for combining dependent tests",
+/// PNAS 116(4), 2019): valid under dependence up to a small factor, never above the Bonferroni
+/// bound `k · min p_i`, and smaller when several measures agree. Returns the combined p-value
+/// (in [0, 1]) and the index of the measure with the smallest p-value; `None` when no measure
+/// is available.
+pub fn combine(p_values: &[Option<f64>]) -> Option<(f64, usize)> {
+    let mut best: Option<(f64, usize)> = None;
+    let mut inv = 0.0;
+    let mut k = 0usize;
+    for (i, p) in p_values.iter().enumerate() {
+        if let Some(p) = p {
+            let p = if p.is_nan() {
+                1.0
+            } else {
+                p.clamp(1e-300, 1.0)
+            };
+            inv += 1.0 / p;
+            k += 1;
+            if best.is_none_or(|(bp, _)| p < bp) {
+                best = Some((p, i));
+            }
+        }
+    }
+    let (_, i) = best?;
+    Some(((k as f64 / inv).clamp(0.0, 1.0), i))
+}
+
 /// The streaming value detector of one series.
 #[derive(Debug, Clone)]
 pub struct ValueDetector {
@@ -181,10 +304,12 @@ pub struct ValueDetector {
     recent: VecDeque<f64>,
     recent_sum: f64,
     slots: Vec<Slot>,
-    calibration: [SortedWindow; 4],
+    calibration: [SortedWindow; N_MEASURES],
+    cusum: (f64, f64),
     first_time: Option<i64>,
     previous: Option<f64>,
     observed: u64,
+    raw_scores: VecDeque<(u64, f64)>,
 }
 
 impl ValueDetector {
@@ -203,10 +328,13 @@ impl ValueDetector {
                 SortedWindow::new(cal),
                 SortedWindow::new(cal),
                 SortedWindow::new(cal),
+                SortedWindow::new(cal),
             ],
             first_time: None,
             previous: None,
+            cusum: (0.0, 0.0),
             observed: 0,
+            raw_scores: VecDeque::new(),
             cfg,
         }
     }
@@ -229,6 +357,7 @@ impl ValueDetector {
         if !x.is_finite() {
             return ValueScore {
                 score: 0.0,
+                raw_score: 0.0,
                 p_value: 1.0,
                 expected: self.history.median().unwrap_or(0.0),
                 measure: None,
@@ -240,6 +369,7 @@ impl ValueDetector {
         let median = self.history.median().unwrap_or(x);
         let mut out = ValueScore {
             score: 0.0,
+            raw_score: 0.0,
             p_value: 1.0,
             expected: median,
             measure: None,
@@ -255,12 +385,12 @@ impl ValueDetector {
         } else {
             (self.recent_sum + x, self.recent.len() + 1)
         };
-        let mut measures: [Option<f64>; 4] = [None; 4];
+        let mut measures: [Option<f64>; N_MEASURES] = [None; N_MEASURES];
         let mut slot_mean = None;
         if self.history.len() >= self.cfg.min_history {
+            let mad = self.history.mad_around(median).unwrap_or(0.0) * MAD_TO_SIGMA;
+            let scale = mad.max(self.cfg.relative_floor * median.abs()).max(1e-12);
             if self.cfg.level {
-                let mad = self.history.mad_around(median).unwrap_or(0.0) * MAD_TO_SIGMA;
-                let scale = mad.max(self.cfg.relative_floor * median.abs()).max(1e-12);
                 measures[0] = Some((x - median).abs() / scale);
             }
             if self.cfg.shift {
@@ -268,45 +398,80 @@ impl ValueDetector {
             }
             if self.cfg.seasonal
                 && (t - first) as f64 >= self.cfg.seasonal_min_days * DAY_US as f64
-                && let Some(s) = self.slots.get(slot)
-                && s.n >= self.cfg.seasonal_min_samples
+                && let Some(m) = self
+                    .slots
+                    .get(slot)
+                    .and_then(|s| s.expected(self.cfg.seasonal_min_samples as usize))
             {
-                measures[2] = Some((x - s.mean).abs());
-                slot_mean = Some(s.mean);
+                measures[2] = Some((x - m).abs());
+                slot_mean = Some(m);
             }
             if self.cfg.step
                 && let Some(p) = self.previous
             {
                 measures[3] = Some((x - p).abs());
             }
+            if self.cfg.cusum {
+                let z = (x - median) / scale;
+                let (k, cap) = (self.cfg.cusum_k.max(0.0), self.cfg.cusum_cap.max(0.0));
+                let (hi, lo) = self.cusum;
+                let hi = (hi + z - k).clamp(0.0, cap);
+                let lo = (lo - z - k).clamp(0.0, cap);
+                if hi.is_finite() && lo.is_finite() {
+                    self.cusum = (hi, lo);
+                    measures[4] = Some(hi.max(lo));
+                }
+            }
         }
         let floor = self.cfg.relative_floor * median.abs();
-        let available = measures.iter().filter(|m| m.is_some()).count();
-        let mut best: Option<(f64, usize)> = None;
-        for (i, (m, cal)) in measures.iter().zip(&self.calibration).enumerate() {
+        let mut p_values: [Option<f64>; N_MEASURES] = [None; N_MEASURES];
+        for ((m, cal), pv) in measures.iter().zip(&self.calibration).zip(&mut p_values) {
             if let Some(a) = m {
-                let p = conformal_p_value(
+                *pv = Some(conformal_p_value(
                     cal,
                     *a,
                     self.cfg.min_calibration,
                     self.cfg.tail_quantile,
                     floor,
-                );
-                if best.is_none_or(|(bp, _)| p < bp) {
-                    best = Some((p, i));
-                }
+                ));
             }
         }
-        if let Some((p, i)) = best {
-            let p = (p * available as f64).min(1.0);
+        if let Some((p, i)) = combine(&p_values) {
             out.p_value = p;
             out.measure = Some(i);
-            out.score = surprise_score(p, self.cfg.decades);
+            let raw = surprise_score(p, self.cfg.decades);
+            // Suppression: report only a score above every raw score of the previous
+            // `suppress` observations (one finding per event, whatever the threshold).
+            let peak = self.raw_scores.front().map_or(0.0, |&(_, v)| v);
+            out.score = if raw > peak { raw } else { 0.0 };
+            out.raw_score = raw;
             if i == 2
                 && let Some(m) = slot_mean
             {
                 out.expected = m;
             }
+        }
+        // Sliding maximum of the raw scores over the last `period` observations: a deque of
+        // (observation number, score) with decreasing scores, so the front is the maximum
+        // (O(1) amortised per observation, at most `period` entries).
+        let period = self.cfg.suppress.min(100_000) as u64;
+        if period > 0 {
+            let now = self.observed;
+            while self
+                .raw_scores
+                .front()
+                .is_some_and(|&(j, _)| j + period <= now)
+            {
+                self.raw_scores.pop_front();
+            }
+            while self
+                .raw_scores
+                .back()
+                .is_some_and(|&(_, v)| v <= out.raw_score)
+            {
+                self.raw_scores.pop_back();
+            }
+            self.raw_scores.push_back((now, out.raw_score));
         }
         // Learn.
         for (m, cal) in measures.iter().zip(self.calibration.iter_mut()) {
@@ -322,14 +487,10 @@ impl ValueDetector {
         // Recomputed (at most `short_window` terms) so no floating-point drift accumulates.
         self.recent_sum = self.recent.iter().sum();
         self.previous = Some(x);
-        let alpha = self.cfg.seasonal_alpha;
+        let day = t.div_euclid(DAY_US);
+        let keep = self.cfg.seasonal_days;
         if let Some(s) = self.slots.get_mut(slot) {
-            if s.n == 0 {
-                s.mean = x;
-            } else {
-                s.mean += alpha * (x - s.mean);
-            }
-            s.n = s.n.saturating_add(1);
+            s.add(day, x, keep);
         }
         self.observed += 1;
         out
@@ -440,3 +601,7 @@ mod tests {
         assert!(s.score.is_finite() && s.p_value.is_finite());
     }
 }
+
+#[cfg(test)]
+#[path = "value_tests.rs"]
+mod behaviour_tests;

@@ -276,8 +276,11 @@ pub struct NabConfig {
 impl Default for NabConfig {
     /// The preset used by `aiops eval nab`: a longer history (4000 rows) and calibration
     /// (8000 values per measure) than the engine default, since a NAB series is up to 22 000
-    /// rows of one metric; findings at score 0.24 (p ≈ 4e−3 after the Bonferroni factor) with
-    /// a cooldown of 100 rows.
+    /// rows of one metric; every other value setting (measures, seasonal expectation, CUSUM,
+    /// suppression of 100 rows) is the engine default, so `cli/tests/history.rs`'s engine
+    /// configuration reproduces it. Findings at score 0.24 (a combined harmonic-mean p-value of
+    /// about 4e−3) with a cooldown of 100 rows. One configuration for every series: nothing
+    /// depends on the file.
     fn default() -> Self {
         NabConfig {
             value: ValueConfig {
@@ -295,7 +298,8 @@ impl Default for NabConfig {
 
 /// Runs the streaming value detector and the decision over one series, row by row: the score
 /// of row `i` is computed from rows `0..=i` only. Returns one score in `[0, 1]` per row (0
-/// during a cooldown after a finding).
+/// when the detector suppresses it, see [`ValueConfig::suppress`], and during a cooldown
+/// after a finding).
 pub fn detect_series(series: &NabSeries, config: &NabConfig) -> Vec<f64> {
     let mut det = ValueDetector::new(&config.value);
     let mut decision = Decision::new();
