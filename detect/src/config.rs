@@ -372,9 +372,33 @@ impl StatisticsConfig {
             v.relative_floor,
         )?;
         check(
-            v.level || v.shift || v.seasonal || v.step,
+            (1..=7).contains(&v.seasonal_days),
+            "value.seasonal_days",
+            "between 1 and 7",
+            v.seasonal_days,
+        )?;
+        check(
+            v.suppress <= 100_000,
+            "value.suppress",
+            "at most 100000 observations",
+            v.suppress,
+        )?;
+        check(
+            v.cusum_k >= 0.0 && v.cusum_k.is_finite(),
+            "value.cusum_k",
+            "a finite number >= 0",
+            v.cusum_k,
+        )?;
+        check(
+            v.cusum_cap >= 0.0 && v.cusum_cap.is_finite(),
+            "value.cusum_cap",
+            "a finite number >= 0",
+            v.cusum_cap,
+        )?;
+        check(
+            v.level || v.shift || v.seasonal || v.step || v.cusum,
             "value.level",
-            "true for at least one of level, shift, seasonal, step",
+            "true for at least one of level, shift, seasonal, step, cusum",
             v.level,
         )?;
         let n = &self.novelty;
