@@ -149,6 +149,53 @@ pub struct CloudTrailFields {
     pub response_elements: Option<String>,
     /// `recipientAccountId`.
     pub recipient_account_id: Option<String>,
+    /// `eventCategory`: `Management`, `Data`, `NetworkActivity` or `Insight` (`None` when the
+    /// record does not say; records before eventVersion 1.07 never do).
+    pub event_category: Option<String>,
+    /// For a CloudTrail Insights record (`eventCategory` `Insight`, `eventType`
+    /// `AwsCloudTrailInsight`): its `insightDetails`. Such a record reports an unusual API
+    /// call or error rate, not a call: `event_name`/`event_source` then name the API it is
+    /// about (`insightDetails.eventName`/`eventSource`), and it is never a change (see
+    /// [`CloudTrailFields::is_insight`]).
+    pub insight: Option<Box<InsightFields>>,
+}
+
+impl CloudTrailFields {
+    /// Whether this is a CloudTrail Insights record (`eventCategory` `Insight`, `eventType`
+    /// `AwsCloudTrailInsight`, or `insightDetails` present): an anomaly signal about an API's
+    /// rate, never an API call of its own, so never a change-rule candidate.
+    pub fn is_insight(&self) -> bool {
+        self.insight.is_some()
+            || self.event_category.as_deref() == Some("Insight")
+            || self.event_type.as_deref() == Some("AwsCloudTrailInsight")
+    }
+}
+
+/// The `insightDetails` of a CloudTrail Insights record.
+///
+/// Format: CloudTrail Insights `insightDetails` element,
+/// <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-insight-details.html>.
+/// Rates are API calls (or errors, for `ApiErrorRateInsight`) per minute; durations are in
+/// minutes. Every field is `None` when the record does not carry it as the documented type.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct InsightFields {
+    /// `insightDetails.state`: `Start` or `End`.
+    pub state: Option<String>,
+    /// `insightDetails.insightType`: `ApiCallRateInsight` or `ApiErrorRateInsight`.
+    pub insight_type: Option<String>,
+    /// `insightDetails.errorCode`: the error whose rate is unusual (`ApiErrorRateInsight`).
+    pub error_code: Option<String>,
+    /// `sharedEventID`: the same for the `Start` and the `End` record of one Insights event.
+    pub shared_event_id: Option<String>,
+    /// `insightDetails.insightContext.statistics.baseline.average`: the usual rate, per minute.
+    pub baseline_average: Option<f64>,
+    /// `insightDetails.insightContext.statistics.insight.average`: the unusual rate, per
+    /// minute (over the first minute for `Start`, the whole Insights event for `End`).
+    pub insight_average: Option<f64>,
+    /// `insightDetails.insightContext.statistics.baselineDuration`, in minutes.
+    pub baseline_duration_minutes: Option<f64>,
+    /// `insightDetails.insightContext.statistics.insightDuration`, in minutes.
+    pub insight_duration_minutes: Option<f64>,
 }
 
 /// Severity of a log line, recognised from its text.
@@ -307,6 +354,11 @@ pub struct Event {
     pub position: Position,
     /// The source-specific fields.
     pub body: EventBody,
+    /// What the decoder had to repair to keep this event, one short sentence each (e.g.
+    /// `"invalid UTF-8 replaced with U+FFFD"`, `"eventTime: number read as epoch seconds"`,
+    /// `"userIdentity: expected an object, found a string"`); empty for a well-formed record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decode_warnings: Vec<String>,
 }
 
 impl Event {

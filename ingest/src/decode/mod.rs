@@ -41,6 +41,7 @@ mod error;
 pub mod gzip;
 pub mod kpl;
 mod protobuf;
+mod salvage;
 
 pub use cloudtrail::parse_cloudtrail_record;
 pub use error::DecodeError;
@@ -142,11 +143,7 @@ pub fn decode_kinesis_record(
     limits: &DecodeLimits,
     out: &mut DecodeOutput,
 ) {
-    let mut decoder = dispatch::Decoder {
-        ingest_time,
-        limits: *limits,
-        out,
-    };
+    let mut decoder = dispatch::Decoder::new(ingest_time, *limits, out);
     decoder.kinesis_record(data, position, dispatch::Nest::default());
 }
 
@@ -174,11 +171,7 @@ pub fn decode_file(
         stream: format!("file:{name}"),
         next: 0,
     };
-    let mut decoder = dispatch::Decoder {
-        ingest_time,
-        limits: *limits,
-        out,
-    };
+    let mut decoder = dispatch::Decoder::new(ingest_time, *limits, out);
     decoder.document(data, data, &mut origin, dispatch::Nest::default());
 }
 
