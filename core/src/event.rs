@@ -466,6 +466,55 @@ mod tests {
     }
 
     #[test]
+    fn insight_records_are_recognised_by_any_of_their_marks() {
+        assert!(!CloudTrailFields::default().is_insight());
+        let by_category = CloudTrailFields {
+            event_category: Some("Insight".into()),
+            ..Default::default()
+        };
+        assert!(by_category.is_insight());
+        let by_type = CloudTrailFields {
+            event_type: Some("AwsCloudTrailInsight".into()),
+            ..Default::default()
+        };
+        assert!(by_type.is_insight());
+        let by_details = CloudTrailFields {
+            insight: Some(Box::default()),
+            ..Default::default()
+        };
+        assert!(by_details.is_insight());
+        let management = CloudTrailFields {
+            event_category: Some("Management".into()),
+            ..Default::default()
+        };
+        assert!(!management.is_insight());
+    }
+
+    #[test]
+    fn decode_warnings_are_omitted_when_empty_and_default_when_missing() {
+        let ev = Event {
+            event_id: "e".into(),
+            event_time: 1,
+            ingest_time: 2,
+            account: None,
+            region: None,
+            position: Position::default(),
+            body: EventBody::Logs(LogFields::default()),
+            decode_warnings: Vec::new(),
+        };
+        let text = serde_json::to_string(&ev).unwrap();
+        assert!(!text.contains("decode_warnings"), "{text}");
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), ev);
+        let marked = Event {
+            decode_warnings: vec!["invalid UTF-8 replaced with U+FFFD".into()],
+            ..ev
+        };
+        let text = serde_json::to_string(&marked).unwrap();
+        assert!(text.ends_with(r#""decode_warnings":["invalid UTF-8 replaced with U+FFFD"]}"#));
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), marked);
+    }
+
+    #[test]
     fn stable_hash_separates_parts() {
         assert_ne!(stable_hash(&[b"ab", b"c"]), stable_hash(&[b"a", b"bc"]));
         assert_eq!(stable_hash(&[b"x"]), stable_hash(&[b"x"]));
