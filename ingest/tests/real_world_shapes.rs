@@ -629,3 +629,61 @@ fn a_binary_file_is_one_dead_letter() {
     assert_eq!(out.dead_letters.len(), 1);
     assert_eq!(out.dead_letters[0].data, gz);
 }
+
+fn utf16(text: &str, big_endian: bool, bom: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let units = bom
+        .then_some(0xFEFF_u16)
+        .into_iter()
+        .chain(text.encode_utf16());
+    for u in units {
+        out.extend_from_slice(&if big_endian {
+            u.to_be_bytes()
+        } else {
+            u.to_le_bytes()
+        });
+    }
+    out
+}
+
+#[test]
+fn utf16_text_as_windows_powershell_writes_it() {
+    let page = String::from_utf8(shape("lookup_events.json")).unwrap();
+    for (big_endian, bom) in [(false, true), (true, true), (false, false), (true, false)] {
+        let data = utf16(&page, big_endian, bom);
+        let out = file("lookup.json", &data);
+        assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+        assert_eq!(names(&out), ["DeleteDBInstance", "ListBuckets"]);
+        assert!(out.events.iter().all(|e| e.decode_warnings.is_empty()));
+    }
+    // An unpaired surrogate inside a string: replaced, its event marked.
+    let rec = r#"{"eventID":"u-1","eventName":"DeleteBucket","eventSource":"s3.amazonaws.com","eventTime":"2024-03-05T10:00:00Z","userAgent":"X"}"#;
+    let mut data = utf16(rec, false, true);
+    let x = data.len() - 6; // the "X" before `"}`
+    assert_eq!(&data[x..x + 2], b"X\0");
+    data[x..x + 2].copy_from_slice(&0xD800_u16.to_le_bytes());
+    let out = file("u.json", &data);
+    assert_eq!(ids(&out), ["u-1"]);
+    assert_eq!(
+        out.events[0].cloudtrail().unwrap().user_agent.as_deref(),
+        Some("\u{FFFD}")
+    );
+    assert_eq!(
+        out.events[0].decode_warnings,
+        ["invalid UTF-16 replaced with U+FFFD"]
+    );
+}
+
+#[test]
+fn eventbridge_envelope_salvage_keeps_the_detail_type_check() {
+    // Not a CloudTrail event, and a field of an unexpected type: still "unsupported".
+    let ev = br#"{"version":"0","detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","account":"111122223333","region":"us-east-1","detail":{"instance-id":"i-1","state":"stopped","owner":7}}"#;
+    let out = file("ec2.json", ev);
+    assert_eq!(
+        reasons(&out),
+        [
+            "unsupported EventBridge detail-type \"EC2 Instance State-change Notification\" (only CloudTrail events are decoded)"
+        ]
+    );
+    assert_eq!(out.dead_letters[0].data, ev);
+}

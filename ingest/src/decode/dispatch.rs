@@ -12,7 +12,9 @@ use super::doc::{CowStr, Doc, LogEventElem, LookupEventElem, MetricValueElem, St
 use super::error::DecodeError;
 use super::gzip::{gunzip_bounded, is_gzip};
 use super::kpl::{deaggregate, has_kpl_magic};
-use super::salvage::{LOSSY_WARNING, Lossy, json_kind, lossy_utf8, salvage_doc};
+use super::salvage::{
+    LOSSY_UTF16_WARNING, LOSSY_WARNING, Lossy, json_kind, lossy_utf8, salvage_doc,
+};
 use super::{DeadLetter, DecodeLimits, DecodeOutput};
 use aiops_core::{
     Event, EventBody, LogFields, LogLevel, MetricFields, MetricValue, Position, stable_hash,
@@ -83,6 +85,48 @@ pub(crate) struct Decoder<'o> {
     out: &'o mut DecodeOutput,
     /// Where invalid UTF-8 was replaced in the text being decoded (`None`: valid UTF-8).
     lossy: Option<Lossy>,
+}
+
+/// The body and byte order of UTF-16 text: after a byte-order mark (`FF FE` little-endian,
+/// `FE FF` big-endian), or without one when the text starts with an ASCII `{`, `[` or
+/// whitespace followed (little-endian) or preceded (big-endian) by a zero byte.
+fn utf16_body(b: &[u8]) -> Option<(&[u8], bool)> {
+    match b {
+        [0xFF, 0xFE, rest @ ..] => Some((rest, false)),
+        [0xFE, 0xFF, rest @ ..] => Some((rest, true)),
+        [b'{' | b'[' | b' ' | b'\n' | b'\r' | b'\t', 0, ..] => Some((b, false)),
+        [0, b'{' | b'[' | b' ' | b'\n' | b'\r' | b'\t', ..] => Some((b, true)),
+        _ => None,
+    }
+}
+
+/// UTF-16 text as UTF-8, unpaired surrogates (and an odd last byte) replaced with U+FFFD, and
+/// the byte offsets of the replacements in the returned text (see [`lossy_utf8`]).
+fn utf16_to_utf8(b: &[u8], big_endian: bool) -> (String, Vec<usize>) {
+    let units = b.chunks_exact(2).map(|c| {
+        let pair = [c[0], c[1]];
+        if big_endian {
+            u16::from_be_bytes(pair)
+        } else {
+            u16::from_le_bytes(pair)
+        }
+    });
+    let mut text = String::with_capacity(b.len() / 2 + 16);
+    let mut marks = Vec::new();
+    for c in char::decode_utf16(units) {
+        match c {
+            Ok(c) => text.push(c),
+            Err(_) => {
+                marks.push(text.len());
+                text.push(char::REPLACEMENT_CHARACTER);
+            }
+        }
+    }
+    if b.len() % 2 == 1 {
+        marks.push(text.len());
+        text.push(char::REPLACEMENT_CHARACTER);
+    }
+    (text, marks)
 }
 
 /// The end of a value that did not parse: the next point after its first byte where a value
@@ -182,8 +226,8 @@ impl<'o> Decoder<'o> {
     /// Appends a decoded event; `raw` is the JSON text it was decoded from (a slice of the
     /// text being decoded), to mark the event when that text held invalid UTF-8.
     fn emit(&mut self, mut ev: Event, raw: &[u8]) {
-        if self.lossy.as_ref().is_some_and(|l| l.damaged(raw)) {
-            ev.decode_warnings.insert(0, LOSSY_WARNING.to_owned());
+        if let Some(l) = self.lossy.as_ref().filter(|l| l.damaged(raw)) {
+            ev.decode_warnings.insert(0, l.warning.to_owned());
         }
         self.out.events.push(ev);
     }
@@ -272,28 +316,45 @@ impl<'o> Decoder<'o> {
 
     /// JSON text: one value, or several back to back (NDJSON lines, or values written with no
     /// separator at all, `}{`, as Kinesis Data Firehose writes them to S3), each decoded as
-    /// if it were its own input. Binary data (a NUL byte among the first
+    /// if it were its own input. UTF-8 (a byte-order mark is skipped) or UTF-16 (by its
+    /// byte-order mark, or a zero byte next to the first character). Binary data (a NUL byte among the first
     /// [`BINARY_SNIFF_BYTES`]) is one dead letter. Invalid UTF-8 is replaced with U+FFFD
     /// (see [`Lossy`]): the events whose JSON text held it are kept and marked. Parse errors
     /// report lines and columns of the value as given (only a UTF-8 byte-order mark is
     /// skipped).
     fn text(&mut self, text: &[u8], original: &[u8], origin: &mut Origin<'_>, nest: Nest) {
-        let text = strip_bom(text);
-        if trim(text).is_empty() {
-            return self.dead(origin.next(), DecodeError::Empty, original);
-        }
-        let head = &text[..text.len().min(BINARY_SNIFF_BYTES)];
-        if let Some(at) = memchr::memchr(0, head) {
-            return self.dead(origin.next(), DecodeError::Binary(at), original);
-        }
-        let fixed: String;
-        let (s, lossy) = match std::str::from_utf8(text) {
-            Ok(s) => (s, None),
-            Err(_) => {
-                let (f, marks) = lossy_utf8(text);
-                fixed = f;
-                let lossy = Lossy::new(&fixed, marks);
-                (fixed.as_str(), Some(lossy))
+        let converted: String;
+        let (s, lossy) = if let Some((body, big_endian)) = utf16_body(text) {
+            // UTF-16 (Windows PowerShell 5 writes redirected output so): converted first.
+            let (c, marks) = utf16_to_utf8(body, big_endian);
+            converted = c;
+            if converted.trim_ascii().is_empty() {
+                return self.dead(origin.next(), DecodeError::Empty, original);
+            }
+            let head = &converted.as_bytes()[..converted.len().min(BINARY_SNIFF_BYTES)];
+            if let Some(at) = memchr::memchr(0, head) {
+                return self.dead(origin.next(), DecodeError::Binary(at), original);
+            }
+            let lossy =
+                (!marks.is_empty()).then(|| Lossy::new(&converted, marks, LOSSY_UTF16_WARNING));
+            (converted.as_str(), lossy)
+        } else {
+            let text = strip_bom(text);
+            if trim(text).is_empty() {
+                return self.dead(origin.next(), DecodeError::Empty, original);
+            }
+            let head = &text[..text.len().min(BINARY_SNIFF_BYTES)];
+            if let Some(at) = memchr::memchr(0, head) {
+                return self.dead(origin.next(), DecodeError::Binary(at), original);
+            }
+            match std::str::from_utf8(text) {
+                Ok(s) => (s, None),
+                Err(_) => {
+                    let (f, marks) = lossy_utf8(text);
+                    converted = f;
+                    let lossy = Lossy::new(&converted, marks, LOSSY_WARNING);
+                    (converted.as_str(), Some(lossy))
+                }
             }
         };
         let saved = std::mem::replace(&mut self.lossy, lossy);

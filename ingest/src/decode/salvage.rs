@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 
 /// The warning of an event whose JSON text held invalid UTF-8.
 pub(crate) const LOSSY_WARNING: &str = "invalid UTF-8 replaced with U+FFFD";
+/// The warning of an event whose JSON text held invalid UTF-16 (an unpaired surrogate).
+pub(crate) const LOSSY_UTF16_WARNING: &str = "invalid UTF-16 replaced with U+FFFD";
 
 /// Most warnings kept on one event (a record with hundreds of mistyped fields still costs a
 /// bounded amount).
@@ -45,15 +47,19 @@ pub(crate) struct Lossy {
     len: usize,
     /// Byte offsets of the replacements (ascending).
     marks: Vec<usize>,
+    /// The warning of a damaged event.
+    pub(crate) warning: &'static str,
 }
 
 impl Lossy {
-    /// The marks of `text` (the string [`lossy_utf8`] returned with them).
-    pub(crate) fn new(text: &str, marks: Vec<usize>) -> Lossy {
+    /// The marks of `text` (the string [`lossy_utf8`] returned with them); `warning` is
+    /// what a damaged event is marked with.
+    pub(crate) fn new(text: &str, marks: Vec<usize>, warning: &'static str) -> Lossy {
         Lossy {
             base: text.as_ptr() as usize,
             len: text.len(),
             marks,
+            warning,
         }
     }
 
@@ -306,6 +312,10 @@ fn salvage_envelope<'a>(m: &Members<'a>) -> Result<Doc<'a>, DecodeError> {
             Some(Ok(d)) => doc.detail = Some(Box::new(d)),
             Some(Err(e)) => return Err(e),
             None => {
+                let detail_type = doc.detail_type.as_deref().unwrap_or("");
+                if !detail_type.contains("CloudTrail") {
+                    return Err(DecodeError::UnsupportedDetailType(detail_type.to_owned()));
+                }
                 return Err(DecodeError::WrongShape(format!(
                     "EventBridge detail is {}, not a CloudTrail record",
                     json_kind(detail.get())
@@ -373,7 +383,7 @@ mod tests {
         let (t, marks) = lossy_utf8(b"a\xffb\xe9\xe9c");
         assert_eq!(t, "a\u{FFFD}b\u{FFFD}\u{FFFD}c");
         assert_eq!(marks, vec![1, 5, 8]);
-        let l = Lossy::new(&t, marks);
+        let l = Lossy::new(&t, marks, LOSSY_WARNING);
         assert!(l.damaged(&t.as_bytes()[0..2]));
         assert!(!l.damaged(&t.as_bytes()[0..1]));
         assert!(!l.damaged(&t.as_bytes()[11..]));
