@@ -139,7 +139,9 @@ pub struct CloudTrailFields {
     pub error_code: Option<String>,
     /// `errorMessage`.
     pub error_message: Option<String>,
-    /// `readOnly`; `None` when the record does not say.
+    /// `readOnly`; `None` when the record does not say. `Some(true)` for a CloudTrail Insights
+    /// record (it reports an API's rate and changes nothing), so that no change logic ever
+    /// takes one for a mutating call.
     pub read_only: Option<bool>,
     /// `resources`, possibly empty.
     pub resources: Vec<ResourceRef>,
@@ -151,12 +153,14 @@ pub struct CloudTrailFields {
     pub recipient_account_id: Option<String>,
     /// `eventCategory`: `Management`, `Data`, `NetworkActivity` or `Insight` (`None` when the
     /// record does not say; records before eventVersion 1.07 never do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_category: Option<String>,
     /// For a CloudTrail Insights record (`eventCategory` `Insight`, `eventType`
     /// `AwsCloudTrailInsight`): its `insightDetails`. Such a record reports an unusual API
     /// call or error rate, not a call: `event_name`/`event_source` then name the API it is
     /// about (`insightDetails.eventName`/`eventSource`), and it is never a change (see
     /// [`CloudTrailFields::is_insight`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insight: Option<Box<InsightFields>>,
 }
 

@@ -358,7 +358,8 @@ fn insights_records_are_events_of_their_own_kind() {
     assert_eq!(ct.event_category.as_deref(), Some("Insight"));
     assert_eq!(ct.principal, Principal::default());
     assert_eq!(ct.error_code, None);
-    assert_eq!(ct.read_only, None);
+    // Never a mutating call for any change logic.
+    assert_eq!(ct.read_only, Some(true));
     assert_eq!(ct.resources, Vec::<ResourceRef>::new());
     assert_eq!(
         ct.insight.as_deref(),

@@ -221,7 +221,12 @@ pub(crate) fn cloudtrail_event(
         user_agent: own(doc.user_agent.take()),
         error_code: own(doc.error_code.take()),
         error_message: own(doc.error_message.take()),
-        read_only: doc.read_only,
+        // An Insights record reports a rate and changes nothing (see `CloudTrailFields`).
+        read_only: if insight.is_some() {
+            Some(true)
+        } else {
+            doc.read_only
+        },
         resources: resources(doc.resources.take()),
         request_parameters: raw_text(doc.request_parameters.take()),
         response_elements: raw_text(doc.response_elements.take()),

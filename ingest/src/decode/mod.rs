@@ -73,10 +73,12 @@ pub struct DecodeLimits {
     /// Largest decompressed size of one gzip payload, in bytes (a larger one is a dead letter:
     /// gzip bombs never reach memory). Default 64 MiB.
     pub max_decompressed_bytes: usize,
-    /// Largest size of one record (a Kinesis record's data, one NDJSON line, one element of a
-    /// `Records` array, one CloudWatch Logs log event's JSON text, one single-record document
-    /// such as an EventBridge event or a one-record file), in bytes. Default 1 MiB (the
-    /// Kinesis limit).
+    /// Largest size of one record (a Kinesis record's data, one element of a `Records` or
+    /// `Events` array, one CloudWatch Logs log event's JSON text, one CloudTrail record,
+    /// EventBridge event or metric stream line wherever it appears: a whole file, an NDJSON
+    /// line, a value of a Firehose object, an element of a bare array), in bytes. Documents
+    /// that hold records (log files, CloudWatch Logs payloads, arrays) are bounded by
+    /// `max_decompressed_bytes` instead. Default 1 MiB (the Kinesis limit).
     pub max_record_bytes: usize,
 }
 
@@ -123,8 +125,10 @@ pub struct DeadLetter {
     /// `"gzip payload exceeds 67108864 bytes decompressed (gzip bomb?)"`.
     pub reason: String,
     /// The original bytes of the record: for a whole document, the bytes given to the decoder
-    /// (before any decompression); for an element of `Records`, an NDJSON line or a log event,
-    /// its JSON text; for a record of a Lambda Kinesis event, the Kinesis record's data
+    /// (before any decompression); for an element of `Records`, `Events` or a bare array, a
+    /// value of a multi-value text (an NDJSON line, a Firehose record) or a log event, its
+    /// JSON text (after U+FFFD replacement when the text held invalid UTF-8, or converted
+    /// from UTF-16); for a record of a Lambda Kinesis event, the Kinesis record's data
     /// (base64-decoded, as Kinesis held it) or the base64 text when it does not decode.
     pub data: Vec<u8>,
     /// Where the record came from.

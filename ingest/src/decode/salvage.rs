@@ -279,6 +279,14 @@ pub(crate) fn salvage_doc(text: &str) -> Option<Result<Doc<'_>, DecodeError>> {
 fn salvage_at(text: &str, depth: usize) -> Option<Result<Doc<'_>, DecodeError>> {
     let m: Members<'_> = serde_json::from_str(text).ok()?;
     let has = |k: &'static str| get(&m, k).is_some();
+    // Other envelopes (Lambda events, log files, CloudWatch Logs payloads) are not salvaged:
+    // their own readers report what is wrong.
+    if ["kinesis", "awslogs", "Records", "messageType", "Events"]
+        .into_iter()
+        .any(has)
+    {
+        return None;
+    }
     let envelope = depth == 0 && (has("detail") || has("detail-type"));
     let record = [
         "eventName",
@@ -413,6 +421,8 @@ mod tests {
     fn non_cloudtrail_objects_are_not_salvaged() {
         assert!(salvage_doc(r#"{"foo":1}"#).is_none());
         assert!(salvage_doc("[1]").is_none());
+        // A Lambda Kinesis record with a mistyped field stays the Lambda reader's to report.
+        assert!(salvage_doc(r#"{"eventSource":"aws:kinesis","kinesis":{"data":7}}"#).is_none());
         let e = salvage_doc(r#"{"eventName":7,"eventSource":"s","eventTime":"x"}"#)
             .unwrap()
             .err()
