@@ -83,7 +83,8 @@ pub(crate) struct Decoder<'o> {
     ingest_time: i64,
     limits: DecodeLimits,
     out: &'o mut DecodeOutput,
-    /// Where invalid UTF-8 was replaced in the text being decoded (`None`: valid UTF-8).
+    /// Where invalid UTF-8 (or UTF-16) was replaced in the text being decoded (`None`:
+    /// nothing was replaced).
     lossy: Option<Lossy>,
 }
 
