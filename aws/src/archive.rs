@@ -230,6 +230,7 @@ mod tests {
             event_id: id.into(),
             event_time: t,
             ingest_time: t,
+            decode_warnings: Vec::new(),
             account: None,
             region: None,
             position: Position {

@@ -105,6 +105,7 @@ fn cloudtrail_event(seq: u64, t: i64, rng: &mut Rng) -> Event {
         event_id: rng.uuid(),
         event_time: t,
         ingest_time: t + 2 * MICROS,
+        decode_warnings: Vec::new(),
         account: Some(ACCOUNT.into()),
         region: Some("us-east-1".into()),
         position: position(seq),
@@ -145,6 +146,8 @@ fn cloudtrail_event(seq: u64, t: i64, rng: &mut Rng) -> Event {
             )),
             response_elements,
             recipient_account_id: Some(ACCOUNT.into()),
+            event_category: None,
+            insight: None,
         })),
     }
 }
@@ -199,6 +202,7 @@ fn log_event(seq: u64, t: i64, rng: &mut Rng) -> Event {
         event_id: format!("3798123871236547891239876123987612398761239876{seq:010}"),
         event_time: t,
         ingest_time: t + 2 * MICROS,
+        decode_warnings: Vec::new(),
         account: Some(ACCOUNT.into()),
         region: Some("us-east-1".into()),
         position: position(seq),

@@ -136,6 +136,7 @@ fn cloudtrail_event(
         event_id: rng.uuid(),
         event_time: t,
         ingest_time: t + 2 * MICROS,
+        decode_warnings: Vec::new(),
         account: Some(ACCOUNT.into()),
         region: Some("us-east-1".into()),
         position: position(seq),
@@ -159,6 +160,8 @@ fn cloudtrail_event(
             )),
             response_elements: None,
             recipient_account_id: Some(ACCOUNT.into()),
+            event_category: None,
+            insight: None,
         })),
     }
 }
@@ -185,6 +188,7 @@ fn log_event(group: u64, tpl: u64, t: i64, seq: u64, rng: &mut Rng) -> Event {
         event_id: format!("3798123871236547891239876123987612398761239876{seq:010}"),
         event_time: t,
         ingest_time: t + 2 * MICROS,
+        decode_warnings: Vec::new(),
         account: Some(ACCOUNT.into()),
         region: Some("us-east-1".into()),
         position: position(seq),

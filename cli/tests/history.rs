@@ -469,6 +469,7 @@ fn minute_events(m: i64, out: &mut Vec<Event>, seq: &mut u64) {
             event_id: format!("ev-{}", *seq),
             event_time: t,
             ingest_time: t,
+            decode_warnings: Vec::new(),
             account: Some("111122223333".into()),
             region: Some("us-east-1".into()),
             position: Position {
@@ -551,6 +552,7 @@ fn log_line(t: i64, group: &str, msg: &str, seq: &mut u64) -> Event {
         event_id: format!("inj-{}", *seq),
         event_time: t,
         ingest_time: t,
+        decode_warnings: Vec::new(),
         account: Some("111122223333".into()),
         region: Some("us-east-1".into()),
         position: Position::default(),

@@ -139,7 +139,9 @@ pub struct CloudTrailFields {
     pub error_code: Option<String>,
     /// `errorMessage`.
     pub error_message: Option<String>,
-    /// `readOnly`; `None` when the record does not say.
+    /// `readOnly`; `None` when the record does not say. `Some(true)` for a CloudTrail Insights
+    /// record (it reports an API's rate and changes nothing), so that no change logic ever
+    /// takes one for a mutating call.
     pub read_only: Option<bool>,
     /// `resources`, possibly empty.
     pub resources: Vec<ResourceRef>,
@@ -149,6 +151,55 @@ pub struct CloudTrailFields {
     pub response_elements: Option<String>,
     /// `recipientAccountId`.
     pub recipient_account_id: Option<String>,
+    /// `eventCategory`: `Management`, `Data`, `NetworkActivity` or `Insight` (`None` when the
+    /// record does not say; records before eventVersion 1.07 never do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_category: Option<String>,
+    /// For a CloudTrail Insights record (`eventCategory` `Insight`, `eventType`
+    /// `AwsCloudTrailInsight`): its `insightDetails`. Such a record reports an unusual API
+    /// call or error rate, not a call: `event_name`/`event_source` then name the API it is
+    /// about (`insightDetails.eventName`/`eventSource`), and it is never a change (see
+    /// [`CloudTrailFields::is_insight`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insight: Option<Box<InsightFields>>,
+}
+
+impl CloudTrailFields {
+    /// Whether this is a CloudTrail Insights record (`eventCategory` `Insight`, `eventType`
+    /// `AwsCloudTrailInsight`, or `insightDetails` present): an anomaly signal about an API's
+    /// rate, never an API call of its own, so never a change-rule candidate.
+    pub fn is_insight(&self) -> bool {
+        self.insight.is_some()
+            || self.event_category.as_deref() == Some("Insight")
+            || self.event_type.as_deref() == Some("AwsCloudTrailInsight")
+    }
+}
+
+/// The `insightDetails` of a CloudTrail Insights record.
+///
+/// Format: CloudTrail Insights `insightDetails` element,
+/// <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-insight-details.html>.
+/// Rates are API calls (or errors, for `ApiErrorRateInsight`) per minute; durations are in
+/// minutes. Every field is `None` when the record does not carry it as the documented type.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct InsightFields {
+    /// `insightDetails.state`: `Start` or `End`.
+    pub state: Option<String>,
+    /// `insightDetails.insightType`: `ApiCallRateInsight` or `ApiErrorRateInsight`.
+    pub insight_type: Option<String>,
+    /// `insightDetails.errorCode`: the error whose rate is unusual (`ApiErrorRateInsight`).
+    pub error_code: Option<String>,
+    /// `sharedEventID`: the same for the `Start` and the `End` record of one Insights event.
+    pub shared_event_id: Option<String>,
+    /// `insightDetails.insightContext.statistics.baseline.average`: the usual rate, per minute.
+    pub baseline_average: Option<f64>,
+    /// `insightDetails.insightContext.statistics.insight.average`: the unusual rate, per
+    /// minute (over the first minute for `Start`, the whole Insights event for `End`).
+    pub insight_average: Option<f64>,
+    /// `insightDetails.insightContext.statistics.baselineDuration`, in minutes.
+    pub baseline_duration_minutes: Option<f64>,
+    /// `insightDetails.insightContext.statistics.insightDuration`, in minutes.
+    pub insight_duration_minutes: Option<f64>,
 }
 
 /// Severity of a log line, recognised from its text.
@@ -307,6 +358,11 @@ pub struct Event {
     pub position: Position,
     /// The source-specific fields.
     pub body: EventBody,
+    /// What the decoder had to repair to keep this event, one short sentence each (e.g.
+    /// `"invalid UTF-8 replaced with U+FFFD"`, `"eventTime: number read as epoch seconds"`,
+    /// `"userIdentity: expected an object, found a string"`); empty for a well-formed record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decode_warnings: Vec<String>,
 }
 
 impl Event {
@@ -411,6 +467,55 @@ mod tests {
         };
         assert_eq!(svc.key(), "autoscaling.amazonaws.com");
         assert_eq!(Principal::default().key(), "unknown");
+    }
+
+    #[test]
+    fn insight_records_are_recognised_by_any_of_their_marks() {
+        assert!(!CloudTrailFields::default().is_insight());
+        let by_category = CloudTrailFields {
+            event_category: Some("Insight".into()),
+            ..Default::default()
+        };
+        assert!(by_category.is_insight());
+        let by_type = CloudTrailFields {
+            event_type: Some("AwsCloudTrailInsight".into()),
+            ..Default::default()
+        };
+        assert!(by_type.is_insight());
+        let by_details = CloudTrailFields {
+            insight: Some(Box::default()),
+            ..Default::default()
+        };
+        assert!(by_details.is_insight());
+        let management = CloudTrailFields {
+            event_category: Some("Management".into()),
+            ..Default::default()
+        };
+        assert!(!management.is_insight());
+    }
+
+    #[test]
+    fn decode_warnings_are_omitted_when_empty_and_default_when_missing() {
+        let ev = Event {
+            event_id: "e".into(),
+            event_time: 1,
+            ingest_time: 2,
+            account: None,
+            region: None,
+            position: Position::default(),
+            body: EventBody::Logs(LogFields::default()),
+            decode_warnings: Vec::new(),
+        };
+        let text = serde_json::to_string(&ev).unwrap();
+        assert!(!text.contains("decode_warnings"), "{text}");
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), ev);
+        let marked = Event {
+            decode_warnings: vec!["invalid UTF-8 replaced with U+FFFD".into()],
+            ..ev
+        };
+        let text = serde_json::to_string(&marked).unwrap();
+        assert!(text.ends_with(r#""decode_warnings":["invalid UTF-8 replaced with U+FFFD"]}"#));
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), marked);
     }
 
     #[test]

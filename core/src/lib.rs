@@ -12,8 +12,8 @@ pub mod testenv;
 pub mod time;
 
 pub use event::{
-    CloudTrailFields, Event, EventBody, LogFields, LogLevel, MetricFields, MetricValue, Position,
-    Principal, ResourceRef, Source, stable_hash,
+    CloudTrailFields, Event, EventBody, InsightFields, LogFields, LogLevel, MetricFields,
+    MetricValue, Position, Principal, ResourceRef, Source, stable_hash,
 };
 pub use finding::{
     Classification, Decision, Evidence, Finding, FindingKind, ResourceKey, WorkflowState,

@@ -919,6 +919,7 @@ mod tests {
             event_id: format!("e{id}"),
             event_time: t,
             ingest_time: t,
+            decode_warnings: Vec::new(),
             account: None,
             region: None,
             position: aiops_core::Position::default(),

@@ -318,6 +318,7 @@ mod tests {
             event_id: id.into(),
             event_time: t,
             ingest_time: t,
+            decode_warnings: Vec::new(),
             account: None,
             region: None,
             position: Position::default(),

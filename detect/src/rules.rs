@@ -661,6 +661,7 @@ mod tests {
             event_id: "e-1".into(),
             event_time: 1_000_000,
             ingest_time: 2_000_000,
+            decode_warnings: Vec::new(),
             account: Some("123456789012".into()),
             region: Some("us-east-1".into()),
             position: Position::default(),

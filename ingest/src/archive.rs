@@ -1667,6 +1667,8 @@ pub fn decode_raw_batch(batch: &RecordBatch) -> Result<Vec<Event>, ArchiveError>
                 request_parameters: get(&ct, 14, i),
                 response_elements: get(&ct, 15, i),
                 recipient_account_id: get(&ct, 16, i),
+                event_category: None,
+                insight: None,
             }))
         } else if let Some(log_group) = get(&logs, 0, i) {
             EventBody::Logs(aiops_core::LogFields {
@@ -1705,6 +1707,7 @@ pub fn decode_raw_batch(batch: &RecordBatch) -> Result<Vec<Event>, ArchiveError>
             event_id: id,
             event_time: t,
             ingest_time: ts_at(ingest_time, i).unwrap_or(t),
+            decode_warnings: Vec::new(),
             account: account.get(i),
             region: region.get(i),
             position: aiops_core::Position {
@@ -1840,6 +1843,7 @@ mod tests {
             event_id: id.to_string(),
             event_time: t,
             ingest_time: t + 5,
+            decode_warnings: Vec::new(),
             account: Some("123456789012".into()),
             region: Some("us-east-1".into()),
             position: Position {
@@ -1867,6 +1871,7 @@ mod tests {
             event_id: id.to_string(),
             event_time: t,
             ingest_time: t,
+            decode_warnings: Vec::new(),
             account: None,
             region: None,
             position: Position::default(),

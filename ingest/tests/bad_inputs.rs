@@ -63,17 +63,41 @@ fn truncated_gzip() {
 #[test]
 fn not_json_and_wrong_shapes() {
     let cases: [(&[u8], &str); 9] = [
-        (b"hello world", "not JSON: expected value at line 1 column 1"),
-        (b"{\"eventName\": ", "not JSON: EOF while parsing a value at line 1 column 14"),
-        (b"[1,2]", "JSON of the wrong shape: expected a JSON object, found an array"),
-        (b"\"a string\"", "JSON of the wrong shape: expected a JSON object, found a string"),
-        (b"42", "JSON of the wrong shape: expected a JSON object, found a number"),
-        (b"null", "JSON of the wrong shape: expected a JSON object, found null"),
-        (b"{\"foo\":1}", "JSON of the wrong shape: JSON object of unknown shape (keys: foo)"),
-        (b"{}", "JSON of the wrong shape: JSON object of unknown shape (no keys)"),
         (
-            br#"{"eventName":"X","eventSource":"s","eventTime":"2024-01-01T00:00:00Z","userIdentity":"root"}"#,
-            "invalid JSON document: invalid type: string \"root\", expected struct UserIdentity at line 1 column 91",
+            b"hello world",
+            "not JSON: expected value at line 1 column 1",
+        ),
+        (
+            b"{\"eventName\": ",
+            "not JSON: EOF while parsing a value at line 1 column 14",
+        ),
+        (
+            b"true",
+            "JSON of the wrong shape: expected a JSON object, found a boolean",
+        ),
+        (
+            b"\"a string\"",
+            "JSON of the wrong shape: expected a JSON object, found a string",
+        ),
+        (
+            b"42",
+            "JSON of the wrong shape: expected a JSON object, found a number",
+        ),
+        (
+            b"null",
+            "JSON of the wrong shape: expected a JSON object, found null",
+        ),
+        (
+            b"{\"foo\":1}",
+            "JSON of the wrong shape: JSON object of unknown shape (keys: foo)",
+        ),
+        (
+            b"{}",
+            "JSON of the wrong shape: JSON object of unknown shape (no keys)",
+        ),
+        (
+            br#"{"eventName":["X"],"eventSource":"s","eventTime":"2024-01-01T00:00:00Z"}"#,
+            "CloudTrail record has no usable eventName (found an array)",
         ),
     ];
     for (input, reason) in cases {
@@ -134,19 +158,29 @@ fn invalid_utf8() {
     let mut input = br#"{"eventID":"e","eventName":""#.to_vec();
     input.extend_from_slice(b"\xff\xfe");
     input.extend_from_slice(br#"","eventSource":"s","eventTime":"2024-01-01T00:00:00Z"}"#);
+    // Invalid UTF-8 inside a string: replaced, the record kept and marked.
     let out = file("utf8.json", &input);
+    assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+    assert_eq!(out.events.len(), 1);
+    let ev = &out.events[0];
+    assert_eq!(ev.event_id, "e");
+    assert_eq!(ev.cloudtrail().unwrap().event_name, "\u{FFFD}\u{FFFD}");
+    assert_eq!(ev.decode_warnings, ["invalid UTF-8 replaced with U+FFFD"]);
+    // Outside a string it breaks the JSON: a dead letter with the original bytes.
+    let bad = b"{\"eventName\":\"X\",\xff}";
+    let out = file("utf8.json", bad);
     assert_eq!(out.events.len(), 0);
     assert_eq!(
         reasons(&out),
-        vec!["invalid UTF-8 at byte 28: invalid unicode code point at line 1 column 29"]
+        vec!["not JSON: key must be a string at line 1 column 18"]
     );
-    assert_eq!(out.dead_letters[0].data, input);
+    assert_eq!(out.dead_letters[0].data, bad);
 }
 
 #[test]
 fn ndjson_with_good_and_bad_lines() {
     let text = format!(
-        "{GOOD}\ngarbage line\n\n{}\n[1,2]\n{}\n{{\"eventName\":\"X\",\"eventSource\":\"s\"}}\n{{\"truncated\":\n",
+        "{GOOD}\ngarbage line\n\n{}\n[7]\n{}\n{{\"eventName\":\"X\",\"eventSource\":\"s\"}}\n{{\"truncated\":\n",
         GOOD.replace("e-1", "e-2"),
         r#"{"metric_stream_name":"m","account_id":"1","region":"r","namespace":"AWS/EC2","metric_name":"CPUUtilization","dimensions":{},"timestamp":1709632800000,"value":{"max":1,"min":1,"sum":1,"count":1},"unit":"Percent"}"#,
     );
@@ -159,7 +193,7 @@ fn ndjson_with_good_and_bad_lines() {
         reasons(&out),
         vec![
             "not JSON: expected value at line 1 column 1",
-            "JSON of the wrong shape: expected a JSON object, found an array",
+            "JSON of the wrong shape: expected a JSON object, found a number",
             "CloudTrail record has no eventTime",
             "not JSON: EOF while parsing a value at line 1 column 13",
         ]
@@ -169,7 +203,7 @@ fn ndjson_with_good_and_bad_lines() {
         datas,
         vec![
             &b"garbage line"[..],
-            b"[1,2]",
+            b"7",
             br#"{"eventName":"X","eventSource":"s"}"#,
             br#"{"truncated":"#
         ]
@@ -327,7 +361,7 @@ fn nesting_is_bounded() {
 #[test]
 fn reasons_are_bounded() {
     let huge = format!(
-        r#"{{"eventName":"X","eventSource":"s","eventTime":"2024-01-01T00:00:00Z","userIdentity":"{}"}}"#,
+        r#"{{"messageType":"DATA_MESSAGE","logGroup":"g","logEvents":"{}"}}"#,
         "r".repeat(100_000)
     );
     let out = file("huge.json", huge.as_bytes());

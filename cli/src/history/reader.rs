@@ -480,6 +480,7 @@ mod tests {
             event_id: format!("e{id}"),
             event_time: t,
             ingest_time: 1,
+            decode_warnings: Vec::new(),
             account: None,
             region: None,
             position: Position {

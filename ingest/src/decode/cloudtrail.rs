@@ -3,13 +3,17 @@
 //! Record fields: CloudTrail record contents,
 //! <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html>;
 //! `userIdentity`:
-//! <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-user-identity.html>.
+//! <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-user-identity.html>;
+//! Insights records:
+//! <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-insights-fields-trails.html>.
 
-use super::doc::{CowStr, Doc, ResourceElem, Str, UserIdentity};
+use super::doc::{CowStr, Doc, InsightDetailsDoc, ResourceElem, Str, UserIdentity};
 use super::error::DecodeError;
+use super::salvage::{LOSSY_WARNING, epoch_micros, lossy_utf8, salvage_doc};
 use aiops_core::time::parse_timestamp_micros;
 use aiops_core::{
-    CloudTrailFields, Event, EventBody, Position, Principal, ResourceRef, stable_hash,
+    CloudTrailFields, Event, EventBody, InsightFields, Position, Principal, ResourceRef,
+    stable_hash,
 };
 use serde_json::value::RawValue;
 
@@ -102,9 +106,70 @@ fn raw_text(raw: Option<&RawValue>) -> Option<String> {
     raw.map(|r| r.get().to_owned())
 }
 
-/// Normalises a parsed CloudTrail record.
+/// The `insightDetails` of an Insights record, normalised.
+fn insight(details: InsightDetailsDoc<'_>, shared_event_id: Option<String>) -> InsightFields {
+    let stats = details.insight_context.and_then(|c| c.statistics);
+    let (baseline, insight, insight_duration, baseline_duration) = match stats {
+        Some(s) => (
+            s.baseline.and_then(|a| a.average),
+            s.insight.and_then(|a| a.average),
+            s.insight_duration,
+            s.baseline_duration,
+        ),
+        None => (None, None, None, None),
+    };
+    InsightFields {
+        state: own(details.state),
+        insight_type: own(details.insight_type),
+        error_code: own(details.error_code),
+        shared_event_id,
+        baseline_average: baseline,
+        insight_average: insight,
+        baseline_duration_minutes: baseline_duration,
+        insight_duration_minutes: insight_duration,
+    }
+}
+
+/// `eventTime` in microseconds: the salvaged value, an ISO-8601 string, or a string of digits
+/// read as epoch seconds/milliseconds/microseconds when plausible (with a warning).
+fn event_time(doc: &mut Doc<'_>) -> Result<i64, DecodeError> {
+    if let Some(micros) = doc.event_time_micros {
+        return Ok(micros);
+    }
+    let Some(text) = non_empty(&doc.event_time) else {
+        return Err(DecodeError::MissingField {
+            what: "CloudTrail record",
+            field: "eventTime",
+        });
+    };
+    match parse_timestamp_micros(text) {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            let digits = !text.is_empty()
+                && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+                && text.len() <= 24;
+            match digits
+                .then(|| text.parse::<f64>().ok())
+                .flatten()
+                .and_then(epoch_micros)
+            {
+                Some((t, unit)) => {
+                    doc.warnings
+                        .push(format!("eventTime: string of digits read as {unit}"));
+                    Ok(t)
+                }
+                None => Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Normalises a parsed CloudTrail record (an API call, or a CloudTrail Insights record).
 ///
 /// `raw` is the record's JSON text (hashed into the event id when `eventID` is missing).
+/// An Insights record (`insightDetails` present) takes its event name and source from
+/// `insightDetails.eventName`/`eventSource` (the API it reports on) and carries the rest in
+/// [`InsightFields`]. Repairs noted in `doc.warnings` become the event's `decode_warnings`.
 ///
 /// # Errors
 /// [`DecodeError::MissingField`] without `eventName`, `eventSource` or `eventTime`;
@@ -117,23 +182,20 @@ pub(crate) fn cloudtrail_event(
     ingest_time: i64,
 ) -> Result<Event, DecodeError> {
     const WHAT: &str = "CloudTrail record";
-    let event_name = own(doc.event_name.take()).ok_or(DecodeError::MissingField {
-        what: WHAT,
-        field: "eventName",
-    })?;
-    let event_source = own(doc.event_source.take()).ok_or(DecodeError::MissingField {
-        what: WHAT,
-        field: "eventSource",
-    })?;
-    let event_time = match non_empty(&doc.event_time) {
-        Some(t) => parse_timestamp_micros(t)?,
-        None => {
-            return Err(DecodeError::MissingField {
-                what: WHAT,
-                field: "eventTime",
-            });
-        }
-    };
+    let mut details = doc.insight_details.take();
+    let event_name = own(doc.event_name.take())
+        .or_else(|| details.as_mut().and_then(|d| own(d.event_name.take())))
+        .ok_or(DecodeError::MissingField {
+            what: WHAT,
+            field: "eventName",
+        })?;
+    let event_source = own(doc.event_source.take())
+        .or_else(|| details.as_mut().and_then(|d| own(d.event_source.take())))
+        .ok_or(DecodeError::MissingField {
+            what: WHAT,
+            field: "eventSource",
+        })?;
+    let event_time = event_time(doc)?;
     let event_id =
         own(doc.event_id.take()).unwrap_or_else(|| format!("{:016x}", stable_hash(&[raw])));
     let principal = principal(doc.user_identity.take());
@@ -149,6 +211,7 @@ pub(crate) fn cloudtrail_event(
         });
     let region = own(doc.aws_region.take())
         .or_else(|| envelope.region.filter(|s| !s.is_empty()).map(str::to_owned));
+    let insight = details.map(|d| Box::new(insight(d, own(doc.shared_event_id.take()))));
     let fields = CloudTrailFields {
         event_source,
         event_name,
@@ -158,11 +221,18 @@ pub(crate) fn cloudtrail_event(
         user_agent: own(doc.user_agent.take()),
         error_code: own(doc.error_code.take()),
         error_message: own(doc.error_message.take()),
-        read_only: doc.read_only,
+        // An Insights record reports a rate and changes nothing (see `CloudTrailFields`).
+        read_only: if insight.is_some() {
+            Some(true)
+        } else {
+            doc.read_only
+        },
         resources: resources(doc.resources.take()),
         request_parameters: raw_text(doc.request_parameters.take()),
         response_elements: raw_text(doc.response_elements.take()),
         recipient_account_id,
+        event_category: own(doc.event_category.take()),
+        insight,
     };
     Ok(Event {
         event_id,
@@ -172,6 +242,7 @@ pub(crate) fn cloudtrail_event(
         region,
         position,
         body: EventBody::Cloudtrail(Box::new(fields)),
+        decode_warnings: std::mem::take(&mut doc.warnings),
     })
 }
 
@@ -182,19 +253,48 @@ pub(crate) fn cloudtrail_event(
 /// `userIdentity` shape, `requestParameters`/`responseElements` of any JSON type (kept as raw
 /// JSON text, `None` when absent or null), missing or string `readOnly`, empty `errorCode`
 /// (treated as absent) and `eventTime` as ISO-8601 or `YYYY-MM-DD HH:MM:SS`. The event id is
-/// `eventID`, or the hex [`stable_hash`] of the record bytes when it is missing.
+/// `eventID`, or the hex [`stable_hash`] of the record bytes when it is missing. Like the
+/// other decoders it keeps what decodes: invalid UTF-8 is replaced with U+FFFD, optional
+/// fields of the wrong type are repaired or dropped, an `eventTime` number is read as epoch
+/// seconds/milliseconds/microseconds when plausible; each repair is listed in
+/// `decode_warnings`. CloudTrail Insights records decode too (see [`InsightFields`]).
 ///
 /// # Errors
-/// [`DecodeError`] when the bytes are not a JSON object, a field has the wrong type, or
-/// `eventName`, `eventSource` or a parseable `eventTime` is missing.
+/// [`DecodeError`] when the bytes are not a JSON object, or `eventName`, `eventSource` or a
+/// usable `eventTime` is missing.
 pub fn parse_cloudtrail_record(
     record: &[u8],
     position: Position,
     ingest_time: i64,
 ) -> Result<Event, DecodeError> {
-    let mut doc: Doc<'_> = super::dispatch::parse_doc(record)
-        .map_err(|e| DecodeError::from_json("CloudTrail record", record, e))?;
-    cloudtrail_event(&mut doc, record, Envelope::default(), position, ingest_time)
+    const WHAT: &str = "CloudTrail record";
+    let fixed;
+    let (text, lossy) = match std::str::from_utf8(record) {
+        Ok(s) => (s, false),
+        Err(_) => {
+            fixed = lossy_utf8(record).0;
+            (fixed.as_str(), true)
+        }
+    };
+    let mut doc = match serde_json::from_str::<Doc<'_>>(text) {
+        Ok(doc) => doc,
+        Err(e) if e.classify() == serde_json::error::Category::Data => match salvage_doc(text) {
+            Some(salvaged) => salvaged?,
+            None => return Err(DecodeError::from_json(WHAT, record, e)),
+        },
+        Err(e) => return Err(DecodeError::from_json(WHAT, record, e)),
+    };
+    let mut ev = cloudtrail_event(
+        &mut doc,
+        text.as_bytes(),
+        Envelope::default(),
+        position,
+        ingest_time,
+    )?;
+    if lossy {
+        ev.decode_warnings.insert(0, LOSSY_WARNING.to_owned());
+    }
+    Ok(ev)
 }
 
 #[cfg(test)]
@@ -290,7 +390,7 @@ mod tests {
         let e = parse_cloudtrail_record(br#"{"eventName":5}"#, Position::default(), 0).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid CloudTrail record: invalid type: integer `5`, expected a string at line 1 column 14"
+            "CloudTrail record has no usable eventName (found a number)"
         );
     }
 

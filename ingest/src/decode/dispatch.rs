@@ -8,10 +8,13 @@
 //! bytes the decoder was given for it (before inflation).
 
 use super::cloudtrail::{Envelope, cloudtrail_event};
-use super::doc::{CowStr, Doc, LogEventElem, MetricValueElem, Str};
+use super::doc::{CowStr, Doc, LogEventElem, LookupEventElem, MetricValueElem, Str};
 use super::error::DecodeError;
 use super::gzip::{gunzip_bounded, is_gzip};
 use super::kpl::{deaggregate, has_kpl_magic};
+use super::salvage::{
+    LOSSY_UTF16_WARNING, LOSSY_WARNING, Lossy, json_kind, lossy_utf8, salvage_doc,
+};
 use super::{DeadLetter, DecodeLimits, DecodeOutput};
 use aiops_core::{
     Event, EventBody, LogFields, LogLevel, MetricFields, MetricValue, Position, stable_hash,
@@ -19,6 +22,7 @@ use aiops_core::{
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::de::IgnoredAny;
+use serde_json::error::Category;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 
@@ -70,11 +74,73 @@ impl Nest {
     }
 }
 
+/// Bytes looked at for a NUL byte before text is taken as binary (as `git` and GNU `grep`
+/// decide): JSON text never holds a raw NUL.
+pub(crate) const BINARY_SNIFF_BYTES: usize = 8192;
+
 /// One decoding call's state.
 pub(crate) struct Decoder<'o> {
-    pub ingest_time: i64,
-    pub limits: DecodeLimits,
-    pub out: &'o mut DecodeOutput,
+    ingest_time: i64,
+    limits: DecodeLimits,
+    out: &'o mut DecodeOutput,
+    /// Where invalid UTF-8 (or UTF-16) was replaced in the text being decoded (`None`:
+    /// nothing was replaced).
+    lossy: Option<Lossy>,
+}
+
+/// The body and byte order of UTF-16 text: after a byte-order mark (`FF FE` little-endian,
+/// `FE FF` big-endian), or without one when the text starts with an ASCII `{`, `[` or
+/// whitespace followed (little-endian) or preceded (big-endian) by a zero byte.
+fn utf16_body(b: &[u8]) -> Option<(&[u8], bool)> {
+    match b {
+        [0xFF, 0xFE, rest @ ..] => Some((rest, false)),
+        [0xFE, 0xFF, rest @ ..] => Some((rest, true)),
+        [b'{' | b'[' | b' ' | b'\n' | b'\r' | b'\t', 0, ..] => Some((b, false)),
+        [0, b'{' | b'[' | b' ' | b'\n' | b'\r' | b'\t', ..] => Some((b, true)),
+        _ => None,
+    }
+}
+
+/// UTF-16 text as UTF-8, unpaired surrogates (and an odd last byte) replaced with U+FFFD, and
+/// the byte offsets of the replacements in the returned text (see [`lossy_utf8`]).
+fn utf16_to_utf8(b: &[u8], big_endian: bool) -> (String, Vec<usize>) {
+    let units = b.chunks_exact(2).map(|c| {
+        let pair = [c[0], c[1]];
+        if big_endian {
+            u16::from_be_bytes(pair)
+        } else {
+            u16::from_le_bytes(pair)
+        }
+    });
+    let mut text = String::with_capacity(b.len() / 2 + 16);
+    let mut marks = Vec::new();
+    for c in char::decode_utf16(units) {
+        match c {
+            Ok(c) => text.push(c),
+            Err(_) => {
+                marks.push(text.len());
+                text.push(char::REPLACEMENT_CHARACTER);
+            }
+        }
+    }
+    if b.len() % 2 == 1 {
+        marks.push(text.len());
+        text.push(char::REPLACEMENT_CHARACTER);
+    }
+    (text, marks)
+}
+
+/// The end of a value that did not parse: the next point after its first byte where a value
+/// can start on its own (a `{` or `[` first on a line, or a `{` right after a `}`), or the
+/// end of the text.
+fn resync_point(text: &[u8]) -> usize {
+    for at in memchr::memchr2_iter(b'{', b'[', text).filter(|&i| i > 0) {
+        let prev = text[at - 1];
+        if prev == b'\n' || (prev == b'}' && text[at] == b'{') {
+            return at;
+        }
+    }
+    text.len()
 }
 
 fn trim(b: &[u8]) -> &[u8] {
@@ -106,15 +172,6 @@ fn shape_error(what: &'static str, text: &[u8], err: serde_json::Error) -> Decod
     }
 }
 
-/// Parses a document: when the bytes are valid UTF-8 (checked once, fast) the string reader
-/// skips per-string validation; otherwise the slice reader reports where it breaks.
-pub(crate) fn parse_doc(text: &[u8]) -> Result<Doc<'_>, serde_json::Error> {
-    match std::str::from_utf8(text) {
-        Ok(s) => serde_json::from_str(s),
-        Err(_) => serde_json::from_slice(text),
-    }
-}
-
 /// `s` cut to at most `max` bytes, on a character boundary.
 fn cut(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
@@ -142,23 +199,6 @@ fn key_list(text: &[u8]) -> String {
     }
 }
 
-/// Several non-blank lines, at least one of which is a one-line JSON object.
-fn looks_like_ndjson(text: &[u8]) -> bool {
-    let mut lines = 0usize;
-    let mut object_lines = 0usize;
-    for line in text.split(|&b| b == b'\n') {
-        let line = trim(line);
-        if line.is_empty() {
-            continue;
-        }
-        lines += 1;
-        if line.len() >= 2 && line.first() == Some(&b'{') && line.last() == Some(&b'}') {
-            object_lines += 1;
-        }
-    }
-    lines >= 2 && object_lines >= 1
-}
-
 /// The decoded length of standard base64 text (exact for well-formed padded input).
 fn base64_decoded_len(text: &str) -> usize {
     let pad = text.bytes().rev().take(2).filter(|&b| b == b'=').count();
@@ -173,7 +213,26 @@ fn stream_from_arn(arn: &str) -> &str {
     }
 }
 
-impl Decoder<'_> {
+impl<'o> Decoder<'o> {
+    /// A decoder appending to `out`; `ingest_time` in microseconds since the Unix epoch.
+    pub(crate) fn new(ingest_time: i64, limits: DecodeLimits, out: &'o mut DecodeOutput) -> Self {
+        Decoder {
+            ingest_time,
+            limits,
+            out,
+            lossy: None,
+        }
+    }
+
+    /// Appends a decoded event; `raw` is the JSON text it was decoded from (a slice of the
+    /// text being decoded), to mark the event when that text held invalid UTF-8.
+    fn emit(&mut self, mut ev: Event, raw: &[u8]) {
+        if let Some(l) = self.lossy.as_ref().filter(|l| l.damaged(raw)) {
+            ev.decode_warnings.insert(0, l.warning.to_owned());
+        }
+        self.out.events.push(ev);
+    }
+
     fn dead(&mut self, position: Position, reason: DecodeError, data: &[u8]) {
         let mut reason = reason.to_string();
         if reason.len() > MAX_REASON_BYTES {
@@ -256,40 +315,205 @@ impl Decoder<'_> {
         }
     }
 
-    /// JSON text: one object, or NDJSON (one object per line). Parse errors report lines and
-    /// columns of the text as given (only a UTF-8 byte-order mark is skipped).
+    /// JSON text: one value, or several back to back (NDJSON lines, or values written with no
+    /// separator at all, `}{`, as Kinesis Data Firehose writes them to S3), each decoded as
+    /// if it were its own input. UTF-8 (a byte-order mark is skipped) or UTF-16 (by its
+    /// byte-order mark, or a zero byte next to the first character). Binary data (a NUL byte among the first
+    /// [`BINARY_SNIFF_BYTES`]) is one dead letter. Invalid UTF-8 is replaced with U+FFFD
+    /// (see [`Lossy`]): the events whose JSON text held it are kept and marked. Parse errors
+    /// report lines and columns of the value as given (only a UTF-8 byte-order mark is
+    /// skipped).
     fn text(&mut self, text: &[u8], original: &[u8], origin: &mut Origin<'_>, nest: Nest) {
-        let text = strip_bom(text);
-        let t = trim(text);
-        if t.is_empty() {
-            return self.dead(origin.next(), DecodeError::Empty, original);
+        let converted: String;
+        let (s, lossy) = if let Some((body, big_endian)) = utf16_body(text) {
+            // UTF-16 (Windows PowerShell 5 writes redirected output so): converted first.
+            let (c, marks) = utf16_to_utf8(body, big_endian);
+            converted = c;
+            if converted.trim_ascii().is_empty() {
+                return self.dead(origin.next(), DecodeError::Empty, original);
+            }
+            let head = &converted.as_bytes()[..converted.len().min(BINARY_SNIFF_BYTES)];
+            if let Some(at) = memchr::memchr(0, head) {
+                return self.dead(origin.next(), DecodeError::Binary(at), original);
+            }
+            let lossy =
+                (!marks.is_empty()).then(|| Lossy::new(&converted, marks, LOSSY_UTF16_WARNING));
+            (converted.as_str(), lossy)
+        } else {
+            let text = strip_bom(text);
+            if trim(text).is_empty() {
+                return self.dead(origin.next(), DecodeError::Empty, original);
+            }
+            let head = &text[..text.len().min(BINARY_SNIFF_BYTES)];
+            if let Some(at) = memchr::memchr(0, head) {
+                return self.dead(origin.next(), DecodeError::Binary(at), original);
+            }
+            match std::str::from_utf8(text) {
+                Ok(s) => (s, None),
+                Err(_) => {
+                    let (f, marks) = lossy_utf8(text);
+                    converted = f;
+                    let lossy = Lossy::new(&converted, marks, LOSSY_WARNING);
+                    (converted.as_str(), Some(lossy))
+                }
+            }
+        };
+        let saved = std::mem::replace(&mut self.lossy, lossy);
+        let mut rest = s.trim_ascii_start();
+        let mut first = true;
+        while !rest.is_empty() {
+            let used = self.value(rest, first, original, origin, nest);
+            first = false;
+            rest = rest.get(used..).unwrap_or("").trim_ascii_start();
         }
-        match parse_doc(text) {
-            Ok(mut doc) => self.dispatch(&mut doc, t, original, origin, nest),
-            Err(e) => {
-                if looks_like_ndjson(t) {
-                    self.lines(t, origin, nest);
-                } else {
-                    self.dead(origin.next(), shape_error("JSON document", t, e), original);
+        self.lossy = saved;
+    }
+
+    /// Decodes the first JSON value of `rest` (non-empty, no leading whitespace) and returns
+    /// the number of bytes it used. `first` says whether it starts the text; a value that is
+    /// the whole text is dead-lettered with `original` (the bytes before inflation).
+    fn value(
+        &mut self,
+        rest: &str,
+        first: bool,
+        original: &[u8],
+        origin: &mut Origin<'_>,
+        nest: Nest,
+    ) -> usize {
+        let whole =
+            |used: usize| first && rest.get(used..).is_none_or(|r| r.trim_ascii().is_empty());
+        match rest.as_bytes().first() {
+            Some(b'{') => {
+                let mut it = serde_json::Deserializer::from_str(rest).into_iter::<Doc<'_>>();
+                match it.next() {
+                    Some(Ok(mut doc)) => {
+                        let used = it.byte_offset();
+                        let raw = rest.get(..used).unwrap_or(rest).as_bytes();
+                        let orig = if whole(used) { original } else { raw };
+                        self.dispatch(&mut doc, raw, orig, origin, nest);
+                        used
+                    }
+                    Some(Err(e)) => self.bad_value(rest, first, original, origin, nest, e),
+                    None => rest.len(),
+                }
+            }
+            Some(b'[') => {
+                let mut it = serde_json::Deserializer::from_str(rest).into_iter::<Vec<&RawValue>>();
+                match it.next() {
+                    Some(Ok(items)) => {
+                        let used = it.byte_offset();
+                        self.array(items, origin, nest);
+                        used
+                    }
+                    Some(Err(e)) => self.bad_value(rest, first, original, origin, nest, e),
+                    None => rest.len(),
+                }
+            }
+            _ => {
+                let mut it = serde_json::Deserializer::from_str(rest).into_iter::<IgnoredAny>();
+                match it.next() {
+                    Some(Ok(_)) => {
+                        let used = it.byte_offset();
+                        let raw = rest.get(..used).unwrap_or(rest);
+                        let orig = if whole(used) {
+                            original
+                        } else {
+                            raw.as_bytes()
+                        };
+                        let reason = DecodeError::WrongShape(format!(
+                            "expected a JSON object, found {}",
+                            json_kind(raw)
+                        ));
+                        self.dead(origin.next(), reason, orig);
+                        used
+                    }
+                    Some(Err(e)) => self.bad_value(rest, first, original, origin, nest, e),
+                    None => rest.len(),
                 }
             }
         }
     }
 
-    /// NDJSON: each non-blank line is decoded on its own.
-    fn lines(&mut self, text: &[u8], origin: &mut Origin<'_>, nest: Nest) {
-        for line in text.split(|&b| b == b'\n') {
-            let line = trim(line);
-            if line.is_empty() {
+    /// A value at the start of `rest` that did not parse. Valid JSON with a field of an
+    /// unexpected type is salvaged when it is a CloudTrail record (see [`salvage_doc`]);
+    /// anything else is a dead letter up to the next point where a value can start on its
+    /// own (a line starting with `{` or `[`, or `}{`). Returns the bytes used.
+    fn bad_value(
+        &mut self,
+        rest: &str,
+        first: bool,
+        original: &[u8],
+        origin: &mut Origin<'_>,
+        nest: Nest,
+        e: serde_json::Error,
+    ) -> usize {
+        if e.classify() == Category::Data {
+            let mut it = serde_json::Deserializer::from_str(rest).into_iter::<IgnoredAny>();
+            if let Some(Ok(_)) = it.next() {
+                let used = it.byte_offset();
+                let raw = rest.get(..used).unwrap_or(rest);
+                let whole = first && rest.get(used..).is_none_or(|r| r.trim_ascii().is_empty());
+                let what = if whole { "JSON document" } else { "JSON value" };
+                let orig = if whole { original } else { raw.as_bytes() };
+                self.salvage_or_dead(raw, orig, what, e, origin, nest);
+                return used;
+            }
+        }
+        let used = resync_point(rest.as_bytes());
+        let seg = rest.get(..used).unwrap_or(rest).trim_ascii_end();
+        let whole = first && used == rest.len();
+        let what = if whole { "JSON document" } else { "JSON value" };
+        let orig = if whole { original } else { seg.as_bytes() };
+        // Lines and columns of the value alone (the error of the stream counts from `rest`).
+        let e = match whole {
+            true => e,
+            false => serde_json::from_str::<IgnoredAny>(seg).err().unwrap_or(e),
+        };
+        self.dead(origin.next(), shape_error(what, seg.as_bytes(), e), orig);
+        used
+    }
+
+    /// An object whose typed parse failed with `e`: salvaged and dispatched when it is a
+    /// CloudTrail record or an EventBridge event carrying one, else a dead letter (data
+    /// `orig`, reason from `e` about `what`).
+    fn salvage_or_dead(
+        &mut self,
+        text: &str,
+        orig: &[u8],
+        what: &'static str,
+        e: serde_json::Error,
+        origin: &mut Origin<'_>,
+        nest: Nest,
+    ) {
+        let raw = text.as_bytes();
+        if e.classify() == Category::Data {
+            match salvage_doc(text) {
+                Some(Ok(mut doc)) => return self.dispatch(&mut doc, raw, orig, origin, nest),
+                Some(Err(reason)) => return self.dead(origin.next(), reason, orig),
+                None => {}
+            }
+        }
+        self.dead(origin.next(), shape_error(what, raw, e), orig);
+    }
+
+    /// A bare JSON array (`[{...},{...}]`: exports of security tools, `jq -s` output): each
+    /// element decoded as its own input; an element that is not an object is a dead letter.
+    fn array(&mut self, items: Vec<&RawValue>, origin: &mut Origin<'_>, nest: Nest) {
+        self.out.events.reserve(items.len());
+        for el in items {
+            let text = el.get();
+            let raw = text.as_bytes();
+            if !text.starts_with('{') {
+                let reason = DecodeError::WrongShape(format!(
+                    "expected a JSON object, found {}",
+                    json_kind(text)
+                ));
+                self.dead(origin.next(), reason, raw);
                 continue;
             }
-            if let Some(e) = self.too_large(line.len()) {
-                self.dead(origin.next(), e, line);
-                continue;
-            }
-            match parse_doc(line) {
-                Ok(mut doc) => self.dispatch(&mut doc, line, line, origin, nest),
-                Err(e) => self.dead(origin.next(), shape_error("JSON line", line, e), line),
+            match serde_json::from_str::<Doc<'_>>(text) {
+                Ok(mut doc) => self.dispatch(&mut doc, raw, raw, origin, nest),
+                Err(e) => self.salvage_or_dead(text, raw, "array element", e, origin, nest),
             }
         }
     }
@@ -305,6 +529,9 @@ impl Decoder<'_> {
     ) {
         if let Some(records) = doc.records.take() {
             return self.records(records, origin, nest);
+        }
+        if let Some(events) = doc.lookup_events.take() {
+            return self.lookup_events(events, origin);
         }
         if doc.awslogs.is_some() {
             return self.awslogs(doc, original, origin, nest);
@@ -331,7 +558,7 @@ impl Decoder<'_> {
                 return self.dead(pos, e, original);
             }
             match cloudtrail_event(doc, raw, Envelope::default(), pos.clone(), self.ingest_time) {
-                Ok(ev) => self.out.events.push(ev),
+                Ok(ev) => self.emit(ev, raw),
                 Err(e) => self.dead(pos, e, original),
             }
             return;
@@ -354,10 +581,20 @@ impl Decoder<'_> {
             }
             let mut doc = match serde_json::from_str::<Doc<'_>>(text) {
                 Ok(doc) => doc,
-                Err(e) => {
-                    self.dead(origin.next(), shape_error("Records element", raw, e), raw);
-                    continue;
-                }
+                Err(e) => match (e.classify() == Category::Data)
+                    .then(|| salvage_doc(text))
+                    .flatten()
+                {
+                    Some(Ok(doc)) => doc,
+                    Some(Err(reason)) => {
+                        self.dead(origin.next(), reason, raw);
+                        continue;
+                    }
+                    None => {
+                        self.dead(origin.next(), shape_error("Records element", raw, e), raw);
+                        continue;
+                    }
+                },
             };
             if doc.kinesis.is_some() {
                 self.lambda_kinesis(&mut doc, raw, origin, nest);
@@ -380,7 +617,67 @@ impl Decoder<'_> {
                 pos.clone(),
                 self.ingest_time,
             ) {
-                Ok(ev) => self.out.events.push(ev),
+                Ok(ev) => self.emit(ev, raw),
+                Err(e) => self.dead(pos, e, raw),
+            }
+        }
+    }
+
+    /// `aws cloudtrail lookup-events` output: each element's `CloudTrailEvent` (the record as
+    /// a JSON string) decoded as a CloudTrail record. Format: LookupEvents API,
+    /// <https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_LookupEvents.html>.
+    fn lookup_events(&mut self, events: Vec<&RawValue>, origin: &mut Origin<'_>) {
+        const WHAT: &str = "lookup-events element";
+        self.out.events.reserve(events.len());
+        for el in events {
+            let text = el.get();
+            let raw = text.as_bytes();
+            if let Some(e) = self.too_large(raw.len()) {
+                self.dead(origin.next(), e, raw);
+                continue;
+            }
+            let elem = match serde_json::from_str::<LookupEventElem<'_>>(text) {
+                Ok(elem) => elem,
+                Err(e) => {
+                    self.dead(origin.next(), shape_error(WHAT, raw, e), raw);
+                    continue;
+                }
+            };
+            let pos = origin.next();
+            let Some(CowStr(record)) = elem.cloudtrail_event else {
+                let reason = DecodeError::MissingField {
+                    what: WHAT,
+                    field: "CloudTrailEvent",
+                };
+                self.dead(pos, reason, raw);
+                continue;
+            };
+            let record: &str = &record;
+            let parsed = match serde_json::from_str::<Doc<'_>>(record) {
+                Ok(doc) => Ok(doc),
+                Err(e) => match (e.classify() == Category::Data)
+                    .then(|| salvage_doc(record))
+                    .flatten()
+                {
+                    Some(salvaged) => salvaged,
+                    None => Err(DecodeError::from_json(
+                        "lookup-events CloudTrailEvent",
+                        record.as_bytes(),
+                        e,
+                    )),
+                },
+            };
+            let event = parsed.and_then(|mut doc| {
+                cloudtrail_event(
+                    &mut doc,
+                    record.as_bytes(),
+                    Envelope::default(),
+                    pos.clone(),
+                    self.ingest_time,
+                )
+            });
+            match event {
+                Ok(ev) => self.emit(ev, raw),
                 Err(e) => self.dead(pos, e, raw),
             }
         }
@@ -532,7 +829,7 @@ impl Decoder<'_> {
                     pos.clone(),
                     self.ingest_time,
                 ) {
-                    Ok(ev) => self.out.events.push(ev),
+                    Ok(ev) => self.emit(ev, raw),
                     Err(e) => self.dead(pos, e, raw),
                 }
                 continue;
@@ -554,7 +851,7 @@ impl Decoder<'_> {
                         ])
                     )
                 });
-            self.out.events.push(Event {
+            let ev = Event {
                 event_id,
                 event_time,
                 ingest_time: self.ingest_time,
@@ -567,7 +864,9 @@ impl Decoder<'_> {
                     level: LogLevel::detect(message),
                     message: le.message.0.into_owned(),
                 }),
-            });
+                decode_warnings: Vec::new(),
+            };
+            self.emit(ev, raw);
         }
     }
 
@@ -610,8 +909,9 @@ impl Decoder<'_> {
             account: doc.account.as_deref(),
             region: doc.region.as_deref(),
         };
+        detail.warnings.append(&mut doc.warnings);
         match cloudtrail_event(&mut detail, record, envelope, pos.clone(), self.ingest_time) {
-            Ok(ev) => self.out.events.push(ev),
+            Ok(ev) => self.emit(ev, raw),
             Err(e) => self.dead(pos, e, original),
         }
     }
@@ -623,7 +923,7 @@ impl Decoder<'_> {
             return self.dead(pos, e, original);
         }
         match metric_event(doc, pos.clone(), self.ingest_time) {
-            Ok(ev) => self.out.events.push(ev),
+            Ok(ev) => self.emit(ev, raw),
             Err(e) => self.dead(pos, e, original),
         }
     }
@@ -645,8 +945,13 @@ fn cloudtrail_in_message(message: &str) -> Option<Doc<'_>> {
     }
     let finder = memchr::memmem::find(t.as_bytes(), b"\"eventSource\"");
     finder?;
-    let doc = serde_json::from_str::<Doc<'_>>(t).ok()?;
-    (doc.event_name.is_some() && doc.event_source.is_some()).then_some(doc)
+    let doc = match serde_json::from_str::<Doc<'_>>(t) {
+        Ok(doc) => doc,
+        Err(e) if e.classify() == Category::Data => salvage_doc(t)?.ok()?,
+        Err(_) => return None,
+    };
+    (doc.insight_details.is_some() || (doc.event_name.is_some() && doc.event_source.is_some()))
+        .then_some(doc)
 }
 
 /// Normalises one metric stream line.
@@ -711,5 +1016,6 @@ fn metric_event(
             unit: own(&doc.unit),
             metric_stream_name: stream,
         }),
+        decode_warnings: Vec::new(),
     })
 }

@@ -18,7 +18,7 @@ use std::fmt;
 ///
 /// Serde only borrows a bare `Cow<str>` field; inside `Option` it always allocates, hence this
 /// newtype whose visitor keeps borrowed strings borrowed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct CowStr<'a>(pub Cow<'a, str>);
 
 impl std::ops::Deref for CowStr<'_> {
@@ -136,6 +136,18 @@ pub(crate) struct Doc<'a> {
     /// Objects in a CloudTrail record, ARN strings in an EventBridge envelope.
     #[serde(borrow)]
     pub resources: Option<&'a RawValue>,
+    #[serde(borrow, rename = "eventCategory")]
+    pub event_category: Str<'a>,
+
+    // ---- CloudTrail Insights record ----
+    #[serde(borrow, rename = "insightDetails")]
+    pub insight_details: Option<InsightDetailsDoc<'a>>,
+    #[serde(borrow, rename = "sharedEventID")]
+    pub shared_event_id: Str<'a>,
+
+    // ---- `aws cloudtrail lookup-events` output ----
+    #[serde(borrow, rename = "Events")]
+    pub lookup_events: Option<Vec<&'a RawValue>>,
 
     // ---- CloudTrail log file / Lambda Kinesis event ----
     #[serde(borrow, rename = "Records")]
@@ -198,12 +210,22 @@ pub(crate) struct Doc<'a> {
     pub value: Option<&'a RawValue>,
     #[serde(borrow)]
     pub unit: Str<'a>,
+
+    // ---- filled by the salvage path (never read from JSON) ----
+    /// `eventTime` already converted (a number read as epoch seconds, milliseconds or
+    /// microseconds), in microseconds since the Unix epoch.
+    #[serde(skip)]
+    pub event_time_micros: Option<i64>,
+    /// What was repaired to keep this record (becomes `Event::decode_warnings`).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 impl Doc<'_> {
     /// Whether any CloudTrail record field is present.
     pub fn looks_like_cloudtrail(&self) -> bool {
-        self.event_name.is_some()
+        self.insight_details.is_some()
+            || self.event_name.is_some()
             || self.event_source.is_some()
             || self.event_time.is_some()
             || self.event_version.is_some()
@@ -292,6 +314,61 @@ pub(crate) struct ResourceElem<'a> {
     pub resource_type: Str<'a>,
     #[serde(borrow, rename = "ARN")]
     pub arn: Str<'a>,
+}
+
+/// `insightDetails` of a CloudTrail Insights record,
+/// <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-insight-details.html>.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct InsightDetailsDoc<'a> {
+    #[serde(borrow)]
+    pub state: Str<'a>,
+    #[serde(borrow, rename = "eventSource")]
+    pub event_source: Str<'a>,
+    #[serde(borrow, rename = "eventName")]
+    pub event_name: Str<'a>,
+    #[serde(borrow, rename = "insightType")]
+    pub insight_type: Str<'a>,
+    #[serde(borrow, rename = "errorCode")]
+    pub error_code: Str<'a>,
+    #[serde(rename = "insightContext")]
+    pub insight_context: Option<InsightContextDoc>,
+}
+
+/// `insightDetails.insightContext` (only `statistics` is read; `attributions` is skipped).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct InsightContextDoc {
+    pub statistics: Option<InsightStatisticsDoc>,
+}
+
+/// `insightDetails.insightContext.statistics`: rates per minute, durations in minutes.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct InsightStatisticsDoc {
+    pub baseline: Option<AverageDoc>,
+    pub insight: Option<AverageDoc>,
+    #[serde(rename = "insightDuration")]
+    pub insight_duration: Option<f64>,
+    #[serde(rename = "baselineDuration")]
+    pub baseline_duration: Option<f64>,
+}
+
+/// `{"average": <number>}`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct AverageDoc {
+    pub average: Option<f64>,
+}
+
+/// One element of `aws cloudtrail lookup-events` output's `Events`: the record is the JSON
+/// text in `CloudTrailEvent` (LookupEvents API, `Event` data type,
+/// <https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_Event.html>).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct LookupEventElem<'a> {
+    #[serde(borrow, rename = "CloudTrailEvent")]
+    pub cloudtrail_event: Str<'a>,
 }
 
 /// One element of a CloudWatch Logs payload's `logEvents`.

@@ -59,6 +59,21 @@ pub enum DecodeError {
         /// The missing field's JSON name.
         field: &'static str,
     },
+    /// A required field of the wrong type (a record without a usable event name, source or
+    /// time cannot be placed or matched, so it is not salvaged).
+    #[error("{what} has no usable {field} (found {found})")]
+    Unusable {
+        /// What was being read.
+        what: &'static str,
+        /// The field's JSON name.
+        field: &'static str,
+        /// The JSON type found instead, e.g. `a number`.
+        found: &'static str,
+    },
+    /// Bytes that are not text (a NUL byte among the first 8 KiB, as `git` and `grep` decide):
+    /// one dead letter for the whole input, never one per line.
+    #[error("binary data (NUL byte at offset {0}), not JSON text")]
+    Binary(usize),
     /// A CloudTrail `eventTime` that is not an ISO-8601 timestamp.
     #[error("CloudTrail record has an unparseable eventTime: {0}")]
     BadEventTime(#[from] TimestampError),

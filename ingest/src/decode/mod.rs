@@ -6,7 +6,8 @@
 //!   file, metric stream JSON lines).
 //! - [`decode_file`]: the bytes of one file (gzip detected by magic bytes; CloudTrail log file
 //!   `{"Records":[...]}`, digest files skipped, one record per file, NDJSON, metric stream
-//!   lines, Lambda Kinesis / CloudWatch Logs events, CloudWatch Logs subscription payloads).
+//!   lines, Lambda Kinesis / CloudWatch Logs events, CloudWatch Logs subscription payloads,
+//!   bare arrays of records, `aws cloudtrail lookup-events` output, Firehose output).
 //!
 //! Neither panics on any input: what cannot be decoded becomes a [`DeadLetter`] with the
 //! reason and the original bytes, and decoding goes on with the next record.
@@ -15,21 +16,37 @@
 //!
 //! | recognised by | input |
 //! |---|---|
-//! | bytes `1f 8b` | gzip (inflated through a capped reader, then recognised again) |
+//! | bytes `1f 8b` | gzip, one or several members (inflated through a capped reader, then recognised again) |
 //! | bytes `F3 89 9A C2` + valid MD5 + protobuf (Kinesis records only) | KPL aggregate ([`kpl`]) |
+//! | a NUL byte among the first 8 KiB | binary data: one dead letter for the whole input |
+//! | several JSON values one after the other, with or without whitespace between them (`}{`) | NDJSON, Firehose output, saved pages: each value recognised alone |
+//! | `[` | bare array (`jq -s`, security tools): each element recognised alone |
 //! | `Records` whose element has `kinesis` | Lambda Kinesis event |
 //! | `Records` otherwise | CloudTrail log file |
+//! | `Events` | `aws cloudtrail lookup-events` output: each `CloudTrailEvent` string decoded as a record |
 //! | `awslogs` | Lambda CloudWatch Logs event |
 //! | `messageType` | CloudWatch Logs subscription payload |
 //! | `detail-type` / `detail` | EventBridge event ("... via CloudTrail") |
 //! | `digestStartTime` / `digestEndTime` / `digestS3Object` | CloudTrail digest file (skipped, counted) |
 //! | `metric_stream_name`, or `metric_name` + `namespace` | CloudWatch metric stream line |
 //! | `kinesis` | one record of a Lambda Kinesis event |
+//! | `insightDetails` | CloudTrail Insights record (an event with `CloudTrailFields::insight`, never a change) |
 //! | `eventName` / `eventSource` / `eventTime` / `eventVersion` / `userIdentity` | single CloudTrail record |
-//! | several lines, when the whole is not one JSON value | NDJSON, each line recognised alone |
 //!
-//! Dead letters: an element of `Records`, an NDJSON line and a CloudWatch Logs log event each
-//! fail alone, with their own JSON text as data; a document that cannot be read at all is
+//! Keeping what decodes (each repair listed in the event's `decode_warnings`):
+//! - invalid UTF-8 is replaced with U+FFFD; only the events whose JSON text held it are marked;
+//! - a CloudTrail record (or the `detail` of an EventBridge event) with a field of the wrong
+//!   type keeps every field that decodes: a numeric `eventTime` is read as epoch seconds,
+//!   milliseconds or microseconds (whichever is between 2000 and 2100), a string
+//!   `userIdentity` becomes the principal's ARN or name, numbers in string fields are kept as
+//!   text, an `errorCode` of any type is kept as its JSON text (a failed call never looks
+//!   successful), anything else unreadable is dropped. Only a record without a usable
+//!   `eventName`, `eventSource` or `eventTime` is a dead letter.
+//!
+//! Dead letters: an element of `Records`, of a bare array or of `Events`, a value of a
+//! multi-value text (an NDJSON line, a Firehose record) and a CloudWatch Logs log event each
+//! fail alone, with their own JSON text as data (a value that does not parse runs to the next
+//! line starting with `{` or `[`, or the next `}{`); a document that cannot be read at all is
 //! one dead letter with the bytes given to the decoder for it (before inflation). For a
 //! Lambda Kinesis event, the data is the record's base64-decoded Kinesis data (what the
 //! Kinesis record held), or the base64 text when it does not decode.
@@ -41,6 +58,7 @@ mod error;
 pub mod gzip;
 pub mod kpl;
 mod protobuf;
+mod salvage;
 
 pub use cloudtrail::parse_cloudtrail_record;
 pub use error::DecodeError;
@@ -55,10 +73,12 @@ pub struct DecodeLimits {
     /// Largest decompressed size of one gzip payload, in bytes (a larger one is a dead letter:
     /// gzip bombs never reach memory). Default 64 MiB.
     pub max_decompressed_bytes: usize,
-    /// Largest size of one record (a Kinesis record's data, one NDJSON line, one element of a
-    /// `Records` array, one CloudWatch Logs log event's JSON text, one single-record document
-    /// such as an EventBridge event or a one-record file), in bytes. Default 1 MiB (the
-    /// Kinesis limit).
+    /// Largest size of one record (a Kinesis record's data, one element of a `Records` or
+    /// `Events` array, one CloudWatch Logs log event's JSON text, one CloudTrail record,
+    /// EventBridge event or metric stream line wherever it appears: a whole file, an NDJSON
+    /// line, a value of a Firehose object, an element of a bare array), in bytes. Documents
+    /// that hold records (log files, CloudWatch Logs payloads, arrays) are bounded by
+    /// `max_decompressed_bytes` instead. Default 1 MiB (the Kinesis limit).
     pub max_record_bytes: usize,
 }
 
@@ -105,8 +125,10 @@ pub struct DeadLetter {
     /// `"gzip payload exceeds 67108864 bytes decompressed (gzip bomb?)"`.
     pub reason: String,
     /// The original bytes of the record: for a whole document, the bytes given to the decoder
-    /// (before any decompression); for an element of `Records`, an NDJSON line or a log event,
-    /// its JSON text; for a record of a Lambda Kinesis event, the Kinesis record's data
+    /// (before any decompression); for an element of `Records`, `Events` or a bare array, a
+    /// value of a multi-value text (an NDJSON line, a Firehose record) or a log event, its
+    /// JSON text (after U+FFFD replacement when the text held invalid UTF-8, or converted
+    /// from UTF-16); for a record of a Lambda Kinesis event, the Kinesis record's data
     /// (base64-decoded, as Kinesis held it) or the base64 text when it does not decode.
     pub data: Vec<u8>,
     /// Where the record came from.
@@ -142,11 +164,7 @@ pub fn decode_kinesis_record(
     limits: &DecodeLimits,
     out: &mut DecodeOutput,
 ) {
-    let mut decoder = dispatch::Decoder {
-        ingest_time,
-        limits: *limits,
-        out,
-    };
+    let mut decoder = dispatch::Decoder::new(ingest_time, *limits, out);
     decoder.kinesis_record(data, position, dispatch::Nest::default());
 }
 
@@ -174,11 +192,7 @@ pub fn decode_file(
         stream: format!("file:{name}"),
         next: 0,
     };
-    let mut decoder = dispatch::Decoder {
-        ingest_time,
-        limits: *limits,
-        out,
-    };
+    let mut decoder = dispatch::Decoder::new(ingest_time, *limits, out);
     decoder.document(data, data, &mut origin, dispatch::Nest::default());
 }
 
