@@ -533,41 +533,29 @@ pub(super) fn is_date_word(tok: &[u8]) -> bool {
 
 /// Unit words skipped in skeletons when they follow a parameter (`12 ms`, `1.2 KB)`).
 pub(super) fn is_unit_word(tok: &str) -> bool {
+    const WORDS: [&str; 9] = [
+        "byte", "bytes", "second", "seconds", "minutes", "hours", "h", "hr", "hrs",
+    ];
     let t = tok.trim_matches(|c: char| c.is_ascii_punctuation());
-    is_unit_abbreviation(t)
-        || matches!(
-            t.to_ascii_lowercase().as_str(),
-            "byte" | "bytes" | "second" | "seconds" | "minutes" | "hours" | "h" | "hr" | "hrs"
-        )
+    is_unit_abbreviation(t) || WORDS.iter().any(|w| w.eq_ignore_ascii_case(t))
 }
 
 /// Unit abbreviations that are part of the quantity before them (`1.2 KB`, `3 ms`): masked
 /// with it as one parameter, as the Loghub-2.0 templates do.
 pub(super) fn is_unit_abbreviation(t: &str) -> bool {
-    matches!(
-        t.to_ascii_lowercase().as_str(),
-        "b" | "kb"
-            | "mb"
-            | "gb"
-            | "tb"
-            | "kib"
-            | "mib"
-            | "gib"
-            | "ns"
-            | "us"
-            | "ms"
-            | "s"
-            | "sec"
-            | "secs"
-            | "min"
-            | "mins"
-            | "%"
-    )
+    const UNITS: [&str; 17] = [
+        "b", "kb", "mb", "gb", "tb", "kib", "mib", "gib", "ns", "us", "ms", "s", "sec", "secs",
+        "min", "mins", "%",
+    ];
+    t.len() <= 4 && UNITS.iter().any(|u| u.eq_ignore_ascii_case(t))
 }
 
 /// The unit abbreviation of a chunk (`KB)` -> `KB`), if it is one: its leading and trailing
 /// ASCII punctuation trimmed.
 pub(super) fn unit_core(tok: &[u8]) -> Option<(usize, usize)> {
+    if tok.len() > 8 {
+        return None;
+    }
     let lo = tok.iter().take_while(|&&c| c == b'(').count();
     let mut hi = tok.len();
     while hi > lo && tok.get(hi - 1).is_some_and(|&c| is_trail_punct(c)) {
