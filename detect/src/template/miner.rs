@@ -133,10 +133,11 @@ impl TemplateMiner {
                     continue;
                 }
                 // A unit after a quantity is part of it (`1.2 KB)`).
-                if self
-                    .tokens
-                    .last()
-                    .is_some_and(|&t| self.interner.is_masked(t))
+                if tok.len() <= 6
+                    && self
+                        .tokens
+                        .last()
+                        .is_some_and(|&t| self.interner.is_masked(t))
                     && let Some((lo, hi)) = unit_core(tok)
                 {
                     let id = if lo == 0 && hi == tok.len() {
@@ -159,6 +160,13 @@ impl TemplateMiner {
             }
             let mut cuts = std::mem::take(&mut self.pieces);
             pieces(tok, &mut cuts);
+            if cuts.len() == 1 {
+                // Delimiters only at the ends (`error:`, `(TID`): one token.
+                self.pieces = cuts;
+                let id = self.mask_piece(tok, flags);
+                self.push(id, gap);
+                continue;
+            }
             let mut g = gap;
             let mut k = 0;
             while let Some(&(ps, pe)) = cuts.get(k) {
@@ -196,11 +204,25 @@ impl TemplateMiner {
 
     /// Masks and interns one piece whose byte classes are `flags`.
     fn mask_piece(&mut self, tok: &[u8], flags: u8) -> u32 {
+        let delims = tok
+            .iter()
+            .take_while(|&&c| super::token::class(c) & C_SPLIT != 0)
+            .count();
         let kind = if flags & (C_DIGIT | C_SLASH) == 0 {
             MaskKind::Constant
         } else if flags & C_NOT_DIGIT == 0 {
             // Only digits: one numeric segment, what `mask_marked_token` makes `<*>`.
             MaskKind::Wildcard
+        } else if delims > 0
+            && delims < tok.len()
+            && tok.iter().skip(delims).all(u8::is_ascii_digit)
+        {
+            // A value of digits after a delimiter (`:8080`, `=0`).
+            self.scratch.clear();
+            self.scratch
+                .extend_from_slice(tok.get(..delims).unwrap_or(&[]));
+            self.scratch.extend_from_slice(WILDCARD_TEXT.as_bytes());
+            MaskKind::Partial { bare: true }
         } else {
             mask_marked_token(tok, flags, &mut self.scratch)
         };

@@ -465,6 +465,9 @@ pub(super) fn is_port(piece: &[u8]) -> bool {
 /// Whether a token is an English weekday or month name (full or three-letter, any case,
 /// with trailing punctuation): a date part, hence a parameter.
 pub(super) fn is_date_word(tok: &[u8]) -> bool {
+    if tok.len() < 3 {
+        return false;
+    }
     // Trailing ASCII punctuation is trimmed byte by byte: every byte of a non-ASCII char is
     // >= 0x80, so this equals trimming chars.
     let mut t = tok;
@@ -553,7 +556,7 @@ pub(super) fn is_unit_abbreviation(t: &str) -> bool {
 /// The unit abbreviation of a chunk (`KB)` -> `KB`), if it is one: its leading and trailing
 /// ASCII punctuation trimmed.
 pub(super) fn unit_core(tok: &[u8]) -> Option<(usize, usize)> {
-    if tok.len() > 8 {
+    if tok.len() > 6 {
         return None;
     }
     let lo = tok.iter().take_while(|&&c| c == b'(').count();
@@ -561,8 +564,23 @@ pub(super) fn unit_core(tok: &[u8]) -> Option<(usize, usize)> {
     while hi > lo && tok.get(hi - 1).is_some_and(|&c| is_trail_punct(c)) {
         hi -= 1;
     }
-    let core = std::str::from_utf8(tok.get(lo..hi)?).ok()?;
-    is_unit_abbreviation(core).then_some((lo, hi))
+    let core = tok.get(lo..hi)?;
+    if core.len() > 4
+        || !matches!(
+            core.first().map(u8::to_ascii_lowercase),
+            Some(b'b' | b'k' | b'm' | b'g' | b't' | b'n' | b'u' | b's' | b'%')
+        )
+    {
+        return None;
+    }
+    const UNITS: [&[u8]; 17] = [
+        b"b", b"kb", b"mb", b"gb", b"tb", b"kib", b"mib", b"gib", b"ns", b"us", b"ms", b"s",
+        b"sec", b"secs", b"min", b"mins", b"%",
+    ];
+    UNITS
+        .iter()
+        .any(|u| u.eq_ignore_ascii_case(core))
+        .then_some((lo, hi))
 }
 
 /// The common constant prefix and suffix of two token texts around a variable part, as a
