@@ -324,7 +324,8 @@ impl TemplateMiner {
     /// for them.
     ///
     /// A bare mask (only punctuation besides `<*>`, such as `:<*>`) counts as a parameter
-    /// position, as do two values of one key (`=true`, `=3`). A parameter
+    /// position, as do two values of one key (`=true`, `=3`) and two tokens that both hold a
+    /// variable (`(<*>.example.net)`, `(<*>.other.com)`). A parameter
     /// position with a shared affix (`=<*>`) counts as a constant position that
     /// the line matches when the line's token has that prefix and suffix around a non-empty
     /// middle, so `()` does not join `(<*>)`.
@@ -345,8 +346,11 @@ impl TemplateMiner {
                 params += 1;
             } else if a == b {
                 same += 1;
-            } else if interner.is_value(a) && interner.is_value(b) {
-                // Two values of the same key: a parameter position.
+            } else if (interner.is_value(a) && interner.is_value(b))
+                || (interner.is_masked(a) && interner.is_masked(b))
+            {
+                // Two values of the same key, or two tokens that both hold a variable: a
+                // parameter position.
                 params += 1;
             }
         }

@@ -170,6 +170,9 @@ fn masking_rules() {
         ("ee0", "ee0"),
         ("node-129", "node-<*>"),
         ("core.2275", "core.<*>"),
+        // A dotted host name with a variable part is one variable; without one it is kept.
+        ("node-17.fareast.corp.example.com", "<*>"),
+        ("org.apache.hadoop.Task2", "org.apache.hadoop.Task2"),
         // A constant between two parameters joins them into one.
         ("attempt_1445144423722_0020_m_000000_0", "attempt_<*>"),
         // A short unit glued to a number stays.
@@ -197,6 +200,8 @@ fn shared_prefixes_and_suffixes_of_values_stay_constant() {
         ("Resumed", "Started", None),
         ("ee0", "alt0", None),
         ("abc", "abd", None),
+        // Host names differ as a whole.
+        ("host-a.corp.example.com", "host-b.corp.example.com", None),
     ];
     for (a, b, want) in cases {
         assert_eq!(common_affix(a, b).as_deref(), want, "{a} {b}");

@@ -293,7 +293,25 @@ pub(super) fn mask_marked_token(tok: &[u8], flags: u8, out: &mut Vec<u8>) -> Mas
         out.extend_from_slice(tok.get(hi..).unwrap_or(&[]));
         return MaskKind::Partial { bare: false };
     }
-    mask_segments(tok, out)
+    let kind = mask_segments(tok, out);
+    if matches!(kind, MaskKind::Partial { .. }) && is_dotted_name(core) {
+        // A host or domain name with a variable part is one variable.
+        return mask_whole(tok, lo, hi, out);
+    }
+    kind
+}
+
+/// Whether a token core is a dotted name of at least three labels (letters, digits, `-`,
+/// `_`) whose last label is letters: a host or domain name such as `node-7.corp.example.com`.
+fn is_dotted_name(core: &[u8]) -> bool {
+    let dots = core.iter().filter(|&&c| c == b'.').count();
+    let last = core.rsplit(|&c| c == b'.').next().unwrap_or(&[]);
+    dots >= 2
+        && !last.is_empty()
+        && last.iter().all(u8::is_ascii_alphabetic)
+        && core
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
 }
 
 /// The token with its core `tok[lo..hi]` replaced by `<*>`.
@@ -553,8 +571,11 @@ pub(super) fn is_unit_abbreviation(t: &str) -> bool {
     t.len() <= 4 && UNITS.iter().any(|u| u.eq_ignore_ascii_case(t))
 }
 
-/// The unit abbreviation of a chunk (`KB)` -> `KB`), if it is one: its leading and trailing
-/// ASCII punctuation trimmed.
+/// The size unit of a chunk (`KB)` -> `KB`), if it is one (`B`, `KB`, `MB`, `GB`, `TB`,
+/// `KiB`, `MiB`, `GiB`, any case): its byte range without leading `(` and trailing
+/// punctuation. A size unit after a number is part of that parameter, as in the Loghub-2.0
+/// templates (`estimated size <*>, free <*>` for `16.0 KB, free 317.5 KB`); time units are
+/// kept (`took <*> ms`).
 pub(super) fn unit_core(tok: &[u8]) -> Option<(usize, usize)> {
     if tok.len() > 6 {
         return None;
@@ -568,15 +589,12 @@ pub(super) fn unit_core(tok: &[u8]) -> Option<(usize, usize)> {
     if core.len() > 4
         || !matches!(
             core.first().map(u8::to_ascii_lowercase),
-            Some(b'b' | b'k' | b'm' | b'g' | b't' | b'n' | b'u' | b's' | b'%')
+            Some(b'b' | b'k' | b'm' | b'g' | b't')
         )
     {
         return None;
     }
-    const UNITS: [&[u8]; 17] = [
-        b"b", b"kb", b"mb", b"gb", b"tb", b"kib", b"mib", b"gib", b"ns", b"us", b"ms", b"s",
-        b"sec", b"secs", b"min", b"mins", b"%",
-    ];
+    const UNITS: [&[u8]; 8] = [b"b", b"kb", b"mb", b"gb", b"tb", b"kib", b"mib", b"gib"];
     UNITS
         .iter()
         .any(|u| u.eq_ignore_ascii_case(core))
@@ -587,9 +605,13 @@ pub(super) fn unit_core(tok: &[u8]) -> Option<(usize, usize)> {
 /// template token (`=true` and `=3` give `=<*>`; `storage1` and `storage7` give
 /// `storage<*>`), or `None` when nothing constant is shared. The prefix ends at punctuation,
 /// or at a letter followed by a digit (or a `<*>`) in both texts; the suffix starts at
-/// punctuation. `a` may already hold a `<*>` (a template token).
+/// punctuation. `a` may already hold a `<*>` (a template token). Host names
+/// ([`is_dotted_name`]) share nothing: they are one variable each.
 pub(super) fn common_affix(a: &str, b: &str) -> Option<String> {
     let (a, b) = (a.as_bytes(), b.as_bytes());
+    if is_dotted_name(a) || is_dotted_name(b) {
+        return None;
+    }
     let wild = WILDCARD_TEXT.as_bytes();
     let a_stop = find(a, wild).unwrap_or(a.len());
     let b_stop = find(b, wild).unwrap_or(b.len());
