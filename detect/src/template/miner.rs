@@ -204,23 +204,24 @@ impl TemplateMiner {
 
     /// Masks and interns one piece whose byte classes are `flags`.
     fn mask_piece(&mut self, tok: &[u8], flags: u8) -> u32 {
-        let delims = tok
-            .iter()
-            .take_while(|&&c| super::token::class(c) & C_SPLIT != 0)
-            .count();
+        let delims = || {
+            tok.iter()
+                .take_while(|&&c| super::token::class(c) & C_SPLIT != 0)
+                .count()
+        };
         let kind = if flags & (C_DIGIT | C_SLASH) == 0 {
             MaskKind::Constant
         } else if flags & C_NOT_DIGIT == 0 {
             // Only digits: one numeric segment, what `mask_marked_token` makes `<*>`.
             MaskKind::Wildcard
-        } else if delims > 0
-            && delims < tok.len()
-            && tok.iter().skip(delims).all(u8::is_ascii_digit)
+        } else if let d = delims()
+            && d > 0
+            && d < tok.len()
+            && tok.iter().skip(d).all(u8::is_ascii_digit)
         {
             // A value of digits after a delimiter (`:8080`, `=0`).
             self.scratch.clear();
-            self.scratch
-                .extend_from_slice(tok.get(..delims).unwrap_or(&[]));
+            self.scratch.extend_from_slice(tok.get(..d).unwrap_or(&[]));
             self.scratch.extend_from_slice(WILDCARD_TEXT.as_bytes());
             MaskKind::Partial { bare: true }
         } else {

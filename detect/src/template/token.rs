@@ -170,7 +170,8 @@ pub(super) fn pieces(chunk: &[u8], out: &mut Vec<(usize, usize)>) {
     let mut i = 0;
     while i < n {
         // A cut is the start of a delimiter run that follows text and precedes more text.
-        if i > start && cuts_at(chunk, i) && !cuts_at(chunk, i - 1) {
+        let delim = chunk.get(i).is_some_and(|&c| class(c) & C_SPLIT != 0);
+        if delim && i > start && cuts_at(chunk, i) && !cuts_at(chunk, i - 1) {
             let mut j = i;
             while j < n && class(chunk.get(j).copied().unwrap_or(b' ')) & C_SPLIT != 0 {
                 j += 1;
@@ -304,6 +305,15 @@ pub(super) fn mask_marked_token(tok: &[u8], flags: u8, out: &mut Vec<u8>) -> Mas
 /// Whether a token core is a dotted name of at least three labels (letters, digits, `-`,
 /// `_`) whose last label is letters: a host or domain name such as `node-7.corp.example.com`.
 fn is_dotted_name(core: &[u8]) -> bool {
+    // Fast rejection: the last label (letters) must follow a dot.
+    let tail = core
+        .iter()
+        .rev()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .count();
+    if tail == 0 || core.len() <= tail || core.get(core.len() - tail - 1) != Some(&b'.') {
+        return false;
+    }
     let dots = core.iter().filter(|&&c| c == b'.').count();
     let last = core.rsplit(|&c| c == b'.').next().unwrap_or(&[]);
     dots >= 2
@@ -483,11 +493,36 @@ pub(super) fn is_port(piece: &[u8]) -> bool {
 /// Whether a token is an English weekday or month name (full or three-letter, any case,
 /// with trailing punctuation): a date part, hence a parameter.
 pub(super) fn is_date_word(tok: &[u8]) -> bool {
+    // Trailing ASCII punctuation is trimmed byte by byte: every byte of a non-ASCII char is
+    // >= 0x80, so this equals trimming chars.
     if tok.len() < 3 {
         return false;
     }
-    // Trailing ASCII punctuation is trimmed byte by byte: every byte of a non-ASCII char is
-    // >= 0x80, so this equals trimming chars.
+    let lower = |i: usize| tok.get(i).map_or(0, u8::to_ascii_lowercase);
+    // The first three letters, lowercase: every name has its own (and is either just those
+    // three letters or the full name).
+    let name: &[u8] = match (lower(0), lower(1), lower(2)) {
+        (b'm', b'o', b'n') => b"monday",
+        (b't', b'u', b'e') => b"tuesday",
+        (b'w', b'e', b'd') => b"wednesday",
+        (b't', b'h', b'u') => b"thursday",
+        (b'f', b'r', b'i') => b"friday",
+        (b's', b'a', b't') => b"saturday",
+        (b's', b'u', b'n') => b"sunday",
+        (b'j', b'a', b'n') => b"january",
+        (b'f', b'e', b'b') => b"february",
+        (b'm', b'a', b'r') => b"march",
+        (b'a', b'p', b'r') => b"april",
+        (b'm', b'a', b'y') => b"may",
+        (b'j', b'u', b'n') => b"june",
+        (b'j', b'u', b'l') => b"july",
+        (b'a', b'u', b'g') => b"august",
+        (b's', b'e', b'p') => b"september",
+        (b'o', b'c', b't') => b"october",
+        (b'n', b'o', b'v') => b"november",
+        (b'd', b'e', b'c') => b"december",
+        _ => return false,
+    };
     let mut t = tok;
     while let Some((&last, rest)) = t.split_last() {
         if class(last) & C_PUNCT == 0 {
@@ -495,61 +530,7 @@ pub(super) fn is_date_word(tok: &[u8]) -> bool {
         }
         t = rest;
     }
-    if t.len() < 3 || t.len() > 9 {
-        return false;
-    }
-    // Every name starts with one of these letters.
-    if !matches!(
-        t.first().map(u8::to_ascii_lowercase),
-        Some(b'm' | b't' | b'w' | b'f' | b's' | b'j' | b'a' | b'o' | b'n' | b'd')
-    ) {
-        return false;
-    }
-    let mut buf = [0u8; 9];
-    for (d, s) in buf.iter_mut().zip(t) {
-        *d = s.to_ascii_lowercase();
-    }
-    let w = buf.get(..t.len()).unwrap_or(&[]);
-    matches!(
-        w,
-        b"mon"
-            | b"tue"
-            | b"wed"
-            | b"thu"
-            | b"fri"
-            | b"sat"
-            | b"sun"
-            | b"monday"
-            | b"tuesday"
-            | b"wednesday"
-            | b"thursday"
-            | b"friday"
-            | b"saturday"
-            | b"sunday"
-            | b"jan"
-            | b"feb"
-            | b"mar"
-            | b"apr"
-            | b"may"
-            | b"jun"
-            | b"jul"
-            | b"aug"
-            | b"sep"
-            | b"oct"
-            | b"nov"
-            | b"dec"
-            | b"january"
-            | b"february"
-            | b"march"
-            | b"april"
-            | b"june"
-            | b"july"
-            | b"august"
-            | b"september"
-            | b"october"
-            | b"november"
-            | b"december"
-    )
+    t.len() == 3 || (t.len() == name.len() && t.eq_ignore_ascii_case(name))
 }
 
 /// Unit words skipped in skeletons when they follow a parameter (`12 ms`, `1.2 KB)`).
