@@ -63,7 +63,7 @@ pub fn canonical_template(template: &str) -> String {
 pub use token::WILDCARD_TEXT;
 
 /// Maximum number of token-count variants ("shapes") one cluster may hold.
-pub const MAX_SHAPES: usize = 16;
+pub const MAX_SHAPES: usize = 8;
 
 /// Token id of a fully masked token (`<*>`).
 const WILDCARD: u32 = 0;
