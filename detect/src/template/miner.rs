@@ -402,15 +402,19 @@ impl TemplateMiner {
         }
     }
 
-    /// The stable id of a new cluster: a hash of its first line's masked tokens and gaps,
-    /// re-hashed while it collides with a live cluster (or is 0).
+    /// The stable id of a new cluster: a hash of the template text of its first line (masked
+    /// tokens and whitespace, adjacent parameters as one, see [`canonical`]), re-hashed while
+    /// it collides with a live cluster (or is 0). A line and a learned template text that
+    /// masks to the same text (`connection from 10.0.0.1 at 07:07:00` and `connection from
+    /// <*> at <*>`) get the same id.
     fn stable_id(&self, shape: &Shape) -> u64 {
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(shape.tokens.len() * 2);
+        let mut text = String::new();
         for (&t, &g) in shape.tokens.iter().zip(&shape.gaps) {
-            parts.push(self.interner.text(g).as_bytes());
-            parts.push(self.interner.text(t).as_bytes());
+            text.push_str(self.interner.text(g));
+            text.push_str(self.interner.text(t));
         }
-        let mut id = aiops_core::stable_hash(&parts);
+        let text = canonical(text);
+        let mut id = aiops_core::stable_hash(&[text.as_bytes()]);
         while id == 0 || self.by_id.contains_key(&id) {
             id = aiops_core::stable_hash(&[&id.to_le_bytes(), b"+"]);
         }

@@ -31,10 +31,14 @@
 //!   [`MAX_SHAPES`] token-count variants ("shapes"); its template text aligns them and puts
 //!   `<*>` where they differ.
 //!
-//! **Stable ids**: a template's id is a hash of the masked tokens of the line that created it
-//! (FNV-1a, [`aiops_core::stable_hash`]), kept while the template generalises. Lines whose
-//! variables masking recognises therefore get the same id whatever came before them, in a
-//! live run, a replay, a backtest or a miner seeded from a learned dictionary.
+//! **Stable ids**: a template's id is a hash (FNV-1a, [`aiops_core::stable_hash`]) of the
+//! template text of the line that created it (its masked tokens and whitespace, adjacent
+//! parameters as one), kept while the template generalises. Lines whose variables masking
+//! recognises therefore get the same id whatever came before them, in a live run, a replay, a
+//! backtest or a miner seeded from a learned dictionary (whose texts mask to the same text).
+//! A template whose first line held a word that later became a parameter (`user root`, then
+//! `user <*>`) keeps the id of that first line, so its id can differ between runs that saw
+//! different first lines.
 //!
 //! The hot path allocates nothing per token: one pass over the line's bytes (classified by a
 //! 256-entry table) yields the chunks as slices of the line together with whether they hold a
@@ -112,9 +116,9 @@ impl Default for TemplateConfig {
 /// The outcome of adding one line to the miner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TemplateMatch {
-    /// Id of the cluster the line joined: a hash of the masked tokens of the line that
+    /// Id of the cluster the line joined: a hash of the template text of the line that
     /// created it, so the same line gets the same id in every run (see the module
-    /// documentation). Never 0. Written as a string with [`template_key`].
+    /// documentation for the exception). Never 0. Written as a string with [`template_key`].
     pub template_id: u64,
     /// Whether this line created the cluster.
     pub created: bool,

@@ -343,6 +343,14 @@ fn template_ids_and_texts_do_not_depend_on_the_order_of_lines() {
         }
     }
     assert_eq!(template_key(0xab), "00000000000000ab");
+    // A miner seeded with the template texts (parameters as `0`, as a learned dictionary is
+    // loaded) gives the lines the same ids.
+    let mut seeded = TemplateMiner::new(&TemplateConfig::default());
+    for (i, id, text) in &a {
+        let seed = seeded.add(&text.replace(WILDCARD_TEXT, "0")).template_id;
+        assert_eq!(seed, *id, "{text}");
+        assert_eq!(seeded.add(lines[*i]).template_id, seed, "{}", lines[*i]);
+    }
 }
 
 #[test]
