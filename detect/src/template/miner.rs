@@ -17,6 +17,13 @@ struct Node {
     clusters: Vec<(usize, u8)>,
 }
 
+/// Token kind: parameter-like (a wildcard or a bare mask such as `:<*>`).
+const K_PARAM: u8 = 1;
+/// Token kind: the value of a key (starts with `=`).
+const K_VALUE: u8 = 2;
+/// Token kind: holds a mask.
+const K_MASKED: u8 = 4;
+
 #[derive(Debug, Clone)]
 struct Shape {
     tokens: Vec<u32>,
@@ -26,6 +33,9 @@ struct Shape {
     /// Per position: for a parameter position, the constant prefix and suffix its values
     /// share, as an interned template token such as `=<*>` (0 when none).
     affixes: Vec<u32>,
+    /// Per position: the interner's flags of the token ([`K_PARAM`], [`K_VALUE`],
+    /// [`K_MASKED`]), so that matching reads no interner entry for the template's tokens.
+    kinds: Vec<u8>,
     leaf: usize,
 }
 
@@ -337,18 +347,23 @@ impl TemplateMiner {
         }
         let mut same = 0usize;
         let mut params = 0usize;
-        for ((&a, &x), &b) in template.iter().zip(&shape.affixes).zip(line) {
+        for (((&a, &x), &k), &b) in template
+            .iter()
+            .zip(&shape.affixes)
+            .zip(&shape.kinds)
+            .zip(line)
+        {
             if a == WILDCARD {
                 if x == 0 || x == b || fits(interner.text(x), interner.text(b)) {
                     params += 1;
                 }
-            } else if interner.is_param_like(a) {
+            } else if k & K_PARAM != 0 {
                 // A bare mask (`:<*>`, `(<*>)`) tells nothing constant.
                 params += 1;
             } else if a == b {
                 same += 1;
-            } else if (interner.is_value(a) && interner.is_value(b))
-                || (interner.is_masked(a) && interner.is_masked(b))
+            } else if (k & K_VALUE != 0 && interner.is_value(b))
+                || (k & K_MASKED != 0 && interner.is_masked(b))
             {
                 // Two values of the same key, or two tokens that both hold a variable: a
                 // parameter position.
@@ -398,8 +413,17 @@ impl TemplateMiner {
             tokens: tokens.to_vec(),
             gaps,
             affixes: vec![0; tokens.len()],
+            kinds: tokens.iter().map(|&t| self.kind(t)).collect(),
             leaf,
         }
+    }
+
+    /// The [`Shape::kinds`] flags of a token.
+    fn kind(&self, t: u32) -> u8 {
+        let i = &self.interner;
+        (if i.is_param_like(t) { K_PARAM } else { 0 })
+            | (if i.is_value(t) { K_VALUE } else { 0 })
+            | (if i.is_masked(t) { K_MASKED } else { 0 })
     }
 
     /// The stable id of a new cluster: a hash of the template text of its first line (masked
@@ -540,7 +564,13 @@ impl TemplateMiner {
         };
         let interner = &mut self.interner;
         let mut changed = false;
-        for ((t, a), &l) in s.tokens.iter_mut().zip(s.affixes.iter_mut()).zip(tokens) {
+        for (((t, a), k), &l) in s
+            .tokens
+            .iter_mut()
+            .zip(s.affixes.iter_mut())
+            .zip(s.kinds.iter_mut())
+            .zip(tokens)
+        {
             if *t == l {
                 continue;
             }
@@ -548,6 +578,7 @@ impl TemplateMiner {
                 let affix = common_affix(interner.text(*t), interner.text(l));
                 *a = affix.map_or(0, |x| interner.intern(&x, true, false));
                 *t = WILDCARD;
+                *k = K_PARAM | K_MASKED;
                 changed = true;
             } else if *a != 0 && l != *a {
                 let (at, lt) = (interner.text(*a), interner.text(l));
