@@ -10,10 +10,13 @@
 //!   constant positions, ties to the template with more parameters) when that similarity
 //!   reaches `similarity_threshold`; the template then turns every differing position into a
 //!   parameter. Otherwise a new cluster starts.
-//! - S. Yu et al., "Brain: Log Parsing with Bidirectional Parallel Tree", IEEE TSC 2023, and
-//!   Xiao et al., "Free Lunch for Log Parsing: LogBatcher" (ASE 2024): a parameter position
-//!   keeps the constant prefix and suffix its values share (`=true`/`=3` -> `=<*>`,
-//!   `storage1`/`storage7` -> `storage<*>`), see [`token::common_affix`].
+//! - S. Yu et al., "Brain: Log Parsing with Bidirectional Parallel Tree", IEEE TSC 2023
+//!   (the constant part of a template is the pattern its lines share), and Y. Xiao, V.-H. Le,
+//!   H. Zhang, "Demonstration-Free: Towards More Practical Log Parsing with Large Language
+//!   Models" (LogBatcher), ASE 2024 (what a good template looks like: keys, units and
+//!   punctuation around a value stay constant). Here: a parameter position keeps the constant
+//!   prefix and suffix its values share (`=true`/`=3` -> `=<*>`, `storage1`/`storage7` ->
+//!   `storage<*>`), see `common_affix` in [`token`].
 //! - Z. Jiang et al., "A Large-scale Evaluation for Log Parsing Techniques: How Far are We?"
 //!   (Loghub-2.0), ISSTA 2024: template text conventions. Adjacent parameters
 //!   (`<*> <*>`, `<*>.<*>`, `<*>:<*>`, `<*><*>`) are written as one `<*>`, the whitespace of the
