@@ -23,7 +23,9 @@ const NAB_HELD_OUT: [&str; 6] = [
     "realTweets/Twitter_volume_IBM.csv",
 ];
 
-/// Loghub datasets not looked at while choosing the masking rules and threshold.
+/// Loghub datasets held out when the masking rules and threshold were first chosen (issue 7).
+/// Issue 15 looked at the output of all ten; its held-out measure is the six Loghub-2k sets
+/// outside the shared folder.
 const LOGHUB_HELD_OUT: [&str; 3] = ["Hadoop", "Spark", "Zookeeper"];
 
 fn arg(args: &[String], name: &str) -> Option<PathBuf> {

@@ -36,7 +36,7 @@ use crate::config::StatisticsConfig;
 use crate::decision::Decision;
 use crate::multiline::{MultilineCounters, MultilineJoiner};
 use crate::rate::RateModel;
-use crate::template::TemplateMiner;
+use crate::template::{TemplateMiner, template_key};
 use crate::value::ValueDetector;
 use ahash::{AHashMap, AHashSet};
 use aiops_core::{Event, EventBody, Evidence, Finding, FindingKind, LogLevel, ResourceKey};
@@ -688,9 +688,10 @@ impl StatsEngine {
                     && m.created
                     && event.event_time.saturating_sub(g.first_seen) >= warmup
                     && g.entries > min_events;
-                let key = format!("log_template:{group}:{}", m.template_id);
+                let tkey = template_key(m.template_id);
+                let key = format!("log_template:{group}:{tkey}");
                 let spec = self.spec_if_new(&key, || SpecParts {
-                    what: format!("template {} in log group {group}", m.template_id),
+                    what: format!("template {tkey} in log group {group}"),
                     resource: resource(),
                     template: Some((group.clone(), m.template_id)),
                     novelty_scope: Some(format!("log_group:{group}")),
@@ -1325,7 +1326,7 @@ fn close_series(
 
 /// Loads a learned template dictionary into a new log group: each template text is added to
 /// the miner as its seed line ([`seed_line`]), in learned id order; the learned series of the
-/// group's templates (`log_template:<group>:<learned id>`) are re-keyed to the ids the miner
+/// group's templates (`log_template:<group>:<template_key of the learned id>`) are re-keyed to the ids the miner
 /// gives them now. The group counts as seen since the learned `first_seen`, with the learned
 /// number of entries (the novelty warm-up).
 fn seed_group(
@@ -1341,9 +1342,9 @@ fn seed_group(
     let mut renamed = Vec::new();
     for t in templates {
         let m = g.miner.add(&seed_line(&t.text));
-        let old = format!("log_template:{group}:{}", t.template_id);
+        let old = format!("log_template:{group}:{}", template_key(t.template_id));
         if let Some(mut b) = series.remove(&old) {
-            b.key = format!("log_template:{group}:{}", m.template_id);
+            b.key = format!("log_template:{group}:{}", template_key(m.template_id));
             renamed.push(b);
         }
     }

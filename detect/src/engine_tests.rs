@@ -607,3 +607,46 @@ fn a_pile_of_late_events_is_not_a_burst() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn template_series_keys_do_not_depend_on_what_came_before() {
+    let history = [
+        "user alice logged in from 10.0.0.1",
+        "disk /dev/sda1 at 91 percent",
+        "job 17 finished in 3 s",
+    ];
+    let novel = "FATAL out of memory: killed process 7";
+    let run = |order: [usize; 3]| {
+        let mut cfg = StatisticsConfig::default();
+        cfg.novelty.warmup_secs = 600;
+        cfg.novelty.warmup_min_events = 0;
+        let mut e = StatsEngine::new(cfg);
+        let mut found = Vec::new();
+        let mut id = 0;
+        for m in 0..34 {
+            for (k, &i) in order.iter().enumerate() {
+                id += 1;
+                let t = m * MIN + (k as i64 + 1) * S;
+                found.extend(e.observe(&log(id, t, "g", history[i])));
+            }
+            if m == 30 {
+                id += 1;
+                found.extend(e.observe(&log(id, 30 * MIN + 5 * S, "g", novel)));
+            }
+        }
+        found
+            .into_iter()
+            .filter(|f| f.kind == FindingKind::Novelty)
+            .map(|f| (f.evidence.series_key, f.evidence.template))
+            .collect::<Vec<_>>()
+    };
+    let key = TemplateMiner::new(&crate::template::TemplateConfig::default())
+        .add(novel)
+        .template_id;
+    let want = vec![(
+        Some(format!("log_template:g:{}", template_key(key))),
+        Some("FATAL out of memory: killed process <*>".to_string()),
+    )];
+    assert_eq!(run([0, 1, 2]), want);
+    assert_eq!(run([2, 0, 1]), want);
+}
