@@ -2,7 +2,9 @@
 //! the act stage uses (explainer, incident store, recovery executor, notifier).
 
 use crate::bedrock::EnrichmentConfig;
+use crate::changes::ChangeIndexConfig;
 use crate::codebuild::PollConfig;
+use crate::group::GroupingConfig;
 use crate::notify::NotifyConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,6 +32,10 @@ pub struct ActConfig {
     /// SDK settings shared by the AWS adapters of the act stage (DynamoDB, S3, CodeBuild,
     /// SNS; Bedrock has its own in `enrichment`).
     pub aws: AwsSection,
+    /// Grouping findings into incidents, the service map, the related-changes lookback.
+    pub grouping: GroupingConfig,
+    /// Bounds of the recent-changes index.
+    pub changes: ChangeIndexConfig,
 }
 
 /// `[act.aws]`: SDK settings for the act stage's AWS clients.
@@ -188,6 +194,8 @@ impl Default for ActConfig {
             store: StoreConfig::default(),
             notify: NotifyConfig::default(),
             aws: AwsSection::default(),
+            grouping: GroupingConfig::default(),
+            changes: ChangeIndexConfig::default(),
         }
     }
 }
@@ -363,6 +371,53 @@ impl ActConfig {
             return bad(
                 "store.inline_finding_max_bytes",
                 format!("{} is outside 1024..=262144", s.inline_finding_max_bytes),
+            );
+        }
+        let g = &self.grouping;
+        if g.gap_secs == 0 || g.gap_secs > 86_400 {
+            return bad(
+                "grouping.gap_secs",
+                format!("{} is outside 1..=86400", g.gap_secs),
+            );
+        }
+        if g.lookback_secs > 86_400 {
+            return bad(
+                "grouping.lookback_secs",
+                format!("{} is above 86400", g.lookback_secs),
+            );
+        }
+        if g.max_related_changes > 20 {
+            return bad(
+                "grouping.max_related_changes",
+                format!("{} is above 20", g.max_related_changes),
+            );
+        }
+        if !(1..=2000).contains(&g.max_finding_ids) {
+            return bad(
+                "grouping.max_finding_ids",
+                format!("{} is outside 1..=2000", g.max_finding_ids),
+            );
+        }
+        if let Some(svc) = g.services.iter().find(|s| s.name.trim().is_empty()) {
+            return bad(
+                "grouping.services",
+                format!("a service has an empty name ({svc:?})"),
+            );
+        }
+        let c = &self.changes;
+        if c.retention_secs < g.lookback_secs {
+            return bad(
+                "changes.retention_secs",
+                format!(
+                    "{} is below grouping.lookback_secs ({})",
+                    c.retention_secs, g.lookback_secs
+                ),
+            );
+        }
+        if !(1..=1_000_000).contains(&c.max_per_scope) {
+            return bad(
+                "changes.max_per_scope",
+                format!("{} is outside 1..=1000000", c.max_per_scope),
             );
         }
         let n = &self.notify;

@@ -10,6 +10,10 @@
 //! | [`Explainer`] | [`StatisticalExplainer`] | [`bedrock::BedrockExplainer`] (either mode) |
 //! | [`RecoveryExecutor`] | [`DryRunExecutor`] | [`codebuild::CodeBuildExecutor`] |
 //! | [`notify::Notifier`] | [`notify::NoopNotifier`] | [`notify::SnsNotifier`] |
+//! | [`ChangeIndex`] | [`SqliteStore`], [`MemoryChangeIndex`] | [`dynamo::DynamoChangeIndex`] |
+//!
+//! Grouping ([`group`]), "what changed" ([`changes`]), suppressions and feedback
+//! ([`suppress`]) and the text view ([`render`]) are pure cores the workflow and the CLI call.
 //!
 //! [`setup::build`] assembles the workflow from `[act]` in one call. The AWS adapters block on
 //! the AWS SDK (see [`aws`]): run the workflow on its own thread, never inside an async task.
@@ -17,24 +21,32 @@
 pub mod answer;
 pub mod aws;
 pub mod bedrock;
+pub mod changes;
 pub mod clock;
 pub mod codebuild;
 pub mod config;
 pub mod dynamo;
 pub mod explain;
+pub mod group;
 pub mod incident;
 pub mod notify;
+pub mod render;
 pub mod setup;
 pub mod sqlite;
+pub mod suppress;
 pub mod text;
 pub mod workflow;
 
+pub use changes::{Change, ChangeIndex, MemoryChangeIndex, RelatedChange, change_from_event};
 pub use config::{ActConfig, ActConfigError, AwsSection, RecoveryConfig, StoreConfig};
 pub use explain::{ExplainContext, Explainer, Explanation, RuleProfile, StatisticalExplainer};
+pub use group::{GroupingConfig, IncidentGroup, Priority, finding_priority};
 pub use incident::{Incident, IncidentPatch, IncidentStore, StoreError, TimelineEntry};
+pub use render::render_incident;
 pub use setup::{ActWorkflow, SetupError, build, open_store};
 pub use sqlite::SqliteStore;
+pub use suppress::{Feedback, Suppression, SuppressionKind, is_suppressed};
 pub use workflow::{
     BuildOutcome, BuildResult, DryRunExecutor, Handled, RecoveryExecutor, RecoveryPlan, Workflow,
-    WorkflowError,
+    WorkflowError, action_severity, close_not_an_incident,
 };
