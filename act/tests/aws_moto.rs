@@ -55,10 +55,7 @@ fn confident_destructive_change_is_resolved_with_both_builds_recorded() {
     let Some(env) = env("confident_destructive_change_is_resolved") else {
         return;
     };
-    let stub = BedrockStub::always(Reply::answer(format!(
-        "```json\n{}\n```",
-        answer_json("FAILURE", 0.96, 9, "recreate")
-    )));
+    let stub = BedrockStub::always(Reply::answer(answer_json("FAILURE", 0.96, 9, "recreate")));
     let wf = Workflow::new(
         env.dynamo(),
         env.bedrock(&stub),
