@@ -39,3 +39,70 @@ fn e_suppression_expires_and_feedback_holds_back() {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     suppressed_series_and_feedback(store.clone(), store);
 }
+
+struct Recorder {
+    sent: std::sync::Mutex<Vec<aiops_act::notify::Notification>>,
+}
+
+impl aiops_act::notify::Notifier for &Recorder {
+    fn notify(
+        &self,
+        n: &aiops_act::notify::Notification,
+    ) -> Result<Option<String>, aiops_act::notify::NotifyError> {
+        let mut s = self.sent.lock().unwrap();
+        s.push(n.clone());
+        Ok(Some(format!("test:{}", s.len())))
+    }
+}
+
+/// One notification when the incident opens, one when its priority rises, none for a
+/// finding that joins without raising it.
+#[test]
+fn notifies_on_open_and_priority_rise_not_per_finding() {
+    use aiops_act::clock::ManualClock;
+    let rec = Recorder {
+        sent: std::sync::Mutex::new(Vec::new()),
+    };
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let wf = workflow(store.clone(), store, Arc::new(ManualClock::new(T0))).with_notifier(&rec);
+    let series = "log_level:/ecs/payments-api:ERROR";
+    let h = wf.handle(&stat("n1", series, T0, 0.95, 10.0, 2.0)).unwrap();
+    assert!(h.opened);
+    assert_eq!(
+        h.incident.unwrap().group.priority,
+        Some(aiops_act::Priority::Low)
+    );
+    let h = wf
+        .handle(&stat(
+            "n2",
+            "log_template:/ecs/payments-api:t-1",
+            T0 + 60 * SEC,
+            0.96,
+            9.0,
+            1.0,
+        ))
+        .unwrap();
+    assert!(h.joined);
+    let h = wf
+        .handle(&stat("n3", series, T0 + 120 * SEC, 0.9995, 80.0, 2.0))
+        .unwrap();
+    assert!(h.joined);
+    let i = h.incident.unwrap();
+    assert_eq!(i.group.priority, Some(aiops_act::Priority::High));
+    assert_eq!(i.group.finding_count, 3);
+    let subjects: Vec<String> = rec
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|n| n.subject.clone())
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "aiops MANUAL_REVIEW sev 7: no resource: needs a person".to_string(),
+            "aiops priority raised to HIGH: 10 in log_level:/ecs/payments-api:ERROR, expected 2"
+                .to_string(),
+        ]
+    );
+}
