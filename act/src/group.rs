@@ -1,6 +1,7 @@
 //! Grouping findings into incidents (DESIGN §6, "Grouping and context"): the pure core.
 //!
-//! A finding names *group keys*: `resource:<resource key>`, `log_group:<name>`,
+//! A finding names *group keys*: `series:<series key>` (consecutive windows of one series),
+//! `resource:<resource key>`, `log_group:<name>`,
 //! `principal:<principal key>` and `service:<name>` (from the `[[act.grouping.services]]` map,
 //! or, when no service matches, from the name heuristic [`name_tokens`]: `/ecs/payments-api`
 //! and `/prod/payments/db-password` both give `service:payments`). A statistical finding joins
@@ -344,6 +345,9 @@ pub fn group_keys(f: &Finding, cfg: &GroupingConfig) -> Vec<String> {
     if f.kind == FindingKind::ChangeRule {
         return keys;
     }
+    if let Some(k) = &s.series_key {
+        keys.push(format!("series:{k}"));
+    }
     if let Some(g) = &s.log_group {
         keys.push(format!("log_group:{g}"));
     }
@@ -599,7 +603,11 @@ mod tests {
         let f = stat("a", "log_level:/ecs/payments-api:ERROR", 0, 0.5);
         assert_eq!(
             group_keys(&f, &cfg),
-            ["log_group:/ecs/payments-api", "service:payments"]
+            [
+                "log_group:/ecs/payments-api",
+                "series:log_level:/ecs/payments-api:ERROR",
+                "service:payments"
+            ]
         );
         let t = stat("b", "log_template:/ecs/payments-api:t-1f", 0, 0.5);
         assert_eq!(finding_scope(&t).template_id.as_deref(), Some("t-1f"));
@@ -628,7 +636,11 @@ mod tests {
         let f = stat("a", "log_level:/ecs/payments-api:ERROR", 0, 0.5);
         assert_eq!(
             group_keys(&f, &cfg),
-            ["log_group:/ecs/payments-api", "service:checkout"]
+            [
+                "log_group:/ecs/payments-api",
+                "series:log_level:/ecs/payments-api:ERROR",
+                "service:checkout"
+            ]
         );
     }
 

@@ -43,7 +43,7 @@ pub use explain::{ExplainContext, Explainer, Explanation, RuleProfile, Statistic
 pub use group::{GroupingConfig, IncidentGroup, Priority, finding_priority};
 pub use incident::{Incident, IncidentPatch, IncidentStore, StoreError, TimelineEntry};
 pub use render::render_incident;
-pub use setup::{ActWorkflow, SetupError, build, open_store};
+pub use setup::{ActWorkflow, SetupError, build, open_change_index, open_store};
 pub use sqlite::SqliteStore;
 pub use suppress::{Feedback, Suppression, SuppressionKind, is_suppressed};
 pub use workflow::{

@@ -120,8 +120,20 @@ pub fn render_incident(i: &Incident) -> String {
         let _ = writeln!(t, "  ... and {} more", count - briefs.len() as u64);
     }
     let e = &i.finding.evidence;
+    if e.principal.is_some() || !e.samples.is_empty() || !e.event_ids.is_empty() {
+        let _ = writeln!(t, "\nEvidence (first finding):");
+    }
     if let Some(p) = &e.principal {
         let _ = writeln!(t, "  principal: {}", truncate_utf8(p, 256));
+    }
+    if !e.event_ids.is_empty() {
+        let ids: Vec<String> = e
+            .event_ids
+            .iter()
+            .take(5)
+            .map(|x| truncate_utf8(x, 128))
+            .collect();
+        let _ = writeln!(t, "  events: {}", ids.join(", "));
     }
     for s in e.samples.iter().take(3) {
         let _ = writeln!(t, "  sample: {}", truncate_utf8(s, 256));

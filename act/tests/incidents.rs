@@ -106,3 +106,51 @@ fn notifies_on_open_and_priority_rise_not_per_finding() {
         ]
     );
 }
+
+/// The text view of the CloudFormation-invoked DeleteTrail incident, exactly.
+#[test]
+fn text_view_of_the_cloudformation_delete_trail() {
+    use aiops_act::clock::ManualClock;
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let wf = workflow(store.clone(), store, Arc::new(ManualClock::new(T0)));
+    let (_, findings) = aiops_detect::rules::ChangeRules::new(&Default::default())
+        .unwrap()
+        .evaluate(&cfn_delete_trail_event());
+    let i = wf.handle(&findings[0]).unwrap().incident.unwrap();
+    let text = aiops_act::render_incident(&i);
+    assert_eq!(text, EXPECTED_TEXT.replace("{ID}", &findings[0].finding_id));
+}
+
+const EXPECTED_TEXT: &str = "\
+Incident inc-{ID}
+State:     MANUAL_REVIEW
+Priority:  HIGH
+Resource:  cloudtrail_trail example-trail
+Span:      2019-01-01T00:00:00.000000Z .. 2019-01-01T00:00:00.000000Z (1 finding)
+Summary:   cloudtrail.amazonaws.com DeleteTrail on cloudtrail_trail example-trail by arn:aws:iam::123456789012:role/example-role; not recovered automatically: invoked through cloudformation.amazonaws.com on behalf of a person (recovery would fight the stack)
+
+Related changes (most related first):
+  none found in the lookback
+
+Findings:
+  - {ID} change_rule cloudtrail_delete_trail at 2019-01-01T00:00:00.000000Z (score 1.0000, HIGH)
+      cloudtrail.amazonaws.com DeleteTrail on cloudtrail_trail example-trail by arn:aws:iam::123456789012:role/example-role; not recovered automatically: invoked through cloudformation.amazonaws.com on behalf of a person (recovery would fight the stack)
+
+Evidence (first finding):
+  principal: arn:aws:iam::123456789012:role/example-role
+  events: fc906f39-d1f3-5c39-a503-d0aae7cbaadf
+  sample: {\"name\":\"example-trail\"}
+
+Timeline:
+  2023-11-14T22:13:20.000000Z DETECTED
+  2023-11-14T22:13:20.000000Z ANALYZING
+  2023-11-14T22:13:20.000000Z DECIDED
+  2023-11-14T22:13:20.000000Z MANUAL_REVIEW
+
+Decision:
+  classification TAMPERING confidence 0.90 severity 9 by statistical
+  reasoning: Change rule cloudtrail_delete_trail matched a successful DeleteTrail call on cloudtrail_trail example-trail; it weakens logging or protection (defence evasion).
+  action: none
+  outcome: detected, not recovered: invoked through cloudformation.amazonaws.com on behalf of a person (recovery would fight the stack); needs a person
+  note: action \"recreate\" not taken: invoked through cloudformation.amazonaws.com on behalf of a person (recovery would fight the stack)
+";
