@@ -116,6 +116,10 @@ pub struct GroupingConfig {
     pub max_finding_ids: usize,
     /// Use the name heuristic when no service of `services` matches. Default true.
     pub name_heuristic: bool,
+    /// How long the workflow reuses the suppressions and feedback it read, seconds of wall
+    /// clock (a new suppression or feedback takes effect within this time; 0: read them for
+    /// every finding). Default 30.
+    pub suppression_refresh_secs: u64,
     /// The service map.
     pub services: Vec<ServiceDef>,
 }
@@ -129,6 +133,7 @@ impl Default for GroupingConfig {
             max_related_changes: 5,
             max_finding_ids: 500,
             name_heuristic: true,
+            suppression_refresh_secs: 30,
             services: Vec::new(),
         }
     }

@@ -116,6 +116,14 @@ pub struct Workflow<S, E, X, N = NoopNotifier> {
     worker_id: String,
     changes: Option<Arc<dyn ChangeIndex + Send + Sync>>,
     clock: Arc<dyn Clock>,
+    filters: std::sync::Mutex<Option<Filters>>,
+}
+
+/// Suppressions and feedback thresholds as last read, and when (wall clock, microseconds).
+struct Filters {
+    read_at: i64,
+    suppressions: Vec<crate::suppress::Suppression>,
+    min_scores: BTreeMap<String, f64>,
 }
 
 /// The result of handling one finding.
@@ -245,6 +253,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor> Workflow<S, E, X, Noop
             worker_id,
             changes: None,
             clock: Arc::new(SystemClock),
+            filters: std::sync::Mutex::new(None),
         }
     }
 }
@@ -261,6 +270,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
             worker_id: self.worker_id,
             changes: self.changes,
             clock: self.clock,
+            filters: std::sync::Mutex::new(None),
         }
     }
 
@@ -291,8 +301,28 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
         finding: &Finding,
         now: i64,
     ) -> Result<Option<String>, StoreError> {
-        let list = self.store.list_suppressions()?;
-        if let Some(s) = is_suppressed(finding, now, &list) {
+        let refresh = i64::try_from(self.config.grouping.suppression_refresh_secs)
+            .unwrap_or(i64::MAX / 1_000_000)
+            .saturating_mul(1_000_000);
+        let mut cache = self
+            .filters
+            .lock()
+            .map_err(|_| StoreError::Backend("suppression cache mutex poisoned".into()))?;
+        let fresh = cache
+            .as_ref()
+            .is_some_and(|c| refresh > 0 && now >= c.read_at && now - c.read_at < refresh);
+        if !fresh {
+            let since = now.saturating_sub(FEEDBACK_DAYS * 86_400 * 1_000_000);
+            *cache = Some(Filters {
+                read_at: now,
+                suppressions: self.store.list_suppressions()?,
+                min_scores: series_min_scores(&self.store.list_feedback(since)?, now),
+            });
+        }
+        let Some(filters) = cache.as_ref() else {
+            return Ok(None);
+        };
+        if let Some(s) = is_suppressed(finding, now, &filters.suppressions) {
             return Ok(Some(format!(
                 "suppressed: {} {}{}",
                 s.kind.as_str(),
@@ -306,9 +336,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
         if finding.kind == FindingKind::ChangeRule || finding.evidence.series_key.is_none() {
             return Ok(None);
         }
-        let since = now.saturating_sub(FEEDBACK_DAYS * 86_400 * 1_000_000);
-        let mins = series_min_scores(&self.store.list_feedback(since)?, now);
-        Ok(held_back_by_feedback(finding, &mins).map(|min| {
+        Ok(held_back_by_feedback(finding, &filters.min_scores).map(|min| {
             format!(
                 "suppressed: feedback says not an incident for this series (score {:.4} is not above {:.4})",
                 finding.score, min

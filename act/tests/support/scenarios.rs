@@ -397,6 +397,8 @@ pub fn suppressed_series_and_feedback<S: IncidentStore>(
     assert_eq!(fb.len(), 1);
     assert_eq!(fb[0].series_key, series);
     assert_eq!(fb[0].score, 0.9995);
+    // Suppressions and feedback are re-read every `suppression_refresh_secs` (30 s).
+    clock.advance(Duration::from_secs(30));
     let h = wf
         .handle(&stat("s4", series, T0 + 3 * SEC, 0.9995, 50.0, 2.0))
         .unwrap();
