@@ -430,9 +430,12 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
                     tracing::warn!(incident = %id, error = %e, "group index not updated");
                 }
                 let updated = self.store.get(&id)?;
+                // The incident's own notification (at its final state) carries the priority
+                // it has by then; a rise after it was sent gets one of its own.
                 if rose
                     && inc.group.priority.is_some()
                     && let Some(u) = &updated
+                    && u.state.is_terminal()
                 {
                     self.notify_priority(u, g.priority.unwrap_or(Priority::Low));
                 }
