@@ -154,3 +154,50 @@ Decision:
   outcome: detected, not recovered: invoked through cloudformation.amazonaws.com on behalf of a person (recovery would fight the stack); needs a person
   note: action \"recreate\" not taken: invoked through cloudformation.amazonaws.com on behalf of a person (recovery would fight the stack)
 ";
+
+/// The SQLite recent-changes index is bounded by event time and by count per scope.
+#[test]
+fn sqlite_change_index_is_bounded_by_time_and_count() {
+    use aiops_act::changes::{Change, ChangeIndex};
+    let store = SqliteStore::in_memory()
+        .unwrap()
+        .with_change_bounds(ChangeIndexConfig {
+            retention_secs: 10,
+            max_per_scope: 3,
+            table: String::new(),
+        });
+    let c = |id: &str, t: i64, account: &str| Change {
+        event_id: id.into(),
+        event_time: t,
+        account: account.into(),
+        region: "r".into(),
+        event_source: "s3.amazonaws.com".into(),
+        event_name: "PutBucketPolicy".into(),
+        principal: "p".into(),
+        resources: vec!["b".into()],
+    };
+    let ids = |v: Vec<Change>| v.into_iter().map(|c| c.event_id).collect::<Vec<_>>();
+    assert!(store.record(&c("a", 0, "1")).unwrap());
+    assert!(!store.record(&c("a", 0, "1")).unwrap());
+    store.record(&c("b", 5 * SEC, "1")).unwrap();
+    store.record(&c("x", 0, "2")).unwrap();
+    store.record(&c("c", 11 * SEC, "1")).unwrap(); // a is older than 11 s - 10 s
+    assert_eq!(
+        ids(store.recent(None, 0, i64::MAX, 10).unwrap()),
+        ["c", "b", "x"]
+    );
+    store.record(&c("d", 12 * SEC, "1")).unwrap();
+    store.record(&c("e", 13 * SEC, "1")).unwrap(); // three per scope: b goes
+    assert_eq!(
+        ids(store.recent(Some(("1", "r")), 0, i64::MAX, 10).unwrap()),
+        ["e", "d", "c"]
+    );
+    assert_eq!(
+        ids(store.recent(Some(("2", "r")), 0, i64::MAX, 10).unwrap()),
+        ["x"]
+    );
+    assert_eq!(
+        ids(store.recent(None, 12 * SEC, 13 * SEC, 1).unwrap()),
+        ["e"]
+    );
+}
