@@ -15,6 +15,21 @@
 //! Grouping ([`group`]), "what changed" ([`changes`]), suppressions and feedback
 //! ([`suppress`]) and the text view ([`render`]) are pure cores the workflow and the CLI call.
 //!
+//! What the pipeline and the CLI call:
+//! - for every event where events are seen: `if let Some(c) = change_from_event(&event) {
+//!   index.record(&c)? }`, `index` from [`open_change_index`];
+//! - for every finding: [`Workflow::handle`]; a [`Handled`] with `suppressed: Some(reason)`
+//!   is recorded in the findings table marked suppressed and opens no incident; `joined`
+//!   says it joined an open incident;
+//! - `aiops incidents show ID`: [`render_incident`] (`--json`: the serialised [`Incident`]);
+//!   `incidents list`: `incident.group.priority`, `incident.group.finding_count`;
+//! - `aiops incidents resolve ID --not-an-incident`: [`close_not_an_incident`];
+//! - `aiops suppress add|list|remove`: [`Suppression::new`] (kind from
+//!   [`SuppressionKind::guess`]) and [`IncidentStore::put_suppression`],
+//!   [`IncidentStore::list_suppressions`], [`IncidentStore::remove_suppression`];
+//! - detect, to raise a series' threshold after feedback:
+//!   [`suppress::series_min_scores`] over [`IncidentStore::list_feedback`].
+//!
 //! [`setup::build`] assembles the workflow from `[act]` in one call. The AWS adapters block on
 //! the AWS SDK (see [`aws`]): run the workflow on its own thread, never inside an async task.
 
