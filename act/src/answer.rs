@@ -1,7 +1,10 @@
-//! The model's answer (DESIGN §5): one JSON object with a fixed schema, taken strictly from
-//! free text. Answers come wrapped in code fences, with prose around them, with two JSON
-//! blocks, truncated, or with wrong types; only the first complete JSON object is considered,
-//! and it must match the schema exactly, or the answer is rejected with a reason.
+//! The model's answer (DESIGN §5): one JSON object with a fixed schema, parsed strictly.
+//! The answer must be a bare JSON object: its first non-whitespace character opens the first
+//! complete JSON value, and only whitespace may follow that value. Answers wrapped in code
+//! fences, with prose around them, with two JSON blocks, truncated, or with wrong types are
+//! rejected with a reason, and the workflow falls back to the statistical explainer, never to
+//! an action: an answer that does not follow the output contract may have been steered by the
+//! untrusted log text in the prompt, so none of it is trusted.
 //!
 //! Schema (every field required, no others):
 //!
@@ -76,6 +79,10 @@ pub enum AnswerError {
     /// The model did not answer with text (stop reason given).
     #[error("no usable text (stopReason {0})")]
     NoText(String),
+    /// The answer is not a bare JSON object: text (a code fence, prose, a second value)
+    /// precedes or follows it.
+    #[error("not a bare JSON object: {0}")]
+    NotBare(String),
 }
 
 /// The first complete JSON object in `text`: the object starting at the first `{` from which
@@ -108,34 +115,37 @@ pub fn first_json_object(text: &str) -> Result<(Value, usize), AnswerError> {
 }
 
 /// Parses and validates the model's text. `truncated` is the `stopReason == max_tokens`
-/// flag: a truncated answer is rejected even when its first object happens to be complete.
-/// Returns the answer and how many further JSON objects followed it (ignored, but worth
-/// recording).
+/// flag: a truncated answer is rejected even when its object happens to be complete. The text,
+/// without leading and trailing whitespace, must be exactly one JSON object (see the module
+/// documentation).
 ///
 /// # Errors
-/// [`AnswerError`] naming the first problem.
-pub fn parse_answer(text: &str, truncated: bool) -> Result<(ModelAnswer, usize), AnswerError> {
+/// [`AnswerError`] naming the first problem: [`AnswerError::NotBare`] for fenced or
+/// prose-wrapped answers and for a second value after the first.
+pub fn parse_answer(text: &str, truncated: bool) -> Result<ModelAnswer, AnswerError> {
     if truncated {
         return Err(AnswerError::Truncated("stopReason max_tokens".into()));
     }
-    let (value, end) = first_json_object(text)?;
-    let answer = validate(&value)?;
-    let rest = text.get(end..).unwrap_or_default();
-    let mut extra = 0;
-    let mut offset = 0;
-    while let Some(next) = rest.get(offset..) {
-        match first_json_object(next) {
-            Ok((_, e)) => {
-                extra += 1;
-                offset += e;
-            }
-            Err(_) => break,
-        }
-        if extra >= MAX_OBJECT_STARTS {
-            break;
-        }
+    if text.len() > MAX_ANSWER_BYTES {
+        return Err(AnswerError::TooLong(text.len()));
     }
-    Ok((answer, extra))
+    let body = text.trim();
+    if !body.starts_with('{') {
+        // Say why: a fence or prose before an object, or no object at all.
+        return match first_json_object(body) {
+            Ok((_, _)) | Err(AnswerError::Truncated(_)) => Err(AnswerError::NotBare(
+                "text before the JSON object (code fence or prose)".into(),
+            )),
+            Err(e) => Err(e),
+        };
+    }
+    let (value, end) = first_json_object(body)?;
+    if end != 0 && !body.get(end..).unwrap_or_default().trim().is_empty() {
+        return Err(AnswerError::NotBare(
+            "text after the JSON object (code fence, prose or a second value)".into(),
+        ));
+    }
+    validate(&value)
 }
 
 /// Checks one JSON value against the schema.
@@ -238,21 +248,40 @@ mod tests {
     }
 
     #[test]
-    fn bare_fenced_and_prose_wrapped_answers_parse() {
-        assert_eq!(parse_answer(GOOD, false).unwrap(), (good(), 0));
-        let fenced = format!("```json\n{GOOD}\n```");
-        assert_eq!(parse_answer(&fenced, false).unwrap(), (good(), 0));
-        let prose = format!(
-            "Sure! Here is my analysis {{as requested}}:\n\n{GOOD}\n\nLet me know if {{anything}} else."
+    fn only_bare_answers_parse() {
+        assert_eq!(parse_answer(GOOD, false).unwrap(), good());
+        assert_eq!(
+            parse_answer(&format!("\n  {GOOD}\n"), false).unwrap(),
+            good()
         );
-        assert_eq!(parse_answer(&prose, false).unwrap(), (good(), 0));
+        let fenced = format!("```json\n{GOOD}\n```");
+        assert_eq!(
+            parse_answer(&fenced, false).unwrap_err().to_string(),
+            "not a bare JSON object: text before the JSON object (code fence or prose)"
+        );
+        let prose = format!("Sure! Here is my analysis:\n\n{GOOD}");
+        assert_eq!(
+            parse_answer(&prose, false).unwrap_err().to_string(),
+            "not a bare JSON object: text before the JSON object (code fence or prose)"
+        );
+        let trailing = format!("{GOOD}\nLet me know if {{anything}} else.");
+        assert_eq!(
+            parse_answer(&trailing, false).unwrap_err().to_string(),
+            "not a bare JSON object: text after the JSON object (code fence, prose or a second value)"
+        );
     }
 
     #[test]
-    fn two_blocks_take_the_first_and_count_the_rest() {
+    fn a_second_block_rejects_the_answer() {
         let second = GOOD.replace("restore", "recreate").replace("0.93", "0.99");
         let text = format!("{GOOD}\n```json\n{second}\n```");
-        assert_eq!(parse_answer(&text, false).unwrap(), (good(), 1));
+        assert_eq!(
+            parse_answer(&text, false).unwrap_err(),
+            AnswerError::NotBare(
+                "text after the JSON object (code fence, prose or a second value)".into()
+            )
+        );
+        assert!(parse_answer(&format!("{GOOD} {GOOD}"), false).is_err());
     }
 
     #[test]
@@ -329,9 +358,9 @@ mod tests {
     #[test]
     fn none_and_null_mean_no_action() {
         let a = parse_answer(&GOOD.replace("\"restore\"", "\"none\""), false).unwrap();
-        assert_eq!(a.0.action, None);
+        assert_eq!(a.action, None);
         let a = parse_answer(&GOOD.replace("\"restore\"", "null"), false).unwrap();
-        assert_eq!(a.0.action, None);
+        assert_eq!(a.action, None);
     }
 
     #[test]

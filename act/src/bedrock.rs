@@ -745,16 +745,14 @@ impl Explainer for BedrockExplainer {
             s.config_error = None;
         });
         match parse_answer(&reply.text, reply.truncated) {
-            Ok((answer, extra)) => {
+            Ok(answer) => {
                 self.with_state(|s| {
                     s.stats.answers_used += 1;
                     s.remember(key, t, answer.clone(), cfg.cache_size);
                 });
                 Explanation {
                     decision: self.decision(finding, answer),
-                    note: (extra > 0).then(|| {
-                        format!("bedrock answer had {extra} more JSON object(s) after the first; ignored")
-                    }),
+                    note: None,
                     may_act: true,
                 }
             }

@@ -2,7 +2,9 @@
 //! the act stage uses (explainer, incident store, recovery executor, notifier).
 
 use crate::bedrock::EnrichmentConfig;
+use crate::changes::ChangeIndexConfig;
 use crate::codebuild::PollConfig;
+use crate::group::GroupingConfig;
 use crate::notify::NotifyConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,6 +32,10 @@ pub struct ActConfig {
     /// SDK settings shared by the AWS adapters of the act stage (DynamoDB, S3, CodeBuild,
     /// SNS; Bedrock has its own in `enrichment`).
     pub aws: AwsSection,
+    /// Grouping findings into incidents, the service map, the related-changes lookback.
+    pub grouping: GroupingConfig,
+    /// Bounds of the recent-changes index.
+    pub changes: ChangeIndexConfig,
 }
 
 /// `[act.aws]`: SDK settings for the act stage's AWS clients.
@@ -93,7 +99,7 @@ pub struct RecoveryConfig {
     /// CodeBuild project running `terraform plan -detailed-exitcode -target`.
     pub verify_project: String,
     /// Terraform address template per resource type; `{id}` is the resource id and `{slug}`
-    /// the id with every character outside `[A-Za-z0-9_]` replaced by `_`.
+    /// a valid Terraform resource name made from it (see [`terraform_name`]).
     pub targets: BTreeMap<String, String>,
     /// First wait before reading a build's status, milliseconds (doubles). Default 5000.
     pub poll_initial_ms: u64,
@@ -188,6 +194,8 @@ impl Default for ActConfig {
             store: StoreConfig::default(),
             notify: NotifyConfig::default(),
             aws: AwsSection::default(),
+            grouping: GroupingConfig::default(),
+            changes: ChangeIndexConfig::default(),
         }
     }
 }
@@ -365,6 +373,53 @@ impl ActConfig {
                 format!("{} is outside 1024..=262144", s.inline_finding_max_bytes),
             );
         }
+        let g = &self.grouping;
+        if g.gap_secs == 0 || g.gap_secs > 86_400 {
+            return bad(
+                "grouping.gap_secs",
+                format!("{} is outside 1..=86400", g.gap_secs),
+            );
+        }
+        if g.lookback_secs > 86_400 {
+            return bad(
+                "grouping.lookback_secs",
+                format!("{} is above 86400", g.lookback_secs),
+            );
+        }
+        if g.max_related_changes > 20 {
+            return bad(
+                "grouping.max_related_changes",
+                format!("{} is above 20", g.max_related_changes),
+            );
+        }
+        if !(1..=2000).contains(&g.max_finding_ids) {
+            return bad(
+                "grouping.max_finding_ids",
+                format!("{} is outside 1..=2000", g.max_finding_ids),
+            );
+        }
+        if let Some(svc) = g.services.iter().find(|s| s.name.trim().is_empty()) {
+            return bad(
+                "grouping.services",
+                format!("a service has an empty name ({svc:?})"),
+            );
+        }
+        let c = &self.changes;
+        if c.retention_secs < g.lookback_secs {
+            return bad(
+                "changes.retention_secs",
+                format!(
+                    "{} is below grouping.lookback_secs ({})",
+                    c.retention_secs, g.lookback_secs
+                ),
+            );
+        }
+        if !(1..=1_000_000).contains(&c.max_per_scope) {
+            return bad(
+                "changes.max_per_scope",
+                format!("{} is outside 1..=1000000", c.max_per_scope),
+            );
+        }
         let n = &self.notify;
         match n.backend.as_str() {
             "none" => {}
@@ -405,22 +460,36 @@ impl ActConfig {
             .unwrap_or(&[])
     }
 
-    /// The Terraform target of a resource, from its type's template.
+    /// The Terraform target of a resource, from its type's template (`{slug}` is
+    /// [`terraform_name`] of the id, `{id}` the id itself).
     pub fn terraform_target(&self, resource_type: &str, resource_id: &str) -> Option<String> {
-        let slug: String = resource_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let slug = terraform_name(resource_id);
         self.recovery
             .targets
             .get(resource_type)
             .map(|t| t.replace("{id}", resource_id).replace("{slug}", &slug))
+    }
+}
+
+/// A valid Terraform resource name for `id`: every character outside `[A-Za-z0-9_]` becomes
+/// `_`, and `r_` is put in front when the result does not start with a letter or `_` (a KMS
+/// key id such as `1234abcd-...`, an empty id). Terraform names must start with a letter or
+/// underscore and hold only letters, digits, underscores and dashes
+/// (<https://developer.hashicorp.com/terraform/language/syntax/configuration#identifiers>).
+pub fn terraform_name(id: &str) -> String {
+    let slug: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match slug.chars().next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => slug,
+        _ => format!("r_{slug}"),
     }
 }
 
@@ -466,5 +535,78 @@ mod tests {
         );
         assert_eq!(c.allowed_actions("rds_db_cluster"), ["start", "recreate"]);
         assert!(c.allowed_actions("unknown").is_empty());
+    }
+
+    /// Terraform identifiers: a letter or `_` first, then letters, digits, `_` and `-`.
+    fn valid_terraform_name(name: &str) -> bool {
+        let mut chars = name.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    }
+
+    #[test]
+    fn terraform_targets_are_valid_for_every_default_resource_type() {
+        let c = ActConfig::default();
+        // One id per resource type of the default rules, each of a shape that type has,
+        // several starting with a digit or holding characters Terraform rejects.
+        let cases = [
+            ("ec2_instance", "i-0abc123", "aws_instance.i_0abc123"),
+            (
+                "ssm_parameter",
+                "/prod/payments/db-password",
+                "aws_ssm_parameter._prod_payments_db_password",
+            ),
+            (
+                "lambda_function",
+                "2fa-handler",
+                "aws_lambda_function.r_2fa_handler",
+            ),
+            (
+                "dynamodb_table",
+                "orders.v2",
+                "aws_dynamodb_table.orders_v2",
+            ),
+            ("s3_bucket", "123-logs", "aws_s3_bucket.r_123_logs"),
+            ("rds_db_instance", "prod-db", "aws_db_instance.prod_db"),
+            ("rds_db_cluster", "9cluster", "aws_rds_cluster.r_9cluster"),
+            (
+                "cloudtrail_trail",
+                "example-trail",
+                "aws_cloudtrail.example_trail",
+            ),
+            (
+                "config_recorder",
+                "default",
+                "aws_config_configuration_recorder.default",
+            ),
+            ("vpc_flow_log", "fl-0123", "aws_flow_log.fl_0123"),
+            (
+                "resolver_query_log_config",
+                "rqlc-1",
+                "aws_route53_resolver_query_log_config.rqlc_1",
+            ),
+            (
+                "kms_key",
+                "1234abcd-12ab-34cd-56ef-1234567890ab",
+                "aws_kms_key.r_1234abcd_12ab_34cd_56ef_1234567890ab",
+            ),
+            (
+                "guardduty_detector",
+                "12abc34d567e8fa901bc2d34e56789f0",
+                "aws_guardduty_detector.r_12abc34d567e8fa901bc2d34e56789f0",
+            ),
+        ];
+        assert_eq!(cases.len(), c.recovery.targets.len());
+        for (t, id, want) in cases {
+            let got = c.terraform_target(t, id).unwrap();
+            assert_eq!(got, want, "{t}");
+            let name = got.split_once('.').map(|(_, n)| n).unwrap();
+            assert!(valid_terraform_name(name), "{got}");
+        }
+        assert_eq!(terraform_name(""), "r_");
+        assert_eq!(terraform_name("_x"), "_x");
+        assert_eq!(terraform_name("é1"), "_1");
     }
 }

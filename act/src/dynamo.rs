@@ -15,6 +15,17 @@
 //!   item `act/outcomes/<resource_type>`, updated with `ADD`, which creates a missing counter
 //!   (a `SET n = n + :one` fails on the first update because `n` does not exist yet).
 //!
+//! - cooldown locks per (resource, action): the `locks` item of a resource holds one
+//!   `expires_at_<action>` / `holder_<action>` pair per action; taking a lock is one
+//!   conditional `UpdateItem` requiring every at-least-as-destructive action's lock to be
+//!   absent, expired or the caller's own (a retried write).
+//! - the open-incident-by-group index, suppressions and feedback are items of the `locks`
+//!   table too, keyed `group#<key>`, `suppression#<id>`, `feedback#<incident>#<series>` (with
+//!   `ttl`: group entries expire a day after their last event, feedback after 30 days);
+//!   listing suppressions and feedback scans that small table.
+//! - the incident's group is the JSON attribute `grp` with its version in `grp_version`;
+//!   [`IncidentStore::update_group`] is conditional on that version.
+//!
 //! Every expression names attributes through `ExpressionAttributeNames` (`#n0`, `#n1`, ...),
 //! never literally, so DynamoDB's reserved words (`action`, `ttl`, `state`, `status`, ...)
 //! can never make an update fail. Transitions are `UpdateItem` with `ConditionExpression`
@@ -23,8 +34,11 @@
 //! Blocks on the SDK: never call from inside an async task.
 
 use crate::aws::{Blocking, error_chain};
+use crate::changes::{Change, ChangeIndex, ChangeIndexConfig, sort_newest_first};
 use crate::config::StoreConfig;
+use crate::group::IncidentGroup;
 use crate::incident::{Incident, IncidentPatch, IncidentStore, StoreError, TimelineEntry};
+use crate::suppress::{Feedback, Suppression, SuppressionKind};
 use crate::text::truncate_utf8;
 use aiops_core::{Finding, WorkflowState};
 use aws_sdk_dynamodb::Client;
@@ -212,7 +226,12 @@ fn item_to_incident(item: &Item) -> Result<Incident, StoreError> {
             timeline.push(TimelineEntry { state: st, at });
         }
     }
+    let group = match get_s("grp") {
+        None => IncidentGroup::default(),
+        Some(g) => serde_json::from_str(&g).map_err(|e| corrupt(format!("grp: {e}")))?,
+    };
     Ok(Incident {
+        group,
         incident_id: id.clone(),
         correlation_id: req_s("correlation_id")?,
         resource_key: req_s("resource_key")?,
@@ -514,6 +533,12 @@ impl DynamoStore {
         item.insert("updated_at".into(), n(i.updated_at));
         item.insert("ttl".into(), n(ttl));
         item.insert("schema_version".into(), n(1));
+        item.insert(
+            "grp".into(),
+            s(serde_json::to_string(&i.group)
+                .map_err(|e| StoreError::Backend(format!("grp: {e}")))?),
+        );
+        item.insert("grp_version".into(), n(i.group.version));
         let mut opt = |k: &str, v: Option<AttributeValue>| {
             if let Some(v) = v {
                 item.insert(k.to_string(), v);
@@ -616,6 +641,42 @@ impl DynamoStore {
         Ok(out)
     }
 
+    /// Items of the locks table whose key starts with `prefix`, at most `limit` (a paged
+    /// scan of that small table).
+    fn scan_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut e = Expr::default();
+            let k = e.name("resource_key");
+            let p = e.value(s(prefix));
+            let resp = self
+                .rt
+                .block_on(
+                    self.client
+                        .scan()
+                        .table_name(&self.cfg.locks_table)
+                        .filter_expression(format!("begins_with({k}, {p})"))
+                        .set_expression_attribute_names(e.names())
+                        .set_expression_attribute_values(e.values())
+                        .consistent_read(true)
+                        .set_exclusive_start_key(start.take())
+                        .send(),
+                )
+                .map_err(|err| backend("scan locks", &err))?;
+            out.extend(resp.items().iter().cloned());
+            if out.len() >= limit {
+                out.truncate(limit);
+                break;
+            }
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
     fn stats_key(resource_type: &str) -> String {
         format!("act/outcomes/{resource_type}")
     }
@@ -699,30 +760,36 @@ impl IncidentStore for DynamoStore {
     fn try_lock(
         &self,
         resource_key: &str,
+        action: &str,
+        blocking: &[String],
         holder: &str,
         now: i64,
         expires_at: i64,
     ) -> Result<bool, StoreError> {
         let mut e = Expr::default();
-        let k = e.name("resource_key");
-        let x = e.name("expires_at");
         let now_v = e.value(n(now));
-        let item: Item = HashMap::from([
-            ("resource_key".to_string(), s(resource_key)),
-            ("holder".to_string(), s(holder)),
-            ("expires_at".to_string(), n(expires_at)),
-            ("acquired_at".to_string(), n(now)),
-            (
-                "ttl".to_string(),
-                n(expires_at.div_euclid(1_000_000).saturating_add(1)),
-            ),
-        ]);
+        let me = e.value(s(holder));
+        let mut conds = Vec::new();
+        for a in blocking.iter().map(String::as_str).chain([action]) {
+            let x = e.name(&format!("expires_at_{a}"));
+            let h = e.name(&format!("holder_{a}"));
+            let c = format!("(attribute_not_exists({x}) OR {x} <= {now_v} OR {h} = {me})");
+            if !conds.contains(&c) {
+                conds.push(c);
+            }
+        }
+        let x = e.name(&format!("expires_at_{action}"));
+        let h = e.name(&format!("holder_{action}"));
+        let exp = e.value(n(expires_at));
+        let t = e.name("ttl");
+        let ttl = e.value(n(expires_at.div_euclid(1_000_000).saturating_add(1)));
         let request = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.cfg.locks_table)
-            .set_item(Some(item))
-            .condition_expression(format!("attribute_not_exists({k}) OR {x} <= {now_v}"))
+            .key("resource_key", s(resource_key))
+            .update_expression(format!("SET {x} = {exp}, {h} = {me}, {t} = {ttl}"))
+            .condition_expression(conds.join(" AND "))
             .set_expression_attribute_names(e.names())
             .set_expression_attribute_values(e.values());
         match self.rt.block_on(request.send()) {
@@ -730,6 +797,272 @@ impl IncidentStore for DynamoStore {
             Err(err) if is_conditional_failure(&err) => Ok(false),
             Err(err) => Err(backend("take lock", &err)),
         }
+    }
+
+    fn open_groups(&self, keys: &[String], since: i64) -> Result<Vec<String>, StoreError> {
+        let mut out: Vec<String> = Vec::new();
+        for k in keys.iter().take(64) {
+            let resp = self
+                .rt
+                .block_on(
+                    self.client
+                        .get_item()
+                        .table_name(&self.cfg.locks_table)
+                        .key("resource_key", s(format!("group#{k}")))
+                        .consistent_read(true)
+                        .send(),
+                )
+                .map_err(|e| backend("get group", &e))?;
+            let Some(item) = resp.item() else { continue };
+            let last = match item.get("last_event_time") {
+                Some(AttributeValue::N(v)) => v.parse::<i64>().unwrap_or(i64::MIN),
+                _ => i64::MIN,
+            };
+            if last < since {
+                continue;
+            }
+            if let Some(AttributeValue::S(id)) = item.get("incident_id")
+                && !out.contains(id)
+            {
+                out.push(id.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    fn index_groups(
+        &self,
+        keys: &[String],
+        incident_id: &str,
+        last_event_time: i64,
+    ) -> Result<(), StoreError> {
+        for k in keys.iter().take(64) {
+            let mut e = Expr::default();
+            let key = e.name("resource_key");
+            let l = e.name("last_event_time");
+            let i = e.name("incident_id");
+            let t = e.value(n(last_event_time));
+            let id = e.value(s(incident_id));
+            let item: Item = HashMap::from([
+                ("resource_key".to_string(), s(format!("group#{k}"))),
+                ("incident_id".to_string(), s(incident_id)),
+                ("last_event_time".to_string(), n(last_event_time)),
+                (
+                    "ttl".to_string(),
+                    n(aiops_core::time::now_micros().div_euclid(1_000_000) + 86_400),
+                ),
+            ]);
+            let request = self
+                .client
+                .put_item()
+                .table_name(&self.cfg.locks_table)
+                .set_item(Some(item))
+                .condition_expression(format!(
+                    "attribute_not_exists({key}) OR {i} = {id} OR {l} <= {t}"
+                ))
+                .set_expression_attribute_names(e.names())
+                .set_expression_attribute_values(e.values());
+            match self.rt.block_on(request.send()) {
+                Ok(_) => {}
+                Err(err) if is_conditional_failure(&err) => {}
+                Err(err) => return Err(backend("index group", &err)),
+            }
+        }
+        Ok(())
+    }
+
+    fn update_group(
+        &self,
+        incident_id: &str,
+        expected_version: u64,
+        group: &IncidentGroup,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let body =
+            serde_json::to_string(group).map_err(|e| StoreError::Backend(format!("grp: {e}")))?;
+        let mut e = Expr::default();
+        let g = e.name("grp");
+        let gv = e.name("grp_version");
+        let ua = e.name("updated_at");
+        let bv = e.value(s(body));
+        let vv = e.value(n(group.version));
+        let at_v = e.value(n(at));
+        let exp = e.value(n(expected_version));
+        let id = e.name("incident_id");
+        let condition = if expected_version == 0 {
+            format!("attribute_exists({id}) AND (attribute_not_exists({gv}) OR {gv} = {exp})")
+        } else {
+            format!("{gv} = {exp}")
+        };
+        self.update(
+            "update group",
+            incident_id,
+            e,
+            vec![
+                format!("{g} = {bv}"),
+                format!("{gv} = {vv}"),
+                format!("{ua} = {at_v}"),
+            ],
+            condition,
+        )
+    }
+
+    fn put_suppression(&self, sup: &Suppression) -> Result<(), StoreError> {
+        let mut item: Item = HashMap::from([
+            (
+                "resource_key".to_string(),
+                s(format!("suppression#{}", sup.suppression_id)),
+            ),
+            ("suppression_id".to_string(), s(&sup.suppression_id)),
+            ("kind".to_string(), s(sup.kind.as_str())),
+            ("value".to_string(), s(truncate_utf8(&sup.value, 2048))),
+            ("created_at".to_string(), n(sup.created_at)),
+        ]);
+        if let Some(r) = &sup.reason {
+            item.insert("reason".into(), s(r));
+        }
+        if let Some(x) = sup.expires_at {
+            item.insert("expires_at".into(), n(x));
+            // Removed by TTL a day after it expired.
+            item.insert("ttl".into(), n(x.div_euclid(1_000_000) + 86_400));
+        }
+        self.rt
+            .block_on(
+                self.client
+                    .put_item()
+                    .table_name(&self.cfg.locks_table)
+                    .set_item(Some(item))
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| backend("put suppression", &e))
+    }
+
+    fn list_suppressions(&self) -> Result<Vec<Suppression>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.scan_prefix("suppression#", 1000)? {
+            let get_s = |k: &str| match item.get(k) {
+                Some(AttributeValue::S(v)) => Some(v.clone()),
+                _ => None,
+            };
+            let get_i = |k: &str| match item.get(k) {
+                Some(AttributeValue::N(v)) => v.parse::<i64>().ok(),
+                _ => None,
+            };
+            let id = get_s("suppression_id").unwrap_or_default();
+            let kind = get_s("kind")
+                .as_deref()
+                .and_then(SuppressionKind::parse)
+                .ok_or_else(|| StoreError::Corrupt {
+                    id: id.clone(),
+                    reason: "unknown suppression kind".into(),
+                })?;
+            out.push(Suppression {
+                suppression_id: id,
+                kind,
+                value: get_s("value").unwrap_or_default(),
+                reason: get_s("reason"),
+                created_at: get_i("created_at").unwrap_or(0),
+                expires_at: get_i("expires_at"),
+            });
+        }
+        out.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.suppression_id.cmp(&b.suppression_id))
+        });
+        Ok(out)
+    }
+
+    fn remove_suppression(&self, id_or_value: &str) -> Result<bool, StoreError> {
+        let mut removed = false;
+        for sup in self.list_suppressions()? {
+            if sup.suppression_id == id_or_value || sup.value == id_or_value {
+                self.rt
+                    .block_on(
+                        self.client
+                            .delete_item()
+                            .table_name(&self.cfg.locks_table)
+                            .key(
+                                "resource_key",
+                                s(format!("suppression#{}", sup.suppression_id)),
+                            )
+                            .send(),
+                    )
+                    .map_err(|e| backend("delete suppression", &e))?;
+                removed = true;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn add_feedback(&self, f: &Feedback) -> Result<(), StoreError> {
+        let mut item: Item = HashMap::from([
+            (
+                "resource_key".to_string(),
+                s(truncate_utf8(
+                    &format!("feedback#{}#{}", f.incident_id, f.series_key),
+                    2000,
+                )),
+            ),
+            ("incident_id".to_string(), s(&f.incident_id)),
+            ("series_key".to_string(), s(&f.series_key)),
+            ("verdict".to_string(), s(&f.verdict)),
+            (
+                "score".to_string(),
+                n(if f.score.is_finite() { f.score } else { 0.0 }),
+            ),
+            ("at".to_string(), n(f.at)),
+            (
+                "ttl".to_string(),
+                n(f.at.div_euclid(1_000_000) + crate::suppress::FEEDBACK_DAYS * 86_400),
+            ),
+        ]);
+        if let Some(note) = &f.note {
+            item.insert("note".into(), s(note));
+        }
+        self.rt
+            .block_on(
+                self.client
+                    .put_item()
+                    .table_name(&self.cfg.locks_table)
+                    .set_item(Some(item))
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| backend("put feedback", &e))
+    }
+
+    fn list_feedback(&self, since: i64) -> Result<Vec<Feedback>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.scan_prefix("feedback#", 10_000)? {
+            let get_s = |k: &str| match item.get(k) {
+                Some(AttributeValue::S(v)) => Some(v.clone()),
+                _ => None,
+            };
+            let get_n = |k: &str| match item.get(k) {
+                Some(AttributeValue::N(v)) => v.parse::<f64>().ok(),
+                _ => None,
+            };
+            let at = get_n("at").map_or(0, |v| v as i64);
+            if at < since {
+                continue;
+            }
+            out.push(Feedback {
+                incident_id: get_s("incident_id").unwrap_or_default(),
+                verdict: get_s("verdict").unwrap_or_default(),
+                series_key: get_s("series_key").unwrap_or_default(),
+                score: get_n("score").unwrap_or(0.0),
+                note: get_s("note"),
+                at,
+            });
+        }
+        out.sort_by(|a, b| {
+            a.at.cmp(&b.at)
+                .then_with(|| a.incident_id.cmp(&b.incident_id))
+                .then_with(|| a.series_key.cmp(&b.series_key))
+        });
+        Ok(out)
     }
 
     fn get(&self, incident_id: &str) -> Result<Option<Incident>, StoreError> {
@@ -833,6 +1166,228 @@ impl IncidentStore for DynamoStore {
                 }
             }
         }
+        Ok(out)
+    }
+}
+
+/// Width of one partition of the recent-changes table, microseconds of event time (5 min).
+pub const CHANGE_BUCKET_MICROS: i64 = 300 * 1_000_000;
+/// Most partitions one look-up reads (a 24 h window).
+const MAX_CHANGE_BUCKETS: i64 = 288;
+
+/// The recent-changes index of aws mode (DESIGN §6): written where events are seen (the
+/// ingest or detect workers), read where incidents open (act workers).
+///
+/// Table `changes_table` (`[act.changes] table`): partition key `bucket` (S, the 5-minute
+/// event-time bucket number, so one look-up reads at most lookback/5 min + 1 partitions and no
+/// scope needs to be known in advance, as for log findings), sort key `sort_key` (S,
+/// `<event time, 20 digits>#<event id>`); attributes `account`, `region`, `body` (the
+/// [`Change`] as JSON) and `ttl` (seconds: the later of event time and now, plus
+/// `retention_secs`). Writes are conditional (`attribute_not_exists`), so a change delivered
+/// twice is stored once. Bounded in time by TTL (and by the window every read filters on, as
+/// TTL deletes lazily) and in count on every read (`limit`, and `max_per_scope` per account
+/// and region).
+pub struct DynamoChangeIndex {
+    client: Client,
+    rt: Blocking,
+    cfg: ChangeIndexConfig,
+}
+
+fn change_sort_key(event_time: i64, event_id: &str) -> String {
+    format!("{:020}#{event_id}", event_time.max(0))
+}
+
+impl DynamoChangeIndex {
+    /// An index over the table `cfg.table`.
+    pub fn new(sdk: &aws_config::SdkConfig, rt: Blocking, cfg: ChangeIndexConfig) -> Self {
+        DynamoChangeIndex {
+            client: Client::new(sdk),
+            rt,
+            cfg,
+        }
+    }
+
+    /// Creates the table (on-demand, TTL on `ttl`) unless it exists. For emulators and
+    /// development; deployments create it with Terraform.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when it cannot be created.
+    pub fn create_table(&self) -> Result<(), StoreError> {
+        let b = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Backend(e.to_string());
+        let request = self
+            .client
+            .create_table()
+            .table_name(&self.cfg.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("bucket")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(b)?,
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("sort_key")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(b)?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("bucket")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .map_err(b)?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("sort_key")
+                    .key_type(KeyType::Range)
+                    .build()
+                    .map_err(b)?,
+            );
+        match self.rt.block_on(request.send()) {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_in_use_exception()) => {}
+            Err(e) => return Err(backend("create table changes", &e)),
+        }
+        let spec = TimeToLiveSpecification::builder()
+            .attribute_name("ttl")
+            .enabled(true)
+            .build()
+            .map_err(b)?;
+        let _ = self.rt.block_on(
+            self.client
+                .update_time_to_live()
+                .table_name(&self.cfg.table)
+                .time_to_live_specification(spec)
+                .send(),
+        );
+        Ok(())
+    }
+}
+
+impl ChangeIndex for DynamoChangeIndex {
+    fn record(&self, change: &Change) -> Result<bool, StoreError> {
+        let body = serde_json::to_string(change)
+            .map_err(|e| StoreError::Backend(format!("change: {e}")))?;
+        let retention = i64::try_from(self.cfg.retention_secs).unwrap_or(i64::MAX / 2);
+        let ttl = change
+            .event_time
+            .max(aiops_core::time::now_micros())
+            .div_euclid(1_000_000)
+            .saturating_add(retention);
+        let item: Item = HashMap::from([
+            (
+                "bucket".to_string(),
+                s(change
+                    .event_time
+                    .div_euclid(CHANGE_BUCKET_MICROS)
+                    .to_string()),
+            ),
+            (
+                "sort_key".to_string(),
+                s(change_sort_key(change.event_time, &change.event_id)),
+            ),
+            ("account".to_string(), s(&change.account)),
+            ("region".to_string(), s(&change.region)),
+            ("body".to_string(), s(body)),
+            ("ttl".to_string(), n(ttl)),
+        ]);
+        let mut e = Expr::default();
+        let k = e.name("bucket");
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.cfg.table)
+            .set_item(Some(item))
+            .condition_expression(format!("attribute_not_exists({k})"))
+            .set_expression_attribute_names(e.names());
+        match self.rt.block_on(request.send()) {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(backend("put change", &err)),
+        }
+    }
+
+    fn recent(
+        &self,
+        scope: Option<(&str, &str)>,
+        since: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<Change>, StoreError> {
+        let mut out: Vec<Change> = Vec::new();
+        if until < since || limit == 0 {
+            return Ok(out);
+        }
+        let last = until.div_euclid(CHANGE_BUCKET_MICROS);
+        let first = since
+            .div_euclid(CHANGE_BUCKET_MICROS)
+            .max(last - MAX_CHANGE_BUCKETS + 1);
+        let mut per_scope: HashMap<(String, String), usize> = HashMap::new();
+        let mut bucket = last;
+        while bucket >= first && out.len() < limit {
+            let mut start: Option<Item> = None;
+            loop {
+                let mut e = Expr::default();
+                let b = e.name("bucket");
+                let sk = e.name("sort_key");
+                let bv = e.value(s(bucket.to_string()));
+                let lo = e.value(s(change_sort_key(since, "")));
+                let hi = e.value(s(change_sort_key(until, "~")));
+                let request = self
+                    .client
+                    .query()
+                    .table_name(&self.cfg.table)
+                    .key_condition_expression(format!("{b} = {bv} AND {sk} BETWEEN {lo} AND {hi}"))
+                    .set_expression_attribute_names(e.names())
+                    .set_expression_attribute_values(e.values())
+                    .scan_index_forward(false)
+                    .limit(500)
+                    .set_exclusive_start_key(start.take());
+                let resp = self
+                    .rt
+                    .block_on(request.send())
+                    .map_err(|err| backend("query changes", &err))?;
+                for item in resp.items() {
+                    let Some(AttributeValue::S(body)) = item.get("body") else {
+                        continue;
+                    };
+                    let c: Change =
+                        serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
+                            id: "changes".into(),
+                            reason: e.to_string(),
+                        })?;
+                    if c.event_time < since || c.event_time > until {
+                        continue;
+                    }
+                    if let Some((a, r)) = scope
+                        && (c.account != a || c.region != r)
+                    {
+                        continue;
+                    }
+                    let count = per_scope
+                        .entry((c.account.clone(), c.region.clone()))
+                        .or_default();
+                    if *count >= self.cfg.max_per_scope {
+                        continue;
+                    }
+                    *count += 1;
+                    out.push(c);
+                }
+                match resp.last_evaluated_key() {
+                    Some(k) if !k.is_empty() && out.len() < limit => start = Some(k.clone()),
+                    _ => break,
+                }
+            }
+            bucket -= 1;
+        }
+        sort_newest_first(&mut out);
+        out.truncate(limit);
         Ok(out)
     }
 }

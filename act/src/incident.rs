@@ -1,5 +1,7 @@
 //! The incident record (DESIGN §6) and the store port it lives behind.
 
+use crate::group::IncidentGroup;
+use crate::suppress::{Feedback, Suppression};
 use aiops_core::{Finding, WorkflowState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -65,6 +67,9 @@ pub struct Incident {
     pub notification: Option<String>,
     /// Every state entered, in order.
     pub timeline: Vec<TimelineEntry>,
+    /// Grouping: every finding id, span, highest priority, related changes.
+    #[serde(default)]
+    pub group: IncidentGroup,
     /// Event time of the finding, microseconds since the Unix epoch, UTC.
     pub event_time: i64,
     /// Created, microseconds since the Unix epoch, UTC.
@@ -154,19 +159,88 @@ pub trait IncidentStore {
         at: i64,
     ) -> Result<bool, StoreError>;
 
-    /// Takes the cooldown lock of `resource_key` for `holder` until `expires_at`
-    /// (microseconds since the epoch, UTC) if it is absent or expired at `now`. Returns `true`
-    /// when taken.
+    /// Takes the cooldown lock of (`resource_key`, `action`) for `holder` until `expires_at`
+    /// (microseconds since the epoch, UTC) if no lock of the resource for any action of
+    /// `blocking` (the actions at least as destructive as `action`, `action` included; see
+    /// [`crate::workflow::action_severity`]) is held at `now` by another holder. A lesser
+    /// action's lock never blocks a more destructive one. The holder's own earlier write is
+    /// recognised (a retried write succeeds). Returns `true` when taken.
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the store fails.
     fn try_lock(
         &self,
         resource_key: &str,
+        action: &str,
+        blocking: &[String],
         holder: &str,
         now: i64,
         expires_at: i64,
     ) -> Result<bool, StoreError>;
+
+    /// Ids of the incidents the open-incident-by-group index names for any of `keys` whose
+    /// last event time is at least `since` (microseconds), de-duplicated.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store fails.
+    fn open_groups(&self, keys: &[String], since: i64) -> Result<Vec<String>, StoreError>;
+
+    /// Points each of `keys` at `incident_id` with `last_event_time`, unless the key already
+    /// names another incident with a later last event time.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store fails.
+    fn index_groups(
+        &self,
+        keys: &[String],
+        incident_id: &str,
+        last_event_time: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the group of `incident_id` with `group` only if the stored group's version is
+    /// `expected_version` (another worker did not change it meanwhile). Returns `true` when
+    /// written.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store fails.
+    fn update_group(
+        &self,
+        incident_id: &str,
+        expected_version: u64,
+        group: &IncidentGroup,
+        at: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Adds or replaces (same id) a suppression.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store fails.
+    fn put_suppression(&self, suppression: &Suppression) -> Result<(), StoreError>;
+
+    /// Every suppression (expired ones included; at most 1000), oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails or an item is corrupt.
+    fn list_suppressions(&self) -> Result<Vec<Suppression>, StoreError>;
+
+    /// Removes the suppression with this id, or of this target value. Returns `true` when one
+    /// was removed.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store fails.
+    fn remove_suppression(&self, id_or_value: &str) -> Result<bool, StoreError>;
+
+    /// Records feedback.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store fails.
+    fn add_feedback(&self, feedback: &Feedback) -> Result<(), StoreError>;
+
+    /// Feedback given at or after `since` (microseconds, wall clock), at most 10000.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails or an item is corrupt.
+    fn list_feedback(&self, since: i64) -> Result<Vec<Feedback>, StoreError>;
 
     /// Reads one incident.
     ///
@@ -240,11 +314,48 @@ macro_rules! forward_store {
             fn try_lock(
                 &self,
                 resource_key: &str,
+                action: &str,
+                blocking: &[String],
                 holder: &str,
                 now: i64,
                 expires_at: i64,
             ) -> Result<bool, StoreError> {
-                (**self).try_lock(resource_key, holder, now, expires_at)
+                (**self).try_lock(resource_key, action, blocking, holder, now, expires_at)
+            }
+            fn open_groups(&self, keys: &[String], since: i64) -> Result<Vec<String>, StoreError> {
+                (**self).open_groups(keys, since)
+            }
+            fn index_groups(
+                &self,
+                keys: &[String],
+                incident_id: &str,
+                last_event_time: i64,
+            ) -> Result<(), StoreError> {
+                (**self).index_groups(keys, incident_id, last_event_time)
+            }
+            fn update_group(
+                &self,
+                incident_id: &str,
+                expected_version: u64,
+                group: &IncidentGroup,
+                at: i64,
+            ) -> Result<bool, StoreError> {
+                (**self).update_group(incident_id, expected_version, group, at)
+            }
+            fn put_suppression(&self, suppression: &Suppression) -> Result<(), StoreError> {
+                (**self).put_suppression(suppression)
+            }
+            fn list_suppressions(&self) -> Result<Vec<Suppression>, StoreError> {
+                (**self).list_suppressions()
+            }
+            fn remove_suppression(&self, id_or_value: &str) -> Result<bool, StoreError> {
+                (**self).remove_suppression(id_or_value)
+            }
+            fn add_feedback(&self, feedback: &Feedback) -> Result<(), StoreError> {
+                (**self).add_feedback(feedback)
+            }
+            fn list_feedback(&self, since: i64) -> Result<Vec<Feedback>, StoreError> {
+                (**self).list_feedback(since)
             }
             fn get(&self, incident_id: &str) -> Result<Option<Incident>, StoreError> {
                 (**self).get(incident_id)

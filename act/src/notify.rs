@@ -128,6 +128,29 @@ impl Notification {
             i.incident_id,
             i.state.as_str()
         );
+        if !i.group.related_changes.is_empty() {
+            let _ = writeln!(text, "What changed before it (most related first):");
+            for c in i.group.related_changes.iter().take(5) {
+                let _ = writeln!(
+                    text,
+                    "  {} {} {} by {} at {} (score {:.2})",
+                    c.event_source,
+                    c.event_name,
+                    truncate_utf8(&c.resource, 256),
+                    truncate_utf8(&c.principal, 256),
+                    format_rfc3339_micros(c.event_time),
+                    c.score
+                );
+            }
+        }
+        if let Some(p) = i.group.priority {
+            let _ = writeln!(
+                text,
+                "Priority: {} ({} finding(s))",
+                p.as_str(),
+                i.group.finding_count.max(1)
+            );
+        }
         let _ = writeln!(
             text,
             "Resource: {} (account {}, region {})",

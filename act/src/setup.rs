@@ -5,10 +5,11 @@
 
 use crate::aws::{AwsSetupError, Blocking, load_sdk_config};
 use crate::bedrock::BedrockExplainer;
+use crate::changes::ChangeIndex;
 use crate::clock::SystemClock;
 use crate::codebuild::{CodeBuildExecutor, SdkCodeBuild};
 use crate::config::{ActConfig, ActConfigError};
-use crate::dynamo::DynamoStore;
+use crate::dynamo::{DynamoChangeIndex, DynamoStore};
 use crate::explain::{Explainer, RuleProfile, StatisticalExplainer};
 use crate::incident::{IncidentStore, StoreError};
 use crate::notify::{NoopNotifier, Notifier, SnsNotifier};
@@ -168,8 +169,55 @@ pub fn build(
         )),
         _ => Box::new(NoopNotifier),
     };
+    let changes = changes_with(config, data_dir, &mut aws)?;
     Ok(
         Workflow::new(store, explainer, executor, config.clone(), worker_id)
-            .with_notifier(notifier),
+            .with_notifier(notifier)
+            .with_changes(changes),
     )
+}
+
+/// The recent-changes index, shared (one handle for the workflow and the feeder).
+pub type DynChangeIndex = Arc<dyn ChangeIndex + Send + Sync>;
+
+fn changes_with(
+    config: &ActConfig,
+    data_dir: &Path,
+    aws: &mut Option<AwsParts>,
+) -> Result<DynChangeIndex, SetupError> {
+    Ok(match config.store.backend.as_str() {
+        "dynamodb" => {
+            if aws.is_none() {
+                *aws = Some(aws_parts(config)?);
+            }
+            let Some(a) = aws.as_ref() else {
+                return Err(AwsSetupError::Runtime("no runtime".into()).into());
+            };
+            Arc::new(DynamoChangeIndex::new(
+                &a.sdk,
+                a.rt.clone(),
+                config.changes.clone(),
+            ))
+        }
+        _ => Arc::new(
+            SqliteStore::open(&data_dir.join(SQLITE_FILE))?
+                .with_change_bounds(config.changes.clone()),
+        ),
+    })
+}
+
+/// Opens the recent-changes index of `[act]` where events are seen (the pipeline feeds it
+/// with [`crate::changes::change_from_event`] for every event): the `changes` table of the
+/// SQLite file in `data_dir` in embedded mode, the DynamoDB table `[act.changes] table` in
+/// aws mode. [`build`] gives the workflow its own handle to the same index.
+///
+/// # Errors
+/// [`SetupError`] when the configuration is invalid or the store cannot be opened.
+pub fn open_change_index(
+    config: &ActConfig,
+    data_dir: &Path,
+) -> Result<DynChangeIndex, SetupError> {
+    config.validate()?;
+    let mut aws = None;
+    changes_with(config, data_dir, &mut aws)
 }

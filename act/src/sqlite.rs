@@ -4,16 +4,25 @@
 //! `INSERT ... ON CONFLICT DO UPDATE ... WHERE expires_at <= now`, the SQLite equivalents of
 //! DynamoDB conditional writes, so two processes sharing the file still start one recovery.
 
+use crate::changes::{Change, ChangeIndex, ChangeIndexConfig, sort_newest_first};
+use crate::group::IncidentGroup;
 use crate::incident::{Incident, IncidentPatch, IncidentStore, StoreError, TimelineEntry};
+use crate::suppress::{Feedback, Suppression, SuppressionKind};
 use aiops_core::{Finding, WorkflowState};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-/// An [`IncidentStore`] in a SQLite database file.
+/// An [`IncidentStore`] (and [`ChangeIndex`]) in a SQLite database file.
+///
+/// Tables: `incidents` (the group as JSON in `grp`), `action_locks` (one row per (resource
+/// key, action)), `group_index` (group key -> open incident), `suppressions`, `feedback`, and
+/// `changes` (the recent-changes index, pruned on every write by event time and by count per
+/// account and region, see [`ChangeIndexConfig`]).
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    changes: ChangeIndexConfig,
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -54,6 +63,44 @@ CREATE TABLE IF NOT EXISTS locks (
     holder TEXT NOT NULL,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS action_locks (
+    resource_key TEXT NOT NULL,
+    action TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (resource_key, action)
+);
+CREATE TABLE IF NOT EXISTS group_index (
+    group_key TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    last_event_time INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS suppressions (
+    suppression_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    reason TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    incident_id TEXT NOT NULL,
+    series_key TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    score REAL NOT NULL,
+    note TEXT,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (incident_id, series_key)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    event_id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    event_time INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_by_scope ON changes(account, region, event_time);
+CREATE INDEX IF NOT EXISTS changes_by_time ON changes(event_time);
 CREATE TABLE IF NOT EXISTS outcome_counts (
     resource_type TEXT NOT NULL,
     workflow_state TEXT NOT NULL,
@@ -63,7 +110,7 @@ CREATE TABLE IF NOT EXISTS outcome_counts (
 ";
 
 /// Columns added after the first release: added to an existing file when missing.
-const ADDED_COLUMNS: [&str; 3] = ["enrichment_note", "evidence_ref", "notification"];
+const ADDED_COLUMNS: [&str; 4] = ["enrichment_note", "evidence_ref", "notification", "grp"];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let mut stmt = conn
@@ -105,7 +152,14 @@ impl SqliteStore {
         migrate(&conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            changes: ChangeIndexConfig::default(),
         })
+    }
+
+    /// The same store with these recent-changes bounds.
+    pub fn with_change_bounds(mut self, cfg: ChangeIndexConfig) -> SqliteStore {
+        self.changes = cfg;
+        self
     }
 
     /// An in-memory store (tests).
@@ -118,6 +172,7 @@ impl SqliteStore {
         migrate(&conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            changes: ChangeIndexConfig::default(),
         })
     }
 
@@ -140,7 +195,7 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 const COLUMNS: &str = "incident_id, correlation_id, resource_key, resource_type, resource_id, \
     workflow_state, finding, classification, confidence, severity, reasoning, action, explainer, \
     codebuild_project, terraform_target, build_ids, outcome, timeline, event_time, created_at, \
-    updated_at, enrichment_note, evidence_ref, notification";
+    updated_at, enrichment_note, evidence_ref, notification, grp";
 
 fn row_to_incident(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Incident, StoreError>> {
     let id: String = row.get(0)?;
@@ -168,6 +223,12 @@ fn row_to_incident(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Incident,
         Err(e) => return Ok(Err(corrupt(format!("timeline: {e}")))),
     };
     let severity: Option<i64> = row.get(9)?;
+    let grp: Option<String> = row.get(24)?;
+    let group: IncidentGroup = match grp.as_deref().map(serde_json::from_str) {
+        None => IncidentGroup::default(),
+        Some(Ok(g)) => g,
+        Some(Err(e)) => return Ok(Err(corrupt(format!("grp: {e}")))),
+    };
     Ok(Ok(Incident {
         incident_id: id.clone(),
         correlation_id: row.get(1)?,
@@ -193,6 +254,7 @@ fn row_to_incident(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Incident,
         enrichment_note: row.get(21)?,
         evidence_ref: row.get(22)?,
         notification: row.get(23)?,
+        group,
     }))
 }
 
@@ -201,12 +263,13 @@ impl IncidentStore for SqliteStore {
         let finding = json(&i.finding)?;
         let build_ids = json(&i.build_ids)?;
         let timeline = json(&i.timeline)?;
+        let grp = json(&i.group)?;
         self.with(|c| {
             let n = c
                 .execute(
                     &format!(
                         "INSERT OR IGNORE INTO incidents ({COLUMNS}) VALUES \
-                         (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)"
+                         (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25)"
                     ),
                     params![
                         i.incident_id,
@@ -233,6 +296,7 @@ impl IncidentStore for SqliteStore {
                         i.enrichment_note,
                         i.evidence_ref,
                         i.notification,
+                        grp,
                     ],
                 )
                 .map_err(backend)?;
@@ -330,20 +394,246 @@ impl IncidentStore for SqliteStore {
     fn try_lock(
         &self,
         resource_key: &str,
+        action: &str,
+        blocking: &[String],
         holder: &str,
         now: i64,
         expires_at: i64,
     ) -> Result<bool, StoreError> {
         self.with(|c| {
-            let n = c
-                .execute(
-                    "INSERT INTO locks (resource_key, holder, expires_at) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT(resource_key) DO UPDATE SET holder = excluded.holder, \
-                     expires_at = excluded.expires_at WHERE locks.expires_at <= ?4",
-                    params![resource_key, holder, expires_at, now],
+            let tx = c.unchecked_transaction().map_err(backend)?;
+            let mut held = false;
+            for a in blocking.iter().map(String::as_str).chain([action]) {
+                let other: Option<String> = tx
+                    .query_row(
+                        "SELECT holder FROM action_locks WHERE resource_key = ?1 AND action = ?2 \
+                         AND expires_at > ?3 AND holder != ?4",
+                        params![resource_key, a, now, holder],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                held |= other.is_some();
+            }
+            if held {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO action_locks (resource_key, action, holder, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT(resource_key, action) DO UPDATE SET \
+                 holder = excluded.holder, expires_at = excluded.expires_at",
+                params![resource_key, action, holder, expires_at],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(true)
+        })
+    }
+
+    fn open_groups(&self, keys: &[String], since: i64) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let mut out: Vec<String> = Vec::new();
+            for k in keys {
+                let id: Option<String> = c
+                    .query_row(
+                        "SELECT incident_id FROM group_index WHERE group_key = ?1 \
+                         AND last_event_time >= ?2",
+                        params![k, since],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                if let Some(id) = id
+                    && !out.contains(&id)
+                {
+                    out.push(id);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn index_groups(
+        &self,
+        keys: &[String],
+        incident_id: &str,
+        last_event_time: i64,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            for k in keys {
+                c.execute(
+                    "INSERT INTO group_index (group_key, incident_id, last_event_time) \
+                     VALUES (?1, ?2, ?3) ON CONFLICT(group_key) DO UPDATE SET \
+                     incident_id = excluded.incident_id, last_event_time = excluded.last_event_time \
+                     WHERE group_index.incident_id = excluded.incident_id \
+                     OR group_index.last_event_time <= excluded.last_event_time",
+                    params![k, incident_id, last_event_time],
                 )
                 .map_err(backend)?;
-            Ok(n == 1)
+            }
+            Ok(())
+        })
+    }
+
+    fn update_group(
+        &self,
+        incident_id: &str,
+        expected_version: u64,
+        group: &IncidentGroup,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let body = json(group)?;
+        self.with(|c| {
+            let tx = c.unchecked_transaction().map_err(backend)?;
+            let current: Option<Option<String>> = tx
+                .query_row(
+                    "SELECT grp FROM incidents WHERE incident_id = ?1",
+                    params![incident_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some(current) = current else {
+                return Ok(false);
+            };
+            let version = match current
+                .as_deref()
+                .map(serde_json::from_str::<IncidentGroup>)
+            {
+                None => 0,
+                Some(Ok(g)) => g.version,
+                Some(Err(e)) => {
+                    return Err(StoreError::Corrupt {
+                        id: incident_id.to_string(),
+                        reason: format!("grp: {e}"),
+                    });
+                }
+            };
+            if version != expected_version {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE incidents SET grp = ?1, updated_at = ?2 WHERE incident_id = ?3",
+                params![body, at, incident_id],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(true)
+        })
+    }
+
+    fn put_suppression(&self, s: &Suppression) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO suppressions \
+                 (suppression_id, kind, value, reason, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    s.suppression_id,
+                    s.kind.as_str(),
+                    s.value,
+                    s.reason,
+                    s.created_at,
+                    s.expires_at
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn list_suppressions(&self) -> Result<Vec<Suppression>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT suppression_id, kind, value, reason, created_at, expires_at \
+                     FROM suppressions ORDER BY created_at, suppression_id LIMIT 1000",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
+                    ))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (id, kind, value, reason, created_at, expires_at) = r.map_err(backend)?;
+                let kind = SuppressionKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
+                    id: id.clone(),
+                    reason: format!("unknown suppression kind {kind:?}"),
+                })?;
+                out.push(Suppression {
+                    suppression_id: id,
+                    kind,
+                    value,
+                    reason,
+                    created_at,
+                    expires_at,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn remove_suppression(&self, id_or_value: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let n = c
+                .execute(
+                    "DELETE FROM suppressions WHERE suppression_id = ?1 OR value = ?1",
+                    params![id_or_value],
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn add_feedback(&self, f: &Feedback) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO feedback (incident_id, series_key, verdict, score, note, at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    f.incident_id,
+                    f.series_key,
+                    f.verdict,
+                    if f.score.is_finite() { f.score } else { 0.0 },
+                    f.note,
+                    f.at
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn list_feedback(&self, since: i64) -> Result<Vec<Feedback>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT incident_id, series_key, verdict, score, note, at FROM feedback \
+                     WHERE at >= ?1 ORDER BY at, incident_id, series_key LIMIT 10000",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![since], |r| {
+                    Ok(Feedback {
+                        incident_id: r.get(0)?,
+                        series_key: r.get(1)?,
+                        verdict: r.get(2)?,
+                        score: r.get(3)?,
+                        note: r.get(4)?,
+                        at: r.get(5)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
         })
     }
 
@@ -514,6 +804,96 @@ impl IncidentStore for SqliteStore {
             for r in rows {
                 out.push(r.map_err(backend)??);
             }
+            Ok(out)
+        })
+    }
+}
+
+impl ChangeIndex for SqliteStore {
+    fn record(&self, change: &Change) -> Result<bool, StoreError> {
+        let body = json(change)?;
+        let retention = i64::try_from(self.changes.retention_secs)
+            .unwrap_or(i64::MAX / 1_000_000)
+            .saturating_mul(1_000_000);
+        let max = i64::try_from(self.changes.max_per_scope).unwrap_or(i64::MAX);
+        self.with(|c| {
+            let tx = c.unchecked_transaction().map_err(backend)?;
+            let n = tx
+                .execute(
+                    "INSERT OR IGNORE INTO changes (event_id, account, region, event_time, body) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        change.event_id,
+                        change.account,
+                        change.region,
+                        change.event_time,
+                        body
+                    ],
+                )
+                .map_err(backend)?;
+            // Time bound: relative to the newest change of the scope (event time, so a
+            // replay of old data keeps its own window).
+            tx.execute(
+                "DELETE FROM changes WHERE account = ?1 AND region = ?2 AND event_time < \
+                 (SELECT MAX(event_time) FROM changes WHERE account = ?1 AND region = ?2) - ?3",
+                params![change.account, change.region, retention],
+            )
+            .map_err(backend)?;
+            // Count bound per scope: the oldest go first.
+            tx.execute(
+                "DELETE FROM changes WHERE event_id IN (SELECT event_id FROM changes \
+                 WHERE account = ?1 AND region = ?2 ORDER BY event_time DESC, event_id \
+                 LIMIT -1 OFFSET ?3)",
+                params![change.account, change.region, max],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(n == 1)
+        })
+    }
+
+    fn recent(
+        &self,
+        scope: Option<(&str, &str)>,
+        since: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<Change>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(|c| {
+            let (sql, account, region) = match scope {
+                Some((a, r)) => (
+                    "SELECT body FROM changes WHERE account = ?1 AND region = ?2 \
+                     AND event_time >= ?3 AND event_time <= ?4 \
+                     ORDER BY event_time DESC, event_id LIMIT ?5",
+                    a,
+                    r,
+                ),
+                None => (
+                    "SELECT body FROM changes WHERE ?1 = ?1 AND ?2 = ?2 \
+                     AND event_time >= ?3 AND event_time <= ?4 \
+                     ORDER BY event_time DESC, event_id LIMIT ?5",
+                    "",
+                    "",
+                ),
+            };
+            let mut stmt = c.prepare(sql).map_err(backend)?;
+            let rows = stmt
+                .query_map(params![account, region, since, until, limit], |r| {
+                    r.get::<_, String>(0)
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for r in rows {
+                let body = r.map_err(backend)?;
+                let change: Change =
+                    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+                        id: "changes".into(),
+                        reason: e.to_string(),
+                    })?;
+                out.push(change);
+            }
+            sort_newest_first(&mut out);
             Ok(out)
         })
     }

@@ -7,15 +7,21 @@
 //! transition into MANUAL_REVIEW, RESOLVED or FAILED succeeded sends that state's notification:
 //! one per incident.
 
+use crate::changes::{ChangeIndex, RankTarget, RelatedChange, rank_changes};
+use crate::clock::{Clock, SystemClock};
 pub use crate::config::{ActConfig, ActConfigError, RecoveryConfig};
 use crate::explain::{ExplainContext, Explainer};
+use crate::group::{IncidentGroup, Priority, group_keys};
 use crate::incident::{Incident, IncidentPatch, IncidentStore, StoreError, TimelineEntry};
 use crate::notify::{NoopNotifier, Notification, Notifier};
+use crate::suppress::{
+    FEEDBACK_DAYS, Feedback, held_back_by_feedback, is_suppressed, series_min_scores,
+};
 use crate::text::truncate_utf8;
-use aiops_core::time::now_micros;
-use aiops_core::{Finding, WorkflowState};
+use aiops_core::{Finding, FindingKind, WorkflowState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// What a recovery executor is asked to run.
@@ -108,15 +114,110 @@ pub struct Workflow<S, E, X, N = NoopNotifier> {
     notifier: N,
     config: ActConfig,
     worker_id: String,
+    changes: Option<Arc<dyn ChangeIndex + Send + Sync>>,
+    clock: Arc<dyn Clock>,
+    filters: std::sync::Mutex<Option<Filters>>,
+}
+
+/// Suppressions and feedback thresholds as last read, and when (wall clock, microseconds).
+struct Filters {
+    read_at: i64,
+    suppressions: Vec<crate::suppress::Suppression>,
+    min_scores: BTreeMap<String, f64>,
 }
 
 /// The result of handling one finding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Handled {
-    /// The incident as it ended up (`None` when the finding was already handled).
+    /// The incident as it ended up: the one opened, or the one the finding joined (`None`
+    /// when the finding was already handled or is suppressed).
     pub incident: Option<Incident>,
-    /// Whether this call opened the incident (false for a duplicate delivery).
+    /// Whether this call opened the incident (false for a duplicate delivery or a join).
     pub opened: bool,
+    /// Whether the finding joined an open incident.
+    pub joined: bool,
+    /// Why the finding opens no incident, when it is suppressed (a suppression, or "not an
+    /// incident" feedback on its series): the pipeline records it marked `suppressed`.
+    pub suppressed: Option<String>,
+}
+
+/// How destructive an action is (DESIGN §6 cooldown): `start` 1, `restore` 2, `recreate` 3,
+/// any other action 2. A lock taken for an action blocks that action and the less
+/// destructive ones, never a more destructive one.
+pub fn action_severity(action: &str) -> u8 {
+    match action {
+        "start" => 1,
+        "recreate" => 3,
+        _ => 2,
+    }
+}
+
+/// The actions whose held lock blocks `action`: those of `known` (and `action` itself) at
+/// least as destructive as it, sorted.
+pub fn blocking_actions(action: &str, known: &[String]) -> Vec<String> {
+    let sev = action_severity(action);
+    let mut v: Vec<String> = known
+        .iter()
+        .map(String::as_str)
+        .chain([action, "start", "restore", "recreate"])
+        .filter(|a| action_severity(a) >= sev)
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Closes `incident_id` as "not an incident" at `now` (wall clock, microseconds): its group is
+/// marked closed (nothing joins it any more) and one [`Feedback`] per series key of its
+/// findings is recorded with the highest score of that series (the threshold rule in
+/// [`crate::suppress`]). Returns the incident, `None` when it does not exist.
+///
+/// # Errors
+/// [`StoreError`] when the store fails.
+pub fn close_not_an_incident<S: IncidentStore + ?Sized>(
+    store: &S,
+    incident_id: &str,
+    note: Option<String>,
+    now: i64,
+) -> Result<Option<Incident>, StoreError> {
+    for _ in 0..5 {
+        let Some(i) = store.get(incident_id)? else {
+            return Ok(None);
+        };
+        let mut g = i.group.clone();
+        if g.finding_ids.is_empty() {
+            g.finding_ids.push(i.finding.finding_id.clone());
+            g.findings.push(crate::group::FindingBrief::of(&i.finding));
+        }
+        g.closed = true;
+        g.version = g.version.saturating_add(1);
+        if !store.update_group(incident_id, i.group.version, &g, now)? {
+            continue;
+        }
+        let mut per_series: BTreeMap<String, f64> = BTreeMap::new();
+        for b in &g.findings {
+            let k = b.series_key.clone().unwrap_or_default();
+            let e = per_series.entry(k).or_insert(b.score);
+            if b.score > *e {
+                *e = b.score;
+            }
+        }
+        for (series_key, score) in per_series {
+            store.add_feedback(&Feedback {
+                incident_id: incident_id.to_string(),
+                verdict: "not_an_incident".into(),
+                series_key,
+                score,
+                note: note.as_deref().map(|n| truncate_utf8(n, 1024)),
+                at: now,
+            })?;
+        }
+        return store.get(incident_id);
+    }
+    Err(StoreError::Backend(format!(
+        "incident {incident_id}: group changed five times while closing; try again"
+    )))
 }
 
 /// Longest resource key used for locks and look-ups, bytes (DynamoDB partition keys are at
@@ -150,6 +251,9 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor> Workflow<S, E, X, Noop
             notifier: NoopNotifier,
             config,
             worker_id,
+            changes: None,
+            clock: Arc::new(SystemClock),
+            filters: std::sync::Mutex::new(None),
         }
     }
 }
@@ -164,6 +268,201 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
             notifier,
             config: self.config,
             worker_id: self.worker_id,
+            changes: self.changes,
+            clock: self.clock,
+            filters: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The same workflow reading related changes from `changes` (the recent-changes index
+    /// the pipeline feeds with [`crate::changes::change_from_event`]).
+    pub fn with_changes(mut self, changes: Arc<dyn ChangeIndex + Send + Sync>) -> Self {
+        self.changes = Some(changes);
+        self
+    }
+
+    /// The same workflow with another wall clock (tests: suppression expiry).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_micros()
+    }
+
+    /// Why `finding` opens no incident at `now`, when it does not: an active suppression, or
+    /// "not an incident" feedback on its series that its score does not exceed.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    pub fn suppression_reason(
+        &self,
+        finding: &Finding,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let refresh = i64::try_from(self.config.grouping.suppression_refresh_secs)
+            .unwrap_or(i64::MAX / 1_000_000)
+            .saturating_mul(1_000_000);
+        let mut cache = self
+            .filters
+            .lock()
+            .map_err(|_| StoreError::Backend("suppression cache mutex poisoned".into()))?;
+        let fresh = cache
+            .as_ref()
+            .is_some_and(|c| refresh > 0 && now >= c.read_at && now - c.read_at < refresh);
+        if !fresh {
+            let since = now.saturating_sub(FEEDBACK_DAYS * 86_400 * 1_000_000);
+            *cache = Some(Filters {
+                read_at: now,
+                suppressions: self.store.list_suppressions()?,
+                min_scores: series_min_scores(&self.store.list_feedback(since)?, now),
+            });
+        }
+        let Some(filters) = cache.as_ref() else {
+            return Ok(None);
+        };
+        if let Some(s) = is_suppressed(finding, now, &filters.suppressions) {
+            return Ok(Some(format!(
+                "suppressed: {} {}{}",
+                s.kind.as_str(),
+                s.value,
+                s.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            )));
+        }
+        if finding.kind == FindingKind::ChangeRule || finding.evidence.series_key.is_none() {
+            return Ok(None);
+        }
+        Ok(held_back_by_feedback(finding, &filters.min_scores).map(|min| {
+            format!(
+                "suppressed: feedback says not an incident for this series (score {:.4} is not above {:.4})",
+                finding.score, min
+            )
+        }))
+    }
+
+    /// The related changes of a group: the lookback's changes ranked against its resources,
+    /// log groups and principals; its own events excluded.
+    fn related(&self, g: &IncidentGroup, own_events: &[String]) -> Vec<RelatedChange> {
+        let Some(index) = &self.changes else {
+            return Vec::new();
+        };
+        let cfg = &self.config.grouping;
+        let lookback = i64::try_from(cfg.lookback_secs)
+            .unwrap_or(0)
+            .saturating_mul(1_000_000);
+        let mut target = RankTarget {
+            start: g.first_event_time,
+            ..RankTarget::default()
+        };
+        for k in &g.keys {
+            if let Some(r) = k.strip_prefix("resource:") {
+                // <account>/<region>/<type>/<id>: the id is what changes name.
+                if let Some(id) = r.splitn(4, '/').nth(3) {
+                    target.resources.push(id.to_string());
+                }
+            } else if let Some(l) = k.strip_prefix("log_group:") {
+                target.log_groups.push(l.to_string());
+            } else if let Some(p) = k.strip_prefix("principal:") {
+                target.principals.push(p.to_string());
+            }
+        }
+        match index.recent(
+            None,
+            g.first_event_time.saturating_sub(lookback),
+            g.last_event_time,
+            1000,
+        ) {
+            Ok(mut changes) => {
+                changes.retain(|c| !own_events.contains(&c.event_id));
+                rank_changes(&changes, &target, cfg)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "recent changes unavailable; incident without related changes");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Joins `finding` to an open incident sharing a group key within the gap, when there is
+    /// one. Notifies when the incident's priority rises.
+    fn try_join(
+        &self,
+        finding: &Finding,
+        keys: &[String],
+    ) -> Result<Option<Handled>, WorkflowError> {
+        let cfg = &self.config.grouping;
+        let gap = i64::try_from(cfg.gap_secs)
+            .unwrap_or(0)
+            .saturating_mul(1_000_000);
+        let ids = self
+            .store
+            .open_groups(keys, finding.event_time.saturating_sub(gap))?;
+        for id in ids {
+            for _ in 0..5 {
+                let Some(inc) = self.store.get(&id)? else {
+                    break;
+                };
+                if inc.group.finding_ids.contains(&finding.finding_id) {
+                    return Ok(Some(Handled {
+                        incident: None,
+                        opened: false,
+                        joined: false,
+                        suppressed: None,
+                    }));
+                }
+                if !inc.group.accepts(finding, keys, cfg) {
+                    break;
+                }
+                let (mut g, rose) = inc.group.with(finding, keys, cfg);
+                let own: Vec<String> = inc.finding.evidence.event_ids.clone();
+                g.related_changes = self.related(&g, &own);
+                if !self
+                    .store
+                    .update_group(&id, inc.group.version, &g, self.now())?
+                {
+                    continue;
+                }
+                if let Err(e) = self.store.index_groups(&g.keys, &id, g.last_event_time) {
+                    tracing::warn!(incident = %id, error = %e, "group index not updated");
+                }
+                let updated = self.store.get(&id)?;
+                // The incident's own notification (at its final state) carries the priority
+                // it has by then; a rise after it was sent gets one of its own.
+                if rose
+                    && inc.group.priority.is_some()
+                    && let Some(u) = &updated
+                    && u.state.is_terminal()
+                {
+                    self.notify_priority(u, g.priority.unwrap_or(Priority::Low));
+                }
+                return Ok(Some(Handled {
+                    incident: updated,
+                    opened: false,
+                    joined: true,
+                    suppressed: None,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    fn notify_priority(&self, incident: &Incident, p: Priority) {
+        let mut n = Notification::for_incident(incident, &self.config.notify.subject_prefix);
+        n.subject = crate::notify::ascii_subject(
+            &format!(
+                "{} priority raised to {}: {}",
+                self.config.notify.subject_prefix,
+                p.as_str(),
+                incident.finding.summary
+            ),
+            crate::notify::MAX_SUBJECT_CHARS,
+        );
+        if let Err(e) = self.notifier.notify(&n) {
+            tracing::error!(incident = %incident.incident_id, error = %e, "priority notification failed");
         }
     }
 
@@ -194,7 +493,27 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
     /// # Errors
     /// [`WorkflowError`] when the store fails; the incident stays in its last written state.
     pub fn handle(&self, finding: &Finding) -> Result<Handled, WorkflowError> {
-        let now = now_micros();
+        let now = self.now();
+        if let Some(reason) = self.suppression_reason(finding, now)? {
+            return Ok(Handled {
+                incident: None,
+                opened: false,
+                joined: false,
+                suppressed: Some(reason),
+            });
+        }
+        let grouping = self.config.grouping.enabled;
+        let keys = group_keys(finding, &self.config.grouping);
+        if grouping
+            && finding.kind != FindingKind::ChangeRule
+            && let Some(h) = self.try_join(finding, &keys)?
+        {
+            return Ok(h);
+        }
+        let mut group = IncidentGroup::open(finding, &self.config.grouping);
+        if grouping {
+            group.related_changes = self.related(&group, &finding.evidence.event_ids);
+        }
         let (resource_key, resource_type, resource_id) = match &finding.resource {
             Some(r) => (
                 bounded_key(r.key()),
@@ -235,16 +554,26 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
             event_time: finding.event_time,
             created_at: now,
             updated_at: now,
+            group,
         };
         if !self.store.create(&incident)? {
             return Ok(Handled {
                 incident: None,
                 opened: false,
+                joined: false,
+                suppressed: None,
             });
         }
         let id = incident.incident_id.clone();
+        if grouping
+            && let Err(e) = self
+                .store
+                .index_groups(&incident.group.keys, &id, finding.event_time)
+        {
+            tracing::warn!(incident = %id, error = %e, "group index not updated; later findings open their own incidents");
+        }
         let step = |from, to, patch: IncidentPatch| -> Result<bool, WorkflowError> {
-            Ok(self.store.transition(&id, from, to, &patch, now_micros())?)
+            Ok(self.store.transition(&id, from, to, &patch, self.now())?)
         };
         use WorkflowState::*;
         if !step(Detected, Analyzing, IncidentPatch::default())? {
@@ -305,10 +634,14 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
                 None
             }
             Some(a) if !finding.recoverable => {
-                notes.push(format!(
-                    "action {a:?} not taken: {} findings do not recover on their own",
-                    finding.kind.as_str()
-                ));
+                let reason = not_recovered_reason(finding);
+                notes.push(match &reason {
+                    Some(r) => format!("action {a:?} not taken: {r}"),
+                    None => format!(
+                        "action {a:?} not taken: {} findings do not recover on their own",
+                        finding.kind.as_str()
+                    ),
+                });
                 None
             }
             Some(a) => Some(a),
@@ -338,6 +671,13 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
         let (Some(action), Some(target)) = (action, target) else {
             let outcome = if !explanation.may_act {
                 "model answer unusable; statistical classification only; needs a person"
+            } else if let (true, Some(r)) = (rejected, not_recovered_reason(finding)) {
+                return self.end(
+                    &id,
+                    Decided,
+                    ManualReview,
+                    format!("detected, not recovered: {r}; needs a person"),
+                );
             } else if rejected {
                 "recommended action rejected by the guard rails; needs a person"
             } else {
@@ -357,10 +697,14 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
             );
         }
 
-        // Cooldown: one lock item per resource key, taken only when absent or expired. The
-        // lock, not a query of recent incidents, decides, so this incident's own record can
-        // never make it look like a recovery is already running.
-        let now = now_micros();
+        // Cooldown: one lock per (resource key, action), taken only when no lock of an
+        // action at least as destructive is held by another incident. The lock, not a query
+        // of recent incidents, decides, so this incident's own record can never make it look
+        // like a recovery is already running; a lesser action's cooldown never swallows a
+        // more destructive change.
+        let now = self.now();
+        let blocking = blocking_actions(&action, self.config.allowed_actions(&resource_type));
+        let holder = format!("{}/{}", self.worker_id, id);
         let expires = now.saturating_add(
             i64::try_from(self.config.cooldown_secs)
                 .unwrap_or(i64::MAX / 1_000_000)
@@ -368,13 +712,16 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
         );
         if !self
             .store
-            .try_lock(&resource_key, &self.worker_id, now, expires)?
+            .try_lock(&resource_key, &action, &blocking, &holder, now, expires)?
         {
             return self.end(
                 &id,
                 Decided,
                 SkippedCooldown,
-                "another recovery of this resource is within its cooldown".to_string(),
+                format!(
+                    "another recovery of this resource ({}) is within its cooldown",
+                    blocking.join(" or ")
+                ),
             );
         }
 
@@ -460,7 +807,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
                 add_build_id: Some(build_id.to_string()),
                 ..IncidentPatch::default()
             };
-            match self.store.annotate(id, state, &patch, now_micros()) {
+            match self.store.annotate(id, state, &patch, self.now()) {
                 Ok(done) => recorded = done,
                 Err(e) => {
                     tracing::warn!(incident = %id, build_id, error = %e, "build id not recorded at start; recorded at the next transition");
@@ -504,7 +851,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
         to: WorkflowState,
         patch: IncidentPatch,
     ) -> Result<Handled, WorkflowError> {
-        if !self.store.transition(id, from, to, &patch, now_micros())? {
+        if !self.store.transition(id, from, to, &patch, self.now())? {
             return self.finish(id);
         }
         let Some(incident) = self.store.get(id)? else {
@@ -536,7 +883,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
                         notification: Some(r),
                         ..IncidentPatch::default()
                     },
-                    now_micros(),
+                    self.now(),
                 )?;
             }
         }
@@ -547,6 +894,21 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
         Ok(Handled {
             incident: self.store.get(id)?,
             opened: true,
+            joined: false,
+            suppressed: None,
         })
     }
+}
+
+/// The reason a change-rule finding is not recovered automatically, from its summary (detect
+/// writes it after `not recovered automatically: `), when it says one.
+fn not_recovered_reason(f: &Finding) -> Option<String> {
+    const MARK: &str = "not recovered automatically: ";
+    if f.kind != FindingKind::ChangeRule || f.recoverable {
+        return None;
+    }
+    f.summary
+        .find(MARK)
+        .and_then(|p| f.summary.get(p + MARK.len()..))
+        .map(|r| truncate_utf8(r, 512))
 }

@@ -55,10 +55,7 @@ fn confident_destructive_change_is_resolved_with_both_builds_recorded() {
     let Some(env) = env("confident_destructive_change_is_resolved") else {
         return;
     };
-    let stub = BedrockStub::always(Reply::answer(format!(
-        "```json\n{}\n```",
-        answer_json("FAILURE", 0.96, 9, "recreate")
-    )));
+    let stub = BedrockStub::always(Reply::answer(answer_json("FAILURE", 0.96, 9, "recreate")));
     let wf = Workflow::new(
         env.dynamo(),
         env.bedrock(&stub),
@@ -405,6 +402,7 @@ fn a_failure_state_is_written_whatever_the_attribute_names() {
         event_time: 1,
         created_at: 1,
         updated_at: 1,
+        group: Default::default(),
     };
     assert!(store.create(&i).unwrap());
     assert!(!store.create(&i).unwrap(), "create is conditional");
@@ -564,9 +562,44 @@ fn the_cooldown_lock_is_not_fooled_by_the_incidents_own_record() {
         "apply + verify of the first only"
     );
     // The lock is exclusive until it expires, then taken again.
-    assert!(store.try_lock("k/lock", "w1", 100, 1_000).unwrap());
-    assert!(!store.try_lock("k/lock", "w2", 999, 2_000).unwrap());
-    assert!(store.try_lock("k/lock", "w2", 1_000, 2_000).unwrap());
+    let above_restore = ["recreate".to_string(), "restore".to_string()];
+    assert!(
+        store
+            .try_lock("k/lock", "restore", &above_restore, "w1", 100, 1_000)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .try_lock("k/lock", "restore", &above_restore, "w2", 999, 2_000)
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_lock("k/lock", "restore", &above_restore, "w1", 999, 1_000)
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_lock(
+                "k/lock",
+                "recreate",
+                &["recreate".to_string()],
+                "w3",
+                999,
+                3_000
+            )
+            .unwrap()
+    );
+    assert!(
+        !store
+            .try_lock("k/lock", "restore", &above_restore, "w2", 1_000, 2_000)
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_lock("k/lock", "restore", &above_restore, "w2", 3_000, 4_000)
+            .unwrap()
+    );
     // Listing newest first across states, and history newest first.
     let all = store.list(10).unwrap();
     assert_eq!(

@@ -105,9 +105,9 @@ const REVIEW: &[WorkflowState] = &[
 ];
 
 #[test]
-fn fenced_answer_is_used() {
+fn bare_answer_is_used() {
     let good = answer_json("FAILURE", 0.95, 9, "recreate");
-    let (i, builds, reqs) = run_with(Reply::answer(format!("```json\n{good}\n```")), &rds("a1"));
+    let (i, builds, reqs) = run_with(Reply::answer(format!("\n{good}\n")), &rds("a1"));
     assert_eq!(states(&i), USED);
     assert_eq!(i.action.as_deref(), Some("recreate"));
     assert_eq!(
@@ -126,35 +126,46 @@ fn fenced_answer_is_used() {
     assert_eq!(reqs.len(), 1);
 }
 
+/// README (Bedrock section) and DESIGN §5: a fenced or prose-wrapped answer falls back to the
+/// statistical classification and never leads to an action.
 #[test]
-fn prose_wrapped_answer_is_used() {
+fn fenced_answer_never_acts() {
+    let good = answer_json("FAILURE", 0.95, 9, "recreate");
+    let (i, builds, _) = run_with(Reply::answer(format!("```json\n{good}\n```")), &rds("a1f"));
+    assert_unusable(
+        &i,
+        builds,
+        "not a bare JSON object: text before the JSON object (code fence or prose)",
+    );
+}
+
+#[test]
+fn prose_wrapped_answer_never_acts() {
     let good = answer_json("TAMPERING", 0.91, 8, "recreate");
     let text = format!(
         "I looked at the event {{carefully}}. Here is my answer:\n\n{good}\n\nLet me know if you need more."
     );
     let (i, builds, _) = run_with(Reply::answer(text), &rds("a2"));
-    assert_eq!(states(&i), USED);
-    assert_eq!(i.classification.as_deref(), Some("TAMPERING"));
-    assert_eq!(i.action.as_deref(), Some("recreate"));
-    assert_eq!(builds, 2);
+    assert_unusable(
+        &i,
+        builds,
+        "not a bare JSON object: text before the JSON object (code fence or prose)",
+    );
 }
 
 #[test]
-fn two_blocks_use_the_first_and_record_the_rest() {
+fn two_blocks_never_act() {
     let first = answer_json("FAILURE", 0.95, 9, "recreate");
     let second = answer_json("FAILURE", 0.99, 9, "start");
     let (i, builds, _) = run_with(
         Reply::answer(format!("{first}\n```json\n{second}\n```")),
         &rds("a3"),
     );
-    assert_eq!(states(&i), USED);
-    assert_eq!(i.action.as_deref(), Some("recreate"));
-    assert_eq!(i.confidence, Some(0.95));
-    assert_eq!(
-        i.enrichment_note.as_deref(),
-        Some("bedrock answer had 1 more JSON object(s) after the first; ignored")
+    assert_unusable(
+        &i,
+        builds,
+        "not a bare JSON object: text after the JSON object (code fence, prose or a second value)",
     );
-    assert_eq!(builds, 2);
 }
 
 fn assert_unusable(i: &Incident, builds: usize, reason: &str) {

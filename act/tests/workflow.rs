@@ -215,9 +215,34 @@ fn low_confidence_threshold_sends_to_manual_review() {
 #[test]
 fn transitions_are_conditional_and_locks_exclusive() {
     let s = SqliteStore::in_memory().unwrap();
-    assert!(s.try_lock("k", "a", 10, 100).unwrap());
-    assert!(!s.try_lock("k", "b", 50, 200).unwrap());
-    assert!(s.try_lock("k", "b", 100, 200).unwrap());
+    let above_restore = ["recreate".to_string(), "restore".to_string()];
+    assert!(
+        s.try_lock("k", "restore", &above_restore, "a", 10, 100)
+            .unwrap()
+    );
+    assert!(
+        !s.try_lock("k", "restore", &above_restore, "b", 50, 200)
+            .unwrap()
+    );
+    // The holder's own retried write is recognised.
+    assert!(
+        s.try_lock("k", "restore", &above_restore, "a", 50, 100)
+            .unwrap()
+    );
+    // A more destructive action is not blocked by a lesser one's lock...
+    assert!(
+        s.try_lock("k", "recreate", &["recreate".to_string()], "c", 50, 300)
+            .unwrap()
+    );
+    // ...and blocks the lesser one even after the lesser lock expired.
+    assert!(
+        !s.try_lock("k", "restore", &above_restore, "b", 100, 200)
+            .unwrap()
+    );
+    assert!(
+        s.try_lock("k", "restore", &above_restore, "b", 300, 400)
+            .unwrap()
+    );
     let err = s
         .transition(
             "x",

@@ -12,6 +12,14 @@
 //! `invokedBy` service, a service `sourceIPAddress` such as `autoscaling.amazonaws.com`, or a
 //! service-linked role), and calls by principals listed in `ignore_principals` (the agent's own
 //! recovery role).
+//!
+//! Detection apart from action: a call that an orchestrating service (`orchestrating_services`,
+//! by default CloudFormation and Service Catalog) made on behalf of a person (an IAM user, an
+//! assumed role that is not a service-linked role, root, a federated user: any identity whose
+//! `userIdentity.type` is not `AWSService`) still produces its finding, marked not recoverable
+//! (`recoverable = false`, the reason in the summary after [`NOT_RECOVERED_MARK`]): routing a
+//! defence-evasion call through a stack must not hide it, and recovering it would fight the
+//! stack, so the incident goes to a person.
 
 use aiops_core::time::now_micros;
 use aiops_core::{
@@ -23,6 +31,16 @@ use thiserror::Error;
 
 /// The built-in rule set, TOML with one `[[rules]]` table per rule.
 pub const DEFAULT_RULES_TOML: &str = include_str!("../rules/default.toml");
+
+/// Put in a finding's summary before the reason it is not recovered automatically.
+pub const NOT_RECOVERED_MARK: &str = "not recovered automatically: ";
+
+/// Orchestrating services whose calls on behalf of a person are detected but not recovered
+/// (the default of [`ChangeRulesConfig::orchestrating_services`]).
+pub const DEFAULT_ORCHESTRATING_SERVICES: [&str; 2] = [
+    "cloudformation.amazonaws.com",
+    "servicecatalog.amazonaws.com",
+];
 
 /// Largest request-parameters text kept as evidence, in bytes.
 const MAX_EVIDENCE_BYTES: usize = 4096;
@@ -94,6 +112,10 @@ pub struct ChangeRulesConfig {
     pub ignore_principals: Vec<String>,
     /// Ignore calls made by AWS services on the customer's behalf. Default true.
     pub ignore_aws_service_calls: bool,
+    /// Services that run a person's template or product (`invokedBy` or `sourceIPAddress`):
+    /// their calls on behalf of a person still produce a finding, marked not recoverable.
+    /// Default [`DEFAULT_ORCHESTRATING_SERVICES`].
+    pub orchestrating_services: Vec<String>,
 }
 
 impl Default for ChangeRulesConfig {
@@ -105,6 +127,10 @@ impl Default for ChangeRulesConfig {
             disabled_rules: Vec::new(),
             ignore_principals: vec!["arn:aws:iam::*:role/aiops-recovery*".to_string()],
             ignore_aws_service_calls: true,
+            orchestrating_services: DEFAULT_ORCHESTRATING_SERVICES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }
@@ -166,6 +192,7 @@ pub struct ChangeRules {
     by_call: HashMap<String, HashMap<String, Vec<usize>>>,
     ignore_principals: Vec<String>,
     ignore_aws_service_calls: bool,
+    orchestrating_services: Vec<String>,
     enabled: bool,
 }
 
@@ -292,12 +319,38 @@ pub fn is_aws_service_call(ct: &CloudTrailFields) -> bool {
     {
         return true;
     }
+    is_service_linked_role(ct)
+}
+
+/// Whether the caller is a service-linked role (`:role/aws-service-role/`, or an
+/// `AWSServiceRoleFor...` session).
+fn is_service_linked_role(ct: &CloudTrailFields) -> bool {
+    let p = &ct.principal;
     [p.arn.as_deref(), p.session_issuer_arn.as_deref()]
         .into_iter()
         .flatten()
         .any(|a| {
             a.contains(":role/aws-service-role/") || a.contains("assumed-role/AWSServiceRoleFor")
         })
+}
+
+/// The orchestrating service (one of `services`, matched against `invokedBy` and
+/// `sourceIPAddress`) through which a person made the call, when there is one: the identity is
+/// not an `AWSService` identity and not a service-linked role. `None` for direct calls and for
+/// calls by AWS services themselves.
+pub fn orchestrated_for_person<'a>(
+    ct: &CloudTrailFields,
+    services: &'a [String],
+) -> Option<&'a str> {
+    let p = &ct.principal;
+    if p.principal_type.as_deref() == Some("AWSService") || is_service_linked_role(ct) {
+        return None;
+    }
+    let via = [p.invoked_by.as_deref(), ct.source_ip.as_deref()];
+    services
+        .iter()
+        .find(|s| via.iter().flatten().any(|v| v == s))
+        .map(String::as_str)
 }
 
 /// Walks a path (see [`ChangeRule::resource_id_paths`]) through a JSON value, collecting the
@@ -439,6 +492,7 @@ impl ChangeRules {
             by_call,
             ignore_principals: config.ignore_principals.clone(),
             ignore_aws_service_calls: config.ignore_aws_service_calls,
+            orchestrating_services: config.orchestrating_services.clone(),
             enabled: config.enabled,
         })
     }
@@ -482,7 +536,8 @@ impl ChangeRules {
         if ct.read_only == Some(true) {
             return (RuleVerdict::ReadOnly, Vec::new());
         }
-        if self.ignore_aws_service_calls && is_aws_service_call(ct) {
+        let orchestrator = orchestrated_for_person(ct, &self.orchestrating_services);
+        if self.ignore_aws_service_calls && orchestrator.is_none() && is_aws_service_call(ct) {
             return (RuleVerdict::AwsService, Vec::new());
         }
         let p = &ct.principal;
@@ -512,7 +567,16 @@ impl ChangeRules {
                 continue;
             }
             for id in self.resource_ids(rule, ct, &record) {
-                findings.push(self.finding(rule, event, ct, id));
+                let mut f = self.finding(rule, event, ct, id);
+                if let Some(service) = orchestrator {
+                    f.recoverable = false;
+                    f.summary = format!(
+                        "{}; {NOT_RECOVERED_MARK}invoked through {service} on behalf of a person \
+                         (recovery would fight the stack)",
+                        f.summary
+                    );
+                }
+                findings.push(f);
             }
         }
         if findings.is_empty() {
@@ -835,6 +899,91 @@ mod tests {
         assert_eq!(
             ChangeRules::new(&cfg).unwrap_err().to_string(),
             "change rule \"bad\": path \"name\" must start with requestParameters. or responseElements."
+        );
+    }
+
+    /// A trimmed copy of the CloudFormation-invoked DeleteTrail of the Panther detection-rule
+    /// tests (../shared/data/cloudtrail/panther_03_DeleteTrail.json), normalised by hand.
+    fn cfn_delete_trail() -> CloudTrailFields {
+        let mut c = ct(
+            "cloudtrail.amazonaws.com",
+            "DeleteTrail",
+            r#"{"name":"example-trail"}"#,
+        );
+        c.principal = Principal {
+            principal_type: Some("AssumedRole".into()),
+            arn: Some("arn:aws:sts::123456789012:assumed-role/example-role/example-user".into()),
+            account_id: Some("123456789012".into()),
+            session_issuer_arn: Some("arn:aws:iam::123456789012:role/example-role".into()),
+            invoked_by: Some("cloudformation.amazonaws.com".into()),
+            user_name: Some("example-role".into()),
+        };
+        c.source_ip = Some("111.111.111.111".into());
+        c
+    }
+
+    #[test]
+    fn orchestrated_destructive_call_of_a_person_is_detected_not_recovered() {
+        let (v, f) = rules().evaluate(&ev(cfn_delete_trail()));
+        assert_eq!(v, RuleVerdict::Finding);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].detector, "cloudtrail_delete_trail");
+        assert!(!f[0].recoverable);
+        assert_eq!(
+            f[0].summary,
+            "cloudtrail.amazonaws.com DeleteTrail on cloudtrail_trail example-trail by \
+             arn:aws:iam::123456789012:role/example-role; not recovered automatically: invoked \
+             through cloudformation.amazonaws.com on behalf of a person (recovery would fight \
+             the stack)"
+        );
+        // The same call with the service name as source address (as real stacks log it).
+        let mut c = cfn_delete_trail();
+        c.principal.invoked_by = None;
+        c.source_ip = Some("servicecatalog.amazonaws.com".into());
+        let (v, f) = rules().evaluate(&ev(c));
+        assert_eq!(v, RuleVerdict::Finding);
+        assert!(!f[0].recoverable);
+        // Direct calls stay recoverable.
+        let (_, f) = rules().evaluate(&ev(ct(
+            "cloudtrail.amazonaws.com",
+            "DeleteTrail",
+            r#"{"name":"example-trail"}"#,
+        )));
+        assert!(f[0].recoverable);
+    }
+
+    #[test]
+    fn aws_services_themselves_still_open_nothing() {
+        let r = rules();
+        let mut svc = cfn_delete_trail();
+        svc.principal = Principal {
+            principal_type: Some("AWSService".into()),
+            invoked_by: Some("cloudformation.amazonaws.com".into()),
+            ..Default::default()
+        };
+        assert_eq!(r.evaluate(&ev(svc)).0, RuleVerdict::AwsService);
+        let mut slr = cfn_delete_trail();
+        slr.principal.session_issuer_arn = Some(
+            "arn:aws:iam::123456789012:role/aws-service-role/cloudformation.amazonaws.com/AWSServiceRoleForCloudFormation"
+                .into(),
+        );
+        assert_eq!(r.evaluate(&ev(slr)).0, RuleVerdict::AwsService);
+        let mut asg = ct(
+            "ec2.amazonaws.com",
+            "TerminateInstances",
+            r#"{"instancesSet":{"items":[{"instanceId":"i-1"}]}}"#,
+        );
+        asg.principal.principal_type = Some("AssumedRole".into());
+        asg.principal.invoked_by = Some("autoscaling.amazonaws.com".into());
+        assert_eq!(r.evaluate(&ev(asg)).0, RuleVerdict::AwsService);
+        let none = ChangeRulesConfig {
+            orchestrating_services: Vec::new(),
+            ..ChangeRulesConfig::default()
+        };
+        let r = ChangeRules::new(&none).unwrap();
+        assert_eq!(
+            r.evaluate(&ev(cfn_delete_trail())).0,
+            RuleVerdict::AwsService
         );
     }
 

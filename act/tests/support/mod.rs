@@ -6,6 +6,7 @@
 
 pub mod bedrock_stub;
 pub mod moto;
+pub mod scenarios;
 
 use aiops_act::aws::Blocking;
 use aiops_act::{BuildOutcome, BuildResult, RecoveryExecutor, RecoveryPlan, RuleProfile};

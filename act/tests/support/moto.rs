@@ -146,6 +146,21 @@ impl Env {
         DynamoStore::new(&self.sdk, self.rt.clone(), self.store.clone())
     }
 
+    /// The recent-changes index of this environment (its table created).
+    pub fn changes(&self) -> aiops_act::dynamo::DynamoChangeIndex {
+        let tag = self.store.incidents_table.trim_start_matches("incidents-");
+        let idx = aiops_act::dynamo::DynamoChangeIndex::new(
+            &self.sdk,
+            self.rt.clone(),
+            aiops_act::changes::ChangeIndexConfig {
+                table: format!("changes-{tag}"),
+                ..aiops_act::changes::ChangeIndexConfig::default()
+            },
+        );
+        idx.create_table().unwrap();
+        idx
+    }
+
     pub fn config(&self) -> ActConfig {
         ActConfig {
             recovery: RecoveryConfig {
