@@ -447,6 +447,7 @@ mod tests {
             account: Some("123456789012".into()),
             region: Some("us-east-1".into()),
             position: Position::default(),
+            decode_warnings: Vec::new(),
             body: EventBody::Cloudtrail(Box::new(CloudTrailFields {
                 event_source: "ssm.amazonaws.com".into(),
                 event_name: name.into(),

@@ -61,6 +61,7 @@ pub fn ct_event(id: &str, t: i64, source: &str, name: &str, params: &str) -> Eve
         account: Some("123456789012".into()),
         region: Some("us-east-1".into()),
         position: Position::default(),
+        decode_warnings: Vec::new(),
         body: EventBody::Cloudtrail(Box::new(CloudTrailFields {
             event_source: source.into(),
             event_name: name.into(),
@@ -92,6 +93,7 @@ pub fn cfn_delete_trail_event() -> Event {
         account: s("/recipientAccountId"),
         region: s("/awsRegion"),
         position: Position::default(),
+        decode_warnings: Vec::new(),
         body: EventBody::Cloudtrail(Box::new(CloudTrailFields {
             event_source: s("/eventSource").unwrap(),
             event_name: s("/eventName").unwrap(),
