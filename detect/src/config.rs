@@ -309,6 +309,18 @@ impl StatisticsConfig {
             "a finite number > 0",
             r.winsor_sigmas,
         )?;
+        check(
+            r.min_ratio >= 1.0 && r.min_ratio.is_finite(),
+            "rate.min_ratio",
+            "a finite number >= 1",
+            r.min_ratio,
+        )?;
+        check(
+            r.min_excess >= 0.0 && r.min_excess.is_finite(),
+            "rate.min_excess",
+            "a finite number >= 0",
+            r.min_excess,
+        )?;
         let v = &self.value;
         check(v.history >= 3, "value.history", "at least 3", v.history)?;
         check(

@@ -37,9 +37,12 @@ use crate::decision::Decision;
 use crate::multiline::{MultilineCounters, MultilineJoiner};
 use crate::rate::RateModel;
 use crate::template::TemplateMiner;
+use crate::triage::{self, TopEntry, TopK};
 use crate::value::ValueDetector;
 use ahash::{AHashMap, AHashSet};
-use aiops_core::{Event, EventBody, Evidence, Finding, FindingKind, LogLevel, ResourceKey};
+use aiops_core::{
+    Contributor, Direction, Event, EventBody, Evidence, Finding, FindingKind, LogLevel, ResourceKey,
+};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -149,6 +152,8 @@ struct WindowAcc {
     samples: Vec<String>,
     event_ids: Vec<String>,
     novel: bool,
+    /// Top contributors (aggregate series only).
+    top: TopK,
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +187,8 @@ struct Candidate {
     score: f64,
     samples: Vec<String>,
     event_ids: Vec<String>,
+    direction: Option<Direction>,
+    top: Vec<TopEntry>,
 }
 
 #[derive(Debug, Clone)]
@@ -226,6 +233,9 @@ struct Contribution {
     /// event, and only while a window still takes samples).
     sample: bool,
     novel: bool,
+    /// The contributor id this event adds to the series' top-contributor sketch (aggregate
+    /// series only): a template id (log levels) or the principal's hash (CloudTrail).
+    contributor: Option<u64>,
     detector: &'static str,
     novelty_detector: &'static str,
     /// How to describe a new series; `None` when the series exists already (the common case:
@@ -620,14 +630,18 @@ impl StatsEngine {
 
     fn ingest(&mut self, event: &Event) {
         let (window, late) = self.route(event.event_time);
+        let mut principal = None;
         let contributions = match &event.body {
             EventBody::Logs(_) => self.log_contributions(event),
-            EventBody::Cloudtrail(_) => self.cloudtrail_contributions(event),
+            EventBody::Cloudtrail(ct) => {
+                let p: &str = principal.insert(ct.principal.key());
+                self.cloudtrail_contributions(event, p)
+            }
             EventBody::Metrics(_) => self.metric_contributions(event),
         };
         let mut sample = None;
         for c in contributions {
-            self.add(window, late, event, &c, &mut sample);
+            self.add(window, late, event, &c, principal.as_deref(), &mut sample);
         }
     }
 
@@ -654,6 +668,7 @@ impl StatsEngine {
         let group = &log.log_group;
         let resource = || Some(Self::resource(event, "log_group", group));
         let mut out = Vec::new();
+        let mut template_id = None;
         if self.cfg.series.log_templates {
             let first_line = log.message.lines().next().unwrap_or("");
             let max_groups = self.cfg.max_log_groups;
@@ -683,6 +698,7 @@ impl StatsEngine {
             let min_events = self.cfg.novelty.warmup_min_events;
             if let Some(g) = self.groups.get_mut(group) {
                 let m = g.miner.add(first_line);
+                template_id = Some(m.template_id);
                 g.entries = g.entries.saturating_add(1);
                 let novel = novelty
                     && m.created
@@ -700,6 +716,7 @@ impl StatsEngine {
                     value: None,
                     sample: true,
                     novel,
+                    contributor: None,
                     detector: "log_template_rate",
                     novelty_detector: "log_template_novelty",
                     spec,
@@ -722,6 +739,7 @@ impl StatsEngine {
                 value: None,
                 sample: true,
                 novel: false,
+                contributor: template_id,
                 detector: "log_level_rate",
                 novelty_detector: "",
                 spec,
@@ -730,12 +748,12 @@ impl StatsEngine {
         out
     }
 
-    fn cloudtrail_contributions(&mut self, event: &Event) -> Vec<Contribution> {
+    fn cloudtrail_contributions(&mut self, event: &Event, principal: &str) -> Vec<Contribution> {
         let Some(ct) = event.cloudtrail() else {
             return Vec::new();
         };
-        let principal = ct.principal.key();
-        let principal_res = || Some(Self::resource(event, "iam_principal", &principal));
+        let principal_id = aiops_core::stable_hash(&[principal.as_bytes()]);
+        let principal_res = || Some(Self::resource(event, "iam_principal", principal));
         let mut out = Vec::new();
         let s = &self.cfg.series;
         let (principal_calls, error_codes, per_principal, event_sources) = (
@@ -771,6 +789,7 @@ impl StatsEngine {
                 value: None,
                 sample: true,
                 novel: self.cfg.novelty.enabled && new_pair && warmed,
+                contributor: None,
                 detector: "api_call_rate",
                 novelty_detector: "api_call_novelty",
                 spec,
@@ -790,6 +809,7 @@ impl StatsEngine {
                     value: None,
                     sample: true,
                     novel: false,
+                    contributor: Some(principal_id),
                     detector: "api_error_rate",
                     novelty_detector: "",
                     spec,
@@ -808,6 +828,7 @@ impl StatsEngine {
                     value: None,
                     sample: true,
                     novel: false,
+                    contributor: None,
                     detector: "api_error_principal_rate",
                     novelty_detector: "",
                     spec,
@@ -827,6 +848,7 @@ impl StatsEngine {
                 value: None,
                 sample: true,
                 novel: false,
+                contributor: Some(principal_id),
                 detector: "event_source_rate",
                 novelty_detector: "",
                 spec,
@@ -866,6 +888,7 @@ impl StatsEngine {
             value: Some(v),
             sample: false,
             novel: false,
+            contributor: None,
             detector: "metric_value",
             novelty_detector: "",
             spec,
@@ -878,6 +901,7 @@ impl StatsEngine {
         late: bool,
         event: &Event,
         c: &Contribution,
+        principal: Option<&str>,
         sample: &mut Option<String>,
     ) {
         let slot = match self.index.get(c.key.as_str()) {
@@ -982,6 +1006,9 @@ impl StatsEngine {
                 acc.value_n += 1;
             }
             acc.novel |= c.novel;
+            if let Some(id) = c.contributor {
+                acc.top.add(id, || principal.map(Box::from));
+            }
             if acc.samples.len() < max_samples && c.sample {
                 let smp = sample.get_or_insert_with(|| sample_of(event, sample_max_bytes));
                 acc.samples.push(smp.clone());
@@ -1008,8 +1035,10 @@ impl StatsEngine {
             .enumerate()
             .filter_map(|(slot, s)| {
                 let s = s.as_mut()?;
-                // Nothing to close (no window before `until`) and nothing to catch up.
-                if s.profile.is_none() && s.accs.first().is_none_or(|a| a.start >= until) {
+                // Nothing to close (no window before `until`) and nothing to catch up (a
+                // busy count series scores its empty windows at every close).
+                let busy = matches!(&s.model, Model::Count(m) if m.busy());
+                if s.profile.is_none() && !busy && s.accs.first().is_none_or(|a| a.start >= until) {
                     return None;
                 }
                 let (c, t) = close_series(slot, s, until, window_us, cfg);
@@ -1077,8 +1106,10 @@ impl StatsEngine {
                     .get_mut(g)
                     .and_then(|g| g.miner.template_text(*id))
             });
-            findings.push(self.make_finding(&spec, &c, template, now));
+            let top = self.name_contributors(&spec, &c.top);
+            findings.push(self.make_finding(&spec, &c, template, top, now));
         }
+        let mut findings = triage::merge(findings);
         let cap = self.cfg.max_findings_per_close.max(1);
         if findings.len() > cap {
             let mut order: Vec<usize> = (0..findings.len()).collect();
@@ -1105,6 +1136,33 @@ impl StatsEngine {
         findings
     }
 
+    /// Names the top contributors of a window: principals carry their name; template ids of
+    /// a log level series are named by their template text in the series' log group.
+    fn name_contributors(&mut self, spec: &Spec, top: &[TopEntry]) -> Vec<Contributor> {
+        let group = spec
+            .key
+            .strip_prefix("log_level:")
+            .and_then(|r| r.rsplit_once(':'))
+            .map(|(g, _)| g);
+        top.iter()
+            .map(|e| {
+                let name = match (&e.name, group) {
+                    (Some(n), _) => n.to_string(),
+                    (None, Some(g)) => self
+                        .groups
+                        .get_mut(g)
+                        .and_then(|g| g.miner.template_text(e.id))
+                        .map_or_else(|| format!("template {}", e.id), |t| truncate_chars(&t, 120)),
+                    (None, None) => format!("{:016x}", e.id),
+                };
+                Contributor {
+                    name,
+                    count: e.count,
+                }
+            })
+            .collect()
+    }
+
     fn key_of(&self, slot: usize) -> &str {
         match self.series.get(slot) {
             Some(Some(s)) => &s.spec.key,
@@ -1117,6 +1175,7 @@ impl StatsEngine {
         spec: &Spec,
         c: &Candidate,
         template: Option<String>,
+        top: Vec<Contributor>,
         now: i64,
     ) -> Finding {
         let window_end = c.window_start + self.window_us;
@@ -1151,15 +1210,33 @@ impl StatsEngine {
                     Some(t) => format!("{} \"{}\"", spec.what, truncate_chars(t, 120)),
                     None => spec.what.clone(),
                 };
-                (
-                    spec.detector,
-                    format!(
-                        "{} in the {secs} s window from {start_text}: {} observed, {:.2} expected (score {:.2})",
-                        what, c.observed, c.expected, c.score
-                    ),
-                )
+                let dir = match c.direction {
+                    Some(Direction::Drop) => "drop",
+                    _ => "spike",
+                };
+                let mut summary = format!(
+                    "{what} in the {secs} s window from {start_text}: {} observed, {:.2} expected ({dir}, score {:.2})",
+                    c.observed, c.expected, c.score
+                );
+                if !top.is_empty() {
+                    let _ = write!(
+                        summary,
+                        "; top: {}",
+                        triage::contributors_text(&top, c.observed)
+                    );
+                }
+                (spec.detector, summary)
             }
         };
+        let priority = triage::priority(
+            c.kind,
+            c.direction,
+            &spec.key,
+            template.as_deref(),
+            c.observed,
+            c.expected,
+            c.score,
+        );
         Finding {
             finding_id: finding_id(detector, &spec.key, c.window_start),
             kind: c.kind,
@@ -1171,7 +1248,10 @@ impl StatsEngine {
             summary,
             default_action: None,
             recoverable: false,
+            direction: c.direction,
+            priority,
             evidence: Evidence {
+                top_contributors: top,
                 event_ids: c.event_ids.clone(),
                 series_key: Some(spec.key.clone()),
                 window: Some((c.window_start, window_end)),
@@ -1196,6 +1276,102 @@ fn kind_rank(k: FindingKind) -> u8 {
         FindingKind::RateAnomaly => 1,
         FindingKind::ValueAnomaly => 2,
         FindingKind::Novelty => 3,
+    }
+}
+
+/// Empty windows of a busy series scored one by one per close at most; the rest of a longer
+/// gap is learned in bulk (a drop is reported within the first few anyway).
+const MAX_SCORED_EMPTY: u64 = 1440;
+
+/// What one closed window of a count series holds.
+struct CountWindow {
+    start: i64,
+    on_time: u64,
+    samples: Vec<String>,
+    event_ids: Vec<String>,
+    top: Vec<TopEntry>,
+}
+
+/// Scores and learns one window of a count series; pushes its candidate and trace.
+fn count_window(
+    slot: usize,
+    s: &mut Series,
+    w: CountWindow,
+    cfg: &StatisticsConfig,
+    out: &mut Vec<Candidate>,
+    traces: &mut Vec<WindowTrace>,
+) {
+    let Model::Count(model) = &mut s.model else {
+        return;
+    };
+    let r = model.observe(w.start, w.on_time, &cfg.rate);
+    if let Some(p) = s.profile.as_mut() {
+        p.add_count(w.start, w.on_time);
+    }
+    if s.traced {
+        traces.push(WindowTrace {
+            key: s.spec.key.clone(),
+            window_start: w.start,
+            observed: w.on_time as f64,
+            expected: r.expected,
+            dispersion: Some(model.dispersion()),
+            score: r.score,
+        });
+    }
+    let v = s.decision.decide(r.score, &cfg.decision);
+    if v.finding {
+        if r.direction == Direction::Drop {
+            model.mark_drop_reported();
+        }
+        out.push(Candidate {
+            slot,
+            kind: FindingKind::RateAnomaly,
+            window_start: w.start,
+            observed: w.on_time as f64,
+            expected: r.expected,
+            score: v.reported,
+            samples: w.samples,
+            event_ids: w.event_ids,
+            direction: Some(r.direction),
+            top: w.top,
+        });
+    }
+}
+
+/// Learns the empty windows of a count series from `from` to `to` (window boundaries): one by
+/// one, scored, while the series is busy (at most [`MAX_SCORED_EMPTY`]), the rest in bulk.
+fn count_gap(
+    slot: usize,
+    s: &mut Series,
+    (from, to): (i64, i64),
+    window_us: i64,
+    cfg: &StatisticsConfig,
+    out: &mut Vec<Candidate>,
+    traces: &mut Vec<WindowTrace>,
+) {
+    let mut t = from;
+    let mut scored = 0;
+    while t < to && scored < MAX_SCORED_EMPTY && matches!(&s.model, Model::Count(m) if m.busy()) {
+        let w = CountWindow {
+            start: t,
+            on_time: 0,
+            samples: Vec::new(),
+            event_ids: Vec::new(),
+            top: Vec::new(),
+        };
+        count_window(slot, s, w, cfg, out, traces);
+        t += window_us;
+        scored += 1;
+    }
+    if t < to
+        && let Model::Count(model) = &mut s.model
+    {
+        let gap = u64::try_from((to - t) / window_us).unwrap_or(0);
+        model.observe_empty(t, gap, window_us, &cfg.rate);
+        s.decision.skip(gap);
+        if let Some(p) = s.profile.as_mut() {
+            p.add_zeros(t, gap, window_us);
+        }
     }
 }
 
@@ -1224,48 +1400,33 @@ fn close_series(
                 score: cfg.novelty.score,
                 samples: acc.samples.clone(),
                 event_ids: acc.event_ids.clone(),
+                direction: None,
+                top: Vec::new(),
             });
         }
         match &mut s.model {
-            Model::Count(model) => {
+            Model::Count(_) => {
                 if let Some(from) = s.accounted_until
                     && acc.start > from
                 {
-                    let gap = u64::try_from((acc.start - from) / window_us).unwrap_or(0);
-                    model.observe_empty(from, gap, window_us, &cfg.rate);
-                    s.decision.skip(gap);
-                    if let Some(p) = s.profile.as_mut() {
-                        p.add_zeros(from, gap, window_us);
-                    }
-                }
-                let on_time = acc.count.saturating_sub(acc.late);
-                let r = model.observe(acc.start, on_time, &cfg.rate);
-                if let Some(p) = s.profile.as_mut() {
-                    p.add_count(acc.start, on_time);
-                }
-                if s.traced {
-                    traces.push(WindowTrace {
-                        key: s.spec.key.clone(),
-                        window_start: acc.start,
-                        observed: on_time as f64,
-                        expected: r.expected,
-                        dispersion: Some(model.dispersion()),
-                        score: r.score,
-                    });
-                }
-                let v = s.decision.decide(r.score, &cfg.decision);
-                if v.finding {
-                    out.push(Candidate {
+                    count_gap(
                         slot,
-                        kind: FindingKind::RateAnomaly,
-                        window_start: acc.start,
-                        observed: on_time as f64,
-                        expected: r.expected,
-                        score: v.reported,
-                        samples: acc.samples,
-                        event_ids: acc.event_ids,
-                    });
+                        s,
+                        (from, acc.start),
+                        window_us,
+                        cfg,
+                        &mut out,
+                        &mut traces,
+                    );
                 }
+                let w = CountWindow {
+                    start: acc.start,
+                    on_time: acc.count.saturating_sub(acc.late),
+                    top: acc.top.top(triage::TOP_REPORTED),
+                    samples: acc.samples,
+                    event_ids: acc.event_ids,
+                };
+                count_window(slot, s, w, cfg, &mut out, &mut traces);
                 s.accounted_until = Some(acc.start + window_us);
             }
             Model::Value(det) => {
@@ -1296,6 +1457,12 @@ fn close_series(
                             score: v.reported,
                             samples: acc.samples,
                             event_ids: acc.event_ids,
+                            direction: Some(if x < r.expected {
+                                Direction::Drop
+                            } else {
+                                Direction::Spike
+                            }),
+                            top: Vec::new(),
                         });
                     }
                 }
@@ -1303,21 +1470,25 @@ fn close_series(
             }
         }
     }
-    // Empty windows up to the close count as zeros for count series. Scoring does not need
-    // this now: a series' next non-empty window learns the gap first (above), in closed form,
-    // so a close costs O(series with events) rather than O(all series). Only a learning
-    // engine, whose profile records every window in order, catches up at every close.
-    if let Model::Count(model) = &mut s.model
-        && s.profile.is_some()
+    // Empty windows up to the close count as zeros for count series. A quiet series does not
+    // need this now: its next non-empty window learns the gap first (above), in closed form,
+    // so a close costs O(series with events or busy). A busy series is caught up at every
+    // close, its empty windows scored (a series that stops is a drop), and so is a learning
+    // engine's, whose profile records every window in order.
+    if let Model::Count(model) = &s.model
+        && (s.profile.is_some() || model.busy())
         && let Some(from) = s.accounted_until
         && until > from
     {
-        let gap = u64::try_from((until - from) / window_us).unwrap_or(0);
-        model.observe_empty(from, gap, window_us, &cfg.rate);
-        s.decision.skip(gap);
-        if let Some(p) = s.profile.as_mut() {
-            p.add_zeros(from, gap, window_us);
-        }
+        count_gap(
+            slot,
+            s,
+            (from, until),
+            window_us,
+            cfg,
+            &mut out,
+            &mut traces,
+        );
         s.accounted_until = Some(until);
     }
     (out, traces)

@@ -20,17 +20,60 @@
 //! `k < min_count`. Updates are winsorised at `λ + winsor_sigmas · sd + 1`, so one burst does
 //! not teach the model that bursts are normal.
 //!
-//! Sources: the Poisson and negative binomial upper tails are the regularised incomplete gamma
-//! and beta functions (statrs `gamma_lr`, `beta_reg`); exponentially weighted moments as in
-//! Roberts (1959), "Control chart tests based on geometric moving averages".
+//! The dispersion index is the larger of the recent one and a long-term one (second moment
+//! weighted with `long_alpha`), so a calm spell of a bursty series does not make its next burst
+//! look impossible.
+//!
+//! **Minimum effect size.** A window is a spike only if, besides its tail probability, its
+//! count is at least `min_ratio` times the expectation and exceeds it by at least `min_excess`
+//! events; a drop only if its count is at most the expectation over `min_ratio` and at least
+//! `min_excess` below it. A tiny rate that quadruples (0.5 to 2 lines a minute) is not news.
+//!
+//! **Lower tail (drops).** A window that satisfies the drop effect size scores the lower tail
+//! `P(X ≤ k)` (Poisson: regularised upper incomplete gamma; negative binomial: `I_p(r, k+1)`).
+//! Consecutive low windows multiply their probabilities (their `−log10` are summed, as in a
+//! one-sided CUSUM of log-likelihoods, Page 1954), so a busy but bursty series that stays
+//! silent for a few windows is a drop even when one silent window is plausible. After a drop is
+//! reported ([`RateModel::mark_drop_reported`]) no new drop is scored until a window is no
+//! longer low. A series is *busy* ([`RateModel::busy`]) when an empty window would count as a
+//! low one and has probability at most 10 %: the engine scores the empty windows of busy
+//! series at every close, so a series that stops altogether gives a drop.
+//!
+//! **Recurring bursts (weekly and daily seasonality at window resolution).** Hour-of-day
+//! buckets cannot hold a five-minute job. Each model keeps at most [`MAX_RECURRING`] *slots*:
+//! a slot is a time of week (seconds since Monday 00:00 UTC, at the window start) where a
+//! window's count met the spike effect size against the regular baseline. A slot's value is an
+//! exponentially weighted mean (weight 1/2) of the counts seen at that exact time of week, and
+//! it is halved by every empty recurrence; slots whose value falls below `min_count` are
+//! forgotten, and a full set replaces its smallest slot. A slot is *confirmed* once a burst
+//! recurred at the same time of week, or at the same time of day (within
+//! [`SLOT_TOLERANCE_SECS`]) on another day. The spike expectation of a window is the largest of
+//! the regular baseline and the values of the confirmed slots within the tolerance at the same
+//! time of week or, failing that, of day. So a job that runs at 09:00 every weekday is expected
+//! from its third day, a weekly one from its second or third week, and the end of the job is
+//! not a drop (the drop expectation uses the regular baseline, whose dispersion the job makes
+//! large). This is the seasonal-naive idea (compare with the same time one season ago,
+//! Hyndman & Athanasopoulos, *Forecasting: Principles and Practice*, §5.2) kept sparse.
+//!
+//! Sources: the Poisson and negative binomial tails are the regularised incomplete gamma
+//! and beta functions (statrs `gamma_lr`, `gamma_ur`, `beta_reg`); exponentially weighted
+//! moments as in Roberts (1959), "Control chart tests based on geometric moving averages".
 
-use crate::numeric::surprise_score;
+use aiops_core::Direction;
 use serde::{Deserialize, Serialize};
 
 /// Microseconds per hour.
 const HOUR_US: i64 = 3_600_000_000;
 /// Microseconds per day.
 const DAY_US: i64 = 86_400_000_000;
+/// Microseconds per week.
+const WEEK_US: i64 = 7 * DAY_US;
+/// Most recurring-burst slots a count model keeps (see the module documentation).
+pub const MAX_RECURRING: usize = 32;
+/// Two times of week (or day) within this many seconds match as the same recurring slot.
+pub const SLOT_TOLERANCE_SECS: i64 = 60;
+/// A series is busy when an empty window has at most this probability.
+const BUSY_EMPTY_P: f64 = 0.1;
 
 /// Rate model configuration (`[detect.statistics.rate]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +113,13 @@ pub struct RateConfig {
     /// Counts above `λ + winsor_sigmas · sd + 1` are clipped before updating the model.
     /// Default 4; > 0.
     pub winsor_sigmas: f64,
+    /// Minimum effect size, ratio: a spike needs `k ≥ min_ratio · λ`, a drop `k ≤ λ / min_ratio`.
+    /// Default 2; ≥ 1.
+    pub min_ratio: f64,
+    /// Minimum effect size, events per window: a spike needs `k − λ ≥ min_excess`, a drop
+    /// `λ − k ≥ min_excess` (so only a series expecting at least this many events per window
+    /// can drop). Default 10; ≥ 0.
+    pub min_excess: f64,
 }
 
 impl Default for RateConfig {
@@ -87,6 +137,8 @@ impl Default for RateConfig {
             negative_binomial: true,
             decades: 10.0,
             winsor_sigmas: 4.0,
+            min_ratio: 2.0,
+            min_excess: 10.0,
         }
     }
 }
@@ -198,35 +250,92 @@ fn multiples_in(a: i64, b: i64, len: i64) -> u64 {
 /// The score of one window's count.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateScore {
-    /// Score in [0, 1] (0 while warming up or below `min_count`).
+    /// Score in [0, 1] (0 while warming up, below the effect size or below `min_count`).
     pub score: f64,
-    /// Upper-tail probability `P(X ≥ k)` under the model (1 when not scored).
+    /// Tail probability under the model of the scored direction (1 when not scored): `P(X ≥ k)`
+    /// for a spike; for a drop, the product of `P(X ≤ k)` over the run of low windows ending
+    /// here.
     pub p_value: f64,
-    /// The baseline `λ` the count was compared with (expected count per window).
+    /// The expectation `λ` the count was compared with (expected count per window): the spike
+    /// expectation (regular baseline or recurring burst) unless the window is a drop
+    /// candidate, then the regular baseline.
     pub expected: f64,
     /// Whether the negative binomial (rather than Poisson) tail was used.
     pub negative_binomial: bool,
+    /// Which tail was scored.
+    pub direction: Direction,
 }
 
-/// The rate model of one count series. Its size is fixed (about 300 bytes).
+/// One recurring-burst slot (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Slot {
+    /// Seconds since Monday 00:00 UTC of the window start.
+    pos: u32,
+    /// Exponentially weighted count at this time of week.
+    value: f32,
+    /// Whether the burst recurred (same time of week, or of day on another day).
+    confirmed: bool,
+}
+
+/// The rate model of one count series: fixed-size moments and profile (about 400 bytes) plus
+/// at most [`MAX_RECURRING`] slots (12 bytes each, allocated only for series with bursts).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateModel {
     /// Recent EW mean and second moment of the count.
     mean: f64,
     m2: f64,
-    /// Long-term EW mean.
+    /// Long-term EW mean and second moment.
     long_mean: f64,
+    long_m2: f64,
     seasonal: SeasonalProfile,
     windows: u64,
     /// Events learned so far (sum of counts).
     events: u64,
     first_window: Option<i64>,
+    /// Recurring-burst slots.
+    slots: Vec<Slot>,
+    /// `−log10` of the product of the lower-tail probabilities of the current run of low
+    /// windows (0 when the last window was not low).
+    drop_run: f64,
+    /// A drop was reported in the current run of low windows.
+    drop_reported: bool,
+    /// Whether an empty window would be a drop candidate with probability ≤ 10 % (as of the
+    /// last window learned).
+    busy: bool,
 }
 
 impl Default for RateModel {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Seconds since Monday 00:00 UTC of a time in µs.
+fn time_of_week(t: i64) -> u32 {
+    // 1970-01-01 was a Thursday: Monday 00:00 was 3 days earlier.
+    u32::try_from((t + 3 * DAY_US).rem_euclid(WEEK_US) / 1_000_000).unwrap_or(0)
+}
+
+/// Circular distance between two positions modulo `period` (seconds).
+fn circular(a: u32, b: u32, period: u32) -> u32 {
+    let d = a.abs_diff(b) % period;
+    d.min(period - d)
+}
+
+/// Score in [0, 1] for a tail probability of `10^(−decades_seen)`: `decades_seen / decades`.
+fn decades_score(decades_seen: f64, decades: f64) -> f64 {
+    if decades_seen.is_nan() || !(decades > 0.0 && decades.is_finite()) {
+        return 0.0;
+    }
+    (decades_seen / decades).clamp(0.0, 1.0)
+}
+
+/// `−log10 p`, with `p` clamped to `[1e−300, 1]`.
+fn neg_log10(p: f64) -> f64 {
+    if p.is_nan() {
+        return 0.0;
+    }
+    -p.clamp(1e-300, 1.0).log10()
 }
 
 impl RateModel {
@@ -236,10 +345,15 @@ impl RateModel {
             mean: 0.0,
             m2: 0.0,
             long_mean: 0.0,
+            long_m2: 0.0,
             seasonal: SeasonalProfile::default(),
             windows: 0,
             events: 0,
             first_window: None,
+            slots: Vec::new(),
+            drop_run: 0.0,
+            drop_reported: false,
+            busy: false,
         }
     }
 
@@ -248,8 +362,9 @@ impl RateModel {
         self.windows
     }
 
-    /// The baseline for a window starting at `t` (µs): the largest of the recent, long-term and
-    /// (when enough history exists) seasonal rates, floored at `min_expected`.
+    /// The regular baseline for a window starting at `t` (µs): the largest of the recent,
+    /// long-term and (when enough history exists) seasonal rates, floored at `min_expected`.
+    /// Recurring bursts are not included (see [`RateModel::expected_spike`]).
     pub fn baseline(&self, t: i64, cfg: &RateConfig) -> f64 {
         let mut b = self.mean.max(self.long_mean);
         if let Some(first) = self.first_window {
@@ -269,30 +384,119 @@ impl RateModel {
         }
     }
 
-    /// The dispersion index `var / mean` of recent counts (at least 1).
-    pub fn dispersion(&self) -> f64 {
-        if self.mean <= 0.0 {
-            return 1.0;
-        }
-        let var = (self.m2 - self.mean * self.mean).max(0.0);
-        let d = var / self.mean;
-        if d.is_finite() { d.max(1.0) } else { 1.0 }
+    /// The value of the confirmed recurring burst expected at `t` (µs): the largest value of
+    /// the confirmed slots within [`SLOT_TOLERANCE_SECS`] at the same time of week, else at the
+    /// same time of day; `None` when there is none.
+    pub fn recurring(&self, t: i64) -> Option<f64> {
+        let pos = time_of_week(t);
+        let tol = SLOT_TOLERANCE_SECS as u32;
+        let best = |period: u32| {
+            self.slots
+                .iter()
+                .filter(|s| s.confirmed && circular(s.pos, pos, period) <= tol)
+                .map(|s| f64::from(s.value))
+                .reduce(f64::max)
+        };
+        best(7 * 86_400).or_else(|| best(86_400))
     }
 
-    /// Scores a count `k` for the window starting at `t` without updating the model.
-    pub fn score(&self, t: i64, k: u64, cfg: &RateConfig) -> RateScore {
+    /// The spike expectation at `t`: the regular baseline, or a recurring burst when larger.
+    pub fn expected_spike(&self, t: i64, cfg: &RateConfig) -> f64 {
+        let b = self.baseline(t, cfg);
+        match self.recurring(t) {
+            Some(r) if r.is_finite() => b.max(r),
+            _ => b,
+        }
+    }
+
+    /// The dispersion index `var / mean` (at least 1): the larger of the recent and the
+    /// long-term one.
+    pub fn dispersion(&self) -> f64 {
+        fn index(mean: f64, m2: f64) -> f64 {
+            if mean <= 0.0 {
+                return 1.0;
+            }
+            let d = (m2 - mean * mean).max(0.0) / mean;
+            if d.is_finite() { d.max(1.0) } else { 1.0 }
+        }
+        index(self.mean, self.m2).max(index(self.long_mean, self.long_m2))
+    }
+
+    /// Whether the series is busy: past `min_windows`, and an empty window now would be a drop
+    /// candidate (regular baseline at least `min_excess`) with probability at most 10 %. The
+    /// engine scores the empty windows of busy series at every close.
+    pub fn busy(&self) -> bool {
+        self.busy
+    }
+
+    fn compute_busy(&self, t: i64, cfg: &RateConfig) -> bool {
+        if self.windows < u64::from(cfg.min_windows) {
+            return false;
+        }
         let lambda = self.baseline(t, cfg);
+        if lambda < cfg.min_excess.max(f64::MIN_POSITIVE) || lambda < cfg.min_count as f64 {
+            return false;
+        }
+        self.lower_tail(0, lambda, cfg) <= BUSY_EMPTY_P
+    }
+
+    fn tail_model(&self, cfg: &RateConfig) -> (f64, bool) {
         let d = self.dispersion();
-        let use_nb = cfg.negative_binomial && d > 1.0 + 1e-9;
+        (d, cfg.negative_binomial && d > 1.0 + 1e-9)
+    }
+
+    fn lower_tail(&self, k: u64, lambda: f64, cfg: &RateConfig) -> f64 {
+        let (d, nb) = self.tail_model(cfg);
+        if nb {
+            negative_binomial_cdf(k, lambda, d * lambda)
+        } else {
+            poisson_cdf(k, lambda)
+        }
+    }
+
+    /// Whether `k` is a drop candidate against the regular baseline `lambda`.
+    fn low(k: u64, lambda: f64, cfg: &RateConfig) -> bool {
+        let k = k as f64;
+        k <= lambda / cfg.min_ratio.max(1.0) && lambda - k >= cfg.min_excess.max(0.0)
+    }
+
+    /// Scores a count `k` for the window starting at `t` without updating the model: the
+    /// drop tail when `k` is a drop candidate, else the spike tail (see the module
+    /// documentation).
+    pub fn score(&self, t: i64, k: u64, cfg: &RateConfig) -> RateScore {
+        let (d, use_nb) = self.tail_model(cfg);
+        let warm = self.windows >= u64::from(cfg.min_windows) && self.events >= cfg.min_events;
+        let regular = self.baseline(t, cfg);
+        if Self::low(k, regular, cfg) {
+            let mut out = RateScore {
+                score: 0.0,
+                p_value: 1.0,
+                expected: regular,
+                negative_binomial: use_nb,
+                direction: Direction::Drop,
+            };
+            if warm {
+                let run = self.drop_run + neg_log10(self.lower_tail(k, regular, cfg));
+                out.p_value = 10f64.powf(-run);
+                if !self.drop_reported {
+                    out.score = decades_score(run, cfg.decades);
+                }
+            }
+            return out;
+        }
+        let lambda = self.expected_spike(t, cfg);
         let mut out = RateScore {
             score: 0.0,
             p_value: 1.0,
             expected: lambda,
             negative_binomial: use_nb,
+            direction: Direction::Spike,
         };
-        if self.windows < u64::from(cfg.min_windows)
-            || self.events < cfg.min_events
+        let kf = k as f64;
+        if !warm
             || k < cfg.min_count.max(1)
+            || kf < cfg.min_ratio.max(1.0) * lambda
+            || kf - lambda < cfg.min_excess.max(0.0)
         {
             return out;
         }
@@ -302,16 +506,82 @@ impl RateModel {
             poisson_sf(k, lambda)
         };
         out.p_value = p;
-        out.score = surprise_score(p, cfg.decades);
+        out.score = decades_score(neg_log10(p), cfg.decades);
         out
     }
 
     /// Scores and then learns the count `k` of the window starting at `t`.
     pub fn observe(&mut self, t: i64, k: u64, cfg: &RateConfig) -> RateScore {
         let s = self.score(t, k, cfg);
+        let regular = self.baseline(t, cfg);
+        if Self::low(k, regular, cfg) {
+            self.drop_run += neg_log10(self.lower_tail(k, regular, cfg));
+        } else {
+            self.drop_run = 0.0;
+            self.drop_reported = false;
+        }
         self.events = self.events.saturating_add(k);
+        self.learn_slots(t, k, regular, cfg);
         self.learn(t, k as f64, s.expected, cfg);
+        self.busy = self.compute_busy(t + 1, cfg);
         s
+    }
+
+    /// Records that a drop finding was made: no new drop is scored until a window is no longer
+    /// low.
+    pub fn mark_drop_reported(&mut self) {
+        self.drop_reported = true;
+    }
+
+    fn learn_slots(&mut self, t: i64, k: u64, regular: f64, cfg: &RateConfig) {
+        let pos = time_of_week(t);
+        let kf = k as f64;
+        if let Some(i) = self.slots.iter().position(|s| s.pos == pos) {
+            if let Some(s) = self.slots.get_mut(i) {
+                let v = f64::from(s.value);
+                s.value = (v + 0.5 * (kf - v)) as f32;
+                if kf >= cfg.min_ratio.max(1.0) * regular {
+                    s.confirmed = true;
+                }
+                if f64::from(s.value) >= cfg.min_count as f64 {
+                    return;
+                }
+            }
+            self.slots.swap_remove(i);
+            return;
+        }
+        let burst = k >= cfg.min_count.max(1)
+            && kf >= cfg.min_ratio.max(1.0) * regular
+            && kf - regular >= cfg.min_excess.max(0.0);
+        if !burst {
+            return;
+        }
+        // A burst at the same time of day on another day confirms both.
+        let tol = SLOT_TOLERANCE_SECS as u32;
+        let mut confirmed = false;
+        for s in &mut self.slots {
+            if circular(s.pos, pos, 86_400) <= tol {
+                s.confirmed = true;
+                confirmed = true;
+            }
+        }
+        let slot = Slot {
+            pos,
+            value: kf as f32,
+            confirmed,
+        };
+        if self.slots.len() < MAX_RECURRING {
+            self.slots.push(slot);
+        } else if let Some((i, _)) = self
+            .slots
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.value.total_cmp(&b.1.value))
+            && let Some(s) = self.slots.get_mut(i)
+            && s.value < slot.value
+        {
+            *s = slot;
+        }
     }
 
     fn learn(&mut self, t: i64, k: f64, lambda: f64, cfg: &RateConfig) {
@@ -326,10 +596,12 @@ impl RateModel {
             self.mean = x;
             self.m2 = x * x;
             self.long_mean = x;
+            self.long_m2 = x * x;
         } else {
             self.mean += cfg.alpha * (x - self.mean);
             self.m2 += cfg.alpha * (x * x - self.m2);
             self.long_mean += cfg.long_alpha * (x - self.long_mean);
+            self.long_m2 += cfg.long_alpha * (x * x - self.long_m2);
         }
         self.seasonal.update(t, x, cfg.seasonal_alpha);
         self.first_window.get_or_insert(t);
@@ -337,10 +609,12 @@ impl RateModel {
     }
 
     /// Learns `n` consecutive empty windows starting at `start` (µs, window-aligned) of length
-    /// `len` µs, in `O(hours)` rather than `O(n)`: the exponentially weighted moments decay by
-    /// `(1 − α)^n` in closed form, and each hour bucket by `(1 − α)` to the number of its
-    /// windows. Gaps longer than two weeks only replay their last two weeks into the buckets
-    /// (older zeros would have decayed them to at most `(1 − α)^(336 · windows per hour)`).
+    /// `len` µs, in `O(hours + slots)` rather than `O(n)`: the exponentially weighted moments
+    /// decay by `(1 − α)^n` in closed form, each hour bucket by `(1 − α)` to the number of its
+    /// windows, and each recurring slot is halved once per recurrence in the gap. Gaps longer
+    /// than two weeks only replay their last two weeks into the buckets (older zeros would have
+    /// decayed them to at most `(1 − α)^(336 · windows per hour)`). The drop run is not
+    /// extended: the engine scores the empty windows of busy series one by one instead.
     pub fn observe_empty(&mut self, start: i64, n: u64, len: i64, cfg: &RateConfig) {
         if n == 0 || len <= 0 {
             return;
@@ -352,7 +626,9 @@ impl RateModel {
         let f = decay_factor(cfg.alpha, n);
         self.mean *= f;
         self.m2 *= f;
-        self.long_mean *= decay_factor(cfg.long_alpha, n);
+        let lf = decay_factor(cfg.long_alpha, n);
+        self.long_mean *= lf;
+        self.long_m2 *= lf;
         let end = start.saturating_add(len.saturating_mul(i64::try_from(n).unwrap_or(i64::MAX)));
         let from = start.max(end.saturating_sub(14 * DAY_US));
         let mut h = from.div_euclid(HOUR_US) * HOUR_US;
@@ -363,7 +639,52 @@ impl RateModel {
             self.seasonal.decay(a, count, cfg.seasonal_alpha);
             h += HOUR_US;
         }
+        let min = cfg.min_count as f64;
+        self.slots.retain_mut(|s| {
+            // Window starts at this time of week: t ≡ pos − 3 days (mod week).
+            let offset = i64::from(s.pos) * 1_000_000 - 3 * DAY_US;
+            let times = multiples_in(start - offset, end - offset, WEEK_US).min(64);
+            s.value = (f64::from(s.value) * 0.5f64.powi(times as i32)) as f32;
+            f64::from(s.value) >= min
+        });
+        self.drop_run = 0.0;
+        self.drop_reported = false;
         self.windows = self.windows.saturating_add(n);
+        self.busy = self.compute_busy(end, cfg);
+    }
+}
+
+/// `P(X ≤ k)` for `X ~ Poisson(λ)`: the regularised upper incomplete gamma `Q(k + 1, λ)`
+/// (statrs `checked_gamma_ur`). 1 (no evidence) for invalid inputs.
+pub fn poisson_cdf(k: u64, lambda: f64) -> f64 {
+    if !(lambda.is_finite() && lambda > 0.0) {
+        return 1.0;
+    }
+    match statrs::function::gamma::checked_gamma_ur(k as f64 + 1.0, lambda) {
+        Ok(p) if p.is_finite() => p.clamp(0.0, 1.0),
+        _ => 1.0,
+    }
+}
+
+/// `P(X ≤ k)` for a negative binomial with the given mean and variance (variance > mean):
+/// with `r = mean² / (var − mean)` and `p = mean / var`, `P(X ≤ k) = I_p(r, k + 1)` (statrs
+/// `checked_beta_reg`, as in its `NegativeBinomial::cdf`). Falls back to [`poisson_cdf`] when
+/// the variance does not exceed the mean; 1 for invalid inputs.
+pub fn negative_binomial_cdf(k: u64, mean: f64, var: f64) -> f64 {
+    if !(mean.is_finite() && mean > 0.0 && var.is_finite()) {
+        return 1.0;
+    }
+    if var <= mean * (1.0 + 1e-9) {
+        return poisson_cdf(k, mean);
+    }
+    let p = mean / var;
+    let r = mean * mean / (var - mean);
+    if !(r > 0.0 && r.is_finite() && p > 0.0 && p < 1.0) {
+        return 1.0;
+    }
+    match statrs::function::beta::checked_beta_reg(r, k as f64 + 1.0, p) {
+        Ok(v) if v.is_finite() => v.clamp(0.0, 1.0),
+        _ => 1.0,
     }
 }
 
@@ -488,7 +809,8 @@ mod tests {
         // A series whose first window had 1 event, then only empty windows.
         m.observe(0, 1, &cfg);
         m.observe_empty(MIN, 200, MIN, &cfg);
-        let s = m.score(201 * MIN, 5, &cfg);
+        // 20 events: past the effect size (ratio 2, excess 10) over the floor.
+        let s = m.score(201 * MIN, 20, &cfg);
         assert!(s.score.is_finite() && s.score > 0.0 && s.score <= 1.0);
         assert!(s.expected >= cfg.min_expected);
     }
