@@ -8,6 +8,7 @@ use crate::multiline::MultilineConfig;
 use crate::rate::RateConfig;
 use crate::template::TemplateConfig;
 use crate::value::ValueConfig;
+use aiops_core::{Finding, Priority};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -171,6 +172,11 @@ pub struct StatisticsConfig {
     pub templates: TemplateConfig,
     /// Joining multi-line log entries.
     pub multiline: MultilineConfig,
+    /// The finding priorities that open an incident (`"HIGH"`, `"MEDIUM"`, `"LOW"`); findings
+    /// of other priorities are only recorded (findings table, backtest). See
+    /// [`StatisticsConfig::opens_incident`]. Default `["HIGH", "MEDIUM"]`: an INFO or DEBUG
+    /// template's rate change (`LOW`) opens none.
+    pub incident_priorities: Vec<Priority>,
 }
 
 impl Default for StatisticsConfig {
@@ -191,6 +197,7 @@ impl Default for StatisticsConfig {
             novelty: NoveltyConfig::default(),
             templates: TemplateConfig::default(),
             multiline: MultilineConfig::default(),
+            incident_priorities: vec![Priority::High, Priority::Medium],
         }
     }
 }
@@ -217,6 +224,13 @@ fn unit_open_closed(x: f64) -> bool {
 }
 
 impl StatisticsConfig {
+    /// Whether `finding` opens an incident: its priority is one of `incident_priorities`.
+    /// Change-rule findings always do (they are `HIGH` and drive recovery).
+    pub fn opens_incident(&self, finding: &Finding) -> bool {
+        finding.kind == aiops_core::FindingKind::ChangeRule
+            || self.incident_priorities.contains(&finding.priority)
+    }
+
     /// Checks every field against its documented range.
     ///
     /// # Errors

@@ -72,6 +72,9 @@ const WEEK_US: i64 = 7 * DAY_US;
 pub const MAX_RECURRING: usize = 32;
 /// Two times of week (or day) within this many seconds match as the same recurring slot.
 pub const SLOT_TOLERANCE_SECS: i64 = 60;
+/// A window whose spike score reaches this (the default finding threshold, `p ≤ 1e−5` with
+/// the default `decades`) is not learned raw by the long-term moments.
+const ANOMALY_SCORE: f64 = 0.5;
 /// A series is busy when an empty window has at most this probability.
 const BUSY_EMPTY_P: f64 = 0.1;
 
@@ -149,6 +152,8 @@ impl Default for RateConfig {
 pub struct SeasonalProfile {
     hour: [f64; 24],
     day: [f64; 7],
+    /// Windows learned per hour bucket (saturating), for a bias-corrected start.
+    hour_n: [u16; 24],
     hour_seen: u32,
     day_seen: u8,
 }
@@ -158,6 +163,7 @@ impl Default for SeasonalProfile {
         SeasonalProfile {
             hour: [0.0; 24],
             day: [0.0; 7],
+            hour_n: [0; 24],
             hour_seen: 0,
             day_seen: 0,
         }
@@ -176,11 +182,17 @@ impl SeasonalProfile {
     fn update(&mut self, t: i64, k: f64, alpha: f64) {
         let (h, d) = hour_and_weekday(t);
         if let Some(v) = self.hour.get_mut(h) {
+            // The first windows of a bucket are averaged (weight 1/n), not taken as the level.
+            let n = self.hour_n.get(h).copied().unwrap_or(u16::MAX);
+            let a = alpha.max(1.0 / (f64::from(n) + 1.0));
             if self.hour_seen & (1 << h) == 0 {
                 *v = k;
                 self.hour_seen |= 1 << h;
             } else {
-                *v += alpha * (k - *v);
+                *v += a * (k - *v);
+            }
+            if let Some(c) = self.hour_n.get_mut(h) {
+                *c = c.saturating_add(1);
             }
         }
         if let Some(v) = self.day.get_mut(d) {
@@ -200,7 +212,13 @@ impl SeasonalProfile {
         }
         let (h, d) = hour_and_weekday(t);
         if let Some(v) = self.hour.get_mut(h) {
-            *v *= decay_factor(alpha, n);
+            // Bias-corrected like `update`: while the bucket is young, the n zeros are averaged
+            // in; afterwards each decays it by (1 − α).
+            let seen = u64::from(self.hour_n.get(h).copied().unwrap_or(u16::MAX));
+            *v *= zeros_factor(seen, n, alpha);
+            if let Some(c) = self.hour_n.get_mut(h) {
+                *c = u16::try_from(seen.saturating_add(n)).unwrap_or(u16::MAX);
+            }
         }
         if let Some(v) = self.day.get_mut(d) {
             *v *= decay_factor(alpha / 24.0, n);
@@ -235,6 +253,19 @@ fn decay_factor(alpha: f64, n: u64) -> f64 {
         return 0.0;
     }
     ((n as f64) * (1.0 - a).ln()).exp()
+}
+
+/// The factor by which `n` zeros scale a bias-corrected exponentially weighted mean that has
+/// learned `seen` values: the first zeros, while the weight `1 / (count + 1)` exceeds `alpha`,
+/// are averaged in (`seen / (seen + young)`); the others decay it by `(1 − alpha)` each.
+fn zeros_factor(seen: u64, n: u64, alpha: f64) -> f64 {
+    let limit = (1.0 / alpha.max(1e-12)).floor() as u64;
+    let young = limit.saturating_sub(seen).min(n);
+    let mut f = 1.0;
+    if young > 0 && seen > 0 {
+        f = seen as f64 / (seen + young) as f64;
+    }
+    f * decay_factor(alpha, n - young)
 }
 
 /// Count of multiples of `len` in `[a, b)`.
@@ -522,7 +553,7 @@ impl RateModel {
         }
         self.events = self.events.saturating_add(k);
         self.learn_slots(t, k, regular, cfg);
-        self.learn(t, k as f64, s.expected, cfg);
+        self.learn(t, k as f64, &s, cfg);
         self.busy = self.compute_busy(t + 1, cfg);
         s
     }
@@ -584,25 +615,25 @@ impl RateModel {
         }
     }
 
-    fn learn(&mut self, t: i64, k: f64, lambda: f64, cfg: &RateConfig) {
+    fn learn(&mut self, t: i64, k: f64, s: &RateScore, cfg: &RateConfig) {
+        let lambda = s.expected;
         let sd = (self.dispersion() * lambda).sqrt();
         let cap = lambda + cfg.winsor_sigmas * sd + 1.0;
-        let x = if self.windows >= u64::from(cfg.min_windows) {
-            k.min(cap)
-        } else {
-            k
-        };
-        if self.windows == 0 {
-            self.mean = x;
-            self.m2 = x * x;
-            self.long_mean = x;
-            self.long_m2 = x * x;
-        } else {
-            self.mean += cfg.alpha * (x - self.mean);
-            self.m2 += cfg.alpha * (x * x - self.m2);
-            self.long_mean += cfg.long_alpha * (x - self.long_mean);
-            self.long_m2 += cfg.long_alpha * (x * x - self.long_m2);
-        }
+        let warm = self.windows >= u64::from(cfg.min_windows);
+        let x = if warm { k.min(cap) } else { k };
+        // The long-term moments, which carry the dispersion of a bursty series, learn the raw
+        // count unless the window was itself anomalous: winsorising every window would clip
+        // exactly the tail that makes a series over-dispersed, and underestimate it.
+        let anomalous = s.direction == Direction::Spike && s.score >= ANOMALY_SCORE;
+        let xl = if warm && anomalous { x } else { k };
+        // Bias-corrected start: the first windows are averaged, not taken as the level.
+        let n = self.windows as f64 + 1.0;
+        let a = cfg.alpha.max(1.0 / n);
+        let la = cfg.long_alpha.max(1.0 / n);
+        self.mean += a * (x - self.mean);
+        self.m2 += a * (x * x - self.m2);
+        self.long_mean += la * (xl - self.long_mean);
+        self.long_m2 += la * (xl * xl - self.long_m2);
         self.seasonal.update(t, x, cfg.seasonal_alpha);
         self.first_window.get_or_insert(t);
         self.windows += 1;
@@ -623,10 +654,10 @@ impl RateModel {
             // A series starts with its first non-empty window; leading zeros carry nothing.
             return;
         }
-        let f = decay_factor(cfg.alpha, n);
+        let f = zeros_factor(self.windows, n, cfg.alpha);
         self.mean *= f;
         self.m2 *= f;
-        let lf = decay_factor(cfg.long_alpha, n);
+        let lf = zeros_factor(self.windows, n, cfg.long_alpha);
         self.long_mean *= lf;
         self.long_m2 *= lf;
         let end = start.saturating_add(len.saturating_mul(i64::try_from(n).unwrap_or(i64::MAX)));
