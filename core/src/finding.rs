@@ -90,7 +90,8 @@ impl Direction {
 pub enum Priority {
     /// Recorded only by default (e.g. a rate change of an INFO or DEBUG template).
     Low,
-    /// Opens an incident by default (e.g. a WARN burst, a new principal/API pair).
+    /// Worth a look (e.g. a WARN burst, a new principal/API pair, a single unconfirmed
+    /// window of an ERROR series); opens an incident only when configured to.
     Medium,
     /// Opens an incident (change rules, ERROR/FATAL bursts, AccessDenied bursts, drops of a
     /// busy series, new error templates).

@@ -174,8 +174,11 @@ pub struct StatisticsConfig {
     pub multiline: MultilineConfig,
     /// The finding priorities that open an incident (`"HIGH"`, `"MEDIUM"`, `"LOW"`); findings
     /// of other priorities are only recorded (findings table, backtest). See
-    /// [`StatisticsConfig::opens_incident`]. Default `["HIGH", "MEDIUM"]`: an INFO or DEBUG
-    /// template's rate change (`LOW`) opens none.
+    /// [`StatisticsConfig::opens_incident`] and [`crate::triage`] for how priorities are
+    /// given. Default `["HIGH"]`: ERROR/FATAL and AccessDenied bursts, drops of busy series,
+    /// new error templates and value anomalies open one; a WARN burst, a new principal/API
+    /// pair or a single unconfirmed window (`MEDIUM`) and an INFO or DEBUG template's rate
+    /// change (`LOW`) are recorded only.
     pub incident_priorities: Vec<Priority>,
 }
 
@@ -197,7 +200,7 @@ impl Default for StatisticsConfig {
             novelty: NoveltyConfig::default(),
             templates: TemplateConfig::default(),
             multiline: MultilineConfig::default(),
-            incident_priorities: vec![Priority::High, Priority::Medium],
+            incident_priorities: vec![Priority::High],
         }
     }
 }

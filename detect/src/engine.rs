@@ -168,6 +168,8 @@ struct Series {
     profile: Option<Box<SeriesProfile>>,
     /// Whether closed windows are traced.
     traced: bool,
+    /// A spike finding waiting for the next window to confirm it (see [`count_window`]).
+    pending: Option<Box<Candidate>>,
 }
 
 /// Learned baselines not yet applied: series and log groups seed themselves when first seen.
@@ -189,6 +191,9 @@ struct Candidate {
     event_ids: Vec<String>,
     direction: Option<Direction>,
     top: Vec<TopEntry>,
+    /// A spike whose evidence is one window short of certain (see [`count_window`]): its
+    /// priority is one step lower.
+    marginal: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -583,16 +588,32 @@ impl StatsEngine {
             .flatten()
             .flat_map(|s| s.accs.iter().map(|a| a.start))
             .max();
-        match (last, self.open_from) {
+        let mut out = match (last, self.open_from) {
             (Some(last), Some(open)) => {
                 let until = last.saturating_add(self.window_us).max(open);
                 if until > open {
-                    return self.close_until(until);
+                    self.close_until(until)
+                } else {
+                    Vec::new()
                 }
-                Vec::new()
             }
             _ => Vec::new(),
+        };
+        // Spikes still waiting for a next window are reported as they stand (marginal).
+        let pending: Vec<Candidate> = self
+            .series
+            .iter_mut()
+            .flatten()
+            .filter_map(|s| s.pending.take())
+            .map(|c| Candidate {
+                marginal: true,
+                ..*c
+            })
+            .collect();
+        if !pending.is_empty() {
+            out.extend(self.finalize(pending));
         }
+        out
     }
 
     /// A snapshot of the counters.
@@ -964,6 +985,7 @@ impl StatsEngine {
                     last_event: event.event_time,
                     profile,
                     traced,
+                    pending: None,
                 };
                 let slot = match self.free.pop() {
                     Some(i) => {
@@ -1037,7 +1059,7 @@ impl StatsEngine {
                 let s = s.as_mut()?;
                 // Nothing to close (no window before `until`) and nothing to catch up (a
                 // busy count series scores its empty windows at every close).
-                let busy = matches!(&s.model, Model::Count(m) if m.busy());
+                let busy = s.pending.is_some() || matches!(&s.model, Model::Count(m) if m.busy());
                 if s.profile.is_none() && !busy && s.accs.first().is_none_or(|a| a.start >= until) {
                     return None;
                 }
@@ -1233,9 +1255,12 @@ impl StatsEngine {
             c.direction,
             &spec.key,
             template.as_deref(),
-            c.observed,
-            c.expected,
-            c.score,
+            triage::Distance {
+                observed: c.observed,
+                expected: c.expected,
+                score: c.score,
+                marginal: c.marginal,
+            },
         );
         Finding {
             finding_id: finding_id(detector, &spec.key, c.window_start),
@@ -1283,6 +1308,10 @@ fn kind_rank(k: FindingKind) -> u8 {
 /// gap is learned in bulk (a drop is reported within the first few anyway).
 const MAX_SCORED_EMPTY: u64 = 1440;
 
+/// A spike is confirmed when the window after it is a spike candidate too (the effect size
+/// met) with at most this upper-tail probability.
+const CONFIRM_P: f64 = 0.01;
+
 /// What one closed window of a count series holds.
 struct CountWindow {
     start: i64,
@@ -1293,6 +1322,13 @@ struct CountWindow {
 }
 
 /// Scores and learns one window of a count series; pushes its candidate and trace.
+///
+/// A spike finding whose score is below 1 (its tail probability above `10^−decades`) waits for
+/// the next window of the series: if that window is a spike candidate with `p ≤ CONFIRM_P`
+/// (0.01) the burst is confirmed, else the finding is *marginal* and its priority one step
+/// lower (one window from a heavy tail is what an over-dispersed series does now and then; two
+/// in a row are a burst). Either way it is reported, one window late. Drops and saturated
+/// spikes are reported at once.
 fn count_window(
     slot: usize,
     s: &mut Series,
@@ -1318,12 +1354,16 @@ fn count_window(
             score: r.score,
         });
     }
+    if let Some(mut p) = s.pending.take() {
+        p.marginal = !(r.direction == Direction::Spike && r.p_value <= CONFIRM_P);
+        out.push(*p);
+    }
     let v = s.decision.decide(r.score, &cfg.decision);
     if v.finding {
         if r.direction == Direction::Drop {
             model.mark_drop_reported();
         }
-        out.push(Candidate {
+        let c = Candidate {
             slot,
             kind: FindingKind::RateAnomaly,
             window_start: w.start,
@@ -1334,7 +1374,13 @@ fn count_window(
             event_ids: w.event_ids,
             direction: Some(r.direction),
             top: w.top,
-        });
+            marginal: false,
+        };
+        if r.direction == Direction::Spike && r.score < 1.0 {
+            s.pending = Some(Box::new(c));
+        } else {
+            out.push(c);
+        }
     }
 }
 
@@ -1351,7 +1397,10 @@ fn count_gap(
 ) {
     let mut t = from;
     let mut scored = 0;
-    while t < to && scored < MAX_SCORED_EMPTY && matches!(&s.model, Model::Count(m) if m.busy()) {
+    while t < to
+        && scored < MAX_SCORED_EMPTY
+        && (s.pending.is_some() || matches!(&s.model, Model::Count(m) if m.busy()))
+    {
         let w = CountWindow {
             start: t,
             on_time: 0,
@@ -1402,6 +1451,7 @@ fn close_series(
                 event_ids: acc.event_ids.clone(),
                 direction: None,
                 top: Vec::new(),
+                marginal: false,
             });
         }
         match &mut s.model {
@@ -1463,6 +1513,7 @@ fn close_series(
                                 Direction::Spike
                             }),
                             top: Vec::new(),
+                            marginal: false,
                         });
                     }
                 }
@@ -1476,7 +1527,7 @@ fn close_series(
     // close, its empty windows scored (a series that stops is a drop), and so is a learning
     // engine's, whose profile records every window in order.
     if let Model::Count(model) = &s.model
-        && (s.profile.is_some() || model.busy())
+        && (s.profile.is_some() || model.busy() || s.pending.is_some())
         && let Some(from) = s.accounted_until
         && until > from
     {

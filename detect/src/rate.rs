@@ -46,10 +46,11 @@
 //! exponentially weighted mean (weight 1/2) of the counts seen at that exact time of week, and
 //! it is halved by every empty recurrence; slots whose value falls below `min_count` are
 //! forgotten, and a full set replaces its smallest slot. A slot is *confirmed* once a burst
-//! recurred at the same time of week, or at the same time of day (within
-//! [`SLOT_TOLERANCE_SECS`]) on another day. The spike expectation of a window is the largest of
-//! the regular baseline and the values of the confirmed slots within the tolerance at the same
-//! time of week or, failing that, of day. So a job that runs at 09:00 every weekday is expected
+//! recurred at the same time of week, or at exactly the same time of day on an earlier day
+//! (at least 12 hours before). The spike expectation of a window is the largest of the regular
+//! baseline and the values of the confirmed slots within [`SLOT_TOLERANCE_SECS`] at the same
+//! time of week or, failing that, of day, whose last burst is at least 12 hours old (a burst
+//! never makes its own next minutes expected). So a job that runs at 09:00 every weekday is expected
 //! from its third day, a weekly one from its second or third week, and the end of the job is
 //! not a drop (the drop expectation uses the regular baseline, whose dispersion the job makes
 //! large). This is the seasonal-naive idea (compare with the same time one season ago,
@@ -72,6 +73,8 @@ const WEEK_US: i64 = 7 * DAY_US;
 pub const MAX_RECURRING: usize = 32;
 /// Two times of week (or day) within this many seconds match as the same recurring slot.
 pub const SLOT_TOLERANCE_SECS: i64 = 60;
+/// A recurring slot is used only this long (12 h) after the burst that last updated it.
+const SLOT_MIN_AGE_US: i64 = 12 * HOUR_US;
 /// A window whose spike score reaches this (the default finding threshold, `p ≤ 1e−5` with
 /// the default `decades`) is not learned raw by the long-term moments.
 const ANOMALY_SCORE: f64 = 0.5;
@@ -306,6 +309,9 @@ struct Slot {
     value: f32,
     /// Whether the burst recurred (same time of week, or of day on another day).
     confirmed: bool,
+    /// Window start (µs) of its last burst: a slot is only used from [`SLOT_MIN_AGE_US`] after
+    /// it, so a burst never makes its own next minutes expected.
+    last: i64,
 }
 
 /// The rate model of one count series: fixed-size moments and profile (about 400 bytes) plus
@@ -424,7 +430,11 @@ impl RateModel {
         let best = |period: u32| {
             self.slots
                 .iter()
-                .filter(|s| s.confirmed && circular(s.pos, pos, period) <= tol)
+                .filter(|s| {
+                    s.confirmed
+                        && t.saturating_sub(s.last) >= SLOT_MIN_AGE_US
+                        && circular(s.pos, pos, period) <= tol
+                })
                 .map(|s| f64::from(s.value))
                 .reduce(f64::max)
         };
@@ -573,6 +583,7 @@ impl RateModel {
                 s.value = (v + 0.5 * (kf - v)) as f32;
                 if kf >= cfg.min_ratio.max(1.0) * regular {
                     s.confirmed = true;
+                    s.last = t;
                 }
                 if f64::from(s.value) >= cfg.min_count as f64 {
                     return;
@@ -587,11 +598,10 @@ impl RateModel {
         if !burst {
             return;
         }
-        // A burst at the same time of day on another day confirms both.
-        let tol = SLOT_TOLERANCE_SECS as u32;
+        // A burst at the same time of day on an earlier day confirms both.
         let mut confirmed = false;
         for s in &mut self.slots {
-            if circular(s.pos, pos, 86_400) <= tol {
+            if circular(s.pos, pos, 86_400) == 0 && t.saturating_sub(s.last) >= SLOT_MIN_AGE_US {
                 s.confirmed = true;
                 confirmed = true;
             }
@@ -600,6 +610,7 @@ impl RateModel {
             pos,
             value: kf as f32,
             confirmed,
+            last: t,
         };
         if self.slots.len() < MAX_RECURRING {
             self.slots.push(slot);

@@ -10,9 +10,13 @@
 //!   (authorisation failures such as `AccessDenied` -> `HIGH`, other codes -> `MEDIUM`), and
 //!   `LOW` for call counts per principal or event source. Then the distance from the
 //!   expectation: a `MEDIUM` spike at least [`FAR_RATIO`] times its expectation with a score of
-//!   at least [`FAR_SCORE`] becomes `HIGH`. A first principal/API pair is `MEDIUM`; a value
-//!   anomaly `MEDIUM`, or `HIGH` from a score of [`FAR_SCORE`]. Syslog severities (RFC 5424
-//!   §6.2.1) and the usual log levels are the source of the word lists.
+//!   at least [`FAR_SCORE`] becomes `HIGH`; a *marginal* spike (one window whose tail
+//!   probability is above `10^−decades`, not confirmed by the next window: what an
+//!   over-dispersed series does now and then) is one step lower (`HIGH` -> `MEDIUM`,
+//!   `MEDIUM` -> `LOW`). A first principal/API pair is `MEDIUM`; a value anomaly `HIGH` (its
+//!   detector decides). Syslog severities (RFC 5424 §6.2.1) and the usual log levels are the
+//!   source of the word lists. By default only `HIGH` opens an incident (see
+//!   `StatisticsConfig::incident_priorities`).
 //! - **Top contributors** ([`TopK`]): the Space-Saving sketch of Metwally, Agrawal and El Abbadi
 //!   (2005), "Efficient computation of frequent and top-k elements in data streams": at most
 //!   [`TOP_K`] counters per series and window; a newcomer replaces the smallest counter and
@@ -56,11 +60,16 @@ pub struct TopK {
 }
 
 impl TopK {
-    /// Counts one event of contributor `id`; `name` is called only when the id enters the
-    /// sketch.
+    /// Counts one event of contributor `id`. `name` is called when the id enters a sketch that
+    /// is not full, or is hit again while unnamed: a stream of one-off contributors replacing
+    /// each other in a full sketch costs no allocation, and at most [`TOP_K`] names plus one per
+    /// recurring contributor are built per window.
     pub fn add(&mut self, id: u64, name: impl FnOnce() -> Option<Box<str>>) {
         if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
             e.count += 1;
+            if e.name.is_none() {
+                e.name = name();
+            }
             return;
         }
         if self.entries.len() < TOP_K {
@@ -78,7 +87,7 @@ impl TopK {
                 id,
                 count: c + 1,
                 error: c,
-                name: name(),
+                name: None,
             };
         }
     }
@@ -169,26 +178,35 @@ fn series_severity(key: &str, template: Option<&str>) -> Priority {
     Priority::Low
 }
 
-/// The priority of a statistical finding (see the module documentation). `observed` and
-/// `expected` are counts per window (rate findings) or values; `score` in [0, 1].
+/// How far a finding is from its expectation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Distance {
+    /// Observed count per window (rate findings) or value.
+    pub observed: f64,
+    /// Expected count per window or value.
+    pub expected: f64,
+    /// Score in [0, 1].
+    pub score: f64,
+    /// A spike whose burst the next window did not confirm (see `engine::count_window`).
+    pub marginal: bool,
+}
+
+/// The priority of a statistical finding of series `key` (see the module documentation).
 pub fn priority(
     kind: FindingKind,
     direction: Option<Direction>,
     key: &str,
     template: Option<&str>,
-    observed: f64,
-    expected: f64,
-    score: f64,
+    d: Distance,
 ) -> Priority {
+    let Distance {
+        observed,
+        expected,
+        score,
+        marginal,
+    } = d;
     match kind {
-        FindingKind::ChangeRule => Priority::High,
-        FindingKind::ValueAnomaly => {
-            if score >= FAR_SCORE {
-                Priority::High
-            } else {
-                Priority::Medium
-            }
-        }
+        FindingKind::ChangeRule | FindingKind::ValueAnomaly => Priority::High,
         FindingKind::Novelty => {
             if key.starts_with("log_template:") {
                 template.map_or(Priority::Medium, text_severity)
@@ -202,10 +220,11 @@ pub fn priority(
             }
             let base = series_severity(key, template);
             let far = score >= FAR_SCORE && observed >= FAR_RATIO * expected.max(f64::MIN_POSITIVE);
-            if base == Priority::Medium && far {
-                Priority::High
-            } else {
-                base
+            match base {
+                Priority::Medium if far && !marginal => Priority::High,
+                Priority::High if marginal => Priority::Medium,
+                Priority::Medium if marginal => Priority::Low,
+                p => p,
             }
         }
     }
@@ -409,8 +428,30 @@ mod tests {
     #[test]
     fn priorities_of_rate_findings() {
         let p = |key: &str, t: Option<&str>, dir, o, e, s| {
-            priority(FindingKind::RateAnomaly, Some(dir), key, t, o, e, s)
+            let d = Distance {
+                observed: o,
+                expected: e,
+                score: s,
+                marginal: false,
+            };
+            priority(FindingKind::RateAnomaly, Some(dir), key, t, d)
         };
+        // One window of evidence short of certain: one step lower.
+        assert_eq!(
+            priority(
+                FindingKind::RateAnomaly,
+                Some(Direction::Spike),
+                "log_level:g:ERROR",
+                None,
+                Distance {
+                    observed: 30.0,
+                    expected: 1.0,
+                    score: 0.6,
+                    marginal: true
+                }
+            ),
+            Priority::Medium
+        );
         use Direction::*;
         assert_eq!(
             p("log_template:g:1", Some("INFO ok"), Spike, 400.0, 2.0, 1.0),

@@ -350,3 +350,25 @@ fn an_access_denied_burst_gives_one_finding_naming_its_principal() {
     );
     assert!(!f.evidence.related.is_empty(), "{d:#?}");
 }
+
+/// The same scenario over twelve other seeds: each opens exactly the burst's incident. Slow
+/// in a debug build: `cargo test --release -p aiops-detect --test count_model -- --ignored`.
+#[test]
+#[ignore]
+fn over_dispersed_traffic_over_twelve_seeds() {
+    let burst_start = MONDAY + (2 * 1440 + 600) * MIN;
+    for seed in 1..=12u64 {
+        let (cfg, found) = over_dispersed(seed * 101, true);
+        let windows: Vec<Option<i64>> = found
+            .iter()
+            .filter(|(_, f)| cfg.opens_incident(f))
+            .map(|(_, f)| f.evidence.window.map(|w| w.0))
+            .collect();
+        assert_eq!(
+            windows,
+            vec![Some(burst_start)],
+            "seed {seed}: {:#?}",
+            describe(&found)
+        );
+    }
+}
