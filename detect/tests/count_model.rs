@@ -139,9 +139,13 @@ fn describe(found: &[(i64, Finding)]) -> Vec<String> {
 
 #[test]
 fn a_busy_log_group_that_goes_silent_gives_one_drop() {
+    silent_group(7);
+}
+
+fn silent_group(seed: u64) {
     let cfg = StatisticsConfig::default();
     let mut e = StatsEngine::new(cfg.clone());
-    let mut rng = Rng(7);
+    let mut rng = Rng(seed);
     let mut id = 0;
     let mut found = Vec::new();
     let silent_from = 90;
@@ -197,9 +201,13 @@ fn a_busy_log_group_that_goes_silent_gives_one_drop() {
 
 #[test]
 fn a_weekday_job_at_nine_is_learned_by_its_third_week() {
+    weekday_job(11);
+}
+
+fn weekday_job(seed: u64) {
     let cfg = StatisticsConfig::default();
     let mut e = StatsEngine::new(cfg);
-    let mut rng = Rng(11);
+    let mut rng = Rng(seed);
     let mut id = 0;
     let mut found = Vec::new();
     for m in 0..(28 * 1440i64) {
@@ -290,15 +298,20 @@ fn over_dispersed_normal_traffic_opens_no_incident_and_an_error_burst_opens_one(
 
 #[test]
 fn an_access_denied_burst_gives_one_finding_naming_its_principal() {
+    access_denied(5);
+}
+
+fn access_denied(seed: u64) {
     let cfg = StatisticsConfig::default();
     let mut e = StatsEngine::new(cfg.clone());
-    let mut rng = Rng(5);
+    let mut rng = Rng(seed);
     let mut id = 0;
     let mut found = Vec::new();
     let principal = |i: usize| format!("arn:aws:iam::111122223333:user/u{i}");
     let mallory = "arn:aws:iam::111122223333:user/mallory";
     let burst_minute = 150;
     let mut burst_total = 0;
+    let mut mallory_total = 120;
     for m in 0..180i64 {
         let t0 = MONDAY + m * MIN;
         let mut evs = Vec::new();
@@ -313,6 +326,7 @@ fn an_access_denied_burst_gives_one_finding_naming_its_principal() {
                 let denied = rng.unit() < 0.1;
                 if denied && m == burst_minute {
                     burst_total += 1;
+                    mallory_total += u64::from(p == 20);
                 }
                 evs.push(call(&mut id, t, &who, denied.then_some("AccessDenied")));
             }
@@ -341,10 +355,10 @@ fn an_access_denied_burst_gives_one_finding_naming_its_principal() {
         .first()
         .cloned()
         .unwrap_or_default();
-    assert_eq!((top.name.as_str(), top.count), (mallory, 120));
+    assert_eq!((top.name.as_str(), top.count), (mallory, mallory_total));
     assert!(
         f.summary
-            .contains(&format!("{mallory}: 120 of {burst_total}")),
+            .contains(&format!("{mallory}: {mallory_total} of {burst_total}")),
         "{}",
         f.summary
     );
@@ -370,5 +384,17 @@ fn over_dispersed_traffic_over_twelve_seeds() {
             "seed {seed}: {:#?}",
             describe(&found)
         );
+    }
+}
+
+/// Scenarios (a), (b) and (d) over twelve other seeds. Slow in a debug build:
+/// `cargo test --release -p aiops-detect --test count_model -- --ignored`.
+#[test]
+#[ignore]
+fn silence_job_and_access_denied_over_twelve_seeds() {
+    for seed in 1..=12u64 {
+        silent_group(seed * 101);
+        weekday_job(seed * 101);
+        access_denied(seed * 101);
     }
 }
