@@ -45,12 +45,13 @@
 //! window's count met the spike effect size against the regular baseline. A slot's value is an
 //! exponentially weighted mean (weight 1/2) of the counts seen at that exact time of week, and
 //! it is halved by every empty recurrence; slots whose value falls below `min_count` are
-//! forgotten, and a full set replaces its smallest slot. A slot is *confirmed* once a burst
-//! recurred at the same time of week, or at exactly the same time of day on an earlier day
-//! (at least 12 hours before). The spike expectation of a window is the largest of the regular
-//! baseline and the values of the confirmed slots within [`SLOT_TOLERANCE_SECS`] at the same
-//! time of week or, failing that, of day, whose last burst is at least 12 hours old (a burst
-//! never makes its own next minutes expected). So a job that runs at 09:00 every weekday is expected
+//! forgotten, and a full set replaces its smallest slot. A slot is *weekly* once a burst
+//! recurred at its time of week, *daily* once a burst came at exactly its time of day on an
+//! earlier day (at least 12 hours before). The spike expectation of a window is the largest of
+//! the regular baseline and the values of the weekly or daily slots within
+//! [`SLOT_TOLERANCE_SECS`] at the same time of week or, failing that, of the daily slots at
+//! the same time of day, whose last burst is at least 12 hours old (a burst never makes its
+//! own next minutes expected). So a job that runs at 09:00 every weekday is expected
 //! from its third day, a weekly one from its second or third week, and the end of the job is
 //! not a drop (the drop expectation uses the regular baseline, whose dispersion the job makes
 //! large). This is the seasonal-naive idea (compare with the same time one season ago,
@@ -307,8 +308,10 @@ struct Slot {
     pos: u32,
     /// Exponentially weighted count at this time of week.
     value: f32,
-    /// Whether the burst recurred (same time of week, or of day on another day).
-    confirmed: bool,
+    /// Whether the burst recurred at the same time of week.
+    weekly: bool,
+    /// Whether a burst came at the same time of day on another day.
+    daily: bool,
     /// Window start (µs) of its last burst: a slot is only used from [`SLOT_MIN_AGE_US`] after
     /// it, so a burst never makes its own next minutes expected.
     last: i64,
@@ -427,18 +430,18 @@ impl RateModel {
     pub fn recurring(&self, t: i64) -> Option<f64> {
         let pos = time_of_week(t);
         let tol = SLOT_TOLERANCE_SECS as u32;
-        let best = |period: u32| {
+        let best = |period: u32, daily_only: bool| {
             self.slots
                 .iter()
                 .filter(|s| {
-                    s.confirmed
+                    (s.daily || (s.weekly && !daily_only))
                         && t.saturating_sub(s.last) >= SLOT_MIN_AGE_US
                         && circular(s.pos, pos, period) <= tol
                 })
                 .map(|s| f64::from(s.value))
                 .reduce(f64::max)
         };
-        best(7 * 86_400).or_else(|| best(86_400))
+        best(7 * 86_400, false).or_else(|| best(86_400, true))
     }
 
     /// The spike expectation at `t`: the regular baseline, or a recurring burst when larger.
@@ -582,7 +585,7 @@ impl RateModel {
                 let v = f64::from(s.value);
                 s.value = (v + 0.5 * (kf - v)) as f32;
                 if kf >= cfg.min_ratio.max(1.0) * regular {
-                    s.confirmed = true;
+                    s.weekly = true;
                     s.last = t;
                 }
                 if f64::from(s.value) >= cfg.min_count as f64 {
@@ -599,17 +602,18 @@ impl RateModel {
             return;
         }
         // A burst at the same time of day on an earlier day confirms both.
-        let mut confirmed = false;
+        let mut daily = false;
         for s in &mut self.slots {
             if circular(s.pos, pos, 86_400) == 0 && t.saturating_sub(s.last) >= SLOT_MIN_AGE_US {
-                s.confirmed = true;
-                confirmed = true;
+                s.daily = true;
+                daily = true;
             }
         }
         let slot = Slot {
             pos,
             value: kf as f32,
-            confirmed,
+            weekly: false,
+            daily,
             last: t,
         };
         if self.slots.len() < MAX_RECURRING {
@@ -904,6 +908,89 @@ mod tests {
         assert!((a.m2 - b.m2).abs() < 1e-9);
         assert!((a.long_mean - b.long_mean).abs() < 1e-12);
         assert_eq!(a.windows(), b.windows());
+    }
+
+    #[test]
+    fn drop_of_a_busy_series_scores_the_lower_tail() {
+        let cfg = RateConfig::default();
+        let mut m = RateModel::new();
+        let t = warm(&mut m, &cfg, 100, 100);
+        assert!(m.busy());
+        // Silence: P(X = 0 | Poisson(100)) = e^-100, far past 10 decades.
+        let s = m.score(t, 0, &cfg);
+        assert_eq!(s.direction, Direction::Drop);
+        assert_eq!(s.expected, 100.0);
+        assert_eq!(s.score, 1.0);
+        // A steep drop: 40 of 100 is at most 100 / 2 and 60 below.
+        let s = m.score(t, 40, &cfg);
+        assert_eq!(s.direction, Direction::Drop);
+        assert_eq!(s.p_value, 10f64.powf(-neg_log10(poisson_cdf(40, 100.0))));
+        assert!(s.score > 0.5);
+        // 60 of 100 is not half: no drop, and no spike either.
+        let s = m.score(t, 60, &cfg);
+        assert_eq!((s.direction, s.score), (Direction::Spike, 0.0));
+        // Once reported, the same run of low windows reports no new drop.
+        m.observe(t, 0, &cfg);
+        m.mark_drop_reported();
+        assert_eq!(m.score(t + MIN, 0, &cfg).score, 0.0);
+        m.observe(t + MIN, 100, &cfg);
+        assert_eq!(m.score(t + 2 * MIN, 0, &cfg).score, 1.0);
+    }
+
+    #[test]
+    fn lower_tails_match_statrs() {
+        let d = Poisson::new(4.5).unwrap();
+        assert!((poisson_cdf(3, 4.5) - d.cdf(3)).abs() < 1e-14);
+        // mean 4, var 8 -> p = 0.5, r = 4.
+        let d = NegativeBinomial::new(4.0, 0.5).unwrap();
+        assert!((negative_binomial_cdf(2, 4.0, 8.0) - d.cdf(2)).abs() < 1e-14);
+        assert_eq!(negative_binomial_cdf(2, 4.0, 4.0), poisson_cdf(2, 4.0));
+        assert_eq!(poisson_cdf(2, f64::NAN), 1.0);
+    }
+
+    #[test]
+    fn effect_size_gates_spikes() {
+        let cfg = RateConfig::default();
+        let mut m = RateModel::new();
+        let t = warm(&mut m, &cfg, 2, 100);
+        // 11 is 5.5 times 2 but only 9 above it: not a spike.
+        assert_eq!(m.score(t, 11, &cfg).score, 0.0);
+        assert_eq!(m.score(t, 11, &cfg).p_value, 1.0);
+        let s = m.score(t, 12, &cfg);
+        assert_eq!(s.p_value, poisson_sf(12, 2.0));
+        // With a large expectation, the ratio decides: 150 of 100 is not twice.
+        let mut m = RateModel::new();
+        let t = warm(&mut m, &cfg, 100, 100);
+        assert_eq!(m.score(t, 150, &cfg).score, 0.0);
+        assert!(m.score(t, 200, &cfg).score > 0.5);
+    }
+
+    #[test]
+    fn a_weekly_burst_is_expected_from_its_second_recurrence() {
+        let cfg = RateConfig::default();
+        let mut m = RateModel::new();
+        // Monday 2024-01-01 09:00 UTC, as minutes since the epoch.
+        let monday = 1_704_067_200 * 1_000_000;
+        let job = |w: i64| monday + w * 7 * DAY_US + 9 * HOUR_US;
+        for w in 0..3i64 {
+            for i in 0..(7 * 1440) {
+                let t = monday + w * 7 * DAY_US + i * MIN;
+                let k = if (0..5).contains(&(t - job(w)).div_euclid(MIN)) {
+                    100
+                } else {
+                    1
+                };
+                if t == job(w) {
+                    let expected = m.recurring(t);
+                    // Week 1: nothing known; week 2: one burst, not yet a recurrence;
+                    // week 3: the recurring burst is expected.
+                    assert_eq!(expected, [None, None, Some(100.0)][w as usize], "week {w}");
+                }
+                m.observe(t, k, &cfg);
+            }
+        }
+        // Tuesday 09:00 is not expected (a weekly burst, not a daily one).
+        assert_eq!(m.recurring(job(2) + DAY_US), None);
     }
 
     #[test]
