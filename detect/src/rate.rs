@@ -481,7 +481,15 @@ impl RateModel {
         if lambda < cfg.min_excess.max(f64::MIN_POSITIVE) || lambda < cfg.min_count as f64 {
             return false;
         }
-        self.lower_tail(0, lambda, cfg) <= BUSY_EMPTY_P
+        // P(X = 0) in closed form (no special function at every window): e^−λ (Poisson),
+        // (1/D)^(λ / (D − 1)) (negative binomial with mean λ and variance D·λ).
+        let (d, nb) = self.tail_model(cfg);
+        let ln_p0 = if nb {
+            -d.ln() * lambda / (d - 1.0)
+        } else {
+            -lambda
+        };
+        ln_p0 <= BUSY_EMPTY_P.ln()
     }
 
     fn tail_model(&self, cfg: &RateConfig) -> (f64, bool) {
@@ -908,6 +916,31 @@ mod tests {
         assert!((a.m2 - b.m2).abs() < 1e-9);
         assert!((a.long_mean - b.long_mean).abs() < 1e-12);
         assert_eq!(a.windows(), b.windows());
+    }
+
+    #[test]
+    fn busy_uses_the_probability_of_an_empty_window() {
+        let cfg = RateConfig::default();
+        let mut m = RateModel::new();
+        warm(&mut m, &cfg, 12, 100);
+        // Poisson(12): P(0) = e^-12, busy.
+        assert!(m.busy());
+        assert!((m.lower_tail(0, 12.0, &cfg) - (-12f64).exp()).abs() < 1e-15);
+        // Below min_excess (10 per window): never busy.
+        let mut m = RateModel::new();
+        warm(&mut m, &cfg, 9, 100);
+        assert!(!m.busy());
+        // Mean 12 with dispersion 12: P(0) = (1/12)^(12/11) = 0.0665 <= 0.1, busy; with
+        // dispersion 40: (1/40)^(12/39) = 0.32, not busy.
+        let nb = |d: f64| -> f64 { (1.0 / d).powf(12.0 / (d - 1.0)) };
+        assert!((nb(12.0) - 0.0665).abs() < 1e-3 && (nb(40.0) - 0.3216).abs() < 1e-3);
+        let mut m = RateModel::new();
+        for i in 0..200 {
+            // Alternating 0 and 24: mean 12, variance 144, dispersion 12.
+            m.observe(i * MIN, if i % 2 == 0 { 0 } else { 24 }, &cfg);
+        }
+        assert!((m.dispersion() - 12.0).abs() < 0.5, "{}", m.dispersion());
+        assert!(m.busy());
     }
 
     #[test]
