@@ -333,6 +333,9 @@ pub struct StatsEngine {
     learning: bool,
     trace_keys: Option<AHashSet<String>>,
     traces: Vec<WindowTrace>,
+    /// Starts of the open windows that received any event (sorted; bounded by the open
+    /// windows).
+    active: Vec<i64>,
 }
 
 fn truncate_chars(s: &str, max: usize) -> String {
@@ -395,6 +398,7 @@ impl StatsEngine {
             learning: false,
             trace_keys: None,
             traces: Vec::new(),
+            active: Vec::new(),
         }
     }
 
@@ -651,6 +655,13 @@ impl StatsEngine {
 
     fn ingest(&mut self, event: &Event) {
         let (window, late) = self.route(event.event_time);
+        // Windows with any event (sorted; usually the last one or an append).
+        if self.active.last() != Some(&window) {
+            let pos = self.active.partition_point(|&w| w < window);
+            if self.active.get(pos) != Some(&window) {
+                self.active.insert(pos, window);
+            }
+        }
         let mut principal = None;
         let contributions = match &event.body {
             EventBody::Logs(_) => self.log_contributions(event),
@@ -1049,8 +1060,14 @@ impl StatsEngine {
         }
         let open = self.open_from.unwrap_or(until);
         self.counters.windows_closed += u64::try_from((until - open) / self.window_us).unwrap_or(0);
-        let window_us = self.window_us;
-        let cfg = &self.cfg;
+        let n_active = self.active.partition_point(|&w| w < until);
+        let active: Vec<i64> = self.active.drain(..n_active).collect();
+        let ctx = CloseCtx {
+            until,
+            window_us: self.window_us,
+            cfg: &self.cfg,
+            active: &active,
+        };
         let closed: Vec<(Vec<Candidate>, Vec<WindowTrace>)> = self
             .series
             .par_iter_mut()
@@ -1063,7 +1080,7 @@ impl StatsEngine {
                 if s.profile.is_none() && !busy && s.accs.first().is_none_or(|a| a.start >= until) {
                     return None;
                 }
-                let (c, t) = close_series(slot, s, until, window_us, cfg);
+                let (c, t) = close_series(slot, s, &ctx);
                 (!c.is_empty() || !t.is_empty()).then_some((c, t))
             })
             .collect();
@@ -1135,7 +1152,7 @@ fn seed_group(
 mod close;
 mod findings;
 
-use close::close_series;
+use close::{CloseCtx, close_series};
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

@@ -623,3 +623,44 @@ fn a_pile_of_late_events_is_not_a_burst() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn a_gap_in_the_whole_input_is_not_a_drop_but_silence_among_traffic_is() {
+    // A busy group (200 a minute) and a quiet one (2 a minute).
+    let run = |quiet_keeps_logging: bool| {
+        let mut e = StatsEngine::new(quiet_config());
+        let mut id = 0;
+        let mut found = Vec::new();
+        for m in 0..120i64 {
+            let silent = (60..90).contains(&m);
+            if !silent {
+                for k in 0..200 {
+                    id += 1;
+                    let t = m * MIN + k * (S / 4);
+                    found.extend(e.observe(&log(id, t, "g", "ERROR db timeout 42")));
+                }
+            }
+            if !silent || quiet_keeps_logging {
+                id += 1;
+                found.extend(e.observe(&log(id, m * MIN + 55 * S, "q", "INFO tick")));
+            }
+        }
+        found.extend(e.flush());
+        found
+    };
+    // Nothing at all for 30 minutes: an input gap, no finding.
+    assert!(run(false).is_empty(), "{:#?}", run(false));
+    // The other group kept logging: the busy group's silence is one drop, at its start.
+    let found = run(true);
+    let drops: Vec<(Option<(i64, i64)>, Option<aiops_core::Direction>)> = found
+        .iter()
+        .map(|f| (f.evidence.window, f.direction))
+        .collect();
+    assert_eq!(
+        drops,
+        vec![(
+            Some((60 * MIN, 61 * MIN)),
+            Some(aiops_core::Direction::Drop)
+        )]
+    );
+}

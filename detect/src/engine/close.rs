@@ -84,31 +84,61 @@ fn count_window(
     }
 }
 
+/// What a close passes to every series.
+pub(super) struct CloseCtx<'a> {
+    /// Windows starting before this are closed.
+    pub until: i64,
+    /// Window length, µs.
+    pub window_us: i64,
+    /// The configuration.
+    pub cfg: &'a StatisticsConfig,
+    /// Starts of the closing windows in which the engine saw any event (sorted). A window with
+    /// no event at all, from any source, is a gap in the input, not the silence of one series:
+    /// it is learned as empty but never scored as a drop.
+    pub active: &'a [i64],
+}
+
 /// Learns the empty windows of a count series from `from` to `to` (window boundaries): one by
-/// one, scored, while the series is busy (at most [`MAX_SCORED_EMPTY`]), the rest in bulk.
+/// one, scored, while the series is busy or a spike waits for confirmation (at most
+/// [`MAX_SCORED_EMPTY`]), the rest in bulk. Windows of an input gap (no event at all) are
+/// learned without a score, and resolve a waiting spike as marginal.
 fn count_gap(
     slot: usize,
     s: &mut Series,
     (from, to): (i64, i64),
-    window_us: i64,
-    cfg: &StatisticsConfig,
+    ctx: &CloseCtx<'_>,
     out: &mut Vec<Candidate>,
     traces: &mut Vec<WindowTrace>,
 ) {
+    let (cfg, window_us) = (ctx.cfg, ctx.window_us);
     let mut t = from;
     let mut scored = 0;
     while t < to
         && scored < MAX_SCORED_EMPTY
         && (s.pending.is_some() || matches!(&s.model, Model::Count(m) if m.busy()))
     {
-        let w = CountWindow {
-            start: t,
-            on_time: 0,
-            samples: Vec::new(),
-            event_ids: Vec::new(),
-            top: Vec::new(),
-        };
-        count_window(slot, s, w, cfg, out, traces);
+        if ctx.active.binary_search(&t).is_ok() {
+            let w = CountWindow {
+                start: t,
+                on_time: 0,
+                samples: Vec::new(),
+                event_ids: Vec::new(),
+                top: Vec::new(),
+            };
+            count_window(slot, s, w, cfg, out, traces);
+        } else {
+            if let Some(mut p) = s.pending.take() {
+                p.marginal = true;
+                out.push(*p);
+            }
+            if let Model::Count(model) = &mut s.model {
+                model.observe_empty(t, 1, window_us, &cfg.rate);
+            }
+            s.decision.skip(1);
+            if let Some(p) = s.profile.as_mut() {
+                p.add_zeros(t, 1, window_us);
+            }
+        }
         t += window_us;
         scored += 1;
     }
@@ -130,10 +160,9 @@ fn count_gap(
 pub(super) fn close_series(
     slot: usize,
     s: &mut Series,
-    until: i64,
-    window_us: i64,
-    cfg: &StatisticsConfig,
+    ctx: &CloseCtx<'_>,
 ) -> (Vec<Candidate>, Vec<WindowTrace>) {
+    let (until, window_us, cfg) = (ctx.until, ctx.window_us, ctx.cfg);
     let n_closed = s.accs.partition_point(|a| a.start < until);
     let closed: Vec<WindowAcc> = s.accs.drain(..n_closed).collect();
     let mut out = Vec::new();
@@ -159,15 +188,7 @@ pub(super) fn close_series(
                 if let Some(from) = s.accounted_until
                     && acc.start > from
                 {
-                    count_gap(
-                        slot,
-                        s,
-                        (from, acc.start),
-                        window_us,
-                        cfg,
-                        &mut out,
-                        &mut traces,
-                    );
+                    count_gap(slot, s, (from, acc.start), ctx, &mut out, &mut traces);
                 }
                 let w = CountWindow {
                     start: acc.start,
@@ -231,15 +252,7 @@ pub(super) fn close_series(
         && let Some(from) = s.accounted_until
         && until > from
     {
-        count_gap(
-            slot,
-            s,
-            (from, until),
-            window_us,
-            cfg,
-            &mut out,
-            &mut traces,
-        );
+        count_gap(slot, s, (from, until), ctx, &mut out, &mut traces);
         s.accounted_until = Some(until);
     }
     (out, traces)
