@@ -603,16 +603,13 @@ impl StatsEngine {
             }
             _ => Vec::new(),
         };
-        // Spikes still waiting for a next window are reported as they stand (marginal).
+        // Spikes still waiting for a next window are reported as they stand (nothing refuted
+        // them).
         let pending: Vec<Candidate> = self
             .series
             .iter_mut()
             .flatten()
-            .filter_map(|s| s.pending.take())
-            .map(|c| Candidate {
-                marginal: true,
-                ..*c
-            })
+            .filter_map(|s| s.pending.take().map(|c| *c))
             .collect();
         if !pending.is_empty() {
             out.extend(self.finalize(pending));

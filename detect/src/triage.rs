@@ -11,8 +11,8 @@
 //!   `LOW` for call counts per principal or event source. Then the distance from the
 //!   expectation: a `MEDIUM` spike at least [`FAR_RATIO`] times its expectation with a score of
 //!   at least [`FAR_SCORE`] becomes `HIGH`; a *marginal* spike (one window whose tail
-//!   probability is above `10^−decades`, not confirmed by the next window: what an
-//!   over-dispersed series does now and then) is one step lower (`HIGH` -> `MEDIUM`,
+//!   probability is above `10^−decades`, refuted by the next window of the series, which is not
+//!   itself a spike with `p ≤ 0.01`: what an over-dispersed series does now and then) is one step lower (`HIGH` -> `MEDIUM`,
 //!   `MEDIUM` -> `LOW`). A first principal/API pair is `MEDIUM`; a value anomaly `HIGH` (its
 //!   detector decides). Syslog severities (RFC 5424 §6.2.1) and the usual log levels are the
 //!   source of the word lists. By default only `HIGH` opens an incident (see
@@ -187,7 +187,7 @@ pub struct Distance {
     pub expected: f64,
     /// Score in [0, 1].
     pub score: f64,
-    /// A spike whose burst the next window did not confirm (see `engine::count_window`).
+    /// A spike that the next window refuted (see `engine::close::count_window`).
     pub marginal: bool,
 }
 

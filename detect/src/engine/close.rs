@@ -28,7 +28,8 @@ struct CountWindow {
 /// (0.01) the burst is confirmed, else the finding is *marginal* and its priority one step
 /// lower (one window from a heavy tail is what an over-dispersed series does now and then; two
 /// in a row are a burst). Either way it is reported, one window late. Drops and saturated
-/// spikes are reported at once.
+/// spikes are reported at once; a spike still waiting at the end of the input (flush) or
+/// before a gap in the input is reported with its priority unchanged (nothing refuted it).
 fn count_window(
     slot: usize,
     s: &mut Series,
@@ -101,7 +102,7 @@ pub(super) struct CloseCtx<'a> {
 /// Learns the empty windows of a count series from `from` to `to` (window boundaries): one by
 /// one, scored, while the series is busy or a spike waits for confirmation (at most
 /// [`MAX_SCORED_EMPTY`]), the rest in bulk. Windows of an input gap (no event at all) are
-/// learned without a score, and resolve a waiting spike as marginal.
+/// learned without a score, and release a waiting spike as it stands.
 fn count_gap(
     slot: usize,
     s: &mut Series,
@@ -127,8 +128,8 @@ fn count_gap(
             };
             count_window(slot, s, w, cfg, out, traces);
         } else {
-            if let Some(mut p) = s.pending.take() {
-                p.marginal = true;
+            // An input gap neither confirms nor refutes a waiting spike: it keeps its priority.
+            if let Some(p) = s.pending.take() {
                 out.push(*p);
             }
             if let Model::Count(model) = &mut s.model {
