@@ -14,6 +14,15 @@
 //!   values (empty windows are missing data), then [`crate::decision::Decision`]. Novelty is
 //!   flagged when a template is created in a log group, or a principal/API pair is first seen,
 //!   after the warm-up.
+//! - **Drops**: a busy count series ([`crate::rate::RateModel::busy`]) is closed at every
+//!   close even without events, its empty windows scored one by one (a series that stops is a
+//!   `drop` finding); windows in which the engine saw no event at all are a gap in the input
+//!   and are never scored as drops. A close costs O(series with events + busy series).
+//! - **Triage** ([`crate::triage`]): every finding gets a direction and a priority; aggregate
+//!   series (error codes, event sources, log levels) name their top contributors per window
+//!   (a Space-Saving sketch of [`crate::triage::TOP_K`] counters); one window's findings on
+//!   nested series are merged into one. A spike below certainty waits one window for
+//!   confirmation (`close::count_window`).
 //! - **Determinism**: everything depends on event time and input order only (never on the
 //!   wall clock, except `detected_at`), and findings are sorted by window, detector and series,
 //!   so a replay and a live run of the same events give the same findings.
