@@ -345,7 +345,13 @@ pub struct StatsEngine {
     /// Starts of the open windows that received any event (sorted; bounded by the open
     /// windows).
     active: Vec<i64>,
+    /// Principal names by hash, for naming top contributors (at most `MAX_NAMES`).
+    names: AHashMap<u64, Box<str>>,
 }
+
+/// Principal names remembered for naming top contributors; when full, the table is cleared
+/// (names come back with the next event of each principal).
+const MAX_NAMES: usize = 100_000;
 
 fn truncate_chars(s: &str, max: usize) -> String {
     if s.len() <= max {
@@ -408,6 +414,7 @@ impl StatsEngine {
             trace_keys: None,
             traces: Vec::new(),
             active: Vec::new(),
+            names: AHashMap::new(),
         }
     }
 
@@ -679,7 +686,7 @@ impl StatsEngine {
         };
         let mut sample = None;
         for c in contributions {
-            self.add(window, late, event, &c, principal.as_deref(), &mut sample);
+            self.add(window, late, event, &c, &mut sample);
         }
     }
 
@@ -791,6 +798,15 @@ impl StatsEngine {
             return Vec::new();
         };
         let principal_id = aiops_core::stable_hash(&[principal.as_bytes()]);
+        let (s, names) = (&self.cfg.series, &mut self.names);
+        if (s.error_codes && ct.error_code.is_some() || s.event_sources)
+            && !names.contains_key(&principal_id)
+        {
+            if names.len() >= MAX_NAMES {
+                names.clear();
+            }
+            names.insert(principal_id, Box::from(principal));
+        }
         let principal_res = || Some(Self::resource(event, "iam_principal", principal));
         let mut out = Vec::new();
         let s = &self.cfg.series;
@@ -939,7 +955,6 @@ impl StatsEngine {
         late: bool,
         event: &Event,
         c: &Contribution,
-        principal: Option<&str>,
         sample: &mut Option<String>,
     ) {
         let slot = match self.index.get(c.key.as_str()) {
@@ -1046,7 +1061,7 @@ impl StatsEngine {
             }
             acc.novel |= c.novel;
             if let Some(id) = c.contributor {
-                acc.top.add(id, || principal.map(Box::from));
+                acc.top.add(id);
             }
             if acc.samples.len() < max_samples && c.sample {
                 let smp = sample.get_or_insert_with(|| sample_of(event, sample_max_bytes));

@@ -38,9 +38,10 @@ pub const FAR_RATIO: f64 = 10.0;
 /// A score at least this is "far" (see [`priority`]).
 pub const FAR_SCORE: f64 = 0.9;
 
-/// One counter of the sketch: contributor id, count, error, and its name when the id is not
-/// enough to name it (principals; template contributors are named from their id later).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One counter of the sketch: contributor id, count and error. The id is named when a
+/// finding is made (principals from the engine's name table, templates from their miner), so
+/// counting allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopEntry {
     /// Contributor id: a hash of the principal, or a template id.
     pub id: u64,
@@ -48,8 +49,6 @@ pub struct TopEntry {
     pub count: u64,
     /// Over-count inherited when the entry replaced another.
     pub error: u64,
-    /// The name, when given.
-    pub name: Option<Box<str>>,
 }
 
 /// A Space-Saving sketch of at most [`TOP_K`] counters (see the module documentation). Empty
@@ -60,16 +59,10 @@ pub struct TopK {
 }
 
 impl TopK {
-    /// Counts one event of contributor `id`. `name` is called when the id enters a sketch that
-    /// is not full, or is hit again while unnamed: a stream of one-off contributors replacing
-    /// each other in a full sketch costs no allocation, and at most [`TOP_K`] names plus one per
-    /// recurring contributor are built per window.
-    pub fn add(&mut self, id: u64, name: impl FnOnce() -> Option<Box<str>>) {
+    /// Counts one event of contributor `id` (one allocation per sketch, when it is first used).
+    pub fn add(&mut self, id: u64) {
         if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
             e.count += 1;
-            if e.name.is_none() {
-                e.name = name();
-            }
             return;
         }
         if self.entries.len() < TOP_K {
@@ -77,7 +70,6 @@ impl TopK {
                 id,
                 count: 1,
                 error: 0,
-                name: name(),
             });
             return;
         }
@@ -87,7 +79,6 @@ impl TopK {
                 id,
                 count: c + 1,
                 error: c,
-                name: None,
             };
         }
     }
@@ -99,9 +90,9 @@ impl TopK {
             .entries
             .iter()
             .map(|e| TopEntry {
+                id: e.id,
                 count: e.count - e.error,
                 error: 0,
-                ..e.clone()
             })
             .filter(|e| e.count > 0)
             .collect();
@@ -397,7 +388,7 @@ mod tests {
             } else {
                 0
             };
-            t.add(id, || None);
+            t.add(id);
         }
         let top = t.top(3);
         assert_eq!(top.first().map(|e| (e.id, e.count)), Some((0, 120)));

@@ -67,8 +67,8 @@ impl StatsEngine {
         findings
     }
 
-    /// Names the top contributors of a window: principals carry their name; template ids of
-    /// a log level series are named by their template text in the series' log group.
+    /// Names the top contributors of a window: template ids of a log level series by their
+    /// template text in the series' log group, principals from the name table.
     fn name_contributors(&mut self, spec: &Spec, top: &[TopEntry]) -> Vec<Contributor> {
         let group = spec
             .key
@@ -77,14 +77,16 @@ impl StatsEngine {
             .map(|(g, _)| g);
         top.iter()
             .map(|e| {
-                let name = match (&e.name, group) {
-                    (Some(n), _) => n.to_string(),
-                    (None, Some(g)) => self
+                let name = match group {
+                    Some(g) => self
                         .groups
                         .get_mut(g)
                         .and_then(|g| g.miner.template_text(e.id))
                         .map_or_else(|| format!("template {}", e.id), |t| truncate_chars(&t, 120)),
-                    (None, None) => format!("{:016x}", e.id),
+                    None => self
+                        .names
+                        .get(&e.id)
+                        .map_or_else(|| format!("{:016x}", e.id), |n| n.to_string()),
                 };
                 Contributor {
                     name,
