@@ -446,7 +446,13 @@ impl RateModel {
 
     /// The spike expectation at `t`: the regular baseline, or a recurring burst when larger.
     pub fn expected_spike(&self, t: i64, cfg: &RateConfig) -> f64 {
-        let b = self.baseline(t, cfg);
+        self.spike_expectation(t, self.baseline(t, cfg))
+    }
+
+    fn spike_expectation(&self, t: i64, b: f64) -> f64 {
+        if self.slots.is_empty() {
+            return b;
+        }
         match self.recurring(t) {
             Some(r) if r.is_finite() => b.max(r),
             _ => b,
@@ -516,9 +522,13 @@ impl RateModel {
     /// drop tail when `k` is a drop candidate, else the spike tail (see the module
     /// documentation).
     pub fn score(&self, t: i64, k: u64, cfg: &RateConfig) -> RateScore {
+        self.score_at(t, k, cfg, self.baseline(t, cfg))
+    }
+
+    /// [`RateModel::score`] with the regular baseline at `t` already known.
+    fn score_at(&self, t: i64, k: u64, cfg: &RateConfig, regular: f64) -> RateScore {
         let (d, use_nb) = self.tail_model(cfg);
         let warm = self.windows >= u64::from(cfg.min_windows) && self.events >= cfg.min_events;
-        let regular = self.baseline(t, cfg);
         if Self::low(k, regular, cfg) {
             let mut out = RateScore {
                 score: 0.0,
@@ -536,7 +546,7 @@ impl RateModel {
             }
             return out;
         }
-        let lambda = self.expected_spike(t, cfg);
+        let lambda = self.spike_expectation(t, regular);
         let mut out = RateScore {
             score: 0.0,
             p_value: 1.0,
@@ -564,8 +574,8 @@ impl RateModel {
 
     /// Scores and then learns the count `k` of the window starting at `t`.
     pub fn observe(&mut self, t: i64, k: u64, cfg: &RateConfig) -> RateScore {
-        let s = self.score(t, k, cfg);
         let regular = self.baseline(t, cfg);
+        let s = self.score_at(t, k, cfg, regular);
         if Self::low(k, regular, cfg) {
             self.drop_run += neg_log10(self.lower_tail(k, regular, cfg));
         } else {
@@ -586,8 +596,14 @@ impl RateModel {
     }
 
     fn learn_slots(&mut self, t: i64, k: u64, regular: f64, cfg: &RateConfig) {
-        let pos = time_of_week(t);
         let kf = k as f64;
+        let burst = k >= cfg.min_count.max(1)
+            && kf >= cfg.min_ratio.max(1.0) * regular
+            && kf - regular >= cfg.min_excess.max(0.0);
+        if self.slots.is_empty() && !burst {
+            return;
+        }
+        let pos = time_of_week(t);
         if let Some(i) = self.slots.iter().position(|s| s.pos == pos) {
             if let Some(s) = self.slots.get_mut(i) {
                 let v = f64::from(s.value);
@@ -603,9 +619,6 @@ impl RateModel {
             self.slots.swap_remove(i);
             return;
         }
-        let burst = k >= cfg.min_count.max(1)
-            && kf >= cfg.min_ratio.max(1.0) * regular
-            && kf - regular >= cfg.min_excess.max(0.0);
         if !burst {
             return;
         }
