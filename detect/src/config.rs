@@ -143,7 +143,8 @@ pub struct StatisticsConfig {
     /// `late_events` and added to the oldest open window. Default 10.
     pub allowed_lateness_secs: u64,
     /// A series without events for this many seconds of event time is evicted (its model is
-    /// forgotten). Default 259200 (3 days).
+    /// forgotten). Default 259200 (3 days). A count series that learned a recurring burst
+    /// is kept for at least 8 days, so a weekly job is still known at its next run.
     pub idle_eviction_secs: u64,
     /// Maximum number of series tracked; events for new series beyond it are counted in
     /// `series_rejected` and not tracked. Default 100000.

@@ -349,6 +349,10 @@ pub struct StatsEngine {
     names: AHashMap<u64, Box<str>>,
 }
 
+/// A series with recurring bursts is evicted only after this much idle event time (8 days),
+/// whatever `idle_eviction_secs`, so a weekly job's series survives until its next run.
+const RECURRING_IDLE_US: i64 = 8 * 86_400 * MICROS;
+
 /// Principal names remembered for naming top contributors; when full, the table is cleared
 /// (names come back with the next event of each principal).
 const MAX_NAMES: usize = 100_000;
@@ -1121,10 +1125,15 @@ impl StatsEngine {
             return;
         }
         let limit = until.saturating_sub(self.idle_us);
+        // A series with a recurring burst is kept until its weekly recurrence is overdue.
+        let week_limit = until.saturating_sub(RECURRING_IDLE_US);
         for slot in 0..self.series.len() {
             let idle = matches!(
                 self.series.get(slot),
-                Some(Some(s)) if s.last_event < limit && s.accs.is_empty()
+                Some(Some(s)) if s.last_event < limit
+                    && s.accs.is_empty()
+                    && (s.last_event < week_limit
+                        || !matches!(&s.model, Model::Count(m) if m.has_recurring()))
             );
             if idle && let Some(s) = self.series.get_mut(slot).and_then(Option::take) {
                 self.index.remove(&s.spec.key);

@@ -444,6 +444,11 @@ impl RateModel {
         best(7 * 86_400, false).or_else(|| best(86_400, true))
     }
 
+    /// Whether the model holds any recurring-burst slot.
+    pub fn has_recurring(&self) -> bool {
+        !self.slots.is_empty()
+    }
+
     /// The spike expectation at `t`: the regular baseline, or a recurring burst when larger.
     pub fn expected_spike(&self, t: i64, cfg: &RateConfig) -> f64 {
         self.spike_expectation(t, self.baseline(t, cfg))
