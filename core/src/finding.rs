@@ -196,6 +196,16 @@ pub struct Finding {
     pub evidence: Evidence,
 }
 
+impl Finding {
+    /// Whether this finding opens an incident when `incident_priorities` are the priorities
+    /// that do (detect's `incident_priorities`, default `["HIGH"]`): change-rule findings
+    /// always do; others when their priority is listed. Findings that open none are still
+    /// recorded (findings table, backtest).
+    pub fn opens_incident(&self, incident_priorities: &[Priority]) -> bool {
+        self.kind == FindingKind::ChangeRule || incident_priorities.contains(&self.priority)
+    }
+}
+
 /// Model or explainer classification of a finding (DESIGN §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -370,6 +380,39 @@ mod tests {
         assert_eq!(Priority::parse("LOW"), Some(Priority::Low));
         assert_eq!(Priority::parse("low"), None);
         assert!(Priority::Low < Priority::Medium && Priority::Medium < Priority::High);
+    }
+
+    #[test]
+    fn only_listed_priorities_and_change_rules_open_incidents() {
+        let mut f = Finding {
+            finding_id: "1".into(),
+            kind: FindingKind::RateAnomaly,
+            detector: "log_template_rate".into(),
+            event_time: 0,
+            detected_at: 0,
+            resource: None,
+            score: 0.6,
+            summary: String::new(),
+            default_action: None,
+            recoverable: false,
+            direction: Some(Direction::Spike),
+            priority: Priority::Low,
+            evidence: Evidence::default(),
+        };
+        assert!(!f.opens_incident(&[Priority::High]));
+        f.priority = Priority::High;
+        assert!(f.opens_incident(&[Priority::High]));
+        assert!(!f.opens_incident(&[]));
+        f.kind = FindingKind::ChangeRule;
+        f.priority = Priority::Low;
+        assert!(f.opens_incident(&[]));
+        // Stored before priorities existed: no field, read as HIGH with no direction.
+        let mut v = serde_json::to_value(&f).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("priority");
+        o.remove("direction");
+        let back: Finding = serde_json::from_value(v).unwrap();
+        assert_eq!((back.priority, back.direction), (Priority::High, None));
     }
 
     #[test]

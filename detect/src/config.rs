@@ -231,8 +231,7 @@ impl StatisticsConfig {
     /// Whether `finding` opens an incident: its priority is one of `incident_priorities`.
     /// Change-rule findings always do (they are `HIGH` and drive recovery).
     pub fn opens_incident(&self, finding: &Finding) -> bool {
-        finding.kind == aiops_core::FindingKind::ChangeRule
-            || self.incident_priorities.contains(&finding.priority)
+        finding.opens_incident(&self.incident_priorities)
     }
 
     /// Checks every field against its documented range.
