@@ -851,6 +851,8 @@ mod tests {
                 samples,
                 ..Evidence::default()
             },
+            direction: None,
+            priority: aiops_core::Priority::High,
         }
     }
 

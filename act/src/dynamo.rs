@@ -1441,6 +1441,8 @@ mod tests {
                 template: Some("t".repeat(50_000)),
                 ..Evidence::default()
             },
+            direction: None,
+            priority: aiops_core::Priority::High,
         };
         let (t, cut) = trim_finding(&f, 16 * 1024);
         assert!(cut);

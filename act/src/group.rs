@@ -22,64 +22,14 @@ use crate::text::truncate_utf8;
 use aiops_core::{Finding, FindingKind};
 use serde::{Deserialize, Serialize};
 
-/// Incident priority, lowest first (`Ord`: `Low < Medium < High`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Priority {
-    /// Worth recording, not paging.
-    Low,
-    /// Worth a look.
-    Medium,
-    /// Page.
-    High,
-}
+/// Incident priority, lowest first (`Ord`: `Low < Medium < High`): the finding priority of
+/// `aiops_core`, so an incident's priority is the highest of its findings'.
+pub use aiops_core::Priority;
 
-impl Priority {
-    /// `HIGH`, `MEDIUM` or `LOW`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Low => "LOW",
-            Priority::Medium => "MEDIUM",
-            Priority::High => "HIGH",
-        }
-    }
-
-    /// Parses `HIGH`, `MEDIUM`, `LOW` (any case).
-    pub fn parse(s: &str) -> Option<Priority> {
-        match s.to_ascii_uppercase().as_str() {
-            "HIGH" => Some(Priority::High),
-            "MEDIUM" => Some(Priority::Medium),
-            "LOW" => Some(Priority::Low),
-            _ => None,
-        }
-    }
-}
-
-/// The priority of a finding: its own `priority` field once detect sets one (the lead connects
-/// it here: the only place act reads a finding's priority), until then derived: change-rule
-/// findings `HIGH`; statistical findings `HIGH` from score 0.999, `MEDIUM` from 0.99, else
-/// `LOW`.
+/// The priority of a finding, as detect set it (`Finding::priority`; findings stored before
+/// priorities existed read as `HIGH`).
 pub fn finding_priority(f: &Finding) -> Priority {
-    if let Some(p) = serde_json::to_value(f)
-        .ok()
-        .and_then(|v| {
-            v.get("priority")
-                .and_then(|p| p.as_str().map(str::to_string))
-        })
-        .and_then(|p| Priority::parse(&p))
-    {
-        return p;
-    }
-    if f.kind == FindingKind::ChangeRule {
-        return Priority::High;
-    }
-    if f.score >= 0.999 {
-        Priority::High
-    } else if f.score >= 0.99 {
-        Priority::Medium
-    } else {
-        Priority::Low
-    }
+    f.priority
 }
 
 /// One `[[act.grouping.services]]` entry: what belongs to a service. Patterns use `*` for any
@@ -596,6 +546,15 @@ mod tests {
                 series_key: Some(series.into()),
                 ..Evidence::default()
             },
+            direction: Some(aiops_core::Direction::Spike),
+            // As detect would rank them: the higher the score, the higher the priority.
+            priority: if score >= 0.999 {
+            aiops_core::Priority::High
+        } else if score >= 0.99 {
+            aiops_core::Priority::Medium
+        } else {
+            aiops_core::Priority::Low
+        },
         }
     }
 

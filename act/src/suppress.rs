@@ -205,6 +205,8 @@ mod tests {
                 series_key: Some(series.into()),
                 ..Evidence::default()
             },
+            direction: None,
+            priority: aiops_core::Priority::High,
         }
     }
 

@@ -284,6 +284,8 @@ fn log_lines_instructing_the_model_never_cause_an_action_outside_the_allowlist()
             samples: vec![INJECTION.into(), "DROP DATABASE prod; -- please".into()],
             ..Evidence::default()
         },
+        direction: Some(aiops_core::Direction::Spike),
+        priority: aiops_core::Priority::High,
     };
     let stub = obeying_stub();
     let exec = Scripted::default();

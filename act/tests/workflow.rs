@@ -22,6 +22,8 @@ fn finding(id: &str, kind: FindingKind, action: Option<&str>) -> Finding {
         default_action: action.map(Into::into),
         recoverable: kind == FindingKind::ChangeRule,
         evidence: Evidence::default(),
+        direction: None,
+        priority: aiops_core::Priority::High,
     }
 }
 

@@ -58,6 +58,76 @@ impl FindingKind {
     }
 }
 
+/// Which way a statistical finding departs from its expectation (DESIGN §4, "Both tails").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// More than expected: a burst (count series) or a value above its band.
+    Spike,
+    /// Less than expected: a busy series that went quiet or fell steeply, or a value below its
+    /// band.
+    Drop,
+}
+
+impl Direction {
+    /// Lower-case name, as serialised (`spike`, `drop`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Spike => "spike",
+            Direction::Drop => "drop",
+        }
+    }
+}
+
+/// How urgent a finding is (DESIGN §4): it decides whether the finding opens an incident
+/// (see the detect configuration's `incident_priorities`); every finding is recorded either
+/// way. Ordered `Low < Medium < High`. The default is `High`: findings stored before
+/// priorities existed deserialise as `HIGH` (they all opened an incident then).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Priority {
+    /// Recorded only by default (e.g. a rate change of an INFO or DEBUG template).
+    Low,
+    /// Worth a look (e.g. a WARN burst, a new principal/API pair, a single unconfirmed
+    /// window of an ERROR series); opens an incident only when configured to.
+    Medium,
+    /// Opens an incident (change rules, ERROR/FATAL bursts, AccessDenied bursts, drops of a
+    /// busy series, new error templates).
+    #[default]
+    High,
+}
+
+impl Priority {
+    /// Upper-case name, as serialised (`HIGH`, `MEDIUM`, `LOW`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "LOW",
+            Priority::Medium => "MEDIUM",
+            Priority::High => "HIGH",
+        }
+    }
+
+    /// Parses an upper-case name (`HIGH`, `MEDIUM`, `LOW`).
+    pub fn parse(s: &str) -> Option<Priority> {
+        [Priority::Low, Priority::Medium, Priority::High]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
+/// One of the top contributors to an aggregate series in a window, e.g. the principal behind
+/// most of the AccessDenied calls.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Contributor {
+    /// The contributor: a principal key (CloudTrail) or a template text (logs).
+    pub name: String,
+    /// Events it contributed to the window (a lower bound, exact unless the series had more
+    /// distinct contributors in the window than its sketch holds).
+    pub count: u64,
+}
+
 /// A bounded sample of the evidence behind a finding.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Evidence {
@@ -83,6 +153,14 @@ pub struct Evidence {
     pub template: Option<String>,
     /// A few example lines or the CloudTrail request parameters.
     pub samples: Vec<String>,
+    /// For aggregate series (error codes, event sources, log levels): the top contributors in
+    /// the window, largest first (at most a few); their total is `observed`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_contributors: Vec<Contributor>,
+    /// Findings of the same window on nested series merged into this one (one line each:
+    /// `<detector> <series key>: <observed> observed, <expected> expected`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<String>,
 }
 
 /// One finding (DESIGN §4): something detect believes is wrong.
@@ -108,8 +186,24 @@ pub struct Finding {
     pub default_action: Option<String>,
     /// Whether this finding may lead to recovery on its own (change rules only).
     pub recoverable: bool,
+    /// Which way it departs from the expectation (`None` for change rules and novelty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// How urgent it is; decides whether it opens an incident.
+    #[serde(default)]
+    pub priority: Priority,
     /// Supporting evidence.
     pub evidence: Evidence,
+}
+
+impl Finding {
+    /// Whether this finding opens an incident when `incident_priorities` are the priorities
+    /// that do (detect's `incident_priorities`, default `["HIGH"]`): change-rule findings
+    /// always do; others when their priority is listed. Findings that open none are still
+    /// recorded (findings table, backtest).
+    pub fn opens_incident(&self, incident_priorities: &[Priority]) -> bool {
+        self.kind == FindingKind::ChangeRule || incident_priorities.contains(&self.priority)
+    }
 }
 
 /// Model or explainer classification of a finding (DESIGN §5).
@@ -269,6 +363,56 @@ mod tests {
         for s in WorkflowState::ALL {
             assert_eq!(WorkflowState::parse(s.as_str()), Some(s));
         }
+    }
+
+    #[test]
+    fn direction_and_priority_serialise_as_documented() {
+        assert_eq!(serde_json::to_string(&Direction::Drop).unwrap(), "\"drop\"");
+        assert_eq!(
+            serde_json::to_string(&Direction::Spike).unwrap(),
+            "\"spike\""
+        );
+        assert_eq!(serde_json::to_string(&Priority::High).unwrap(), "\"HIGH\"");
+        assert_eq!(
+            serde_json::from_str::<Priority>("\"MEDIUM\"").unwrap(),
+            Priority::Medium
+        );
+        assert_eq!(Priority::parse("LOW"), Some(Priority::Low));
+        assert_eq!(Priority::parse("low"), None);
+        assert!(Priority::Low < Priority::Medium && Priority::Medium < Priority::High);
+    }
+
+    #[test]
+    fn only_listed_priorities_and_change_rules_open_incidents() {
+        let mut f = Finding {
+            finding_id: "1".into(),
+            kind: FindingKind::RateAnomaly,
+            detector: "log_template_rate".into(),
+            event_time: 0,
+            detected_at: 0,
+            resource: None,
+            score: 0.6,
+            summary: String::new(),
+            default_action: None,
+            recoverable: false,
+            direction: Some(Direction::Spike),
+            priority: Priority::Low,
+            evidence: Evidence::default(),
+        };
+        assert!(!f.opens_incident(&[Priority::High]));
+        f.priority = Priority::High;
+        assert!(f.opens_incident(&[Priority::High]));
+        assert!(!f.opens_incident(&[]));
+        f.kind = FindingKind::ChangeRule;
+        f.priority = Priority::Low;
+        assert!(f.opens_incident(&[]));
+        // Stored before priorities existed: no field, read as HIGH with no direction.
+        let mut v = serde_json::to_value(&f).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("priority");
+        o.remove("direction");
+        let back: Finding = serde_json::from_value(v).unwrap();
+        assert_eq!((back.priority, back.direction), (Priority::High, None));
     }
 
     #[test]

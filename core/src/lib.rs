@@ -16,5 +16,6 @@ pub use event::{
     MetricValue, Position, Principal, ResourceRef, Source, stable_hash,
 };
 pub use finding::{
-    Classification, Decision, Evidence, Finding, FindingKind, ResourceKey, WorkflowState,
+    Classification, Contributor, Decision, Direction, Evidence, Finding, FindingKind, Priority,
+    ResourceKey, WorkflowState,
 };

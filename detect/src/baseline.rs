@@ -1049,8 +1049,8 @@ mod tests {
                 .collect()
         };
         let a = strip(run(&mut plain, &events));
-        // The level series and the template series both see the burst.
-        assert_eq!(a.len(), 2);
+        // The level series and the template series both see the burst: one merged finding.
+        assert_eq!(a.len(), 1);
         assert_eq!(a, strip(run(&mut empty, &events)));
         // Tracing does not change findings either.
         let mut traced = crate::engine::StatsEngine::new(cfg);

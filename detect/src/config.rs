@@ -8,6 +8,7 @@ use crate::multiline::MultilineConfig;
 use crate::rate::RateConfig;
 use crate::template::TemplateConfig;
 use crate::value::ValueConfig;
+use aiops_core::{Finding, Priority};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -142,7 +143,8 @@ pub struct StatisticsConfig {
     /// `late_events` and added to the oldest open window. Default 10.
     pub allowed_lateness_secs: u64,
     /// A series without events for this many seconds of event time is evicted (its model is
-    /// forgotten). Default 259200 (3 days).
+    /// forgotten). Default 259200 (3 days). A count series that learned a recurring burst
+    /// is kept for at least 8 days, so a weekly job is still known at its next run.
     pub idle_eviction_secs: u64,
     /// Maximum number of series tracked; events for new series beyond it are counted in
     /// `series_rejected` and not tracked. Default 100000.
@@ -171,6 +173,14 @@ pub struct StatisticsConfig {
     pub templates: TemplateConfig,
     /// Joining multi-line log entries.
     pub multiline: MultilineConfig,
+    /// The finding priorities that open an incident (`"HIGH"`, `"MEDIUM"`, `"LOW"`); findings
+    /// of other priorities are only recorded (findings table, backtest). See
+    /// [`StatisticsConfig::opens_incident`] and [`crate::triage`] for how priorities are
+    /// given. Default `["HIGH"]`: ERROR/FATAL and AccessDenied bursts, drops of busy series,
+    /// new error templates and value anomalies open one; a WARN burst, a new principal/API
+    /// pair or a single unconfirmed window (`MEDIUM`) and an INFO or DEBUG template's rate
+    /// change (`LOW`) are recorded only.
+    pub incident_priorities: Vec<Priority>,
 }
 
 impl Default for StatisticsConfig {
@@ -191,6 +201,7 @@ impl Default for StatisticsConfig {
             novelty: NoveltyConfig::default(),
             templates: TemplateConfig::default(),
             multiline: MultilineConfig::default(),
+            incident_priorities: vec![Priority::High],
         }
     }
 }
@@ -217,6 +228,12 @@ fn unit_open_closed(x: f64) -> bool {
 }
 
 impl StatisticsConfig {
+    /// Whether `finding` opens an incident: its priority is one of `incident_priorities`.
+    /// Change-rule findings always do (they are `HIGH` and drive recovery).
+    pub fn opens_incident(&self, finding: &Finding) -> bool {
+        finding.opens_incident(&self.incident_priorities)
+    }
+
     /// Checks every field against its documented range.
     ///
     /// # Errors
@@ -308,6 +325,18 @@ impl StatisticsConfig {
             "rate.winsor_sigmas",
             "a finite number > 0",
             r.winsor_sigmas,
+        )?;
+        check(
+            r.min_ratio >= 1.0 && r.min_ratio.is_finite(),
+            "rate.min_ratio",
+            "a finite number >= 1",
+            r.min_ratio,
+        )?;
+        check(
+            r.min_excess >= 0.0 && r.min_excess.is_finite(),
+            "rate.min_excess",
+            "a finite number >= 0",
+            r.min_excess,
         )?;
         let v = &self.value;
         check(v.history >= 3, "value.history", "at least 3", v.history)?;

@@ -14,6 +14,15 @@
 //!   values (empty windows are missing data), then [`crate::decision::Decision`]. Novelty is
 //!   flagged when a template is created in a log group, or a principal/API pair is first seen,
 //!   after the warm-up.
+//! - **Drops**: a busy count series ([`crate::rate::RateModel::busy`]) is closed at every
+//!   close even without events, its empty windows scored one by one (a series that stops is a
+//!   `drop` finding); windows in which the engine saw no event at all are a gap in the input
+//!   and are never scored as drops. A close costs O(series with events + busy series).
+//! - **Triage** ([`crate::triage`]): every finding gets a direction and a priority; aggregate
+//!   series (error codes, event sources, log levels) name their top contributors per window
+//!   (a Space-Saving sketch of [`crate::triage::TOP_K`] counters); one window's findings on
+//!   nested series are merged into one. A spike below certainty waits one window for
+//!   confirmation (`close::count_window`).
 //! - **Determinism**: everything depends on event time and input order only (never on the
 //!   wall clock, except `detected_at`), and findings are sorted by window, detector and series,
 //!   so a replay and a live run of the same events give the same findings.
@@ -37,9 +46,12 @@ use crate::decision::Decision;
 use crate::multiline::{MultilineCounters, MultilineJoiner};
 use crate::rate::RateModel;
 use crate::template::{TemplateMiner, template_key};
+use crate::triage::{self, TopEntry, TopK};
 use crate::value::ValueDetector;
 use ahash::{AHashMap, AHashSet};
-use aiops_core::{Event, EventBody, Evidence, Finding, FindingKind, LogLevel, ResourceKey};
+use aiops_core::{
+    Contributor, Direction, Event, EventBody, Evidence, Finding, FindingKind, LogLevel, ResourceKey,
+};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -149,6 +161,8 @@ struct WindowAcc {
     samples: Vec<String>,
     event_ids: Vec<String>,
     novel: bool,
+    /// Top contributors (aggregate series only).
+    top: TopK,
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +177,8 @@ struct Series {
     profile: Option<Box<SeriesProfile>>,
     /// Whether closed windows are traced.
     traced: bool,
+    /// A spike finding waiting for the next window to confirm it (see `close::count_window`).
+    pending: Option<Box<Candidate>>,
 }
 
 /// Learned baselines not yet applied: series and log groups seed themselves when first seen.
@@ -182,6 +198,11 @@ struct Candidate {
     score: f64,
     samples: Vec<String>,
     event_ids: Vec<String>,
+    direction: Option<Direction>,
+    top: Vec<TopEntry>,
+    /// A spike whose evidence is one window short of certain (see `close::count_window`): its
+    /// priority is one step lower.
+    marginal: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -226,6 +247,9 @@ struct Contribution {
     /// event, and only while a window still takes samples).
     sample: bool,
     novel: bool,
+    /// The contributor id this event adds to the series' top-contributor sketch (aggregate
+    /// series only): a template id (log levels) or the principal's hash (CloudTrail).
+    contributor: Option<u64>,
     detector: &'static str,
     novelty_detector: &'static str,
     /// How to describe a new series; `None` when the series exists already (the common case:
@@ -318,7 +342,20 @@ pub struct StatsEngine {
     learning: bool,
     trace_keys: Option<AHashSet<String>>,
     traces: Vec<WindowTrace>,
+    /// Starts of the open windows that received any event (sorted; bounded by the open
+    /// windows).
+    active: Vec<i64>,
+    /// Principal names by hash, for naming top contributors (at most `MAX_NAMES`).
+    names: AHashMap<u64, Box<str>>,
 }
+
+/// A series with recurring bursts is evicted only after this much idle event time (8 days),
+/// whatever `idle_eviction_secs`, so a weekly job's series survives until its next run.
+const RECURRING_IDLE_US: i64 = 8 * 86_400 * MICROS;
+
+/// Principal names remembered for naming top contributors; when full, the table is cleared
+/// (names come back with the next event of each principal).
+const MAX_NAMES: usize = 100_000;
 
 fn truncate_chars(s: &str, max: usize) -> String {
     if s.len() <= max {
@@ -380,6 +417,8 @@ impl StatsEngine {
             learning: false,
             trace_keys: None,
             traces: Vec::new(),
+            active: Vec::new(),
+            names: AHashMap::new(),
         }
     }
 
@@ -573,16 +612,29 @@ impl StatsEngine {
             .flatten()
             .flat_map(|s| s.accs.iter().map(|a| a.start))
             .max();
-        match (last, self.open_from) {
+        let mut out = match (last, self.open_from) {
             (Some(last), Some(open)) => {
                 let until = last.saturating_add(self.window_us).max(open);
                 if until > open {
-                    return self.close_until(until);
+                    self.close_until(until)
+                } else {
+                    Vec::new()
                 }
-                Vec::new()
             }
             _ => Vec::new(),
+        };
+        // Spikes still waiting for a next window are reported as they stand (nothing refuted
+        // them).
+        let pending: Vec<Candidate> = self
+            .series
+            .iter_mut()
+            .flatten()
+            .filter_map(|s| s.pending.take().map(|c| *c))
+            .collect();
+        if !pending.is_empty() {
+            out.extend(self.finalize(pending));
         }
+        out
     }
 
     /// A snapshot of the counters.
@@ -620,9 +672,20 @@ impl StatsEngine {
 
     fn ingest(&mut self, event: &Event) {
         let (window, late) = self.route(event.event_time);
+        // Windows with any event (sorted; usually the last one or an append).
+        if self.active.last() != Some(&window) {
+            let pos = self.active.partition_point(|&w| w < window);
+            if self.active.get(pos) != Some(&window) {
+                self.active.insert(pos, window);
+            }
+        }
+        let mut principal = None;
         let contributions = match &event.body {
             EventBody::Logs(_) => self.log_contributions(event),
-            EventBody::Cloudtrail(_) => self.cloudtrail_contributions(event),
+            EventBody::Cloudtrail(ct) => {
+                let p: &str = principal.insert(ct.principal.key());
+                self.cloudtrail_contributions(event, p)
+            }
             EventBody::Metrics(_) => self.metric_contributions(event),
         };
         let mut sample = None;
@@ -654,6 +717,7 @@ impl StatsEngine {
         let group = &log.log_group;
         let resource = || Some(Self::resource(event, "log_group", group));
         let mut out = Vec::new();
+        let mut template_id = None;
         if self.cfg.series.log_templates {
             let first_line = log.message.lines().next().unwrap_or("");
             let max_groups = self.cfg.max_log_groups;
@@ -683,6 +747,7 @@ impl StatsEngine {
             let min_events = self.cfg.novelty.warmup_min_events;
             if let Some(g) = self.groups.get_mut(group) {
                 let m = g.miner.add(first_line);
+                template_id = Some(m.template_id);
                 g.entries = g.entries.saturating_add(1);
                 let novel = novelty
                     && m.created
@@ -701,6 +766,7 @@ impl StatsEngine {
                     value: None,
                     sample: true,
                     novel,
+                    contributor: None,
                     detector: "log_template_rate",
                     novelty_detector: "log_template_novelty",
                     spec,
@@ -723,6 +789,7 @@ impl StatsEngine {
                 value: None,
                 sample: true,
                 novel: false,
+                contributor: template_id,
                 detector: "log_level_rate",
                 novelty_detector: "",
                 spec,
@@ -731,12 +798,21 @@ impl StatsEngine {
         out
     }
 
-    fn cloudtrail_contributions(&mut self, event: &Event) -> Vec<Contribution> {
+    fn cloudtrail_contributions(&mut self, event: &Event, principal: &str) -> Vec<Contribution> {
         let Some(ct) = event.cloudtrail() else {
             return Vec::new();
         };
-        let principal = ct.principal.key();
-        let principal_res = || Some(Self::resource(event, "iam_principal", &principal));
+        let principal_id = aiops_core::stable_hash(&[principal.as_bytes()]);
+        let (s, names) = (&self.cfg.series, &mut self.names);
+        if (s.error_codes && ct.error_code.is_some() || s.event_sources)
+            && !names.contains_key(&principal_id)
+        {
+            if names.len() >= MAX_NAMES {
+                names.clear();
+            }
+            names.insert(principal_id, Box::from(principal));
+        }
+        let principal_res = || Some(Self::resource(event, "iam_principal", principal));
         let mut out = Vec::new();
         let s = &self.cfg.series;
         let (principal_calls, error_codes, per_principal, event_sources) = (
@@ -772,6 +848,7 @@ impl StatsEngine {
                 value: None,
                 sample: true,
                 novel: self.cfg.novelty.enabled && new_pair && warmed,
+                contributor: None,
                 detector: "api_call_rate",
                 novelty_detector: "api_call_novelty",
                 spec,
@@ -791,6 +868,7 @@ impl StatsEngine {
                     value: None,
                     sample: true,
                     novel: false,
+                    contributor: Some(principal_id),
                     detector: "api_error_rate",
                     novelty_detector: "",
                     spec,
@@ -809,6 +887,7 @@ impl StatsEngine {
                     value: None,
                     sample: true,
                     novel: false,
+                    contributor: None,
                     detector: "api_error_principal_rate",
                     novelty_detector: "",
                     spec,
@@ -828,6 +907,7 @@ impl StatsEngine {
                 value: None,
                 sample: true,
                 novel: false,
+                contributor: Some(principal_id),
                 detector: "event_source_rate",
                 novelty_detector: "",
                 spec,
@@ -867,6 +947,7 @@ impl StatsEngine {
             value: Some(v),
             sample: false,
             novel: false,
+            contributor: None,
             detector: "metric_value",
             novelty_detector: "",
             spec,
@@ -941,6 +1022,7 @@ impl StatsEngine {
                     last_event: event.event_time,
                     profile,
                     traced,
+                    pending: None,
                 };
                 let slot = match self.free.pop() {
                     Some(i) => {
@@ -983,6 +1065,9 @@ impl StatsEngine {
                 acc.value_n += 1;
             }
             acc.novel |= c.novel;
+            if let Some(id) = c.contributor {
+                acc.top.add(id);
+            }
             if acc.samples.len() < max_samples && c.sample {
                 let smp = sample.get_or_insert_with(|| sample_of(event, sample_max_bytes));
                 acc.samples.push(smp.clone());
@@ -1001,19 +1086,27 @@ impl StatsEngine {
         }
         let open = self.open_from.unwrap_or(until);
         self.counters.windows_closed += u64::try_from((until - open) / self.window_us).unwrap_or(0);
-        let window_us = self.window_us;
-        let cfg = &self.cfg;
+        let n_active = self.active.partition_point(|&w| w < until);
+        let active: Vec<i64> = self.active.drain(..n_active).collect();
+        let ctx = CloseCtx {
+            until,
+            window_us: self.window_us,
+            cfg: &self.cfg,
+            active: &active,
+        };
         let closed: Vec<(Vec<Candidate>, Vec<WindowTrace>)> = self
             .series
             .par_iter_mut()
             .enumerate()
             .filter_map(|(slot, s)| {
                 let s = s.as_mut()?;
-                // Nothing to close (no window before `until`) and nothing to catch up.
-                if s.profile.is_none() && s.accs.first().is_none_or(|a| a.start >= until) {
+                // Nothing to close (no window before `until`) and nothing to catch up (a
+                // busy count series scores its empty windows at every close).
+                let busy = s.pending.is_some() || matches!(&s.model, Model::Count(m) if m.busy());
+                if s.profile.is_none() && !busy && s.accs.first().is_none_or(|a| a.start >= until) {
                     return None;
                 }
-                let (c, t) = close_series(slot, s, until, window_us, cfg);
+                let (c, t) = close_series(slot, s, &ctx);
                 (!c.is_empty() || !t.is_empty()).then_some((c, t))
             })
             .collect();
@@ -1033,10 +1126,15 @@ impl StatsEngine {
             return;
         }
         let limit = until.saturating_sub(self.idle_us);
+        // A series with a recurring burst is kept until its weekly recurrence is overdue.
+        let week_limit = until.saturating_sub(RECURRING_IDLE_US);
         for slot in 0..self.series.len() {
             let idle = matches!(
                 self.series.get(slot),
-                Some(Some(s)) if s.last_event < limit && s.accs.is_empty()
+                Some(Some(s)) if s.last_event < limit
+                    && s.accs.is_empty()
+                    && (s.last_event < week_limit
+                        || !matches!(&s.model, Model::Count(m) if m.has_recurring()))
             );
             if idle && let Some(s) = self.series.get_mut(slot).and_then(Option::take) {
                 self.index.remove(&s.spec.key);
@@ -1045,283 +1143,6 @@ impl StatsEngine {
             }
         }
     }
-
-    fn finalize(&mut self, mut candidates: Vec<Candidate>) -> Vec<Finding> {
-        // Novelty cap per scope and window, in a deterministic order.
-        candidates.sort_by(|a, b| {
-            let ka = self.key_of(a.slot);
-            let kb = self.key_of(b.slot);
-            a.window_start
-                .cmp(&b.window_start)
-                .then(kind_rank(a.kind).cmp(&kind_rank(b.kind)))
-                .then(ka.cmp(kb))
-        });
-        let mut per_scope: BTreeMap<(i64, String), u32> = BTreeMap::new();
-        let mut findings = Vec::with_capacity(candidates.len());
-        let now = aiops_core::time::now_micros();
-        for c in candidates {
-            let Some(Some(s)) = self.series.get(c.slot) else {
-                continue;
-            };
-            let spec = s.spec.clone();
-            if c.kind == FindingKind::Novelty {
-                let scope = spec.novelty_scope.clone().unwrap_or_default();
-                let n = per_scope.entry((c.window_start, scope)).or_insert(0);
-                if *n >= self.cfg.novelty.max_per_window {
-                    self.counters.novelty_suppressed += 1;
-                    continue;
-                }
-                *n += 1;
-            }
-            let template = spec.template.as_ref().and_then(|(g, id)| {
-                self.groups
-                    .get_mut(g)
-                    .and_then(|g| g.miner.template_text(*id))
-            });
-            findings.push(self.make_finding(&spec, &c, template, now));
-        }
-        let cap = self.cfg.max_findings_per_close.max(1);
-        if findings.len() > cap {
-            let mut order: Vec<usize> = (0..findings.len()).collect();
-            let scores: Vec<f64> = findings.iter().map(|f| f.score).collect();
-            order.sort_by(|&a, &b| {
-                let sa = scores.get(a).copied().unwrap_or(0.0);
-                let sb = scores.get(b).copied().unwrap_or(0.0);
-                sb.total_cmp(&sa).then(a.cmp(&b))
-            });
-            let mut keep = vec![false; findings.len()];
-            for &i in order.iter().take(cap) {
-                if let Some(k) = keep.get_mut(i) {
-                    *k = true;
-                }
-            }
-            self.counters.findings_dropped += (findings.len() - cap) as u64;
-            findings = findings
-                .into_iter()
-                .zip(keep)
-                .filter_map(|(f, k)| k.then_some(f))
-                .collect();
-        }
-        self.counters.findings += findings.len() as u64;
-        findings
-    }
-
-    fn key_of(&self, slot: usize) -> &str {
-        match self.series.get(slot) {
-            Some(Some(s)) => &s.spec.key,
-            _ => "",
-        }
-    }
-
-    fn make_finding(
-        &self,
-        spec: &Spec,
-        c: &Candidate,
-        template: Option<String>,
-        now: i64,
-    ) -> Finding {
-        let window_end = c.window_start + self.window_us;
-        let secs = self.window_us / MICROS;
-        let start_text = aiops_core::time::format_rfc3339_micros(c.window_start);
-        let (detector, summary) = match c.kind {
-            FindingKind::Novelty => {
-                let s = match &template {
-                    Some(t) => format!(
-                        "New log template in {}: \"{}\" (first seen in the {secs} s window from {start_text})",
-                        spec.resource
-                            .as_ref()
-                            .map_or("?", |r| r.resource_id.as_str()),
-                        truncate_chars(t, 160)
-                    ),
-                    None => format!(
-                        "First {} (in the {secs} s window from {start_text})",
-                        spec.what
-                    ),
-                };
-                (spec.novelty_detector, s)
-            }
-            FindingKind::ValueAnomaly => (
-                spec.detector,
-                format!(
-                    "{} = {:.4} in the {secs} s window from {start_text}, expected {:.4} (score {:.2})",
-                    spec.what, c.observed, c.expected, c.score
-                ),
-            ),
-            _ => {
-                let what = match &template {
-                    Some(t) => format!("{} \"{}\"", spec.what, truncate_chars(t, 120)),
-                    None => spec.what.clone(),
-                };
-                (
-                    spec.detector,
-                    format!(
-                        "{} in the {secs} s window from {start_text}: {} observed, {:.2} expected (score {:.2})",
-                        what, c.observed, c.expected, c.score
-                    ),
-                )
-            }
-        };
-        Finding {
-            finding_id: finding_id(detector, &spec.key, c.window_start),
-            kind: c.kind,
-            detector: detector.to_string(),
-            event_time: window_end,
-            detected_at: now,
-            resource: spec.resource.clone(),
-            score: c.score,
-            summary,
-            default_action: None,
-            recoverable: false,
-            evidence: Evidence {
-                event_ids: c.event_ids.clone(),
-                series_key: Some(spec.key.clone()),
-                window: Some((c.window_start, window_end)),
-                observed: Some(c.observed),
-                expected: Some(c.expected),
-                template,
-                samples: c.samples.clone(),
-                principal: spec
-                    .resource
-                    .as_ref()
-                    .filter(|r| r.resource_type == "iam_principal")
-                    .map(|r| r.resource_id.clone()),
-                ..Evidence::default()
-            },
-        }
-    }
-}
-
-fn kind_rank(k: FindingKind) -> u8 {
-    match k {
-        FindingKind::ChangeRule => 0,
-        FindingKind::RateAnomaly => 1,
-        FindingKind::ValueAnomaly => 2,
-        FindingKind::Novelty => 3,
-    }
-}
-
-/// Feeds one series' closed windows (start < `until`) to its model, in time order, and returns
-/// its candidate findings. Pure with respect to everything but the series itself, so it runs
-/// in parallel.
-fn close_series(
-    slot: usize,
-    s: &mut Series,
-    until: i64,
-    window_us: i64,
-    cfg: &StatisticsConfig,
-) -> (Vec<Candidate>, Vec<WindowTrace>) {
-    let n_closed = s.accs.partition_point(|a| a.start < until);
-    let closed: Vec<WindowAcc> = s.accs.drain(..n_closed).collect();
-    let mut out = Vec::new();
-    let mut traces = Vec::new();
-    for acc in closed {
-        if acc.novel {
-            out.push(Candidate {
-                slot,
-                kind: FindingKind::Novelty,
-                window_start: acc.start,
-                observed: acc.count as f64,
-                expected: 0.0,
-                score: cfg.novelty.score,
-                samples: acc.samples.clone(),
-                event_ids: acc.event_ids.clone(),
-            });
-        }
-        match &mut s.model {
-            Model::Count(model) => {
-                if let Some(from) = s.accounted_until
-                    && acc.start > from
-                {
-                    let gap = u64::try_from((acc.start - from) / window_us).unwrap_or(0);
-                    model.observe_empty(from, gap, window_us, &cfg.rate);
-                    s.decision.skip(gap);
-                    if let Some(p) = s.profile.as_mut() {
-                        p.add_zeros(from, gap, window_us);
-                    }
-                }
-                let on_time = acc.count.saturating_sub(acc.late);
-                let r = model.observe(acc.start, on_time, &cfg.rate);
-                if let Some(p) = s.profile.as_mut() {
-                    p.add_count(acc.start, on_time);
-                }
-                if s.traced {
-                    traces.push(WindowTrace {
-                        key: s.spec.key.clone(),
-                        window_start: acc.start,
-                        observed: on_time as f64,
-                        expected: r.expected,
-                        dispersion: Some(model.dispersion()),
-                        score: r.score,
-                    });
-                }
-                let v = s.decision.decide(r.score, &cfg.decision);
-                if v.finding {
-                    out.push(Candidate {
-                        slot,
-                        kind: FindingKind::RateAnomaly,
-                        window_start: acc.start,
-                        observed: on_time as f64,
-                        expected: r.expected,
-                        score: v.reported,
-                        samples: acc.samples,
-                        event_ids: acc.event_ids,
-                    });
-                }
-                s.accounted_until = Some(acc.start + window_us);
-            }
-            Model::Value(det) => {
-                if acc.value_n > 0 {
-                    let x = acc.value_sum / acc.value_n as f64;
-                    let r = det.observe(acc.start, x);
-                    if let Some(p) = s.profile.as_mut() {
-                        p.add_value(acc.start, x);
-                    }
-                    if s.traced {
-                        traces.push(WindowTrace {
-                            key: s.spec.key.clone(),
-                            window_start: acc.start,
-                            observed: x,
-                            expected: r.expected,
-                            dispersion: None,
-                            score: r.score,
-                        });
-                    }
-                    let v = s.decision.decide(r.score, &cfg.decision);
-                    if v.finding {
-                        out.push(Candidate {
-                            slot,
-                            kind: FindingKind::ValueAnomaly,
-                            window_start: acc.start,
-                            observed: x,
-                            expected: r.expected,
-                            score: v.reported,
-                            samples: acc.samples,
-                            event_ids: acc.event_ids,
-                        });
-                    }
-                }
-                s.accounted_until = Some(acc.start + window_us);
-            }
-        }
-    }
-    // Empty windows up to the close count as zeros for count series. Scoring does not need
-    // this now: a series' next non-empty window learns the gap first (above), in closed form,
-    // so a close costs O(series with events) rather than O(all series). Only a learning
-    // engine, whose profile records every window in order, catches up at every close.
-    if let Model::Count(model) = &mut s.model
-        && s.profile.is_some()
-        && let Some(from) = s.accounted_until
-        && until > from
-    {
-        let gap = u64::try_from((until - from) / window_us).unwrap_or(0);
-        model.observe_empty(from, gap, window_us, &cfg.rate);
-        s.decision.skip(gap);
-        if let Some(p) = s.profile.as_mut() {
-            p.add_zeros(from, gap, window_us);
-        }
-        s.accounted_until = Some(until);
-    }
-    (out, traces)
 }
 
 /// Loads a learned template dictionary into a new log group: each template text is added to
@@ -1358,6 +1179,11 @@ fn seed_group(
         }
     }
 }
+
+mod close;
+mod findings;
+
+use close::{CloseCtx, close_series};
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

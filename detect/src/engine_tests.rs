@@ -215,8 +215,26 @@ fn error_burst_in_a_log_group_opens_one_finding_with_evidence() {
         .iter()
         .filter(|f| f.detector == "log_level_rate")
         .collect();
+    // One finding: the level series' (it names its top template), the template series'
+    // finding of the same window merged into it.
+    assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(level.len(), 1, "{found:#?}");
     let f = level[0];
+    assert_eq!(f.priority, aiops_core::Priority::High);
+    assert_eq!(f.direction, Some(aiops_core::Direction::Spike));
+    assert_eq!(
+        f.evidence.top_contributors,
+        vec![aiops_core::Contributor {
+            name: "ERROR db timeout <*>".into(),
+            count: 60
+        }]
+    );
+    assert_eq!(f.evidence.related.len(), 1);
+    assert!(
+        f.evidence.related[0].starts_with("log_template_rate log_template:g:"),
+        "{:?}",
+        f.evidence.related
+    );
     assert_eq!(f.kind, FindingKind::RateAnomaly);
     assert!(!f.recoverable);
     assert_eq!(f.default_action, None);
@@ -250,15 +268,10 @@ fn error_burst_in_a_log_group_opens_one_finding_with_evidence() {
     );
     assert_eq!(f.score, 1.0);
     assert!(f.summary.contains("60 observed"), "{}", f.summary);
-    // The template series fires too, with the template text as evidence.
-    let t: Vec<&Finding> = found
-        .iter()
-        .filter(|f| f.detector == "log_template_rate")
-        .collect();
-    assert_eq!(t.len(), 1);
-    assert_eq!(
-        t[0].evidence.template.as_deref(),
-        Some("ERROR db timeout <*>")
+    assert!(
+        f.summary.contains("top: ERROR db timeout <*>: 60 of 60"),
+        "{}",
+        f.summary
     );
 }
 
@@ -331,24 +344,29 @@ fn access_denied_burst_from_one_principal() {
         )));
     }
     found.extend(e.flush());
+    // One merged finding: the code's, naming the principal; the per-principal one is evidence.
     let keys: Vec<&str> = found
         .iter()
         .map(|f| f.evidence.series_key.as_deref().unwrap_or(""))
         .collect();
-    assert!(
-        keys.contains(&"api_error_principal:arn:aws:iam::1:user/mallory:AccessDenied"),
-        "{keys:?}"
-    );
-    assert!(keys.contains(&"api_error:AccessDenied"), "{keys:?}");
-    let f = found
-        .iter()
-        .find(|f| f.detector == "api_error_principal_rate")
-        .unwrap();
+    assert_eq!(keys, vec!["api_error:AccessDenied"], "{found:#?}");
+    let f = &found[0];
+    assert_eq!(f.priority, aiops_core::Priority::High);
     assert_eq!(
-        f.evidence.principal.as_deref(),
-        Some("arn:aws:iam::1:user/mallory")
+        f.evidence.top_contributors,
+        vec![aiops_core::Contributor {
+            name: "arn:aws:iam::1:user/mallory".into(),
+            count: 40
+        }]
     );
-    assert_eq!(f.resource.as_ref().unwrap().resource_type, "iam_principal");
+    assert!(
+        f.evidence
+            .related
+            .iter()
+            .any(|r| r.contains("api_error_principal:arn:aws:iam::1:user/mallory:AccessDenied")),
+        "{:?}",
+        f.evidence.related
+    );
 }
 
 #[test]
@@ -545,7 +563,8 @@ fn parallel_close_keeps_results_independent_of_series_order() {
         out
     };
     let a = run(false);
-    assert_eq!(a.len(), 6);
+    // Per group, the level and template findings of the burst are merged into one.
+    assert_eq!(a.len(), 3);
     assert_eq!(a, run(true));
 }
 
@@ -649,4 +668,37 @@ fn template_series_keys_do_not_depend_on_what_came_before() {
     )];
     assert_eq!(run([0, 1, 2]), want);
     assert_eq!(run([2, 0, 1]), want);
+}
+
+#[test]
+fn a_gap_in_the_whole_input_is_not_a_drop_but_silence_among_traffic_is() {
+    // A busy group (200 a minute) and a quiet one (2 a minute).
+    let run = |quiet_keeps_logging: bool| {
+        let mut e = StatsEngine::new(quiet_config());
+        let mut id = 0;
+        let mut found = Vec::new();
+        for m in 0..120i64 {
+            let silent = (60..90).contains(&m);
+            if !silent {
+                for k in 0..200 {
+                    id += 1;
+                    let t = m * MIN + k * (S / 4);
+                    found.extend(e.observe(&log(id, t, "g", "ERROR db timeout 42")));
+                }
+            }
+            if !silent || quiet_keeps_logging {
+                id += 1;
+                found.extend(e.observe(&log(id, m * MIN + 55 * S, "q", "INFO tick")));
+            }
+        }
+        found.extend(e.flush());
+        found
+    };
+    // Nothing at all for 30 minutes: an input gap, no finding.
+    assert!(run(false).is_empty(), "{:#?}", run(false));
+    // The other group kept logging: the busy group's silence is one drop, at its start.
+    let found = run(true);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].evidence.window, Some((60 * MIN, 61 * MIN)));
+    assert_eq!(found[0].direction, Some(aiops_core::Direction::Drop));
 }

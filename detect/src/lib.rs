@@ -13,6 +13,7 @@ pub mod numeric;
 pub mod rate;
 pub mod rules;
 pub mod template;
+pub mod triage;
 pub mod value;
 
 pub use config::{ConfigError, StatisticsConfig};

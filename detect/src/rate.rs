@@ -20,17 +20,67 @@
 //! `k < min_count`. Updates are winsorised at `λ + winsor_sigmas · sd + 1`, so one burst does
 //! not teach the model that bursts are normal.
 //!
-//! Sources: the Poisson and negative binomial upper tails are the regularised incomplete gamma
-//! and beta functions (statrs `gamma_lr`, `beta_reg`); exponentially weighted moments as in
-//! Roberts (1959), "Control chart tests based on geometric moving averages".
+//! The dispersion index is the larger of the recent one and a long-term one (second moment
+//! weighted with `long_alpha`), so a calm spell of a bursty series does not make its next burst
+//! look impossible.
+//!
+//! **Minimum effect size.** A window is a spike only if, besides its tail probability, its
+//! count is at least `min_ratio` times the expectation and exceeds it by at least `min_excess`
+//! events; a drop only if its count is at most the expectation over `min_ratio` and at least
+//! `min_excess` below it. A tiny rate that quadruples (0.5 to 2 lines a minute) is not news.
+//!
+//! **Lower tail (drops).** A window that satisfies the drop effect size scores the lower tail
+//! `P(X ≤ k)` (Poisson: regularised upper incomplete gamma; negative binomial: `I_p(r, k+1)`).
+//! Consecutive low windows multiply their probabilities (their `−log10` are summed, as in a
+//! one-sided CUSUM of log-likelihoods, Page 1954), so a busy but bursty series that stays
+//! silent for a few windows is a drop even when one silent window is plausible. After a drop is
+//! reported ([`RateModel::mark_drop_reported`]) no new drop is scored until a window is no
+//! longer low. A series is *busy* ([`RateModel::busy`]) when an empty window would count as a
+//! low one and has probability at most 10 %: the engine scores the empty windows of busy
+//! series at every close, so a series that stops altogether gives a drop.
+//!
+//! **Recurring bursts (weekly and daily seasonality at window resolution).** Hour-of-day
+//! buckets cannot hold a five-minute job. Each model keeps at most [`MAX_RECURRING`] *slots*:
+//! a slot is a time of week (seconds since Monday 00:00 UTC, at the window start) where a
+//! window's count met the spike effect size against the regular baseline. A slot's value is an
+//! exponentially weighted mean (weight 1/2) of the counts seen at that exact time of week, and
+//! it is halved by every empty recurrence; slots whose value falls below `min_count` are
+//! forgotten, and a full set replaces its smallest slot. A slot is *weekly* once a burst
+//! recurred at its time of week, *daily* once a burst came at exactly its time of day on an
+//! earlier day (at least 12 hours before). The spike expectation of a window is the largest of
+//! the regular baseline and the values of the weekly or daily slots within
+//! [`SLOT_TOLERANCE_SECS`] at the same time of week or, failing that, of the daily slots at
+//! the same time of day, whose last burst is at least 12 hours old (a burst never makes its
+//! own next minutes expected). So a job that runs at 09:00 every weekday is expected
+//! from its third day, a weekly one from its second or third week, and the end of the job is
+//! not a drop (the drop expectation uses the regular baseline, whose dispersion the job makes
+//! large). This is the seasonal-naive idea (compare with the same time one season ago,
+//! Hyndman & Athanasopoulos, *Forecasting: Principles and Practice*, §5.2) kept sparse.
+//!
+//! Sources: the Poisson and negative binomial tails are the regularised incomplete gamma
+//! and beta functions (statrs `gamma_lr`, `gamma_ur`, `beta_reg`); exponentially weighted
+//! moments as in Roberts (1959), "Control chart tests based on geometric moving averages".
 
-use crate::numeric::surprise_score;
+use aiops_core::Direction;
 use serde::{Deserialize, Serialize};
 
 /// Microseconds per hour.
 const HOUR_US: i64 = 3_600_000_000;
 /// Microseconds per day.
 const DAY_US: i64 = 86_400_000_000;
+/// Microseconds per week.
+const WEEK_US: i64 = 7 * DAY_US;
+/// Most recurring-burst slots a count model keeps (see the module documentation).
+pub const MAX_RECURRING: usize = 32;
+/// Two times of week (or day) within this many seconds match as the same recurring slot.
+pub const SLOT_TOLERANCE_SECS: i64 = 60;
+/// A recurring slot is used only this long (12 h) after the burst that last updated it.
+const SLOT_MIN_AGE_US: i64 = 12 * HOUR_US;
+/// A window whose spike score reaches this (the default finding threshold, `p ≤ 1e−5` with
+/// the default `decades`) is not learned raw by the long-term moments.
+const ANOMALY_SCORE: f64 = 0.5;
+/// A series is busy when an empty window has at most this probability.
+const BUSY_EMPTY_P: f64 = 0.1;
 
 /// Rate model configuration (`[detect.statistics.rate]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +120,13 @@ pub struct RateConfig {
     /// Counts above `λ + winsor_sigmas · sd + 1` are clipped before updating the model.
     /// Default 4; > 0.
     pub winsor_sigmas: f64,
+    /// Minimum effect size, ratio: a spike needs `k ≥ min_ratio · λ`, a drop `k ≤ λ / min_ratio`.
+    /// Default 2; ≥ 1.
+    pub min_ratio: f64,
+    /// Minimum effect size, events per window: a spike needs `k − λ ≥ min_excess`, a drop
+    /// `λ − k ≥ min_excess` (so only a series expecting at least this many events per window
+    /// can drop). Default 10; ≥ 0.
+    pub min_excess: f64,
 }
 
 impl Default for RateConfig {
@@ -87,6 +144,8 @@ impl Default for RateConfig {
             negative_binomial: true,
             decades: 10.0,
             winsor_sigmas: 4.0,
+            min_ratio: 2.0,
+            min_excess: 10.0,
         }
     }
 }
@@ -97,6 +156,8 @@ impl Default for RateConfig {
 pub struct SeasonalProfile {
     hour: [f64; 24],
     day: [f64; 7],
+    /// Windows learned per hour bucket (saturating), for a bias-corrected start.
+    hour_n: [u16; 24],
     hour_seen: u32,
     day_seen: u8,
 }
@@ -106,6 +167,7 @@ impl Default for SeasonalProfile {
         SeasonalProfile {
             hour: [0.0; 24],
             day: [0.0; 7],
+            hour_n: [0; 24],
             hour_seen: 0,
             day_seen: 0,
         }
@@ -124,11 +186,17 @@ impl SeasonalProfile {
     fn update(&mut self, t: i64, k: f64, alpha: f64) {
         let (h, d) = hour_and_weekday(t);
         if let Some(v) = self.hour.get_mut(h) {
+            // The first windows of a bucket are averaged (weight 1/n), not taken as the level.
+            let n = self.hour_n.get(h).copied().unwrap_or(u16::MAX);
+            let a = alpha.max(1.0 / (f64::from(n) + 1.0));
             if self.hour_seen & (1 << h) == 0 {
                 *v = k;
                 self.hour_seen |= 1 << h;
             } else {
-                *v += alpha * (k - *v);
+                *v += a * (k - *v);
+            }
+            if let Some(c) = self.hour_n.get_mut(h) {
+                *c = c.saturating_add(1);
             }
         }
         if let Some(v) = self.day.get_mut(d) {
@@ -148,7 +216,13 @@ impl SeasonalProfile {
         }
         let (h, d) = hour_and_weekday(t);
         if let Some(v) = self.hour.get_mut(h) {
-            *v *= decay_factor(alpha, n);
+            // Bias-corrected like `update`: while the bucket is young, the n zeros are averaged
+            // in; afterwards each decays it by (1 − α).
+            let seen = u64::from(self.hour_n.get(h).copied().unwrap_or(u16::MAX));
+            *v *= zeros_factor(seen, n, alpha);
+            if let Some(c) = self.hour_n.get_mut(h) {
+                *c = u16::try_from(seen.saturating_add(n)).unwrap_or(u16::MAX);
+            }
         }
         if let Some(v) = self.day.get_mut(d) {
             *v *= decay_factor(alpha / 24.0, n);
@@ -185,6 +259,19 @@ fn decay_factor(alpha: f64, n: u64) -> f64 {
     ((n as f64) * (1.0 - a).ln()).exp()
 }
 
+/// The factor by which `n` zeros scale a bias-corrected exponentially weighted mean that has
+/// learned `seen` values: the first zeros, while the weight `1 / (count + 1)` exceeds `alpha`,
+/// are averaged in (`seen / (seen + young)`); the others decay it by `(1 − alpha)` each.
+fn zeros_factor(seen: u64, n: u64, alpha: f64) -> f64 {
+    let limit = (1.0 / alpha.max(1e-12)).floor() as u64;
+    let young = limit.saturating_sub(seen).min(n);
+    let mut f = 1.0;
+    if young > 0 && seen > 0 {
+        f = seen as f64 / (seen + young) as f64;
+    }
+    f * decay_factor(alpha, n - young)
+}
+
 /// Count of multiples of `len` in `[a, b)`.
 fn multiples_in(a: i64, b: i64, len: i64) -> u64 {
     if b <= a || len <= 0 {
@@ -198,35 +285,97 @@ fn multiples_in(a: i64, b: i64, len: i64) -> u64 {
 /// The score of one window's count.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateScore {
-    /// Score in [0, 1] (0 while warming up or below `min_count`).
+    /// Score in [0, 1] (0 while warming up, below the effect size or below `min_count`).
     pub score: f64,
-    /// Upper-tail probability `P(X ≥ k)` under the model (1 when not scored).
+    /// Tail probability under the model of the scored direction (1 when not scored): `P(X ≥ k)`
+    /// for a spike; for a drop, the product of `P(X ≤ k)` over the run of low windows ending
+    /// here.
     pub p_value: f64,
-    /// The baseline `λ` the count was compared with (expected count per window).
+    /// The expectation `λ` the count was compared with (expected count per window): the spike
+    /// expectation (regular baseline or recurring burst) unless the window is a drop
+    /// candidate, then the regular baseline.
     pub expected: f64,
     /// Whether the negative binomial (rather than Poisson) tail was used.
     pub negative_binomial: bool,
+    /// Which tail was scored.
+    pub direction: Direction,
 }
 
-/// The rate model of one count series. Its size is fixed (about 300 bytes).
+/// One recurring-burst slot (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Slot {
+    /// Seconds since Monday 00:00 UTC of the window start.
+    pos: u32,
+    /// Exponentially weighted count at this time of week.
+    value: f32,
+    /// Whether the burst recurred at the same time of week.
+    weekly: bool,
+    /// Whether a burst came at the same time of day on another day.
+    daily: bool,
+    /// Window start (µs) of its last burst: a slot is only used from [`SLOT_MIN_AGE_US`] after
+    /// it, so a burst never makes its own next minutes expected.
+    last: i64,
+}
+
+/// The rate model of one count series: fixed-size moments and profile (about 400 bytes) plus
+/// at most [`MAX_RECURRING`] slots (12 bytes each, allocated only for series with bursts).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateModel {
     /// Recent EW mean and second moment of the count.
     mean: f64,
     m2: f64,
-    /// Long-term EW mean.
+    /// Long-term EW mean and second moment.
     long_mean: f64,
+    long_m2: f64,
     seasonal: SeasonalProfile,
     windows: u64,
     /// Events learned so far (sum of counts).
     events: u64,
     first_window: Option<i64>,
+    /// Recurring-burst slots.
+    slots: Vec<Slot>,
+    /// `−log10` of the product of the lower-tail probabilities of the current run of low
+    /// windows (0 when the last window was not low).
+    drop_run: f64,
+    /// A drop was reported in the current run of low windows.
+    drop_reported: bool,
+    /// Whether an empty window would be a drop candidate with probability ≤ 10 % (as of the
+    /// last window learned).
+    busy: bool,
 }
 
 impl Default for RateModel {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Seconds since Monday 00:00 UTC of a time in µs.
+fn time_of_week(t: i64) -> u32 {
+    // 1970-01-01 was a Thursday: Monday 00:00 was 3 days earlier.
+    u32::try_from((t + 3 * DAY_US).rem_euclid(WEEK_US) / 1_000_000).unwrap_or(0)
+}
+
+/// Circular distance between two positions modulo `period` (seconds).
+fn circular(a: u32, b: u32, period: u32) -> u32 {
+    let d = a.abs_diff(b) % period;
+    d.min(period - d)
+}
+
+/// Score in [0, 1] for a tail probability of `10^(−decades_seen)`: `decades_seen / decades`.
+fn decades_score(decades_seen: f64, decades: f64) -> f64 {
+    if decades_seen.is_nan() || !(decades > 0.0 && decades.is_finite()) {
+        return 0.0;
+    }
+    (decades_seen / decades).clamp(0.0, 1.0)
+}
+
+/// `−log10 p`, with `p` clamped to `[1e−300, 1]`.
+fn neg_log10(p: f64) -> f64 {
+    if p.is_nan() {
+        return 0.0;
+    }
+    -p.clamp(1e-300, 1.0).log10()
 }
 
 impl RateModel {
@@ -236,10 +385,15 @@ impl RateModel {
             mean: 0.0,
             m2: 0.0,
             long_mean: 0.0,
+            long_m2: 0.0,
             seasonal: SeasonalProfile::default(),
             windows: 0,
             events: 0,
             first_window: None,
+            slots: Vec::new(),
+            drop_run: 0.0,
+            drop_reported: false,
+            busy: false,
         }
     }
 
@@ -248,8 +402,9 @@ impl RateModel {
         self.windows
     }
 
-    /// The baseline for a window starting at `t` (µs): the largest of the recent, long-term and
-    /// (when enough history exists) seasonal rates, floored at `min_expected`.
+    /// The regular baseline for a window starting at `t` (µs): the largest of the recent,
+    /// long-term and (when enough history exists) seasonal rates, floored at `min_expected`.
+    /// Recurring bursts are not included (see [`RateModel::expected_spike`]).
     pub fn baseline(&self, t: i64, cfg: &RateConfig) -> f64 {
         let mut b = self.mean.max(self.long_mean);
         if let Some(first) = self.first_window {
@@ -269,30 +424,146 @@ impl RateModel {
         }
     }
 
-    /// The dispersion index `var / mean` of recent counts (at least 1).
-    pub fn dispersion(&self) -> f64 {
-        if self.mean <= 0.0 {
-            return 1.0;
-        }
-        let var = (self.m2 - self.mean * self.mean).max(0.0);
-        let d = var / self.mean;
-        if d.is_finite() { d.max(1.0) } else { 1.0 }
+    /// The value of the confirmed recurring burst expected at `t` (µs): the largest value of
+    /// the confirmed slots within [`SLOT_TOLERANCE_SECS`] at the same time of week, else at the
+    /// same time of day; `None` when there is none.
+    pub fn recurring(&self, t: i64) -> Option<f64> {
+        let pos = time_of_week(t);
+        let tol = SLOT_TOLERANCE_SECS as u32;
+        let best = |period: u32, daily_only: bool| {
+            self.slots
+                .iter()
+                .filter(|s| {
+                    (s.daily || (s.weekly && !daily_only))
+                        && t.saturating_sub(s.last) >= SLOT_MIN_AGE_US
+                        && circular(s.pos, pos, period) <= tol
+                })
+                .map(|s| f64::from(s.value))
+                .reduce(f64::max)
+        };
+        best(7 * 86_400, false).or_else(|| best(86_400, true))
     }
 
-    /// Scores a count `k` for the window starting at `t` without updating the model.
-    pub fn score(&self, t: i64, k: u64, cfg: &RateConfig) -> RateScore {
+    /// Whether the model holds any recurring-burst slot.
+    pub fn has_recurring(&self) -> bool {
+        !self.slots.is_empty()
+    }
+
+    /// The spike expectation at `t`: the regular baseline, or a recurring burst when larger.
+    pub fn expected_spike(&self, t: i64, cfg: &RateConfig) -> f64 {
+        self.spike_expectation(t, self.baseline(t, cfg))
+    }
+
+    fn spike_expectation(&self, t: i64, b: f64) -> f64 {
+        if self.slots.is_empty() {
+            return b;
+        }
+        match self.recurring(t) {
+            Some(r) if r.is_finite() => b.max(r),
+            _ => b,
+        }
+    }
+
+    /// The dispersion index `var / mean` (at least 1): the larger of the recent and the
+    /// long-term one.
+    pub fn dispersion(&self) -> f64 {
+        fn index(mean: f64, m2: f64) -> f64 {
+            if mean <= 0.0 {
+                return 1.0;
+            }
+            let d = (m2 - mean * mean).max(0.0) / mean;
+            if d.is_finite() { d.max(1.0) } else { 1.0 }
+        }
+        index(self.mean, self.m2).max(index(self.long_mean, self.long_m2))
+    }
+
+    /// Whether the series is busy: past `min_windows`, and an empty window now would be a drop
+    /// candidate (regular baseline at least `min_excess`) with probability at most 10 %. The
+    /// engine scores the empty windows of busy series at every close.
+    pub fn busy(&self) -> bool {
+        self.busy
+    }
+
+    fn compute_busy(&self, t: i64, cfg: &RateConfig) -> bool {
+        if self.windows < u64::from(cfg.min_windows) {
+            return false;
+        }
         let lambda = self.baseline(t, cfg);
+        if lambda < cfg.min_excess.max(f64::MIN_POSITIVE) || lambda < cfg.min_count as f64 {
+            return false;
+        }
+        // P(X = 0) in closed form (no special function at every window): e^−λ (Poisson),
+        // (1/D)^(λ / (D − 1)) (negative binomial with mean λ and variance D·λ).
+        let (d, nb) = self.tail_model(cfg);
+        let ln_p0 = if nb {
+            -d.ln() * lambda / (d - 1.0)
+        } else {
+            -lambda
+        };
+        ln_p0 <= BUSY_EMPTY_P.ln()
+    }
+
+    fn tail_model(&self, cfg: &RateConfig) -> (f64, bool) {
         let d = self.dispersion();
-        let use_nb = cfg.negative_binomial && d > 1.0 + 1e-9;
+        (d, cfg.negative_binomial && d > 1.0 + 1e-9)
+    }
+
+    fn lower_tail(&self, k: u64, lambda: f64, cfg: &RateConfig) -> f64 {
+        let (d, nb) = self.tail_model(cfg);
+        if nb {
+            negative_binomial_cdf(k, lambda, d * lambda)
+        } else {
+            poisson_cdf(k, lambda)
+        }
+    }
+
+    /// Whether `k` is a drop candidate against the regular baseline `lambda`.
+    fn low(k: u64, lambda: f64, cfg: &RateConfig) -> bool {
+        let k = k as f64;
+        k <= lambda / cfg.min_ratio.max(1.0) && lambda - k >= cfg.min_excess.max(0.0)
+    }
+
+    /// Scores a count `k` for the window starting at `t` without updating the model: the
+    /// drop tail when `k` is a drop candidate, else the spike tail (see the module
+    /// documentation).
+    pub fn score(&self, t: i64, k: u64, cfg: &RateConfig) -> RateScore {
+        self.score_at(t, k, cfg, self.baseline(t, cfg))
+    }
+
+    /// [`RateModel::score`] with the regular baseline at `t` already known.
+    fn score_at(&self, t: i64, k: u64, cfg: &RateConfig, regular: f64) -> RateScore {
+        let (d, use_nb) = self.tail_model(cfg);
+        let warm = self.windows >= u64::from(cfg.min_windows) && self.events >= cfg.min_events;
+        if Self::low(k, regular, cfg) {
+            let mut out = RateScore {
+                score: 0.0,
+                p_value: 1.0,
+                expected: regular,
+                negative_binomial: use_nb,
+                direction: Direction::Drop,
+            };
+            if warm {
+                let run = self.drop_run + neg_log10(self.lower_tail(k, regular, cfg));
+                out.p_value = 10f64.powf(-run);
+                if !self.drop_reported {
+                    out.score = decades_score(run, cfg.decades);
+                }
+            }
+            return out;
+        }
+        let lambda = self.spike_expectation(t, regular);
         let mut out = RateScore {
             score: 0.0,
             p_value: 1.0,
             expected: lambda,
             negative_binomial: use_nb,
+            direction: Direction::Spike,
         };
-        if self.windows < u64::from(cfg.min_windows)
-            || self.events < cfg.min_events
+        let kf = k as f64;
+        if !warm
             || k < cfg.min_count.max(1)
+            || kf < cfg.min_ratio.max(1.0) * lambda
+            || kf - lambda < cfg.min_excess.max(0.0)
         {
             return out;
         }
@@ -302,45 +573,120 @@ impl RateModel {
             poisson_sf(k, lambda)
         };
         out.p_value = p;
-        out.score = surprise_score(p, cfg.decades);
+        out.score = decades_score(neg_log10(p), cfg.decades);
         out
     }
 
     /// Scores and then learns the count `k` of the window starting at `t`.
     pub fn observe(&mut self, t: i64, k: u64, cfg: &RateConfig) -> RateScore {
-        let s = self.score(t, k, cfg);
+        let regular = self.baseline(t, cfg);
+        let s = self.score_at(t, k, cfg, regular);
+        if Self::low(k, regular, cfg) {
+            self.drop_run += neg_log10(self.lower_tail(k, regular, cfg));
+        } else {
+            self.drop_run = 0.0;
+            self.drop_reported = false;
+        }
         self.events = self.events.saturating_add(k);
-        self.learn(t, k as f64, s.expected, cfg);
+        self.learn_slots(t, k, regular, cfg);
+        self.learn(t, k as f64, &s, cfg);
+        self.busy = self.compute_busy(t + 1, cfg);
         s
     }
 
-    fn learn(&mut self, t: i64, k: f64, lambda: f64, cfg: &RateConfig) {
+    /// Records that a drop finding was made: no new drop is scored until a window is no longer
+    /// low.
+    pub fn mark_drop_reported(&mut self) {
+        self.drop_reported = true;
+    }
+
+    fn learn_slots(&mut self, t: i64, k: u64, regular: f64, cfg: &RateConfig) {
+        let kf = k as f64;
+        let burst = k >= cfg.min_count.max(1)
+            && kf >= cfg.min_ratio.max(1.0) * regular
+            && kf - regular >= cfg.min_excess.max(0.0);
+        if self.slots.is_empty() && !burst {
+            return;
+        }
+        let pos = time_of_week(t);
+        if let Some(i) = self.slots.iter().position(|s| s.pos == pos) {
+            if let Some(s) = self.slots.get_mut(i) {
+                let v = f64::from(s.value);
+                s.value = (v + 0.5 * (kf - v)) as f32;
+                if kf >= cfg.min_ratio.max(1.0) * regular {
+                    s.weekly = true;
+                    s.last = t;
+                }
+                if f64::from(s.value) >= cfg.min_count as f64 {
+                    return;
+                }
+            }
+            self.slots.swap_remove(i);
+            return;
+        }
+        if !burst {
+            return;
+        }
+        // A burst at the same time of day on an earlier day confirms both.
+        let mut daily = false;
+        for s in &mut self.slots {
+            if circular(s.pos, pos, 86_400) == 0 && t.saturating_sub(s.last) >= SLOT_MIN_AGE_US {
+                s.daily = true;
+                daily = true;
+            }
+        }
+        let slot = Slot {
+            pos,
+            value: kf as f32,
+            weekly: false,
+            daily,
+            last: t,
+        };
+        if self.slots.len() < MAX_RECURRING {
+            self.slots.push(slot);
+        } else if let Some((i, _)) = self
+            .slots
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.value.total_cmp(&b.1.value))
+            && let Some(s) = self.slots.get_mut(i)
+            && s.value < slot.value
+        {
+            *s = slot;
+        }
+    }
+
+    fn learn(&mut self, t: i64, k: f64, s: &RateScore, cfg: &RateConfig) {
+        let lambda = s.expected;
         let sd = (self.dispersion() * lambda).sqrt();
         let cap = lambda + cfg.winsor_sigmas * sd + 1.0;
-        let x = if self.windows >= u64::from(cfg.min_windows) {
-            k.min(cap)
-        } else {
-            k
-        };
-        if self.windows == 0 {
-            self.mean = x;
-            self.m2 = x * x;
-            self.long_mean = x;
-        } else {
-            self.mean += cfg.alpha * (x - self.mean);
-            self.m2 += cfg.alpha * (x * x - self.m2);
-            self.long_mean += cfg.long_alpha * (x - self.long_mean);
-        }
+        let warm = self.windows >= u64::from(cfg.min_windows);
+        let x = if warm { k.min(cap) } else { k };
+        // The long-term moments, which carry the dispersion of a bursty series, learn the raw
+        // count unless the window was itself anomalous: winsorising every window would clip
+        // exactly the tail that makes a series over-dispersed, and underestimate it.
+        let anomalous = s.direction == Direction::Spike && s.score >= ANOMALY_SCORE;
+        let xl = if warm && anomalous { x } else { k };
+        // Bias-corrected start: the first windows are averaged, not taken as the level.
+        let n = self.windows as f64 + 1.0;
+        let a = cfg.alpha.max(1.0 / n);
+        let la = cfg.long_alpha.max(1.0 / n);
+        self.mean += a * (x - self.mean);
+        self.m2 += a * (x * x - self.m2);
+        self.long_mean += la * (xl - self.long_mean);
+        self.long_m2 += la * (xl * xl - self.long_m2);
         self.seasonal.update(t, x, cfg.seasonal_alpha);
         self.first_window.get_or_insert(t);
         self.windows += 1;
     }
 
     /// Learns `n` consecutive empty windows starting at `start` (µs, window-aligned) of length
-    /// `len` µs, in `O(hours)` rather than `O(n)`: the exponentially weighted moments decay by
-    /// `(1 − α)^n` in closed form, and each hour bucket by `(1 − α)` to the number of its
-    /// windows. Gaps longer than two weeks only replay their last two weeks into the buckets
-    /// (older zeros would have decayed them to at most `(1 − α)^(336 · windows per hour)`).
+    /// `len` µs, in `O(hours + slots)` rather than `O(n)`: the exponentially weighted moments
+    /// decay by `(1 − α)^n` in closed form, each hour bucket by `(1 − α)` to the number of its
+    /// windows, and each recurring slot is halved once per recurrence in the gap. Gaps longer
+    /// than two weeks only replay their last two weeks into the buckets (older zeros would have
+    /// decayed them to at most `(1 − α)^(336 · windows per hour)`). The drop run is not
+    /// extended: the engine scores the empty windows of busy series one by one instead.
     pub fn observe_empty(&mut self, start: i64, n: u64, len: i64, cfg: &RateConfig) {
         if n == 0 || len <= 0 {
             return;
@@ -349,10 +695,12 @@ impl RateModel {
             // A series starts with its first non-empty window; leading zeros carry nothing.
             return;
         }
-        let f = decay_factor(cfg.alpha, n);
+        let f = zeros_factor(self.windows, n, cfg.alpha);
         self.mean *= f;
         self.m2 *= f;
-        self.long_mean *= decay_factor(cfg.long_alpha, n);
+        let lf = zeros_factor(self.windows, n, cfg.long_alpha);
+        self.long_mean *= lf;
+        self.long_m2 *= lf;
         let end = start.saturating_add(len.saturating_mul(i64::try_from(n).unwrap_or(i64::MAX)));
         let from = start.max(end.saturating_sub(14 * DAY_US));
         let mut h = from.div_euclid(HOUR_US) * HOUR_US;
@@ -363,7 +711,52 @@ impl RateModel {
             self.seasonal.decay(a, count, cfg.seasonal_alpha);
             h += HOUR_US;
         }
+        let min = cfg.min_count as f64;
+        self.slots.retain_mut(|s| {
+            // Window starts at this time of week: t ≡ pos − 3 days (mod week).
+            let offset = i64::from(s.pos) * 1_000_000 - 3 * DAY_US;
+            let times = multiples_in(start - offset, end - offset, WEEK_US).min(64);
+            s.value = (f64::from(s.value) * 0.5f64.powi(times as i32)) as f32;
+            f64::from(s.value) >= min
+        });
+        self.drop_run = 0.0;
+        self.drop_reported = false;
         self.windows = self.windows.saturating_add(n);
+        self.busy = self.compute_busy(end, cfg);
+    }
+}
+
+/// `P(X ≤ k)` for `X ~ Poisson(λ)`: the regularised upper incomplete gamma `Q(k + 1, λ)`
+/// (statrs `checked_gamma_ur`). 1 (no evidence) for invalid inputs.
+pub fn poisson_cdf(k: u64, lambda: f64) -> f64 {
+    if !(lambda.is_finite() && lambda > 0.0) {
+        return 1.0;
+    }
+    match statrs::function::gamma::checked_gamma_ur(k as f64 + 1.0, lambda) {
+        Ok(p) if p.is_finite() => p.clamp(0.0, 1.0),
+        _ => 1.0,
+    }
+}
+
+/// `P(X ≤ k)` for a negative binomial with the given mean and variance (variance > mean):
+/// with `r = mean² / (var − mean)` and `p = mean / var`, `P(X ≤ k) = I_p(r, k + 1)` (statrs
+/// `checked_beta_reg`, as in its `NegativeBinomial::cdf`). Falls back to [`poisson_cdf`] when
+/// the variance does not exceed the mean; 1 for invalid inputs.
+pub fn negative_binomial_cdf(k: u64, mean: f64, var: f64) -> f64 {
+    if !(mean.is_finite() && mean > 0.0 && var.is_finite()) {
+        return 1.0;
+    }
+    if var <= mean * (1.0 + 1e-9) {
+        return poisson_cdf(k, mean);
+    }
+    let p = mean / var;
+    let r = mean * mean / (var - mean);
+    if !(r > 0.0 && r.is_finite() && p > 0.0 && p < 1.0) {
+        return 1.0;
+    }
+    match statrs::function::beta::checked_beta_reg(r, k as f64 + 1.0, p) {
+        Ok(v) if v.is_finite() => v.clamp(0.0, 1.0),
+        _ => 1.0,
     }
 }
 
@@ -488,7 +881,8 @@ mod tests {
         // A series whose first window had 1 event, then only empty windows.
         m.observe(0, 1, &cfg);
         m.observe_empty(MIN, 200, MIN, &cfg);
-        let s = m.score(201 * MIN, 5, &cfg);
+        // 20 events: past the effect size (ratio 2, excess 10) over the floor.
+        let s = m.score(201 * MIN, 20, &cfg);
         assert!(s.score.is_finite() && s.score > 0.0 && s.score <= 1.0);
         assert!(s.expected >= cfg.min_expected);
     }
@@ -540,6 +934,114 @@ mod tests {
         assert!((a.m2 - b.m2).abs() < 1e-9);
         assert!((a.long_mean - b.long_mean).abs() < 1e-12);
         assert_eq!(a.windows(), b.windows());
+    }
+
+    #[test]
+    fn busy_uses_the_probability_of_an_empty_window() {
+        let cfg = RateConfig::default();
+        let mut m = RateModel::new();
+        warm(&mut m, &cfg, 12, 100);
+        // Poisson(12): P(0) = e^-12, busy.
+        assert!(m.busy());
+        assert!((m.lower_tail(0, 12.0, &cfg) - (-12f64).exp()).abs() < 1e-15);
+        // Below min_excess (10 per window): never busy.
+        let mut m = RateModel::new();
+        warm(&mut m, &cfg, 9, 100);
+        assert!(!m.busy());
+        // Mean 12 with dispersion 12: P(0) = (1/12)^(12/11) = 0.0665 <= 0.1, busy; with
+        // dispersion 40: (1/40)^(12/39) = 0.32, not busy.
+        let nb = |d: f64| -> f64 { (1.0 / d).powf(12.0 / (d - 1.0)) };
+        assert!((nb(12.0) - 0.0665).abs() < 1e-3 && (nb(40.0) - 0.3216).abs() < 1e-3);
+        let mut m = RateModel::new();
+        for i in 0..200 {
+            // Alternating 0 and 24: mean 12, variance 144, dispersion 12.
+            m.observe(i * MIN, if i % 2 == 0 { 0 } else { 24 }, &cfg);
+        }
+        assert!((m.dispersion() - 12.0).abs() < 0.5, "{}", m.dispersion());
+        assert!(m.busy());
+    }
+
+    #[test]
+    fn drop_of_a_busy_series_scores_the_lower_tail() {
+        let cfg = RateConfig::default();
+        let mut m = RateModel::new();
+        let t = warm(&mut m, &cfg, 100, 100);
+        assert!(m.busy());
+        // Silence: P(X = 0 | Poisson(100)) = e^-100, far past 10 decades.
+        let s = m.score(t, 0, &cfg);
+        assert_eq!(s.direction, Direction::Drop);
+        assert_eq!(s.expected, 100.0);
+        assert_eq!(s.score, 1.0);
+        // A steep drop: 40 of 100 is at most 100 / 2 and 60 below.
+        let s = m.score(t, 40, &cfg);
+        assert_eq!(s.direction, Direction::Drop);
+        assert_eq!(s.p_value, 10f64.powf(-neg_log10(poisson_cdf(40, 100.0))));
+        assert!(s.score > 0.5);
+        // 60 of 100 is not half: no drop, and no spike either.
+        let s = m.score(t, 60, &cfg);
+        assert_eq!((s.direction, s.score), (Direction::Spike, 0.0));
+        // Once reported, the same run of low windows reports no new drop.
+        m.observe(t, 0, &cfg);
+        m.mark_drop_reported();
+        assert_eq!(m.score(t + MIN, 0, &cfg).score, 0.0);
+        m.observe(t + MIN, 100, &cfg);
+        assert_eq!(m.score(t + 2 * MIN, 0, &cfg).score, 1.0);
+    }
+
+    #[test]
+    fn lower_tails_match_statrs() {
+        let d = Poisson::new(4.5).unwrap();
+        assert!((poisson_cdf(3, 4.5) - d.cdf(3)).abs() < 1e-14);
+        // mean 4, var 8 -> p = 0.5, r = 4.
+        let d = NegativeBinomial::new(4.0, 0.5).unwrap();
+        assert!((negative_binomial_cdf(2, 4.0, 8.0) - d.cdf(2)).abs() < 1e-14);
+        assert_eq!(negative_binomial_cdf(2, 4.0, 4.0), poisson_cdf(2, 4.0));
+        assert_eq!(poisson_cdf(2, f64::NAN), 1.0);
+    }
+
+    #[test]
+    fn effect_size_gates_spikes() {
+        let cfg = RateConfig::default();
+        let mut m = RateModel::new();
+        let t = warm(&mut m, &cfg, 2, 100);
+        // 11 is 5.5 times 2 but only 9 above it: not a spike.
+        assert_eq!(m.score(t, 11, &cfg).score, 0.0);
+        assert_eq!(m.score(t, 11, &cfg).p_value, 1.0);
+        let s = m.score(t, 12, &cfg);
+        assert_eq!(s.p_value, poisson_sf(12, 2.0));
+        // With a large expectation, the ratio decides: 150 of 100 is not twice.
+        let mut m = RateModel::new();
+        let t = warm(&mut m, &cfg, 100, 100);
+        assert_eq!(m.score(t, 150, &cfg).score, 0.0);
+        assert!(m.score(t, 200, &cfg).score > 0.5);
+    }
+
+    #[test]
+    fn a_weekly_burst_is_expected_from_its_second_recurrence() {
+        let cfg = RateConfig::default();
+        let mut m = RateModel::new();
+        // Monday 2024-01-01 09:00 UTC, as minutes since the epoch.
+        let monday = 1_704_067_200 * 1_000_000;
+        let job = |w: i64| monday + w * 7 * DAY_US + 9 * HOUR_US;
+        for w in 0..3i64 {
+            for i in 0..(7 * 1440) {
+                let t = monday + w * 7 * DAY_US + i * MIN;
+                let k = if (0..5).contains(&(t - job(w)).div_euclid(MIN)) {
+                    100
+                } else {
+                    1
+                };
+                if t == job(w) {
+                    let expected = m.recurring(t);
+                    // Week 1: nothing known; week 2: one burst, not yet a recurrence;
+                    // week 3: the recurring burst is expected.
+                    assert_eq!(expected, [None, None, Some(100.0)][w as usize], "week {w}");
+                }
+                m.observe(t, k, &cfg);
+            }
+        }
+        // Tuesday 09:00 is not expected (a weekly burst, not a daily one).
+        assert_eq!(m.recurring(job(2) + DAY_US), None);
     }
 
     #[test]

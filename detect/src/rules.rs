@@ -23,7 +23,7 @@
 
 use aiops_core::time::now_micros;
 use aiops_core::{
-    CloudTrailFields, Event, Evidence, Finding, FindingKind, ResourceKey, stable_hash,
+    CloudTrailFields, Event, Evidence, Finding, FindingKind, Priority, ResourceKey, stable_hash,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -674,6 +674,8 @@ impl ChangeRules {
             score: 1.0,
             default_action: Some(rule.action.clone()),
             recoverable: id != "unknown",
+            direction: None,
+            priority: Priority::High,
             evidence: Evidence {
                 event_ids: vec![event.event_id.clone()],
                 event_source: Some(ct.event_source.clone()),

@@ -1826,7 +1826,11 @@ pub fn decode_findings_batch(batch: &RecordBatch) -> Result<Vec<Finding>, Archiv
                 expected: f64_at(expected, i),
                 template: template.get(i),
                 samples: list(&samples, i)?,
+                top_contributors: Vec::new(),
+                related: Vec::new(),
             },
+            direction: None,
+            priority: aiops_core::Priority::High,
         });
     }
     Ok(out)
@@ -2109,6 +2113,8 @@ mod tests {
                 event_ids: vec!["e1".into(), "e2".into()],
                 ..Default::default()
             },
+            direction: None,
+            priority: aiops_core::Priority::High,
         }
     }
 

@@ -88,6 +88,8 @@ pub fn change_finding(
             samples: vec![format!("{{\"dBInstanceIdentifier\":\"{resource_id}\"}}")],
             ..Evidence::default()
         },
+        direction: None,
+        priority: aiops_core::Priority::High,
     }
 }
 

@@ -133,6 +133,15 @@ pub fn stat(id: &str, series: &str, t: i64, score: f64, observed: f64, expected:
             expected: Some(expected),
             ..Evidence::default()
         },
+        direction: Some(aiops_core::Direction::Spike),
+        // As detect would rank them: the higher the score, the higher the priority.
+        priority: if score >= 0.999 {
+            aiops_core::Priority::High
+        } else if score >= 0.99 {
+            aiops_core::Priority::Medium
+        } else {
+            aiops_core::Priority::Low
+        },
     }
 }
 

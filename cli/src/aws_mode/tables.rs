@@ -155,6 +155,8 @@ mod tests {
                 series_key: key.map(str::to_string),
                 ..Evidence::default()
             },
+            direction: None,
+            priority: aiops_core::Priority::High,
         };
         let mut b: TableBuffer<Finding> =
             TableBuffer::new("/hist/", "shardId-000000000000", ArchiveConfig::default());

@@ -261,6 +261,8 @@ mod tests {
                 window: Some((start, start + MIN)),
                 ..Evidence::default()
             },
+            direction: None,
+            priority: aiops_core::Priority::High,
         }
     }
 

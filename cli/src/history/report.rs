@@ -597,6 +597,8 @@ mod tests {
                 window: Some((100 * MIN, 101 * MIN)),
                 ..Evidence::default()
             },
+            direction: None,
+            priority: aiops_core::Priority::High,
         };
         let traces: Vec<WindowTrace> = (20..110)
             .filter(|m| m % 7 != 0)
