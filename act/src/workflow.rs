@@ -117,6 +117,7 @@ pub struct Workflow<S, E, X, N = NoopNotifier> {
     changes: Option<Arc<dyn ChangeIndex + Send + Sync>>,
     clock: Arc<dyn Clock>,
     filters: std::sync::Mutex<Option<Filters>>,
+    incident_priorities: Vec<Priority>,
 }
 
 /// Suppressions and feedback thresholds as last read, and when (wall clock, microseconds).
@@ -139,6 +140,10 @@ pub struct Handled {
     /// Why the finding opens no incident, when it is suppressed (a suppression, or "not an
     /// incident" feedback on its series): the pipeline records it marked `suppressed`.
     pub suppressed: Option<String>,
+    /// Whether the finding's priority is below the ones that open an incident
+    /// ([`Workflow::with_incident_priorities`]) and no open incident took it: it is recorded
+    /// (findings table) and opens nothing.
+    pub below_priority: bool,
 }
 
 /// How destructive an action is (DESIGN §6 cooldown): `start` 1, `restore` 2, `recreate` 3,
@@ -254,6 +259,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor> Workflow<S, E, X, Noop
             changes: None,
             clock: Arc::new(SystemClock),
             filters: std::sync::Mutex::new(None),
+            incident_priorities: vec![Priority::High],
         }
     }
 }
@@ -271,6 +277,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
             changes: self.changes,
             clock: self.clock,
             filters: std::sync::Mutex::new(None),
+            incident_priorities: self.incident_priorities,
         }
     }
 
@@ -278,6 +285,15 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
     /// the pipeline feeds with [`crate::changes::change_from_event`]).
     pub fn with_changes(mut self, changes: Arc<dyn ChangeIndex + Send + Sync>) -> Self {
         self.changes = Some(changes);
+        self
+    }
+
+    /// The same workflow opening incidents only for findings of these priorities (detect's
+    /// `[detect.statistics] incident_priorities`, default `["HIGH"]`); change-rule findings
+    /// always open one. A finding of another priority still joins an open incident it
+    /// belongs to (as evidence), and is otherwise only recorded ([`Handled::below_priority`]).
+    pub fn with_incident_priorities(mut self, priorities: Vec<Priority>) -> Self {
+        self.incident_priorities = priorities;
         self
     }
 
@@ -411,6 +427,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
                         incident: None,
                         opened: false,
                         joined: false,
+                        below_priority: false,
                         suppressed: None,
                     }));
                 }
@@ -443,6 +460,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
                     incident: updated,
                     opened: false,
                     joined: true,
+                    below_priority: false,
                     suppressed: None,
                 }));
             }
@@ -499,6 +517,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
                 incident: None,
                 opened: false,
                 joined: false,
+                below_priority: false,
                 suppressed: Some(reason),
             });
         }
@@ -509,6 +528,15 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
             && let Some(h) = self.try_join(finding, &keys)?
         {
             return Ok(h);
+        }
+        if !finding.opens_incident(&self.incident_priorities) {
+            return Ok(Handled {
+                incident: None,
+                opened: false,
+                joined: false,
+                below_priority: true,
+                suppressed: None,
+            });
         }
         let mut group = IncidentGroup::open(finding, &self.config.grouping);
         if grouping {
@@ -561,6 +589,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
                 incident: None,
                 opened: false,
                 joined: false,
+                below_priority: false,
                 suppressed: None,
             });
         }
@@ -895,6 +924,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
             incident: self.store.get(id)?,
             opened: true,
             joined: false,
+            below_priority: false,
             suppressed: None,
         })
     }

@@ -236,7 +236,8 @@ pub fn run_embedded_with(
     let worker_id = format!("embedded-{}", uuid::Uuid::new_v4().simple());
     // Store, explainer, executor and notifier as [act] chooses them (embedded default: SQLite
     // in data_dir, statistical explainer, dry-run executor, no notifications).
-    let workflow = aiops_act::build(&config.act, &data_dir, worker_id, profiles)?;
+    let workflow = aiops_act::build(&config.act, &data_dir, worker_id, profiles)?
+        .with_incident_priorities(config.detect.statistics.incident_priorities.clone());
 
     // Sources.
     let mut source_handles = Vec::new();

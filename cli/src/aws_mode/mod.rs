@@ -351,7 +351,8 @@ pub fn run_stages(
                 worker_id.clone(),
                 rule_profiles(&rules),
             )
-            .context("cannot build the act stage")?,
+            .context("cannot build the act stage")?
+            .with_incident_priorities(cfg.detect.statistics.incident_priorities.clone()),
         ))
     } else {
         None
