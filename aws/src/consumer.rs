@@ -14,7 +14,11 @@
 //!   `AFTER_SEQUENCE_NUMBER` of the last record handed to the processor (never `LATEST` nor
 //!   `TRIM_HORIZON` once a record was read);
 //! - a shard ends only when `NextShardIterator` is absent: then the processor flushes and the
-//!   checkpoint `SHARD_END` is written; children start only after all their parents ended.
+//!   checkpoint `SHARD_END` is written; children start only after all their parents ended
+//!   (or aged out of the stream: see [`crate::coordinator`]);
+//! - a shard whose `GetShardIterator` answers `ResourceNotFoundException` while the last
+//!   `ListShards` answer lacks it aged out of the stream's retention period: nothing more can
+//!   be read from it, so it is checkpointed `SHARD_END` (logged as a loss) and its children go on.
 //!
 //! Resuming: a checkpoint `(sequence number, no sub-sequence)` restarts
 //! `AFTER_SEQUENCE_NUMBER`; a checkpoint inside a KPL aggregate `(sequence number, k)` restarts
@@ -198,6 +202,8 @@ pub struct ConsumerStats {
     pub leases_lost: AtomicU64,
     /// Shard tasks that failed (processor or fatal Kinesis error).
     pub shard_failures: AtomicU64,
+    /// Leases deleted by the lease cleanup (finished or aged out, every child started).
+    pub leases_removed: AtomicU64,
 }
 
 /// Why a shard task ended.
@@ -364,6 +370,9 @@ struct ShardRun<'a, K, S, P> {
     last_read: Option<(String, Option<u64>)>,
     /// Records handed to the processor since the last checkpoint.
     unflushed: bool,
+    /// `GetShardIterator` answered `ResourceNotFoundException` for a shard absent from the
+    /// last listing: it aged out of the stream's retention period.
+    aged_out: bool,
 }
 
 impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
@@ -393,6 +402,11 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
                 Ok(it) => {
                     self.backoff.reset();
                     return Ok(Some(it));
+                }
+                Err(KinesisError::NotFound(msg)) if self.absent_from_listing() => {
+                    tracing::warn!(shard = %self.lease.shard_id, error = %msg, "the shard aged out of the stream before it was read to its end; records after the checkpoint are lost to retention");
+                    self.aged_out = true;
+                    return Ok(None);
                 }
                 Err(e) if e.is_retryable() => {
                     self.ctx.stats.read_retries.fetch_add(1, Ordering::Relaxed);
@@ -463,6 +477,29 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
             })
     }
 
+    /// Whether the last shard listing is known (non-empty) and lacks this shard.
+    fn absent_from_listing(&self) -> bool {
+        self.ctx
+            .listed_shards
+            .lock()
+            .map(|l| !l.is_empty() && !l.contains(&self.lease.shard_id))
+            .unwrap_or(false)
+    }
+
+    /// No iterator was obtained: the shard aged out (flush, checkpoint `SHARD_END`: nothing
+    /// more can be read from it, and its children may start), or a stop was requested.
+    async fn finish_without_iterator(&mut self) -> Result<ShardExit, ConsumerError> {
+        if !self.aged_out {
+            return self.finish_stopped().await;
+        }
+        if self.flush_and_checkpoint(Checkpoint::ShardEnd).await? == CheckpointResult::LeaseLost {
+            self.ctx.stats.leases_lost.fetch_add(1, Ordering::Relaxed);
+            return Ok(ShardExit::LeaseLost);
+        }
+        self.ctx.stats.shards_ended.fetch_add(1, Ordering::Relaxed);
+        Ok(ShardExit::Ended)
+    }
+
     /// Stop requested: flush and checkpoint what was read, if anything.
     async fn finish_stopped(&mut self) -> Result<ShardExit, ConsumerError> {
         if self.unflushed
@@ -475,8 +512,11 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
     }
 
     async fn run(&mut self) -> Result<ShardExit, ConsumerError> {
-        // Children wait for their parents.
-        if !self.lease.parent_shard_ids.is_empty() {
+        // Children wait for their parents, unless they already started (then their parents
+        // finished, and their leases may have been cleaned up since).
+        if !self.lease.parent_shard_ids.is_empty()
+            && !crate::coordinator::has_started(&self.lease.checkpoint)
+        {
             loop {
                 if *self.stop.borrow() {
                     return Ok(ShardExit::Stopped);
@@ -553,7 +593,7 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
             other => other.clone(),
         };
         let Some(mut iterator) = self.iterator(&first_start).await? else {
-            return Ok(ShardExit::Stopped);
+            return self.finish_without_iterator().await;
         };
         let mut iterator_taken = Instant::now();
         let mut last_call: Option<Instant> = None;
@@ -578,7 +618,7 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
             if iterator_taken.elapsed() >= refresh {
                 let start = self.resume_point(&restart_before_reading);
                 let Some(it) = self.iterator(&start).await? else {
-                    return self.finish_stopped().await;
+                    return self.finish_without_iterator().await;
                 };
                 iterator = it;
                 iterator_taken = Instant::now();
@@ -603,7 +643,7 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
                     let start = self.resume_point(&restart_before_reading);
                     tracing::info!(shard = %self.lease.shard_id, error = %msg, start = ?start, "iterator expired; new iterator");
                     let Some(it) = self.iterator(&start).await? else {
-                        return self.finish_stopped().await;
+                        return self.finish_without_iterator().await;
                     };
                     iterator = it;
                     iterator_taken = Instant::now();
@@ -724,6 +764,7 @@ pub async fn consume_shard<K: KinesisPort, S: LeaseStore, P: ShardProcessor>(
         }),
         last_read: None,
         unflushed: false,
+        aged_out: false,
     };
     run.run().await
 }
@@ -777,6 +818,8 @@ pub struct WorkerReport {
     pub leases_lost: u64,
     /// Shard tasks that failed.
     pub shard_failures: u64,
+    /// Leases deleted by the lease cleanup.
+    pub leases_removed: u64,
     /// Lease releases that failed at shutdown.
     pub release_errors: u64,
 }
@@ -838,6 +881,20 @@ impl<K: KinesisPort, S: LeaseStore, F: ProcessorFactory> Worker<K, S, F> {
             .await
         {
             tracing::warn!(error = %e, "shard sync: cannot create leases");
+        }
+        match self
+            .ctx
+            .leases
+            .clean_up(&shards, aiops_core::time::now_micros() / 1000)
+            .await
+        {
+            Ok(removed) => {
+                self.ctx
+                    .stats
+                    .leases_removed
+                    .fetch_add(removed.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(error = %e, "shard sync: lease cleanup failed"),
         }
         Ok(())
     }
@@ -998,6 +1055,7 @@ impl<K: KinesisPort, S: LeaseStore, F: ProcessorFactory> Worker<K, S, F> {
             shards_ended: g(&s.shards_ended),
             leases_lost: g(&s.leases_lost),
             shard_failures: g(&s.shard_failures),
+            leases_removed: g(&s.leases_removed),
             release_errors,
         })
     }

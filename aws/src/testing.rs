@@ -176,6 +176,19 @@ impl FakeKinesis {
         ids
     }
 
+    /// Removes `shard_id` from the stream, as Kinesis does once a closed shard is older than
+    /// the retention period: `ListShards` no longer lists it and `GetShardIterator` answers
+    /// `ResourceNotFoundException`. Returns whether it was there.
+    pub fn age_out(&self, stream: &str, shard_id: &str) -> bool {
+        let mut streams = lock(&self.streams);
+        let Some(s) = streams.get_mut(stream) else {
+            return false;
+        };
+        let before = s.shards.len();
+        s.shards.retain(|x| x.info.shard_id != shard_id);
+        s.shards.len() != before
+    }
+
     /// The open shard a partition key goes to: a stable hash of the key over the open shards
     /// in id order.
     pub fn route(&self, stream: &str, partition_key: &str) -> Option<String> {
@@ -478,6 +491,18 @@ impl LeaseStore for MemoryLeaseStore {
             LeaseChange::Release => l.owner = None,
         }
         Ok(true)
+    }
+
+    async fn delete(&self, key: &str, expected_counter: u64) -> Result<bool, LeaseError> {
+        self.check_fail()?;
+        let mut leases = lock(&self.leases);
+        match leases.get(key) {
+            Some(l) if l.counter == expected_counter => {
+                leases.remove(key);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 
