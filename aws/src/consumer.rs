@@ -30,6 +30,7 @@ use crate::coordinator::{
 };
 use crate::kinesis::{IteratorStart, KinesisError, KinesisPort, RecordsPage, SequenceNumber};
 use crate::lease::{Checkpoint, LeaseError, LeaseStore};
+use aiops_core::metrics::{Registry, Unit, dimensions, names};
 use aiops_ingest::decode::kpl::deaggregate;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -345,6 +346,13 @@ pub struct ShardContext<K, S> {
     pub stats: Arc<ConsumerStats>,
     /// Shard ids listed by the last shard sync (for parents trimmed past retention).
     pub listed_shards: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// Where the consumer records its metrics (`None`: none). Per shard (dimensions `Stage`,
+    /// `ShardId`): the gauges `MillisBehindLatest` (of every `GetRecords` answer) and
+    /// `CheckpointAge` (milliseconds since the shard's last checkpoint, or since its consumer
+    /// started); per stage: the counter `RecordsIn` (user records handed to the processor),
+    /// the distribution `BatchLatency` (milliseconds in [`ShardProcessor::process`] per
+    /// batch) and the counter `Errors` (shard tasks that failed).
+    pub metrics: Option<Arc<Registry>>,
 }
 
 impl<K, S> Clone for ShardContext<K, S> {
@@ -356,6 +364,7 @@ impl<K, S> Clone for ShardContext<K, S> {
             config: self.config,
             stats: self.stats.clone(),
             listed_shards: self.listed_shards.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -373,6 +382,8 @@ struct ShardRun<'a, K, S, P> {
     /// `GetShardIterator` answered `ResourceNotFoundException` for a shard absent from the
     /// last listing: it aged out of the stream's retention period.
     aged_out: bool,
+    /// When the last checkpoint was written (or the consumer started).
+    last_checkpoint_at: Instant,
 }
 
 impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
@@ -449,6 +460,8 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
                     if r == CheckpointResult::Written {
                         self.ctx.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
                         self.unflushed = false;
+                        self.last_checkpoint_at = Instant::now();
+                        self.shard_gauge(names::CHECKPOINT_AGE, 0.0);
                     }
                     return Ok(r);
                 }
@@ -475,6 +488,16 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
                 sequence_number: seq.clone(),
                 sub_sequence_number: *sub,
             })
+    }
+
+    /// Sets a per-shard gauge (milliseconds), if metrics are recorded.
+    fn shard_gauge(&self, name: &str, value: f64) {
+        if let Some(m) = &self.ctx.metrics {
+            let dims = [(dimensions::SHARD_ID, self.lease.shard_id.as_str())];
+            if let Err(e) = m.set_with(name, Unit::Milliseconds, &dims, value) {
+                tracing::debug!(error = %e, "metric refused");
+            }
+        }
     }
 
     /// Whether the last shard listing is known (non-empty) and lacks this shard.
@@ -665,6 +688,13 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
                 .stats
                 .records
                 .fetch_add(page.records.len() as u64, Ordering::Relaxed);
+            if let Some(behind) = page.millis_behind_latest {
+                self.shard_gauge(names::MILLIS_BEHIND_LATEST, behind as f64);
+            }
+            self.shard_gauge(
+                names::CHECKPOINT_AGE,
+                self.last_checkpoint_at.elapsed().as_millis() as f64,
+            );
             let users = user_records(
                 &self.ctx.stream,
                 &self.lease.shard_id,
@@ -685,6 +715,8 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
                     .stats
                     .user_records
                     .fetch_add(users.len() as u64, Ordering::Relaxed);
+                let n = users.len();
+                let started = Instant::now();
                 self.processor
                     .process(users)
                     .await
@@ -692,6 +724,14 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
                         shard_id: self.lease.shard_id.clone(),
                         error,
                     })?;
+                if let Some(m) = &self.ctx.metrics {
+                    let _ = m.add(names::RECORDS_IN, Unit::Count, n as f64);
+                    let _ = m.record(
+                        names::BATCH_LATENCY,
+                        Unit::Milliseconds,
+                        started.elapsed().as_secs_f64() * 1000.0,
+                    );
+                }
             }
             if !page.records.is_empty() {
                 self.unflushed = true;
@@ -765,8 +805,17 @@ pub async fn consume_shard<K: KinesisPort, S: LeaseStore, P: ShardProcessor>(
         last_read: None,
         unflushed: false,
         aged_out: false,
+        last_checkpoint_at: Instant::now(),
     };
-    run.run().await
+    let exit = run.run().await;
+    if let Some(m) = &ctx.metrics {
+        // The shard's gauges stop with its consumer (another worker may report it now).
+        m.remove_series(dimensions::SHARD_ID, &lease.shard_id);
+        if exit.is_err() {
+            let _ = m.add(names::ERRORS, Unit::Count, 1.0);
+        }
+    }
+    exit
 }
 
 /// Errors that stop a worker.
@@ -859,9 +908,17 @@ impl<K: KinesisPort, S: LeaseStore, F: ProcessorFactory> Worker<K, S, F> {
                 config,
                 stats: Arc::new(ConsumerStats::default()),
                 listed_shards: Arc::new(std::sync::Mutex::new(HashSet::new())),
+                metrics: None,
             },
             factory,
         }
+    }
+
+    /// Records the consumer's metrics (see [`ShardContext::metrics`]) into `registry`; the
+    /// caller flushes it (e.g. [`aiops_core::metrics::Flusher`]).
+    pub fn with_metrics(mut self, registry: Arc<Registry>) -> Worker<K, S, F> {
+        self.ctx.metrics = Some(registry);
+        self
     }
 
     /// The counters (live).

@@ -143,6 +143,7 @@ fn context(
         config: consumer_config(),
         stats: Arc::default(),
         listed_shards: Arc::default(),
+        metrics: None,
     }
 }
 
@@ -969,4 +970,113 @@ async fn finished_leases_are_removed_after_the_retention_once_every_child_starte
     stop_tx.send(true).unwrap();
     assert_eq!(task.await.unwrap().unwrap(), ShardExit::Stopped);
     assert_eq!(journal.data(), vec!["late"]);
+}
+
+/// A processor that flushes the metrics registry at every batch (so the test sees exactly
+/// what the consumer recorded before that batch), checkpointing every batch.
+struct Metered {
+    registry: Arc<aiops_core::metrics::Registry>,
+    lines: Arc<Mutex<Vec<String>>>,
+    batches: i64,
+}
+
+impl ShardProcessor for Metered {
+    async fn process(&mut self, _records: Vec<ConsumedRecord>) -> Result<(), ProcessError> {
+        self.batches += 1;
+        let lines = self.registry.flush_lines(self.batches);
+        self.lines.lock().unwrap().extend(lines);
+        Ok(())
+    }
+    fn flush_due(&self) -> bool {
+        true
+    }
+    async fn flush(&mut self) -> Result<(), ProcessError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_consumer_records_lag_checkpoint_age_records_and_batch_latency_as_emf() {
+    use serde_json::{Value, json};
+    let kinesis = Arc::new(FakeKinesis::new());
+    kinesis.create_stream(STREAM, 1, 1);
+    kinesis.set_page_size(10);
+    fill(&kinesis, SHARD0, 30, "r");
+    let store = Arc::new(MemoryLeaseStore::new());
+    let leases = coordinator(&store, "w1");
+    let shards = aiops_aws::kinesis::KinesisPort::list_shards(kinesis.as_ref(), STREAM)
+        .await
+        .unwrap();
+    leases
+        .sync_shards(&shards, InitialPosition::TrimHorizon)
+        .await
+        .unwrap();
+    let handle = leases.take().await.unwrap().remove(0);
+    let registry = Arc::new(aiops_core::metrics::Registry::new("ingest"));
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let mut ctx = context(&kinesis, &leases);
+    ctx.metrics = Some(registry.clone());
+    let mut processor = Metered {
+        registry: registry.clone(),
+        lines: lines.clone(),
+        batches: 0,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task =
+        tokio::spawn(async move { consume_shard(&ctx, &handle, &mut processor, stop_rx).await });
+    let l = lines.clone();
+    wait_until(60, move || l.lock().unwrap().len() == 5).await;
+    stop_tx.send(true).unwrap();
+    assert_eq!(task.await.unwrap().unwrap(), ShardExit::Stopped);
+    let mut all = lines.lock().unwrap().clone();
+    // After the shard stopped: its gauges are gone, the stage counters stay.
+    all.extend(registry.flush_lines(4));
+    let docs: Vec<Value> = all
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let shard_doc = |ts: i64, age: f64, behind: f64| {
+        json!({
+            "_aws": {"Timestamp": ts, "CloudWatchMetrics": [{
+                "Namespace": "aiops",
+                "Dimensions": [["Stage", "ShardId"]],
+                "Metrics": [
+                    {"Name": "CheckpointAge", "Unit": "Milliseconds"},
+                    {"Name": "MillisBehindLatest", "Unit": "Milliseconds"},
+                ]}]},
+            "Stage": "ingest",
+            "ShardId": SHARD0,
+            "CheckpointAge": age,
+            "MillisBehindLatest": behind,
+        })
+    };
+    let stage_doc = |ts: i64| {
+        json!({
+            "_aws": {"Timestamp": ts, "CloudWatchMetrics": [{
+                "Namespace": "aiops",
+                "Dimensions": [["Stage"]],
+                "Metrics": [
+                    {"Name": "BatchLatency", "Unit": "Milliseconds"},
+                    {"Name": "RecordsIn", "Unit": "Count"},
+                ]}]},
+            "Stage": "ingest",
+            "BatchLatency": [0.0],
+            "RecordsIn": 10.0,
+        })
+    };
+    // Batch 1: read at once (age 0), 1000 ms behind (the fake's answer short of the tip).
+    // Batches 2 and 3: read 200 ms after the previous checkpoint (5 calls/s per shard);
+    // the third page reaches the tip (0 behind). Each flush holds the previous batch's
+    // RecordsIn and BatchLatency (0 ms on the paused clock).
+    assert_eq!(
+        docs,
+        vec![
+            shard_doc(1, 0.0, 1000.0),
+            stage_doc(2),
+            shard_doc(2, 200.0, 1000.0),
+            stage_doc(3),
+            shard_doc(3, 200.0, 0.0),
+            stage_doc(4),
+        ]
+    );
 }
