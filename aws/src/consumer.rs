@@ -349,7 +349,8 @@ pub struct ShardContext<K, S> {
     /// Where the consumer records its metrics (`None`: none). Per shard (dimensions `Stage`,
     /// `ShardId`): the gauges `MillisBehindLatest` (of every `GetRecords` answer) and
     /// `CheckpointAge` (milliseconds since the shard's last checkpoint, or since its consumer
-    /// started); per stage: the counter `RecordsIn` (user records handed to the processor),
+    /// started); per stage: `MillisBehindLatest` (the highest of its shards since the last
+    /// flush), the counter `RecordsIn` (user records handed to the processor),
     /// the distribution `BatchLatency` (milliseconds in [`ShardProcessor::process`] per
     /// batch) and the counter `Errors` (shard tasks that failed).
     pub metrics: Option<Arc<Registry>>,
@@ -690,6 +691,14 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
                 .fetch_add(page.records.len() as u64, Ordering::Relaxed);
             if let Some(behind) = page.millis_behind_latest {
                 self.shard_gauge(names::MILLIS_BEHIND_LATEST, behind as f64);
+                if let Some(m) = &self.ctx.metrics {
+                    let _ = m.set_max_with(
+                        names::MILLIS_BEHIND_LATEST,
+                        Unit::Milliseconds,
+                        &[],
+                        behind as f64,
+                    );
+                }
             }
             self.shard_gauge(
                 names::CHECKPOINT_AGE,

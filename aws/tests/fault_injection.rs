@@ -1025,7 +1025,7 @@ async fn the_consumer_records_lag_checkpoint_age_records_and_batch_latency_as_em
     let task =
         tokio::spawn(async move { consume_shard(&ctx, &handle, &mut processor, stop_rx).await });
     let l = lines.clone();
-    wait_until(60, move || l.lock().unwrap().len() == 5).await;
+    wait_until(60, move || l.lock().unwrap().len() == 6).await;
     stop_tx.send(true).unwrap();
     assert_eq!(task.await.unwrap().unwrap(), ShardExit::Stopped);
     let mut all = lines.lock().unwrap().clone();
@@ -1050,8 +1050,8 @@ async fn the_consumer_records_lag_checkpoint_age_records_and_batch_latency_as_em
             "MillisBehindLatest": behind,
         })
     };
-    let stage_doc = |ts: i64| {
-        json!({
+    let stage_doc = |ts: i64, behind: Option<f64>| {
+        let mut d = json!({
             "_aws": {"Timestamp": ts, "CloudWatchMetrics": [{
                 "Namespace": "aiops",
                 "Dimensions": [["Stage"]],
@@ -1062,6 +1062,25 @@ async fn the_consumer_records_lag_checkpoint_age_records_and_batch_latency_as_em
             "Stage": "ingest",
             "BatchLatency": [0.0],
             "RecordsIn": 10.0,
+        });
+        if let Some(b) = behind {
+            d["MillisBehindLatest"] = json!(b);
+            d["_aws"]["CloudWatchMetrics"][0]["Metrics"] = json!([
+                {"Name": "BatchLatency", "Unit": "Milliseconds"},
+                {"Name": "MillisBehindLatest", "Unit": "Milliseconds"},
+                {"Name": "RecordsIn", "Unit": "Count"},
+            ]);
+        }
+        d
+    };
+    let stage_only_lag = |ts: i64, behind: f64| {
+        json!({
+            "_aws": {"Timestamp": ts, "CloudWatchMetrics": [{
+                "Namespace": "aiops",
+                "Dimensions": [["Stage"]],
+                "Metrics": [{"Name": "MillisBehindLatest", "Unit": "Milliseconds"}]}]},
+            "Stage": "ingest",
+            "MillisBehindLatest": behind,
         })
     };
     // Batch 1: read at once (age 0), 1000 ms behind (the fake's answer short of the tip).
@@ -1071,12 +1090,13 @@ async fn the_consumer_records_lag_checkpoint_age_records_and_batch_latency_as_em
     assert_eq!(
         docs,
         vec![
+            stage_only_lag(1, 1000.0),
             shard_doc(1, 0.0, 1000.0),
-            stage_doc(2),
+            stage_doc(2, Some(1000.0)),
             shard_doc(2, 200.0, 1000.0),
-            stage_doc(3),
+            stage_doc(3, Some(0.0)),
             shard_doc(3, 200.0, 0.0),
-            stage_doc(4),
+            stage_doc(4, None),
         ]
     );
 }

@@ -66,7 +66,8 @@ pub mod names {
     /// Counter: stage errors (failed shard tasks, failed writes) (unit Count).
     pub const ERRORS: &str = "Errors";
     /// Gauge per shard (dimension `ShardId`): `MillisBehindLatest` of the last `GetRecords`
-    /// answer (unit Milliseconds).
+    /// answer; and per stage (no `ShardId`): the highest over the stage's shards since the
+    /// last flush (unit Milliseconds). The lag alarm uses the stage series.
     pub const MILLIS_BEHIND_LATEST: &str = "MillisBehindLatest";
     /// Gauge per shard (dimension `ShardId`): time since the shard's last checkpoint (or since
     /// its consumer started, before the first one) (unit Milliseconds).
@@ -380,6 +381,32 @@ impl Registry {
         })
     }
 
+    /// Raises a gauge of the series with the extra dimensions `extra` to `value` if it is
+    /// higher than what was set since the last flush (a maximum per flush period, e.g. the
+    /// stage's `MillisBehindLatest` over all its shards). A non-finite value is ignored.
+    ///
+    /// # Errors
+    /// [`MetricsError`] for a name or dimensions EMF does not allow.
+    pub fn set_max_with(
+        &self,
+        name: &str,
+        unit: Unit,
+        extra: &[(&str, &str)],
+        value: f64,
+    ) -> Result<(), MetricsError> {
+        self.update(name, unit, extra, |prev| {
+            let prev = match prev {
+                Some(Slot::Gauge(v)) => v,
+                _ => None,
+            };
+            match (prev, value.is_finite()) {
+                (Some(p), true) => Slot::Gauge(Some(p.max(value))),
+                (None, true) => Slot::Gauge(Some(value)),
+                (p, false) => Slot::Gauge(p),
+            }
+        })
+    }
+
     /// Adds a sample to a distribution of the stage series; samples past [`MAX_SAMPLES`]
     /// between two flushes are dropped (and counted in `MetricsDropped`).
     ///
@@ -568,6 +595,10 @@ mod tests {
             .unwrap();
         r.set_with(names::CHECKPOINT_AGE, Unit::Milliseconds, &shard, 1500.0)
             .unwrap();
+        r.set_max_with(names::MILLIS_BEHIND_LATEST, Unit::Milliseconds, &[], 30.0)
+            .unwrap();
+        r.set_max_with(names::MILLIS_BEHIND_LATEST, Unit::Milliseconds, &[], 20.0)
+            .unwrap();
         let lines = r.flush_lines(1_733_300_000_000);
         assert_eq!(
             parse(&lines),
@@ -579,11 +610,13 @@ mod tests {
                         "Metrics": [
                             {"Name": "BatchLatency", "Unit": "Milliseconds"},
                             {"Name": "DeadLetters", "Unit": "Count"},
+                            {"Name": "MillisBehindLatest", "Unit": "Milliseconds"},
                             {"Name": "RecordsIn", "Unit": "Count"},
                         ]}]},
                     "Stage": "ingest",
                     "BatchLatency": [12.5, 3.0],
                     "DeadLetters": 1.0,
+                    "MillisBehindLatest": 30.0,
                     "RecordsIn": 42.0,
                 }),
                 json!({
