@@ -140,7 +140,17 @@ resource "aws_ecs_task_definition" "stage" {
       { name = "RUST_LOG", value = "info" },
       # JSON lines on stderr: the log metric filters of alarms.tf match their fields.
       { name = "AIOPS_LOG_FORMAT", value = "json" },
+      # EMF metric lines on stdout go to this namespace (metrics.tf: dashboard and alarms).
+      { name = "AIOPS_METRICS_NAMESPACE", value = local.metrics_namespace },
     ]
+    # The image's HEALTHCHECK (infra/docker/Dockerfile): the configuration parses and validates.
+    healthCheck = {
+      command     = ["CMD", "/usr/local/bin/aiops", "validate", "--config", "/run/aiops/pipeline.toml"]
+      interval    = 60
+      timeout     = 10
+      retries     = 3
+      startPeriod = 30
+    }
     mountPoints = [{ sourceVolume = "run", containerPath = "/run/aiops", readOnly = false }]
     # Fargate's maximum: time to flush the open Parquet files and checkpoint before SIGKILL.
     stopTimeout = 120
