@@ -755,3 +755,114 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(id: &str, parent: Option<&str>, closed: bool) -> ShardInfo {
+        ShardInfo {
+            shard_id: id.into(),
+            parent_shard_id: parent.map(str::to_string),
+            adjacent_parent_shard_id: None,
+            ending_sequence_number: closed.then(|| "9".to_string()),
+        }
+    }
+
+    fn lease(id: &str, parents: &[&str], checkpoint: Checkpoint, renewed: Option<i64>) -> Lease {
+        Lease {
+            key: Lease::key_of("ingest", "raw", id),
+            stage: "ingest".into(),
+            stream: "raw".into(),
+            shard_id: id.into(),
+            owner: None,
+            counter: 3,
+            checkpoint,
+            owner_switches_since_checkpoint: 0,
+            parent_shard_ids: parents.iter().map(|p| p.to_string()).collect(),
+            last_renewal_millis: renewed,
+        }
+    }
+
+    fn seq() -> Checkpoint {
+        Checkpoint::Sequence {
+            sequence_number: "5".into(),
+            sub_sequence_number: None,
+        }
+    }
+
+    #[test]
+    fn a_parent_is_finished_at_shard_end_or_when_it_left_a_known_listing() {
+        let listed: HashSet<String> = ["c".to_string()].into();
+        let open = lease("p", &[], seq(), None);
+        let ended = lease("p", &[], Checkpoint::ShardEnd, None);
+        assert!(parent_finished("p", Some(&ended), &HashSet::new()));
+        assert!(parent_finished("p", Some(&open), &listed));
+        assert!(parent_finished("p", None, &listed));
+        // Unknown listing: only SHARD_END counts.
+        assert!(!parent_finished("p", Some(&open), &HashSet::new()));
+        assert!(!parent_finished("p", None, &HashSet::new()));
+        // Listed and unfinished, or listed without a lease (not created yet).
+        let listed: HashSet<String> = ["p".to_string(), "c".to_string()].into();
+        assert!(!parent_finished("p", Some(&open), &listed));
+        assert!(!parent_finished("p", None, &listed));
+    }
+
+    #[test]
+    fn removal_needs_every_known_child_started_and_the_retention() {
+        let shards = vec![
+            shard("p", None, true),
+            shard("c1", Some("p"), false),
+            shard("c2", Some("p"), false),
+        ];
+        let leases = vec![
+            lease("p", &[], Checkpoint::ShardEnd, Some(1_000)),
+            lease("c1", &["p"], seq(), Some(1_000)),
+            lease("c2", &["p"], Checkpoint::TrimHorizon, None),
+        ];
+        assert!(removable_leases(&leases, &shards, 100_000, 10).is_empty());
+        let mut started = leases.clone();
+        started[2].checkpoint = Checkpoint::ShardEnd;
+        let keys = |v: Vec<(&Lease, Removal)>| -> Vec<(String, Removal)> {
+            v.into_iter()
+                .map(|(l, r)| (l.shard_id.clone(), r))
+                .collect()
+        };
+        assert_eq!(
+            keys(removable_leases(&started, &shards, 1_009, 10)),
+            Vec::new()
+        );
+        assert_eq!(
+            keys(removable_leases(&started, &shards, 1_010, 10)),
+            vec![("p".to_string(), Removal::Finished)]
+        );
+        // A child with a listed shard but no lease yet has not started.
+        let no_child_lease = vec![started[0].clone(), started[1].clone()];
+        assert!(removable_leases(&no_child_lease, &shards, 1_010, 10).is_empty());
+    }
+
+    #[test]
+    fn an_aged_out_lease_goes_once_its_children_started_never_without_known_children() {
+        // The parent left the listing; its children name it.
+        let shards = vec![shard("c1", Some("p"), false)];
+        let leases = vec![
+            lease("p", &[], seq(), Some(1_000)),
+            lease("c1", &["p"], seq(), Some(1_000)),
+        ];
+        let got: Vec<(String, Removal)> = removable_leases(&leases, &shards, 0, u64::MAX)
+            .into_iter()
+            .map(|(l, r)| (l.shard_id.clone(), r))
+            .collect();
+        assert_eq!(got, vec![("p".to_string(), Removal::AgedOut)]);
+        // A lease absent from a (possibly stale) listing with no known child stays: it may be
+        // a shard newer than the listing.
+        let leases = vec![lease("new", &[], Checkpoint::TrimHorizon, None)];
+        assert!(removable_leases(&leases, &shards, 0, 0).is_empty());
+        // An empty listing (not known) removes nothing.
+        let leases = vec![
+            lease("p", &[], Checkpoint::ShardEnd, None),
+            lease("c1", &["p"], seq(), None),
+        ];
+        assert!(removable_leases(&leases, &[], 0, 0).is_empty());
+    }
+}
