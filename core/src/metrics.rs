@@ -508,8 +508,9 @@ impl Registry {
     }
 }
 
-/// A thread that flushes a [`Registry`] to standard output every `interval` (the stage's log
-/// stream: CloudWatch Logs through the container's log driver), and once more when stopped.
+/// A thread that flushes a [`Registry`] to standard output (or another writer) every
+/// `interval` (the stage's log stream: CloudWatch Logs through the container's log driver), and
+/// once more when stopped or dropped.
 #[derive(Debug)]
 pub struct Flusher {
     stop: Option<mpsc::Sender<()>>,
@@ -523,6 +524,19 @@ impl Flusher {
     /// # Errors
     /// The operating system's error when the thread cannot be started.
     pub fn start(registry: Arc<Registry>, interval: Duration) -> std::io::Result<Flusher> {
+        Flusher::start_to(registry, interval, std::io::stdout())
+    }
+
+    /// [`Flusher::start`] to any writer (stderr, a file), e.g. where stdout carries the
+    /// command's own output.
+    ///
+    /// # Errors
+    /// The operating system's error when the thread cannot be started.
+    pub fn start_to<W: Write + Send + 'static>(
+        registry: Arc<Registry>,
+        interval: Duration,
+        mut out: W,
+    ) -> std::io::Result<Flusher> {
         let interval = interval.max(Duration::from_secs(1));
         let (tx, rx) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -534,7 +548,7 @@ impl Flusher {
                         Err(mpsc::RecvTimeoutError::Timeout)
                     );
                     let now = crate::time::now_micros() / 1000;
-                    let _ = registry.flush_to(&mut std::io::stdout().lock(), now);
+                    let _ = registry.flush_to(&mut out, now);
                     if stop {
                         break;
                     }
@@ -729,5 +743,37 @@ mod tests {
         r.add(names::INCIDENTS, Unit::Count, 2.0).unwrap();
         assert_eq!(r.flush_to(&mut out, 1).unwrap(), 1);
         assert!(out.ends_with(b"}\n"));
+    }
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stopped_flusher_writes_what_is_left() {
+        let r = Arc::new(Registry::new("detect"));
+        let out = Shared::default();
+        let f = Flusher::start_to(r.clone(), Duration::from_secs(3600), out.clone()).unwrap();
+        r.add(names::FINDINGS, Unit::Count, 3.0).unwrap();
+        f.stop();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1);
+        let doc: Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(doc["Findings"], json!(3.0));
+        assert_eq!(doc["Stage"], json!("detect"));
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Metrics"],
+            json!([{"Name": "Findings", "Unit": "Count"}])
+        );
     }
 }
