@@ -155,7 +155,19 @@ impl FakeKinesis {
             return Vec::new();
         };
         let ending = s.next_sequence.saturating_sub(1).to_string();
-        let n = s.shards.len();
+        // Next ids after the highest one (shards that aged out keep their ids taken).
+        let n = s
+            .shards
+            .iter()
+            .filter_map(|x| {
+                x.info
+                    .shard_id
+                    .strip_prefix("shardId-")?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .max()
+            .map_or(0, |m| m + 1);
         if let Some(parent) = s.shards.iter_mut().find(|x| x.info.shard_id == shard_id) {
             parent.info.ending_sequence_number = Some(ending);
         }
