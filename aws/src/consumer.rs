@@ -14,7 +14,11 @@
 //!   `AFTER_SEQUENCE_NUMBER` of the last record handed to the processor (never `LATEST` nor
 //!   `TRIM_HORIZON` once a record was read);
 //! - a shard ends only when `NextShardIterator` is absent: then the processor flushes and the
-//!   checkpoint `SHARD_END` is written; children start only after all their parents ended.
+//!   checkpoint `SHARD_END` is written; children start only after all their parents ended
+//!   (or aged out of the stream: see [`crate::coordinator`]);
+//! - a shard whose `GetShardIterator` answers `ResourceNotFoundException` while the last
+//!   `ListShards` answer lacks it aged out of the stream's retention period: nothing more can
+//!   be read from it, so it is checkpointed `SHARD_END` (logged as a loss) and its children go on.
 //!
 //! Resuming: a checkpoint `(sequence number, no sub-sequence)` restarts
 //! `AFTER_SEQUENCE_NUMBER`; a checkpoint inside a KPL aggregate `(sequence number, k)` restarts
@@ -26,6 +30,7 @@ use crate::coordinator::{
 };
 use crate::kinesis::{IteratorStart, KinesisError, KinesisPort, RecordsPage, SequenceNumber};
 use crate::lease::{Checkpoint, LeaseError, LeaseStore};
+use aiops_core::metrics::{Registry, Unit, dimensions, names};
 use aiops_ingest::decode::kpl::deaggregate;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -198,6 +203,8 @@ pub struct ConsumerStats {
     pub leases_lost: AtomicU64,
     /// Shard tasks that failed (processor or fatal Kinesis error).
     pub shard_failures: AtomicU64,
+    /// Leases deleted by the lease cleanup (finished or aged out, every child started).
+    pub leases_removed: AtomicU64,
 }
 
 /// Why a shard task ended.
@@ -339,6 +346,14 @@ pub struct ShardContext<K, S> {
     pub stats: Arc<ConsumerStats>,
     /// Shard ids listed by the last shard sync (for parents trimmed past retention).
     pub listed_shards: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// Where the consumer records its metrics (`None`: none). Per shard (dimensions `Stage`,
+    /// `ShardId`): the gauges `MillisBehindLatest` (of every `GetRecords` answer) and
+    /// `CheckpointAge` (milliseconds since the shard's last checkpoint, or since its consumer
+    /// started); per stage: `MillisBehindLatest` (the highest of its shards since the last
+    /// flush), the counter `RecordsIn` (user records handed to the processor),
+    /// the distribution `BatchLatency` (milliseconds in [`ShardProcessor::process`] per
+    /// batch) and the counter `Errors` (shard tasks that failed).
+    pub metrics: Option<Arc<Registry>>,
 }
 
 impl<K, S> Clone for ShardContext<K, S> {
@@ -350,6 +365,7 @@ impl<K, S> Clone for ShardContext<K, S> {
             config: self.config,
             stats: self.stats.clone(),
             listed_shards: self.listed_shards.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -364,6 +380,11 @@ struct ShardRun<'a, K, S, P> {
     last_read: Option<(String, Option<u64>)>,
     /// Records handed to the processor since the last checkpoint.
     unflushed: bool,
+    /// `GetShardIterator` answered `ResourceNotFoundException` for a shard absent from the
+    /// last listing: it aged out of the stream's retention period.
+    aged_out: bool,
+    /// When the last checkpoint was written (or the consumer started).
+    last_checkpoint_at: Instant,
 }
 
 impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
@@ -393,6 +414,11 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
                 Ok(it) => {
                     self.backoff.reset();
                     return Ok(Some(it));
+                }
+                Err(KinesisError::NotFound(msg)) if self.absent_from_listing() => {
+                    tracing::warn!(shard = %self.lease.shard_id, error = %msg, "the shard aged out of the stream before it was read to its end; records after the checkpoint are lost to retention");
+                    self.aged_out = true;
+                    return Ok(None);
                 }
                 Err(e) if e.is_retryable() => {
                     self.ctx.stats.read_retries.fetch_add(1, Ordering::Relaxed);
@@ -435,6 +461,8 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
                     if r == CheckpointResult::Written {
                         self.ctx.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
                         self.unflushed = false;
+                        self.last_checkpoint_at = Instant::now();
+                        self.shard_gauge(names::CHECKPOINT_AGE, 0.0);
                     }
                     return Ok(r);
                 }
@@ -463,6 +491,39 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
             })
     }
 
+    /// Sets a per-shard gauge (milliseconds), if metrics are recorded.
+    fn shard_gauge(&self, name: &str, value: f64) {
+        if let Some(m) = &self.ctx.metrics {
+            let dims = [(dimensions::SHARD_ID, self.lease.shard_id.as_str())];
+            if let Err(e) = m.set_with(name, Unit::Milliseconds, &dims, value) {
+                tracing::debug!(error = %e, "metric refused");
+            }
+        }
+    }
+
+    /// Whether the last shard listing is known (non-empty) and lacks this shard.
+    fn absent_from_listing(&self) -> bool {
+        self.ctx
+            .listed_shards
+            .lock()
+            .map(|l| !l.is_empty() && !l.contains(&self.lease.shard_id))
+            .unwrap_or(false)
+    }
+
+    /// No iterator was obtained: the shard aged out (flush, checkpoint `SHARD_END`: nothing
+    /// more can be read from it, and its children may start), or a stop was requested.
+    async fn finish_without_iterator(&mut self) -> Result<ShardExit, ConsumerError> {
+        if !self.aged_out {
+            return self.finish_stopped().await;
+        }
+        if self.flush_and_checkpoint(Checkpoint::ShardEnd).await? == CheckpointResult::LeaseLost {
+            self.ctx.stats.leases_lost.fetch_add(1, Ordering::Relaxed);
+            return Ok(ShardExit::LeaseLost);
+        }
+        self.ctx.stats.shards_ended.fetch_add(1, Ordering::Relaxed);
+        Ok(ShardExit::Ended)
+    }
+
     /// Stop requested: flush and checkpoint what was read, if anything.
     async fn finish_stopped(&mut self) -> Result<ShardExit, ConsumerError> {
         if self.unflushed
@@ -475,8 +536,11 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
     }
 
     async fn run(&mut self) -> Result<ShardExit, ConsumerError> {
-        // Children wait for their parents.
-        if !self.lease.parent_shard_ids.is_empty() {
+        // Children wait for their parents, unless they already started (then their parents
+        // finished, and their leases may have been cleaned up since).
+        if !self.lease.parent_shard_ids.is_empty()
+            && !crate::coordinator::has_started(&self.lease.checkpoint)
+        {
             loop {
                 if *self.stop.borrow() {
                     return Ok(ShardExit::Stopped);
@@ -553,7 +617,7 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
             other => other.clone(),
         };
         let Some(mut iterator) = self.iterator(&first_start).await? else {
-            return Ok(ShardExit::Stopped);
+            return self.finish_without_iterator().await;
         };
         let mut iterator_taken = Instant::now();
         let mut last_call: Option<Instant> = None;
@@ -578,7 +642,7 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
             if iterator_taken.elapsed() >= refresh {
                 let start = self.resume_point(&restart_before_reading);
                 let Some(it) = self.iterator(&start).await? else {
-                    return self.finish_stopped().await;
+                    return self.finish_without_iterator().await;
                 };
                 iterator = it;
                 iterator_taken = Instant::now();
@@ -603,7 +667,7 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
                     let start = self.resume_point(&restart_before_reading);
                     tracing::info!(shard = %self.lease.shard_id, error = %msg, start = ?start, "iterator expired; new iterator");
                     let Some(it) = self.iterator(&start).await? else {
-                        return self.finish_stopped().await;
+                        return self.finish_without_iterator().await;
                     };
                     iterator = it;
                     iterator_taken = Instant::now();
@@ -625,6 +689,21 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
                 .stats
                 .records
                 .fetch_add(page.records.len() as u64, Ordering::Relaxed);
+            if let Some(behind) = page.millis_behind_latest {
+                self.shard_gauge(names::MILLIS_BEHIND_LATEST, behind as f64);
+                if let Some(m) = &self.ctx.metrics {
+                    let _ = m.set_max_with(
+                        names::MILLIS_BEHIND_LATEST,
+                        Unit::Milliseconds,
+                        &[],
+                        behind as f64,
+                    );
+                }
+            }
+            self.shard_gauge(
+                names::CHECKPOINT_AGE,
+                self.last_checkpoint_at.elapsed().as_millis() as f64,
+            );
             let users = user_records(
                 &self.ctx.stream,
                 &self.lease.shard_id,
@@ -645,6 +724,8 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
                     .stats
                     .user_records
                     .fetch_add(users.len() as u64, Ordering::Relaxed);
+                let n = users.len();
+                let started = Instant::now();
                 self.processor
                     .process(users)
                     .await
@@ -652,6 +733,14 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
                         shard_id: self.lease.shard_id.clone(),
                         error,
                     })?;
+                if let Some(m) = &self.ctx.metrics {
+                    let _ = m.add(names::RECORDS_IN, Unit::Count, n as f64);
+                    let _ = m.record(
+                        names::BATCH_LATENCY,
+                        Unit::Milliseconds,
+                        started.elapsed().as_secs_f64() * 1000.0,
+                    );
+                }
             }
             if !page.records.is_empty() {
                 self.unflushed = true;
@@ -724,8 +813,18 @@ pub async fn consume_shard<K: KinesisPort, S: LeaseStore, P: ShardProcessor>(
         }),
         last_read: None,
         unflushed: false,
+        aged_out: false,
+        last_checkpoint_at: Instant::now(),
     };
-    run.run().await
+    let exit = run.run().await;
+    if let Some(m) = &ctx.metrics {
+        // The shard's gauges stop with its consumer (another worker may report it now).
+        m.remove_series(dimensions::SHARD_ID, &lease.shard_id);
+        if exit.is_err() {
+            let _ = m.add(names::ERRORS, Unit::Count, 1.0);
+        }
+    }
+    exit
 }
 
 /// Errors that stop a worker.
@@ -777,6 +876,8 @@ pub struct WorkerReport {
     pub leases_lost: u64,
     /// Shard tasks that failed.
     pub shard_failures: u64,
+    /// Leases deleted by the lease cleanup.
+    pub leases_removed: u64,
     /// Lease releases that failed at shutdown.
     pub release_errors: u64,
 }
@@ -816,9 +917,17 @@ impl<K: KinesisPort, S: LeaseStore, F: ProcessorFactory> Worker<K, S, F> {
                 config,
                 stats: Arc::new(ConsumerStats::default()),
                 listed_shards: Arc::new(std::sync::Mutex::new(HashSet::new())),
+                metrics: None,
             },
             factory,
         }
+    }
+
+    /// Records the consumer's metrics (see [`ShardContext::metrics`]) into `registry`; the
+    /// caller flushes it (e.g. [`aiops_core::metrics::Flusher`]).
+    pub fn with_metrics(mut self, registry: Arc<Registry>) -> Worker<K, S, F> {
+        self.ctx.metrics = Some(registry);
+        self
     }
 
     /// The counters (live).
@@ -838,6 +947,20 @@ impl<K: KinesisPort, S: LeaseStore, F: ProcessorFactory> Worker<K, S, F> {
             .await
         {
             tracing::warn!(error = %e, "shard sync: cannot create leases");
+        }
+        match self
+            .ctx
+            .leases
+            .clean_up(&shards, aiops_core::time::now_micros() / 1000)
+            .await
+        {
+            Ok(removed) => {
+                self.ctx
+                    .stats
+                    .leases_removed
+                    .fetch_add(removed.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(error = %e, "shard sync: lease cleanup failed"),
         }
         Ok(())
     }
@@ -998,6 +1121,7 @@ impl<K: KinesisPort, S: LeaseStore, F: ProcessorFactory> Worker<K, S, F> {
             shards_ended: g(&s.shards_ended),
             leases_lost: g(&s.leases_lost),
             shard_failures: g(&s.shard_failures),
+            leases_removed: g(&s.leases_removed),
             release_errors,
         })
     }

@@ -15,6 +15,26 @@
 //!   back at once;
 //! - a held lease whose renewal has not succeeded for `failover_ms` is considered lost
 //!   locally: its shard stops without checkpointing, because another worker may own it.
+//!
+//! Parents, children and cleanup, as the KCL's lease lifecycle describes them
+//! (`DISCOVERY -> CREATION -> PROCESSING -> SHARD_END -> DELETION`, "Lease deletion will not
+//! occur until after its child lease(s) enter PROCESSING": `docs/lease-lifecycle.md` and
+//! `LeaseCleanupManager` in the KCL repository):
+//! - a child shard starts once every parent is finished ([`parent_finished`]): the parent's
+//!   lease is at `SHARD_END`, or the parent shard is absent from a non-empty `ListShards`
+//!   answer (it aged out of the stream's retention period: its records are gone, whatever its
+//!   lease says; ListShards returns the shards within the retention period, Amazon Kinesis
+//!   Data Streams API Reference, `ListShards`);
+//! - a child whose own checkpoint moved past its initial position has started, so it does not
+//!   wait for its parents again when another worker takes it over (their leases may be gone);
+//! - [`LeaseCoordinator::clean_up`] deletes a lease ([`removable_leases`]) once every child
+//!   shard it is known to have (from the listing and from the lease table) has a lease that
+//!   *started* (checkpoint a sequence number or `SHARD_END`; a child still at `TRIM_HORIZON` or
+//!   `LATEST` has not, as in the KCL) and either the lease is at `SHARD_END` with its last write
+//!   at least `finished_retention_ms` ago, or its shard aged out of the stream;
+//! - a closed shard absent from the lease table whose child already started is not given a
+//!   lease again by [`LeaseCoordinator::sync_shards`] (it was finished and cleaned up; a new
+//!   lease would read it again from `TRIM_HORIZON`).
 
 use crate::kinesis::ShardInfo;
 use crate::lease::{Checkpoint, Lease, LeaseChange, LeaseError, LeaseStore};
@@ -41,6 +61,10 @@ pub struct LeaseConfig {
     pub shard_sync_interval_ms: u64,
     /// Most leases one worker holds (bounds its memory and connections). Default 256.
     pub max_leases_per_worker: usize,
+    /// How long a finished lease (`SHARD_END`) stays in the table after its last write before
+    /// [`LeaseCoordinator::clean_up`] may delete it (once every child shard started),
+    /// milliseconds. Default 3,600,000 (1 hour); 0 deletes as soon as the children started.
+    pub finished_retention_ms: u64,
 }
 
 impl Default for LeaseConfig {
@@ -51,6 +75,7 @@ impl Default for LeaseConfig {
             take_interval_ms: 5_000,
             shard_sync_interval_ms: 60_000,
             max_leases_per_worker: 256,
+            finished_retention_ms: 3_600_000,
         }
     }
 }
@@ -79,6 +104,9 @@ impl LeaseConfig {
         }
         if self.max_leases_per_worker == 0 || self.max_leases_per_worker > 10_000 {
             return Err("max_leases_per_worker: must be between 1 and 10000".into());
+        }
+        if self.finished_retention_ms > 30 * 86_400_000 {
+            return Err("finished_retention_ms: must be at most 2592000000 (30 days)".into());
         }
         Ok(())
     }
@@ -149,6 +177,93 @@ pub struct LeaseCoordinator<S> {
     observed: std::sync::Mutex<HashMap<String, Observed>>,
 }
 
+/// Whether a lease's shard has started processing: its checkpoint moved past the initial
+/// position (a sequence number, or `SHARD_END`).
+pub fn has_started(checkpoint: &Checkpoint) -> bool {
+    matches!(
+        checkpoint,
+        Checkpoint::Sequence { .. } | Checkpoint::ShardEnd
+    )
+}
+
+/// Whether the parent shard `parent_shard_id` counts as finished for its children: its lease
+/// (`parent`, `None` when it has none) is at `SHARD_END`, or `listed` (the shard ids of the
+/// last `ListShards` answer) is non-empty and lacks it (the shard aged out of the stream).
+/// An empty `listed` means "not known yet": only a `SHARD_END` lease counts then.
+pub fn parent_finished(
+    parent_shard_id: &str,
+    parent: Option<&Lease>,
+    listed: &HashSet<String>,
+) -> bool {
+    parent.is_some_and(|l| l.checkpoint == Checkpoint::ShardEnd)
+        || (!listed.is_empty() && !listed.contains(parent_shard_id))
+}
+
+/// Why [`removable_leases`] selected a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// At `SHARD_END` for at least the retention period, every child started.
+    Finished,
+    /// Its shard is absent from the listing (aged out of the stream), every child started.
+    AgedOut,
+}
+
+/// The leases of one stage's stream that may be deleted (see the module docs), in key order.
+/// `leases`: the stream's leases as read; `shards`: the last `ListShards` answer (an empty
+/// answer selects nothing); `now_millis`: milliseconds since the Unix epoch, UTC;
+/// `retention_ms`: the least age of a finished lease's last write (`lastRenewalMillis`; a lease
+/// without one counts as old enough). A lease with no known child is never selected.
+pub fn removable_leases<'a>(
+    leases: &'a [Lease],
+    shards: &[ShardInfo],
+    now_millis: i64,
+    retention_ms: u64,
+) -> Vec<(&'a Lease, Removal)> {
+    if shards.is_empty() {
+        return Vec::new();
+    }
+    let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
+    let by_shard: HashMap<&str, &Lease> = leases.iter().map(|l| (l.shard_id.as_str(), l)).collect();
+    let retention = i64::try_from(retention_ms).unwrap_or(i64::MAX);
+    let mut out = Vec::new();
+    let mut sorted: Vec<&Lease> = leases.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    for lease in sorted {
+        let id = lease.shard_id.as_str();
+        let mut children: HashSet<&str> = shards
+            .iter()
+            .filter(|s| {
+                s.parent_shard_id.as_deref() == Some(id)
+                    || s.adjacent_parent_shard_id.as_deref() == Some(id)
+            })
+            .map(|s| s.shard_id.as_str())
+            .collect();
+        children.extend(
+            leases
+                .iter()
+                .filter(|l| l.parent_shard_ids.iter().any(|p| p == id))
+                .map(|l| l.shard_id.as_str()),
+        );
+        let children_started = !children.is_empty()
+            && children
+                .iter()
+                .all(|c| by_shard.get(c).is_some_and(|l| has_started(&l.checkpoint)));
+        if !children_started {
+            continue;
+        }
+        if !listed.contains(id) {
+            out.push((lease, Removal::AgedOut));
+        } else if lease.checkpoint == Checkpoint::ShardEnd
+            && lease
+                .last_renewal_millis
+                .is_none_or(|t| now_millis.saturating_sub(t) >= retention)
+        {
+            out.push((lease, Removal::Finished));
+        }
+    }
+    out
+}
+
 fn wall_millis() -> i64 {
     aiops_core::time::now_micros() / 1000
 }
@@ -204,17 +319,28 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
         shards: &[ShardInfo],
         initial: InitialPosition,
     ) -> Result<usize, LeaseError> {
-        let existing: HashSet<String> = self
+        let existing: HashMap<String, Lease> = self
             .store
             .list(&Lease::prefix_of(&self.stage, &self.stream))
             .await?
             .into_iter()
-            .map(|l| l.shard_id)
+            .map(|l| (l.shard_id.clone(), l))
             .collect();
         let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
         let mut created = 0;
         for shard in shards {
-            if existing.contains(&shard.shard_id) {
+            if existing.contains_key(&shard.shard_id) {
+                continue;
+            }
+            let child_started = shard.ending_sequence_number.is_some()
+                && shards.iter().any(|c| {
+                    c.parents().contains(&shard.shard_id)
+                        && existing
+                            .get(&c.shard_id)
+                            .is_some_and(|l| has_started(&l.checkpoint))
+                });
+            if child_started {
+                // Finished and cleaned up: its child could not have started otherwise.
                 continue;
             }
             let parents = shard.parents();
@@ -246,6 +372,37 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
             }
         }
         Ok(created)
+    }
+
+    /// Deletes the leases [`removable_leases`] selects among this stage's leases of the stream,
+    /// given the last `ListShards` answer `shards` and the time `now_millis` (milliseconds
+    /// since the Unix epoch, UTC). Each delete is conditional on the counter read, so a lease
+    /// written meanwhile stays. Returns the keys deleted.
+    ///
+    /// # Errors
+    /// [`LeaseError`] when the store fails (leases deleted before the failure stay deleted).
+    pub async fn clean_up(
+        &self,
+        shards: &[ShardInfo],
+        now_millis: i64,
+    ) -> Result<Vec<String>, LeaseError> {
+        let leases = self
+            .store
+            .list(&Lease::prefix_of(&self.stage, &self.stream))
+            .await?;
+        let mut deleted = Vec::new();
+        for (lease, why) in removable_leases(
+            &leases,
+            shards,
+            now_millis,
+            self.config.finished_retention_ms,
+        ) {
+            if self.store.delete(&lease.key, lease.counter).await? {
+                tracing::info!(lease = %lease.key, reason = ?why, "lease removed");
+                deleted.push(lease.key.clone());
+            }
+        }
+        Ok(deleted)
     }
 
     /// Reads the lease table and takes leases as the module docs describe. Returns handles
@@ -577,8 +734,9 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
         errors
     }
 
-    /// Whether every parent shard is finished: its lease is at `SHARD_END`, or it has no
-    /// lease and is not among `listed` shards (trimmed past retention).
+    /// Whether every parent shard is finished ([`parent_finished`]): its lease is at
+    /// `SHARD_END`, or it is absent from the non-empty `listed` shard ids (aged out of the
+    /// stream, with or without a lease).
     ///
     /// # Errors
     /// [`LeaseError`] when the store fails.
@@ -589,13 +747,122 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
     ) -> Result<bool, LeaseError> {
         for p in parents {
             let key = Lease::key_of(&self.stage, &self.stream, p);
-            match self.store.get(&key).await? {
-                Some(l) if l.checkpoint == Checkpoint::ShardEnd => {}
-                Some(_) => return Ok(false),
-                None if listed.contains(p) => return Ok(false),
-                None => {}
+            let lease = self.store.get(&key).await?;
+            if !parent_finished(p, lease.as_ref(), listed) {
+                return Ok(false);
             }
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(id: &str, parent: Option<&str>, closed: bool) -> ShardInfo {
+        ShardInfo {
+            shard_id: id.into(),
+            parent_shard_id: parent.map(str::to_string),
+            adjacent_parent_shard_id: None,
+            ending_sequence_number: closed.then(|| "9".to_string()),
+        }
+    }
+
+    fn lease(id: &str, parents: &[&str], checkpoint: Checkpoint, renewed: Option<i64>) -> Lease {
+        Lease {
+            key: Lease::key_of("ingest", "raw", id),
+            stage: "ingest".into(),
+            stream: "raw".into(),
+            shard_id: id.into(),
+            owner: None,
+            counter: 3,
+            checkpoint,
+            owner_switches_since_checkpoint: 0,
+            parent_shard_ids: parents.iter().map(|p| p.to_string()).collect(),
+            last_renewal_millis: renewed,
+        }
+    }
+
+    fn seq() -> Checkpoint {
+        Checkpoint::Sequence {
+            sequence_number: "5".into(),
+            sub_sequence_number: None,
+        }
+    }
+
+    #[test]
+    fn a_parent_is_finished_at_shard_end_or_when_it_left_a_known_listing() {
+        let listed: HashSet<String> = ["c".to_string()].into();
+        let open = lease("p", &[], seq(), None);
+        let ended = lease("p", &[], Checkpoint::ShardEnd, None);
+        assert!(parent_finished("p", Some(&ended), &HashSet::new()));
+        assert!(parent_finished("p", Some(&open), &listed));
+        assert!(parent_finished("p", None, &listed));
+        // Unknown listing: only SHARD_END counts.
+        assert!(!parent_finished("p", Some(&open), &HashSet::new()));
+        assert!(!parent_finished("p", None, &HashSet::new()));
+        // Listed and unfinished, or listed without a lease (not created yet).
+        let listed: HashSet<String> = ["p".to_string(), "c".to_string()].into();
+        assert!(!parent_finished("p", Some(&open), &listed));
+        assert!(!parent_finished("p", None, &listed));
+    }
+
+    #[test]
+    fn removal_needs_every_known_child_started_and_the_retention() {
+        let shards = vec![
+            shard("p", None, true),
+            shard("c1", Some("p"), false),
+            shard("c2", Some("p"), false),
+        ];
+        let leases = vec![
+            lease("p", &[], Checkpoint::ShardEnd, Some(1_000)),
+            lease("c1", &["p"], seq(), Some(1_000)),
+            lease("c2", &["p"], Checkpoint::TrimHorizon, None),
+        ];
+        assert!(removable_leases(&leases, &shards, 100_000, 10).is_empty());
+        let mut started = leases.clone();
+        started[2].checkpoint = Checkpoint::ShardEnd;
+        let keys = |v: Vec<(&Lease, Removal)>| -> Vec<(String, Removal)> {
+            v.into_iter()
+                .map(|(l, r)| (l.shard_id.clone(), r))
+                .collect()
+        };
+        assert_eq!(
+            keys(removable_leases(&started, &shards, 1_009, 10)),
+            Vec::new()
+        );
+        assert_eq!(
+            keys(removable_leases(&started, &shards, 1_010, 10)),
+            vec![("p".to_string(), Removal::Finished)]
+        );
+        // A child with a listed shard but no lease yet has not started.
+        let no_child_lease = vec![started[0].clone(), started[1].clone()];
+        assert!(removable_leases(&no_child_lease, &shards, 1_010, 10).is_empty());
+    }
+
+    #[test]
+    fn an_aged_out_lease_goes_once_its_children_started_never_without_known_children() {
+        // The parent left the listing; its children name it.
+        let shards = vec![shard("c1", Some("p"), false)];
+        let leases = vec![
+            lease("p", &[], seq(), Some(1_000)),
+            lease("c1", &["p"], seq(), Some(1_000)),
+        ];
+        let got: Vec<(String, Removal)> = removable_leases(&leases, &shards, 0, u64::MAX)
+            .into_iter()
+            .map(|(l, r)| (l.shard_id.clone(), r))
+            .collect();
+        assert_eq!(got, vec![("p".to_string(), Removal::AgedOut)]);
+        // A lease absent from a (possibly stale) listing with no known child stays: it may be
+        // a shard newer than the listing.
+        let leases = vec![lease("new", &[], Checkpoint::TrimHorizon, None)];
+        assert!(removable_leases(&leases, &shards, 0, 0).is_empty());
+        // An empty listing (not known) removes nothing.
+        let leases = vec![
+            lease("p", &[], Checkpoint::ShardEnd, None),
+            lease("c1", &["p"], seq(), None),
+        ];
+        assert!(removable_leases(&leases, &[], 0, 0).is_empty());
     }
 }

@@ -171,6 +171,15 @@ pub trait LeaseStore: Send + Sync + 'static {
         now_millis: i64,
         expires_millis: i64,
     ) -> impl Future<Output = Result<bool, LeaseError>> + Send;
+
+    /// Deletes the lease if its counter is still `expected_counter` (a lease written since it
+    /// was read is kept). Returns `false` when the condition failed or the lease is gone.
+    /// Used by the lease cleanup ([`crate::coordinator::LeaseCoordinator::clean_up`]).
+    fn delete(
+        &self,
+        key: &str,
+        expected_counter: u64,
+    ) -> impl Future<Output = Result<bool, LeaseError>> + Send;
 }
 
 /// [`LeaseStore`] over a DynamoDB table whose hash key is `leaseKey` (S).
@@ -448,6 +457,23 @@ impl LeaseStore for DynamoLeaseStore {
             .update_expression(expr)
             .condition_expression(condition)
             .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(sdk_err(&e)),
+        }
+    }
+
+    async fn delete(&self, key: &str, expected_counter: u64) -> Result<bool, LeaseError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("leaseKey", s(key))
+            .condition_expression("leaseCounter = :expected")
+            .expression_attribute_values(":expected", n(expected_counter))
             .send()
             .await;
         match result {

@@ -155,7 +155,19 @@ impl FakeKinesis {
             return Vec::new();
         };
         let ending = s.next_sequence.saturating_sub(1).to_string();
-        let n = s.shards.len();
+        // Next ids after the highest one (shards that aged out keep their ids taken).
+        let n = s
+            .shards
+            .iter()
+            .filter_map(|x| {
+                x.info
+                    .shard_id
+                    .strip_prefix("shardId-")?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .max()
+            .map_or(0, |m| m + 1);
         if let Some(parent) = s.shards.iter_mut().find(|x| x.info.shard_id == shard_id) {
             parent.info.ending_sequence_number = Some(ending);
         }
@@ -174,6 +186,19 @@ impl FakeKinesis {
             ids.push(id);
         }
         ids
+    }
+
+    /// Removes `shard_id` from the stream, as Kinesis does once a closed shard is older than
+    /// the retention period: `ListShards` no longer lists it and `GetShardIterator` answers
+    /// `ResourceNotFoundException`. Returns whether it was there.
+    pub fn age_out(&self, stream: &str, shard_id: &str) -> bool {
+        let mut streams = lock(&self.streams);
+        let Some(s) = streams.get_mut(stream) else {
+            return false;
+        };
+        let before = s.shards.len();
+        s.shards.retain(|x| x.info.shard_id != shard_id);
+        s.shards.len() != before
     }
 
     /// The open shard a partition key goes to: a stable hash of the key over the open shards
@@ -478,6 +503,18 @@ impl LeaseStore for MemoryLeaseStore {
             LeaseChange::Release => l.owner = None,
         }
         Ok(true)
+    }
+
+    async fn delete(&self, key: &str, expected_counter: u64) -> Result<bool, LeaseError> {
+        self.check_fail()?;
+        let mut leases = lock(&self.leases);
+        match leases.get(key) {
+            Some(l) if l.counter == expected_counter => {
+                leases.remove(key);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 

@@ -115,6 +115,7 @@ fn lease_config() -> LeaseConfig {
         take_interval_ms: 1_000,
         shard_sync_interval_ms: 5_000,
         max_leases_per_worker: 100,
+        finished_retention_ms: 0,
     }
 }
 
@@ -142,6 +143,7 @@ fn context(
         config: consumer_config(),
         stats: Arc::default(),
         listed_shards: Arc::default(),
+        metrics: None,
     }
 }
 
@@ -749,4 +751,352 @@ async fn a_crashed_worker_loses_nothing_its_successor_resumes_from_the_checkpoin
         assert_eq!(lease.owner, None);
     }
     assert!(SequenceNumber::parse("10") > SequenceNumber::parse("9"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_parent_that_left_the_stream_counts_as_finished_and_its_lease_is_removed() {
+    let kinesis = Arc::new(FakeKinesis::new());
+    kinesis.create_stream(STREAM, 1, 99);
+    let parent_seqs: Vec<String> = (0..10)
+        .map(|i| kinesis.append(STREAM, SHARD0, "k", format!("p{i}").as_bytes()))
+        .collect();
+    let children = kinesis.split(STREAM, SHARD0);
+    assert_eq!(
+        children,
+        vec!["shardId-000000000001", "shardId-000000000002"]
+    );
+    for (c, tag) in children.iter().zip(["a", "b"]) {
+        fill(&kinesis, c, 5, tag);
+    }
+    // The leases exist; the parent was read to its 4th record, then its worker fell behind.
+    let store = Arc::new(MemoryLeaseStore::new());
+    let w0 = coordinator(&store, "w0");
+    let shards = aiops_aws::kinesis::KinesisPort::list_shards(kinesis.as_ref(), STREAM)
+        .await
+        .unwrap();
+    assert_eq!(
+        w0.sync_shards(&shards, InitialPosition::TrimHorizon)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(w0.take().await.unwrap().len(), 3);
+    let parent_key = Lease::key_of("ingest", STREAM, SHARD0);
+    let partial = Checkpoint::Sequence {
+        sequence_number: parent_seqs[3].clone(),
+        sub_sequence_number: None,
+    };
+    w0.checkpoint(&parent_key, partial.clone()).await.unwrap();
+    assert_eq!(w0.release_all().await, 0);
+    // The parent shard ages out of the stream with its lease unfinished.
+    assert!(kinesis.age_out(STREAM, SHARD0));
+
+    let journal = Arc::new(Journal::default());
+    let worker = Worker::new(
+        kinesis.clone(),
+        coordinator(&store, "w1"),
+        STREAM,
+        consumer_config(),
+        Arc::new(Factory {
+            journal: journal.clone(),
+            flush_every: 1,
+        }),
+    );
+    let stats = worker.stats();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(async move { worker.run(stop_rx).await });
+    // The children start (their parent counts as finished), and once both started the
+    // parent's lease is removed at the next shard sync.
+    let (j, st) = (journal.clone(), store.clone());
+    let pk = parent_key.clone();
+    wait_until(120, move || {
+        j.len() == 10 && !st.snapshot().contains_key(&pk)
+    })
+    .await;
+    stop_tx.send(true).unwrap();
+    let report = task.await.unwrap().unwrap();
+
+    let mut data = journal.data();
+    data.sort();
+    assert_eq!(
+        data,
+        vec!["a0", "a1", "a2", "a3", "a4", "b0", "b1", "b2", "b3", "b4"]
+    );
+    assert_eq!(report.shard_failures, 0);
+    assert_eq!(report.shards_ended, 1);
+    assert_eq!(report.leases_removed, 1);
+    assert_eq!(stats.leases_removed.load(Ordering::SeqCst), 1);
+    let snap = store.snapshot();
+    let keys: Vec<&String> = snap.keys().collect();
+    assert_eq!(
+        keys,
+        vec![
+            &Lease::key_of("ingest", STREAM, &children[0]),
+            &Lease::key_of("ingest", STREAM, &children[1]),
+        ]
+    );
+    for c in &children {
+        let last = kinesis
+            .records(STREAM, c)
+            .last()
+            .unwrap()
+            .sequence_number
+            .clone();
+        assert_eq!(
+            snap[&Lease::key_of("ingest", STREAM, c)].checkpoint,
+            Checkpoint::Sequence {
+                sequence_number: last,
+                sub_sequence_number: None
+            }
+        );
+    }
+    // The aged-out parent was never read (its records are gone): no iterator came back.
+    assert!(kinesis.calls().iter().all(|c| !matches!(
+        c,
+        FakeCall::GetRecords { shard_id, .. } if shard_id == SHARD0
+    )));
+}
+
+#[tokio::test(start_paused = true)]
+async fn finished_leases_are_removed_after_the_retention_once_every_child_started() {
+    let kinesis = Arc::new(FakeKinesis::new());
+    // Sequence numbers from 10: above the checkpoints "5" and "6" written below.
+    kinesis.create_stream(STREAM, 1, 10);
+    let children = kinesis.split(STREAM, SHARD0);
+    let shards = aiops_aws::kinesis::KinesisPort::list_shards(kinesis.as_ref(), STREAM)
+        .await
+        .unwrap();
+    let store = Arc::new(MemoryLeaseStore::new());
+    let leases = Arc::new(LeaseCoordinator::new(
+        store.clone(),
+        "w1",
+        "ingest",
+        STREAM,
+        LeaseConfig {
+            finished_retention_ms: 60_000,
+            ..lease_config()
+        },
+    ));
+    assert_eq!(
+        leases
+            .sync_shards(&shards, InitialPosition::TrimHorizon)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(leases.take().await.unwrap().len(), 3);
+    let key = |s: &str| Lease::key_of("ingest", STREAM, s);
+    // The parent ends (its lease records the time of that write: lastRenewalMillis).
+    assert_eq!(
+        leases
+            .checkpoint(&key(SHARD0), Checkpoint::ShardEnd)
+            .await
+            .unwrap(),
+        aiops_aws::coordinator::CheckpointResult::Written
+    );
+    leases.release(&key(SHARD0)).await.unwrap();
+    let ended_at = store.snapshot()[&key(SHARD0)].last_renewal_millis.unwrap();
+    let seq = |n: &str| Checkpoint::Sequence {
+        sequence_number: n.into(),
+        sub_sequence_number: None,
+    };
+    // One child started, the other has not: the parent stays, however old.
+    leases
+        .checkpoint(&key(&children[0]), seq("5"))
+        .await
+        .unwrap();
+    assert_eq!(
+        leases
+            .clean_up(&shards, ended_at + 3_600_000)
+            .await
+            .unwrap(),
+        Vec::<String>::new()
+    );
+    // Both started, but the retention has not passed: it stays.
+    leases
+        .checkpoint(&key(&children[1]), seq("6"))
+        .await
+        .unwrap();
+    assert_eq!(
+        leases.clean_up(&shards, ended_at + 59_999).await.unwrap(),
+        Vec::<String>::new()
+    );
+    // An empty listing (not known) removes nothing.
+    assert_eq!(
+        leases.clean_up(&[], ended_at + 60_000).await.unwrap(),
+        Vec::<String>::new()
+    );
+    // Retention passed: removed; the children (open) stay.
+    assert_eq!(
+        leases.clean_up(&shards, ended_at + 60_000).await.unwrap(),
+        vec![key(SHARD0)]
+    );
+    let snap = store.snapshot();
+    assert_eq!(
+        snap.keys().cloned().collect::<Vec<_>>(),
+        vec![key(&children[0]), key(&children[1])]
+    );
+    // The parent is still listed (within the stream's retention): it gets no new lease, so it
+    // is not read again.
+    assert_eq!(
+        leases
+            .sync_shards(&shards, InitialPosition::TrimHorizon)
+            .await
+            .unwrap(),
+        0
+    );
+    // A child that started does not wait for its (removed) parent when taken over.
+    kinesis.append(STREAM, &children[0], "k", b"late");
+    let handle = leases
+        .handles()
+        .await
+        .into_iter()
+        .find(|h| h.shard_id == children[0])
+        .unwrap();
+    assert_eq!(handle.checkpoint, seq("5"));
+    let ctx = context(&kinesis, &leases);
+    *ctx.listed_shards.lock().unwrap() = shards.iter().map(|s| s.shard_id.clone()).collect();
+    let journal = Arc::new(Journal::default());
+    let mut processor = Factory {
+        journal: journal.clone(),
+        flush_every: 1,
+    }
+    .create(&children[0]);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task =
+        tokio::spawn(async move { consume_shard(&ctx, &handle, &mut processor, stop_rx).await });
+    let j = journal.clone();
+    wait_until(30, move || j.len() == 1).await;
+    stop_tx.send(true).unwrap();
+    assert_eq!(task.await.unwrap().unwrap(), ShardExit::Stopped);
+    assert_eq!(journal.data(), vec!["late"]);
+}
+
+/// A processor that flushes the metrics registry at every batch (so the test sees exactly
+/// what the consumer recorded before that batch), checkpointing every batch.
+struct Metered {
+    registry: Arc<aiops_core::metrics::Registry>,
+    lines: Arc<Mutex<Vec<String>>>,
+    batches: i64,
+}
+
+impl ShardProcessor for Metered {
+    async fn process(&mut self, _records: Vec<ConsumedRecord>) -> Result<(), ProcessError> {
+        self.batches += 1;
+        let lines = self.registry.flush_lines(self.batches);
+        self.lines.lock().unwrap().extend(lines);
+        Ok(())
+    }
+    fn flush_due(&self) -> bool {
+        true
+    }
+    async fn flush(&mut self) -> Result<(), ProcessError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_consumer_records_lag_checkpoint_age_records_and_batch_latency_as_emf() {
+    use serde_json::{Value, json};
+    let kinesis = Arc::new(FakeKinesis::new());
+    kinesis.create_stream(STREAM, 1, 1);
+    kinesis.set_page_size(10);
+    fill(&kinesis, SHARD0, 30, "r");
+    let store = Arc::new(MemoryLeaseStore::new());
+    let leases = coordinator(&store, "w1");
+    let shards = aiops_aws::kinesis::KinesisPort::list_shards(kinesis.as_ref(), STREAM)
+        .await
+        .unwrap();
+    leases
+        .sync_shards(&shards, InitialPosition::TrimHorizon)
+        .await
+        .unwrap();
+    let handle = leases.take().await.unwrap().remove(0);
+    let registry = Arc::new(aiops_core::metrics::Registry::new("ingest"));
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let mut ctx = context(&kinesis, &leases);
+    ctx.metrics = Some(registry.clone());
+    let mut processor = Metered {
+        registry: registry.clone(),
+        lines: lines.clone(),
+        batches: 0,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task =
+        tokio::spawn(async move { consume_shard(&ctx, &handle, &mut processor, stop_rx).await });
+    let l = lines.clone();
+    wait_until(60, move || l.lock().unwrap().len() == 6).await;
+    stop_tx.send(true).unwrap();
+    assert_eq!(task.await.unwrap().unwrap(), ShardExit::Stopped);
+    let mut all = lines.lock().unwrap().clone();
+    // After the shard stopped: its gauges are gone, the stage counters stay.
+    all.extend(registry.flush_lines(4));
+    let docs: Vec<Value> = all
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let shard_doc = |ts: i64, age: f64, behind: f64| {
+        json!({
+            "_aws": {"Timestamp": ts, "CloudWatchMetrics": [{
+                "Namespace": "aiops",
+                "Dimensions": [["Stage", "ShardId"]],
+                "Metrics": [
+                    {"Name": "CheckpointAge", "Unit": "Milliseconds"},
+                    {"Name": "MillisBehindLatest", "Unit": "Milliseconds"},
+                ]}]},
+            "Stage": "ingest",
+            "ShardId": SHARD0,
+            "CheckpointAge": age,
+            "MillisBehindLatest": behind,
+        })
+    };
+    let stage_doc = |ts: i64, behind: Option<f64>| {
+        let mut d = json!({
+            "_aws": {"Timestamp": ts, "CloudWatchMetrics": [{
+                "Namespace": "aiops",
+                "Dimensions": [["Stage"]],
+                "Metrics": [
+                    {"Name": "BatchLatency", "Unit": "Milliseconds"},
+                    {"Name": "RecordsIn", "Unit": "Count"},
+                ]}]},
+            "Stage": "ingest",
+            "BatchLatency": [0.0],
+            "RecordsIn": 10.0,
+        });
+        if let Some(b) = behind {
+            d["MillisBehindLatest"] = json!(b);
+            d["_aws"]["CloudWatchMetrics"][0]["Metrics"] = json!([
+                {"Name": "BatchLatency", "Unit": "Milliseconds"},
+                {"Name": "MillisBehindLatest", "Unit": "Milliseconds"},
+                {"Name": "RecordsIn", "Unit": "Count"},
+            ]);
+        }
+        d
+    };
+    let stage_only_lag = |ts: i64, behind: f64| {
+        json!({
+            "_aws": {"Timestamp": ts, "CloudWatchMetrics": [{
+                "Namespace": "aiops",
+                "Dimensions": [["Stage"]],
+                "Metrics": [{"Name": "MillisBehindLatest", "Unit": "Milliseconds"}]}]},
+            "Stage": "ingest",
+            "MillisBehindLatest": behind,
+        })
+    };
+    // Batch 1: read at once (age 0), 1000 ms behind (the fake's answer short of the tip).
+    // Batches 2 and 3: read 200 ms after the previous checkpoint (5 calls/s per shard);
+    // the third page reaches the tip (0 behind). Each flush holds the previous batch's
+    // RecordsIn and BatchLatency (0 ms on the paused clock).
+    assert_eq!(
+        docs,
+        vec![
+            stage_only_lag(1, 1000.0),
+            shard_doc(1, 0.0, 1000.0),
+            stage_doc(2, Some(1000.0)),
+            shard_doc(2, 200.0, 1000.0),
+            stage_doc(3, Some(0.0)),
+            shard_doc(3, 200.0, 0.0),
+            stage_doc(4, None),
+        ]
+    );
 }

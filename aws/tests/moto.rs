@@ -146,6 +146,13 @@ async fn dynamodb_lease_writes_are_conditional() {
     let listed = store.list("ingest:raw:").await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].key, lease.key);
+    // Deletes are conditional on the counter: a stale view keeps the lease.
+    assert!(!store.delete(&lease.key, 3).await.unwrap());
+    assert!(store.get(&lease.key).await.unwrap().is_some());
+    assert!(store.delete(&lease.key, 4).await.unwrap());
+    assert_eq!(store.get(&lease.key).await.unwrap(), None);
+    assert!(!store.delete(&lease.key, 4).await.unwrap());
+    assert_eq!(store.list("ingest:raw:").await.unwrap().len(), 0);
 }
 
 #[tokio::test]

@@ -2,12 +2,14 @@
 //!
 //! The vocabulary every aiops stage shares (DESIGN §3–§6): the normalised [`Event`] with its
 //! [`Position`], the [`Finding`] detect produces, the [`Decision`] enrichment adds, and the
-//! incident [`WorkflowState`]s. No AWS SDK types and no I/O live here.
+//! incident [`WorkflowState`]s, and the stage [`metrics`] rendered as CloudWatch Embedded Metric
+//! Format lines. No AWS SDK types live here.
 //!
 //! All timestamps are `i64` microseconds since the Unix epoch, UTC (see [`time`]).
 
 pub mod event;
 pub mod finding;
+pub mod metrics;
 pub mod testenv;
 pub mod time;
 

@@ -47,8 +47,9 @@ locals {
 resource "aws_cloudwatch_log_metric_filter" "stage" {
   for_each = local.log_metric_filters
 
-  name           = "${var.name}-${replace(each.key, "_", "-")}"
-  log_group_name = aws_cloudwatch_log_group.stage[each.value.stage].name
+  name = "${var.name}-${replace(each.key, "_", "-")}"
+  # The single profile's one task logs every stage's lines to the "all" log group.
+  log_group_name = aws_cloudwatch_log_group.stage[local.single ? "all" : each.value.stage].name
   pattern        = each.value.pattern
 
   metric_transformation {
@@ -60,7 +61,7 @@ resource "aws_cloudwatch_log_metric_filter" "stage" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "iterator_age" {
-  for_each = local.stream_names
+  for_each = local.active_stream_names
 
   alarm_name          = "${var.name}-${each.key}-iterator-age"
   alarm_description   = "The consumer of the ${each.value} stream is more than ${var.iterator_age_alarm_ms} ms behind"

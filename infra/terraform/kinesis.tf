@@ -10,8 +10,13 @@ locals {
   }
 }
 
+# The single deployment profile has the raw stream only: its one process joins the stages in memory.
+locals {
+  active_stream_names = local.single ? { raw = local.stream_names.raw } : local.stream_names
+}
+
 resource "aws_kinesis_stream" "this" {
-  for_each = local.stream_names
+  for_each = local.active_stream_names
 
   name             = each.value
   shard_count      = local.shard_counts[each.key]

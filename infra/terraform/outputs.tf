@@ -75,3 +75,8 @@ output "pipeline_toml" {
   description = "The aws-mode pipeline.toml the stages run with (also useful to run a stage by hand)."
   value       = local.pipeline_toml
 }
+
+output "stage_commands" {
+  description = "The command each ECS service's task runs, by service (deployment_profile: ingest, detect and act, or the single profile's all)."
+  value       = { for s in local.stage_names : s => "aiops ${local.stage_commands[s]} --config /run/aiops/pipeline.toml" }
+}

@@ -11,7 +11,14 @@
 # so scale-out is `desired_count` (README.md, "Why ECS Fargate").
 
 locals {
-  stage_names = ["ingest", "detect", "act"]
+  # deployment_profile (variables.tf): three services, or one task "all" running `aiops run`.
+  single      = var.deployment_profile == "single"
+  stage_names = local.single ? ["all"] : ["ingest", "detect", "act"]
+  stage_sizes = local.single ? {
+    all = { desired_count = 1, cpu = var.single_task.cpu, memory = var.single_task.memory }
+  } : var.stages
+  # The aiops subcommand each task runs.
+  stage_commands = { for s in local.stage_names : s => s == "all" ? "run" : s }
 
   image = startswith(var.image_tag, "sha256:") ? "${aws_ecr_repository.aiops.repository_url}@${var.image_tag}" : "${aws_ecr_repository.aiops.repository_url}:${var.image_tag}"
 
@@ -112,8 +119,8 @@ resource "aws_ecs_task_definition" "stage" {
   family                   = "${var.name}-${each.key}"
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
-  cpu                      = tostring(var.stages[each.key].cpu)
-  memory                   = tostring(var.stages[each.key].memory)
+  cpu                      = tostring(local.stage_sizes[each.key].cpu)
+  memory                   = tostring(local.stage_sizes[each.key].memory)
   execution_role_arn       = aws_iam_role.execution.arn
   task_role_arn            = aws_iam_role.stage[each.key].arn
 
@@ -133,14 +140,24 @@ resource "aws_ecs_task_definition" "stage" {
     readonlyRootFilesystem = true
     privileged             = false
     entryPoint             = ["/bin/sh", "-c"]
-    command                = ["printf '%s' \"$AIOPS_PIPELINE_TOML\" > /run/aiops/pipeline.toml && exec aiops ${each.key} --config /run/aiops/pipeline.toml"]
+    command                = ["printf '%s' \"$AIOPS_PIPELINE_TOML\" > /run/aiops/pipeline.toml && exec aiops ${local.stage_commands[each.key]} --config /run/aiops/pipeline.toml"]
     environment = [
       { name = "AIOPS_PIPELINE_TOML", value = local.pipeline_toml },
       { name = "AWS_REGION", value = var.region },
       { name = "RUST_LOG", value = "info" },
       # JSON lines on stderr: the log metric filters of alarms.tf match their fields.
       { name = "AIOPS_LOG_FORMAT", value = "json" },
+      # EMF metric lines on stdout go to this namespace (metrics.tf: dashboard and alarms).
+      { name = "AIOPS_METRICS_NAMESPACE", value = local.metrics_namespace },
     ]
+    # The image's HEALTHCHECK (infra/docker/Dockerfile): the configuration parses and validates.
+    healthCheck = {
+      command     = ["CMD", "/usr/local/bin/aiops", "validate", "--config", "/run/aiops/pipeline.toml"]
+      interval    = 60
+      timeout     = 10
+      retries     = 3
+      startPeriod = 30
+    }
     mountPoints = [{ sourceVolume = "run", containerPath = "/run/aiops", readOnly = false }]
     # Fargate's maximum: time to flush the open Parquet files and checkpoint before SIGKILL.
     stopTimeout = 120
@@ -161,7 +178,7 @@ resource "aws_ecs_service" "stage" {
   name             = each.key
   cluster          = aws_ecs_cluster.aiops.id
   task_definition  = aws_ecs_task_definition.stage[each.key].arn
-  desired_count    = var.stages[each.key].desired_count
+  desired_count    = local.stage_sizes[each.key].desired_count
   launch_type      = "FARGATE"
   platform_version = "LATEST"
   propagate_tags   = "SERVICE"
@@ -272,7 +289,9 @@ locals {
   history_bucket_arn = "arn:${local.partition}:s3:::${local.history_bucket_name}"
 
   # Input stream and the services that use the key on each stage's behalf.
-  stage_io = {
+  stage_io = local.single ? {
+    all = { input = local.stream_arns.raw, key_services = ["kinesis", "dynamodb", "s3", "sns"] }
+    } : {
     ingest = { input = local.stream_arns.raw, key_services = ["kinesis", "dynamodb", "s3"] }
     detect = { input = local.stream_arns.events, key_services = ["kinesis", "dynamodb", "s3"] }
     act    = { input = local.stream_arns.decisions, key_services = ["kinesis", "dynamodb", "s3", "sns"] }
@@ -305,14 +324,9 @@ data "aws_iam_policy_document" "stage_common" {
   }
 }
 
-data "aws_iam_policy_document" "ingest" {
-  source_policy_documents = [data.aws_iam_policy_document.stage_common["ingest"].json]
-
-  statement {
-    sid       = "WriteEvents"
-    actions   = local.kinesis_write_actions
-    resources = [local.stream_arns.events]
-  }
+# What each stage writes besides its output stream, shared by the scaled stage roles and the single
+# profile's "all" role.
+data "aws_iam_policy_document" "ingest_archive" {
   statement {
     sid     = "ArchiveRawHistoryAndDeadLetters"
     actions = local.s3_write_actions
@@ -323,14 +337,7 @@ data "aws_iam_policy_document" "ingest" {
   }
 }
 
-data "aws_iam_policy_document" "detect" {
-  source_policy_documents = [data.aws_iam_policy_document.stage_common["detect"].json]
-
-  statement {
-    sid       = "WriteDecisions"
-    actions   = local.kinesis_write_actions
-    resources = [local.stream_arns.decisions]
-  }
+data "aws_iam_policy_document" "detect_archive" {
   # The findings Parquet table (glue_tables.tf) is written by detect; the writer is being added to
   # cli/src/aws_mode (README.md, "Least privilege, per role").
   statement {
@@ -340,8 +347,59 @@ data "aws_iam_policy_document" "detect" {
   }
 }
 
+data "aws_iam_policy_document" "ingest" {
+  count = local.single ? 0 : 1
+
+  source_policy_documents = [
+    data.aws_iam_policy_document.stage_common["ingest"].json,
+    data.aws_iam_policy_document.ingest_archive.json,
+  ]
+
+  statement {
+    sid       = "WriteEvents"
+    actions   = local.kinesis_write_actions
+    resources = [local.stream_arns.events]
+  }
+}
+
+data "aws_iam_policy_document" "detect" {
+  count = local.single ? 0 : 1
+
+  source_policy_documents = [
+    data.aws_iam_policy_document.stage_common["detect"].json,
+    data.aws_iam_policy_document.detect_archive.json,
+  ]
+
+  statement {
+    sid       = "WriteDecisions"
+    actions   = local.kinesis_write_actions
+    resources = [local.stream_arns.decisions]
+  }
+}
+
 data "aws_iam_policy_document" "act" {
-  source_policy_documents = [data.aws_iam_policy_document.stage_common["act"].json]
+  count = local.single ? 0 : 1
+
+  source_policy_documents = [
+    data.aws_iam_policy_document.stage_common["act"].json,
+    data.aws_iam_policy_document.act_own.json,
+  ]
+}
+
+# The single profile: the three stages in one process read the raw stream only and forward nothing
+# to Kinesis; they write what ingest, detect and act write.
+data "aws_iam_policy_document" "all" {
+  count = local.single ? 1 : 0
+
+  source_policy_documents = [
+    data.aws_iam_policy_document.stage_common["all"].json,
+    data.aws_iam_policy_document.ingest_archive.json,
+    data.aws_iam_policy_document.detect_archive.json,
+    data.aws_iam_policy_document.act_own.json,
+  ]
+}
+
+data "aws_iam_policy_document" "act_own" {
 
   statement {
     sid       = "Incidents"
@@ -394,10 +452,12 @@ data "aws_iam_policy_document" "act" {
 }
 
 locals {
-  stage_policies = {
-    ingest = data.aws_iam_policy_document.ingest.json
-    detect = data.aws_iam_policy_document.detect.json
-    act    = data.aws_iam_policy_document.act.json
+  stage_policies = local.single ? {
+    all = data.aws_iam_policy_document.all[0].json
+    } : {
+    ingest = data.aws_iam_policy_document.ingest[0].json
+    detect = data.aws_iam_policy_document.detect[0].json
+    act    = data.aws_iam_policy_document.act[0].json
   }
 }
 

@@ -220,6 +220,26 @@ variable "stages" {
   }
 }
 
+variable "deployment_profile" {
+  description = "scaled: three Fargate services (ingest, detect, act), each scaled by var.stages, joined by the raw, events and decisions streams. single: one Fargate task running the three stages in one process (`aiops run --config`, the embedded wiring with the raw stream in and S3/DynamoDB out), no events or decisions streams: the small footprint (README.md, \"Deployment profiles and cost\")."
+  type        = string
+  default     = "scaled"
+
+  validation {
+    condition     = contains(["single", "scaled"], var.deployment_profile)
+    error_message = "deployment_profile must be single or scaled."
+  }
+}
+
+variable "single_task" {
+  description = "deployment_profile = single: vCPU units (1024 = 1 vCPU) and memory in MiB of the one task (a valid Fargate combination). var.stages is not used then."
+  type = object({
+    cpu    = number
+    memory = number
+  })
+  default = { cpu = 512, memory = 1024 }
+}
+
 variable "cpu_architecture" {
   description = "CPU architecture of the aiops image: X86_64 or ARM64 (Graviton, about 20% cheaper per vCPU-hour)."
   type        = string

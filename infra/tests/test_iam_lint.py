@@ -237,6 +237,34 @@ class IamLintTest(unittest.TestCase):
             ],
         )
 
+    def test_sources_and_the_single_profile_role(self) -> None:
+        # act takes its calls from a source document; the single profile's role "all" must have
+        # act's calls too, and may have them.
+        text = STAGES_OK.replace(
+            'data "aws_iam_policy_document" "act" {',
+            'data "aws_iam_policy_document" "act_own" {',
+        )
+        text += """
+data "aws_iam_policy_document" "act" {
+  source_policy_documents = [data.aws_iam_policy_document.stage_common["act"].json, data.aws_iam_policy_document.act_own.json]
+}
+data "aws_iam_policy_document" "all" {
+  source_policy_documents = [data.aws_iam_policy_document.stage_common["all"].json]
+  statement {
+    actions   = ["bedrock:InvokeModel", "sns:Publish"]
+    resources = ["arn:aws:bedrock:us-east-1::foundation-model/m", "arn:aws:sns:us-east-1:1:t"]
+  }
+}
+"""
+        self.assertEqual(
+            lint(text, with_stages=False),
+            [
+                "all: task role lacks codebuild:StartBuild, which the stage needs",
+                "all: task role lacks codebuild:BatchGetBuilds, which the stage needs",
+                "all: task role lacks codebuild:StopBuild, which the stage needs",
+            ],
+        )
+
     def test_the_deployment_is_clean(self) -> None:
         docs, locals_ = iam_lint.collect(util.TERRAFORM)
         for name in ("stage_common", "ingest", "detect", "act", "codebuild_base", "recovery_refresh_read_only", "kms"):

@@ -14,9 +14,11 @@ deployment's own rules:
    aws:SourceArn) against the confused-deputy problem.
 5. The recovery builds' documents (`recovery_*`) allow no destructive action (Delete*, Terminate*,
    Remove*, Detach*, Disassociate*, Deregister*, Disable*, Revoke*, Put*Deletion*...).
-6. Each stage's task role (documents stage_common + ingest/detect/act) uses only its stage's
-   services; only act may call Bedrock (enrichment runs in the act stage), start, read and stop
-   builds and publish to SNS, and it has each of these calls. No stage has cloudwatch:PutMetricData
+6. Each stage's task role (documents stage_common + ingest/detect/act, with the documents each
+   names in source_policy_documents) uses only its stage's services; only act may call Bedrock
+   (enrichment runs in the act stage), start, read and stop builds and publish to SNS, and it has
+   each of these calls. The single deployment profile's role (document `all`, when present: the
+   three stages in one process) has act's services and calls. No stage has cloudwatch:PutMetricData
    (the code publishes no metrics; alarms.tf counts from the logs).
 
 Usage: python iam_lint.py <terraform dir>   (exit 0 silent if clean, 1 with one line per violation)
@@ -60,7 +62,10 @@ STAGE_SERVICES = {
     "ingest": {"kinesis", "dynamodb", "s3", "kms"},
     "detect": {"kinesis", "dynamodb", "s3", "kms"},
     "act": {"kinesis", "dynamodb", "s3", "kms", "bedrock", "codebuild", "sns"},
+    "all": {"kinesis", "dynamodb", "s3", "kms", "bedrock", "codebuild", "sns"},
 }
+#: Stages checked even when their document is missing (`all` exists in the single profile only).
+REQUIRED_STAGES = ("ingest", "detect", "act")
 #: Actions that exactly one stage may have, and that stage must have (act/src/bedrock.rs calls
 #: Converse, authorised as bedrock:InvokeModel; act/src/codebuild.rs starts, polls and stops builds;
 #: act/src/notify.rs publishes).
@@ -108,13 +113,21 @@ def collect(root: pathlib.Path) -> tuple[dict[str, list[Statement]], dict[str, l
             for k, v in block.items():
                 if isinstance(v, list) and all(isinstance(x, str) for x in v):
                     locals_[k] = [str(hcl.unquote(x)) for x in v]
+    sources: dict[str, list[str]] = {}
     for path, doc in parsed:
         for entry in doc.get("data", []):
             for dtype, by_name in entry.items():
                 if hcl.unquote(dtype) != "aws_iam_policy_document":
                     continue
                 for name, body in by_name.items():
-                    docs[str(hcl.unquote(name))] = list(_statements(body))
+                    key = str(hcl.unquote(name))
+                    docs[key] = list(_statements(body))
+                    refs = re.findall(r"data\.aws_iam_policy_document\.([A-Za-z0-9_]+)", str(body.get("source_policy_documents", "")))
+                    sources[key] = [r for r in refs if r not in ("stage_common", key)]
+    # A stage document also holds the statements of the documents it names as sources (one level).
+    for stage in STAGE_SERVICES:
+        for src in sources.get(stage, []):
+            docs[stage] = docs.get(stage, []) + docs.get(src, [])
     return docs, locals_
 
 
@@ -161,15 +174,17 @@ def lint(docs: dict[str, list[Statement]], locals_: dict[str, list[str]]) -> lis
     if not any(stage_actions.values()):
         problems.append("no stage policy documents found (expected stage_common, ingest, detect, act)")
     for stage, actions in stage_actions.items():
+        if stage not in REQUIRED_STAGES and stage not in docs:
+            continue
         for a in sorted(actions):
             service = a.split(":", 1)[0]
             if service not in STAGE_SERVICES[stage]:
                 problems.append(f"{stage}: task role uses {a}, outside the stage's services {sorted(STAGE_SERVICES[stage])}")
             owner = STAGE_ONLY.get(a)
-            if owner is not None and owner != stage:
+            if owner is not None and stage not in (owner, "all"):
                 problems.append(f"{stage}: task role has {a}, which only {owner} may have")
         for a, owner in STAGE_ONLY.items():
-            if owner == stage and a not in actions:
+            if stage in (owner, "all") and a not in actions:
                 problems.append(f"{stage}: task role lacks {a}, which the stage needs")
     return problems
 
