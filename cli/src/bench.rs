@@ -483,7 +483,7 @@ fn end_micros(args: &BenchArgs) -> Result<i64> {
     match &args.end_time {
         None => Ok(now.div_euclid(day_us) * day_us),
         Some(text) => {
-            let end = crate::history::parse_time_arg("--end-time", text)?;
+            let end = aiops_history::parse_time_arg("--end-time", text)?;
             if end > now {
                 bail!("--end-time {text:?} is in the future; generated events must be in the past");
             }

@@ -226,6 +226,14 @@ impl PipelineConfig {
         }
     }
 
+    /// How S3 and DynamoDB are reached: the `[aws]` region and endpoint.
+    pub fn aws_access(&self) -> aiops_history::AwsAccess {
+        aiops_history::AwsAccess {
+            region: self.aws.region.clone(),
+            endpoint_url: self.aws.endpoint_url.clone(),
+        }
+    }
+
     /// Checks every section; the error says which field is wrong and why.
     ///
     /// # Errors

@@ -15,7 +15,7 @@ mod bench_aws;
 mod config;
 mod deadletter;
 mod eval;
-mod history;
+mod history_cmd;
 mod pipeline;
 mod simulate;
 
@@ -96,10 +96,10 @@ enum Command {
     },
     /// Run the detect code over Parquet history (a data directory or s3://bucket/prefix) with
     /// a configuration, and score it against labelled windows.
-    Backtest(history::BacktestArgs),
+    Backtest(history_cmd::BacktestArgs),
     /// Learn per-series baselines and template dictionaries from Parquet history, for detect
     /// to load at start.
-    Learn(history::LearnArgs),
+    Learn(history_cmd::LearnArgs),
     /// Check the configuration and say precisely what is wrong.
     Validate {
         #[command(flatten)]
@@ -236,8 +236,8 @@ fn dispatch(command: Command) -> Result<i32> {
             json,
             baselines,
         } => cmd_replay(&paths, &config, json, baselines.as_deref()),
-        Command::Backtest(args) => history::cmd_backtest(&args),
-        Command::Learn(args) => history::cmd_learn(&args),
+        Command::Backtest(args) => history_cmd::cmd_backtest(&args),
+        Command::Learn(args) => history_cmd::cmd_learn(&args),
         Command::Validate { config, json } => {
             let (cfg, origin) = load_config(&config)?;
             if json {
@@ -455,7 +455,7 @@ fn embedded_baselines(
 ) -> Result<Option<aiops_detect::baseline::Baselines>> {
     match spec {
         None | Some("none") | Some("") => Ok(None),
-        Some(s) => history::load_baselines(
+        Some(s) => aiops_history::load_baselines(
             s,
             &cfg.detect.statistics,
             cfg.aws.region.as_deref(),

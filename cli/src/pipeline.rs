@@ -17,6 +17,7 @@ use aiops_detect::rules::{ChangeRules, RuleVerdict, glob_match};
 use aiops_ingest::archive::{IncidentRow, LocalArchive, LocalTableWriter};
 use aiops_ingest::decode::{DecodeOutput, decode_file, decode_kinesis_record};
 use aiops_ingest::dedup::Deduplicator;
+use aiops_ingest::files::list_files;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use serde::Serialize;
@@ -431,7 +432,7 @@ pub fn run_embedded_with(
                     counters.incidents.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Some(i) = h.incident {
-                    if let Err(e) = incidents_table.append(crate::history::tables::incident_row(&i))
+                    if let Err(e) = incidents_table.append(aiops_history::tables::incident_row(&i))
                     {
                         act_result = Err(e.into());
                         stop.store(true, Ordering::SeqCst);
@@ -654,43 +655,6 @@ fn ingest_loop(
         }
     }
     Ok(())
-}
-
-/// Lists the files under `path` (itself when a file), recursively, sorted, skipping hidden
-/// names (`.` prefix).
-pub fn list_files(path: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    // Directories already walked, by canonical path: a symlink loop is walked once.
-    let mut visited: HashSet<PathBuf> = HashSet::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        if p.is_dir() {
-            let canonical = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
-            if !visited.insert(canonical) {
-                continue;
-            }
-            match std::fs::read_dir(&p) {
-                Ok(rd) => {
-                    for e in rd.flatten() {
-                        let name = e.file_name();
-                        if name.to_string_lossy().starts_with('.') {
-                            continue;
-                        }
-                        stack.push(e.path());
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(path = %p.display(), error = %e, "cannot list directory");
-                    // Reported to the reader as an unreadable entry (a dead letter).
-                    out.push(p);
-                }
-            }
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Reads a regular file of at most `max` bytes; anything else is an error saying why.

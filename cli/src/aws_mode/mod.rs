@@ -280,10 +280,10 @@ pub fn detect_baselines(
     let endpoint = cfg.aws.endpoint_url.as_deref();
     match spec {
         Some("none") | Some("") => Ok(None),
-        Some(s) => crate::history::load_baselines(s, &cfg.detect.statistics, region, endpoint),
+        Some(s) => aiops_history::load_baselines(s, &cfg.detect.statistics, region, endpoint),
         None => {
             let spec = format!("dynamodb://{}", cfg.aws.patterns_table);
-            match crate::history::load_baselines(&spec, &cfg.detect.statistics, region, endpoint) {
+            match aiops_history::load_baselines(&spec, &cfg.detect.statistics, region, endpoint) {
                 Ok(b) => {
                     if b.is_none() {
                         tracing::info!(table = %cfg.aws.patterns_table, "no learned baselines in the patterns table; detect starts without");

@@ -192,7 +192,7 @@ pub fn list_files(
                     dir.display()
                 );
             }
-            for path in crate::pipeline::list_files(&dir) {
+            for path in aiops_ingest::files::list_files(&dir) {
                 let Ok(rel) = path.strip_prefix(&dir) else {
                     continue;
                 };

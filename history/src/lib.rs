@@ -15,11 +15,9 @@ pub mod reader;
 pub mod report;
 pub mod tables;
 
-use crate::ConfigArgs;
 use aiops_detect::baseline::Baselines;
 use aiops_detect::config::StatisticsConfig;
 use anyhow::{Context, Result, bail};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Where a history lives.
@@ -76,16 +74,6 @@ pub struct AwsAccess {
     pub region: Option<String>,
     /// Endpoint override (a local emulator).
     pub endpoint_url: Option<String>,
-}
-
-impl AwsAccess {
-    /// The access a configuration names.
-    pub fn of(cfg: &crate::config::PipelineConfig) -> AwsAccess {
-        AwsAccess {
-            region: cfg.aws.region.clone(),
-            endpoint_url: cfg.aws.endpoint_url.clone(),
-        }
-    }
 }
 
 /// Progress bars on stderr.
@@ -156,38 +144,6 @@ pub fn load_baselines(
     b.validate(cfg)
         .with_context(|| format!("baselines {spec}"))?;
     Ok(Some(b))
-}
-
-/// `aiops backtest` arguments.
-#[derive(clap::Args)]
-pub struct BacktestArgs {
-    /// The history: a data directory (holding `raw/`) or `s3://bucket/prefix`.
-    #[arg(long)]
-    history: String,
-    #[command(flatten)]
-    config: ConfigArgs,
-    /// Start of the event-time range (RFC 3339 or YYYY-MM-DD, UTC), inclusive.
-    #[arg(long)]
-    from: Option<String>,
-    /// End of the event-time range, exclusive.
-    #[arg(long)]
-    to: Option<String>,
-    /// Labelled windows: `{"series or resource key": [[start, end], ...]}`.
-    #[arg(long)]
-    labels: Option<PathBuf>,
-    /// Write a self-contained HTML report here.
-    #[arg(long)]
-    report: Option<PathBuf>,
-    /// Start detect from learned baselines (a file, or `dynamodb://<patterns table>`).
-    #[arg(long)]
-    baselines: Option<String>,
-    /// Compare with the findings the live run wrote to the `findings` table of the same
-    /// history (in the same time range): which findings match, which only one side has.
-    #[arg(long)]
-    compare_live: bool,
-    /// Print one JSON object (figures, label scores, findings) instead of text.
-    #[arg(long)]
-    json: bool,
 }
 
 /// How backtest findings compare with the live run's `findings` table.
@@ -261,236 +217,20 @@ pub fn compare_live(
     })
 }
 
-/// `aiops learn` arguments.
-#[derive(clap::Args)]
-pub struct LearnArgs {
-    /// The history: a data directory (holding `raw/`) or `s3://bucket/prefix`.
-    #[arg(long)]
-    history: String,
-    /// Where the baselines go: a JSON file, or `dynamodb://<patterns table>`.
-    #[arg(long)]
-    out: String,
-    #[command(flatten)]
-    config: ConfigArgs,
-    /// Start of the event-time range (RFC 3339 or YYYY-MM-DD, UTC), inclusive.
-    #[arg(long)]
-    from: Option<String>,
-    /// End of the event-time range, exclusive.
-    #[arg(long)]
-    to: Option<String>,
-    /// Print one JSON summary object.
-    #[arg(long)]
-    json: bool,
-}
-
-fn range(from: &Option<String>, to: &Option<String>) -> Result<(Option<i64>, Option<i64>)> {
-    let from = from
-        .as_deref()
-        .map(|t| parse_time_arg("--from", t))
-        .transpose()?;
-    let to = to
-        .as_deref()
-        .map(|t| parse_time_arg("--to", t))
-        .transpose()?;
+/// Parses the `--from` / `--to` pair ([`parse_time_arg`]) into an event-time range `[from, to)`
+/// in microseconds.
+///
+/// # Errors
+/// When either does not parse, or `to` is not after `from`.
+pub fn time_range(from: Option<&str>, to: Option<&str>) -> Result<(Option<i64>, Option<i64>)> {
+    let from = from.map(|t| parse_time_arg("--from", t)).transpose()?;
+    let to = to.map(|t| parse_time_arg("--to", t)).transpose()?;
     if let (Some(a), Some(b)) = (from, to)
         && b <= a
     {
         bail!("--to must be after --from");
     }
     Ok((from, to))
-}
-
-fn finding_line(f: &aiops_core::Finding) -> String {
-    let what = f
-        .evidence
-        .series_key
-        .clone()
-        .or_else(|| f.resource.as_ref().map(aiops_core::ResourceKey::key))
-        .unwrap_or_default();
-    format!(
-        "FINDING {} {:<26} {:<13} score={:.2} {} | {}",
-        aiops_core::time::format_rfc3339_micros(f.event_time),
-        f.detector,
-        f.kind.as_str(),
-        f.score,
-        what,
-        f.summary
-    )
-}
-
-/// Runs `aiops backtest`.
-///
-/// # Errors
-/// Invalid arguments or configuration, or history that cannot be read.
-pub fn cmd_backtest(args: &BacktestArgs) -> Result<i32> {
-    let (cfg, origin) = crate::load_config(&args.config)?;
-    let location = HistoryLocation::parse(&args.history)?;
-    let (from, to) = range(&args.from, &args.to)?;
-    let labels = args
-        .labels
-        .as_deref()
-        .map(labels::Labels::load)
-        .transpose()?;
-    let baselines = match &args.baselines {
-        Some(spec) => load_baselines(
-            spec,
-            &cfg.detect.statistics,
-            cfg.aws.region.as_deref(),
-            cfg.aws.endpoint_url.as_deref(),
-        )?,
-        None => None,
-    };
-    let access = AwsAccess::of(&cfg);
-    let input = backtest::BacktestInput {
-        location: &location,
-        access: &access,
-        config: &cfg,
-        from,
-        to,
-        baselines: baselines.as_ref(),
-        quiet: args.json,
-    };
-    let pass = backtest::run_pass(&input, None)?;
-    let figures = backtest::figures(&pass);
-    let comparison = if args.compare_live {
-        Some(compare_live(&location, &access, from, to, &pass.findings)?)
-    } else {
-        None
-    };
-    let scores = backtest::label_score(labels.as_ref(), &pass.findings);
-    if let Some(path) = &args.report {
-        let window_us = i64::try_from(cfg.detect.statistics.window_secs)
-            .unwrap_or(60)
-            .saturating_mul(1_000_000);
-        let (plotted, plan) = backtest::trace_plan(&pass.findings, window_us);
-        // Second pass: the same run, tracing the plotted series.
-        let traced = backtest::run_pass(&input, Some(&plan))?;
-        let html = report::render(&report::ReportInput {
-            history: &location.to_string(),
-            config: &origin,
-            findings: &pass.findings,
-            plotted: &plotted,
-            traces: &traced.traces,
-            labels: labels.as_ref(),
-            label_score: scores.as_ref(),
-            figures: &figures,
-            window_us,
-            threshold: cfg.detect.statistics.decision.finding_threshold,
-            data_end: pass.last_event.unwrap_or(i64::MAX),
-        });
-        write_atomically(path, html.as_bytes())?;
-    }
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        let obj = serde_json::json!({
-            "kind": "backtest",
-            "history": location.to_string(),
-            "config": origin,
-            "from": from.map(aiops_core::time::format_rfc3339_micros),
-            "to": to.map(aiops_core::time::format_rfc3339_micros),
-            "figures": figures,
-            "labels": scores,
-            "live_comparison": comparison,
-            "baselines": args.baselines,
-            "report": args.report,
-            "findings": pass.findings,
-        });
-        writeln!(out, "{obj}")?;
-        return Ok(0);
-    }
-    for f in &pass.findings {
-        writeln!(out, "{}", finding_line(f))?;
-    }
-    writeln!(
-        out,
-        "backtest of {location}: {} events ({} duplicates dropped) from {} files, {} to {}; {} findings ({} change rules, {} statistical); {:.1} s, {:.0} events/s",
-        figures.events,
-        figures.duplicates,
-        figures.files,
-        figures.first_event.as_deref().unwrap_or("-"),
-        figures.last_event.as_deref().unwrap_or("-"),
-        figures.findings,
-        figures.change_rule_findings,
-        figures.statistical_findings,
-        figures.elapsed_secs,
-        figures.events_per_sec
-    )?;
-    if let Some(s) = &scores {
-        let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.3}", v));
-        writeln!(
-            out,
-            "labels: precision {} recall {} F1 {} | windows {} detected {} missed {} | findings scored {} in windows {} outside {} unlabelled {} | delay mean {} s median {} s",
-            pct(s.precision),
-            pct(s.recall),
-            pct(s.f1),
-            s.windows,
-            s.detected_windows,
-            s.missed_windows,
-            s.scored_findings,
-            s.true_findings,
-            s.false_findings,
-            s.unlabelled_findings,
-            s.mean_delay_secs.map_or("-".into(), |d| format!("{d:.0}")),
-            s.median_delay_secs
-                .map_or("-".into(), |d| format!("{d:.0}"))
-        )?;
-    }
-    if let Some(c) = &comparison {
-        writeln!(
-            out,
-            "live findings table: {} findings, backtest {}, matching {}, only live {}, only backtest {}",
-            c.live,
-            c.backtest,
-            c.matching,
-            c.live - c.matching,
-            c.backtest - c.matching
-        )?;
-    }
-    if let Some(p) = &args.report {
-        writeln!(out, "report: {}", p.display())?;
-    }
-    Ok(0)
-}
-
-/// Runs `aiops learn`.
-///
-/// # Errors
-/// Invalid arguments or configuration, history that cannot be read, or baselines that cannot
-/// be written.
-pub fn cmd_learn(args: &LearnArgs) -> Result<i32> {
-    let (cfg, origin) = crate::load_config(&args.config)?;
-    let location = HistoryLocation::parse(&args.history)?;
-    let (from, to) = range(&args.from, &args.to)?;
-    let result = learn::learn(&location, &cfg, from, to, args.json)?;
-    let summary = learn::write(&result, &args.out, &cfg)?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        let obj = serde_json::json!({
-            "kind": "learn",
-            "history": location.to_string(),
-            "config": origin,
-            "out": args.out,
-            "summary": summary,
-        });
-        writeln!(out, "{obj}")?;
-    } else {
-        writeln!(
-            out,
-            "learned from {location}: {} events ({} to {}), {} series ({} count, {} value), {} log groups with {} templates, {} principal/API pairs; written to {} in {:.1} s",
-            summary.events,
-            summary.learned_from.as_deref().unwrap_or("-"),
-            summary.learned_to.as_deref().unwrap_or("-"),
-            summary.series,
-            summary.count_series,
-            summary.value_series,
-            summary.log_groups,
-            summary.templates,
-            summary.pairs,
-            args.out,
-            summary.elapsed_secs
-        )?;
-    }
-    Ok(0)
 }
 
 /// Writes `bytes` to `path` through a temporary file renamed into place.
@@ -538,6 +278,6 @@ mod tests {
             1_714_564_800_000_000
         );
         assert!(parse_time_arg("--from", "yesterday").is_err());
-        assert!(range(&Some("2024-05-02".into()), &Some("2024-05-01".into())).is_err());
+        assert!(time_range(Some("2024-05-02"), Some("2024-05-01")).is_err());
     }
 }
