@@ -1,6 +1,6 @@
 //! `aiops bench`: the end-to-end benchmark (issue 7).
 //!
-//! The built-in traffic generator ([`crate::simulate::Simulator`]) writes `--events` events
+//! The built-in traffic generator ([`aiops_pipeline::sim::Simulator`]) writes `--events` events
 //! of realistic Kinesis records (CloudTrail EventBridge envelopes of ~1.3 KB from thousands of
 //! principals, gzip CloudWatch Logs subscription payloads from hundreds of log groups with a
 //! few hundred templates each, producer-retry duplicates, and a steady trickle of destructive
@@ -18,11 +18,11 @@
 //! user + system time of the whole process over the run) and the statistics engine's series
 //! count.
 
-use crate::config::PipelineConfig;
-use crate::pipeline::{Counters, Probes, RecordFeed, RunMode, run_embedded_with};
-use crate::simulate::{SimRecord, SimulateConfig, Simulator};
 use aiops_core::Position;
 use aiops_core::time::{MICROS_PER_SEC, now_micros};
+use aiops_pipeline::PipelineConfig;
+use aiops_pipeline::embedded::{Counters, Probes, RecordFeed, RunMode, run_embedded_with};
+use aiops_pipeline::sim::{SimRecord, SimulateConfig, Simulator};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::io::{BufReader, BufWriter, Read, Write};

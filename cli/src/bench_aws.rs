@@ -53,7 +53,6 @@
 //! one.
 
 use crate::bench::{BenchArgs, BenchReport, InputReader};
-use crate::config::PipelineConfig;
 use aiops_aws::backoff::Backoff;
 use aiops_aws::kinesis::{
     IteratorStart, KinesisError, KinesisPort, KinesisRecord, PutEntry, PutOutcome, SdkKinesis,
@@ -65,6 +64,7 @@ use aiops_core::time::now_micros;
 use aiops_core::{Finding, FindingKind, Position};
 use aiops_detect::rules::ChangeRules;
 use aiops_ingest::decode::{DecodeOutput, decode_kinesis_record};
+use aiops_pipeline::PipelineConfig;
 use anyhow::{Context, Result, bail};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,5 @@
 //! `aiops`: the streaming AIOps agent for AWS. See README.md.
 
-mod aws_mode;
 /// Writes one line to stdout; a closed stdout (a reader that went away, as with `| head`) is
 /// not an error: the work goes on and its results are still stored.
 macro_rules! out {
@@ -10,18 +9,16 @@ macro_rules! out {
     }};
 }
 
+mod aws_cmd;
 mod bench;
 mod bench_aws;
-mod config;
-mod deadletter;
 mod eval;
 mod history_cmd;
-mod pipeline;
-mod simulate;
 
-use crate::config::{PipelineConfig, SourceConfig};
-use crate::pipeline::{Counters, RunMode, run_embedded};
 use aiops_act::{Incident, IncidentStore};
+use aiops_pipeline::aws_mode;
+use aiops_pipeline::config::{self, PipelineConfig, SourceConfig};
+use aiops_pipeline::embedded::{Counters, RunMode, run_embedded};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -131,7 +128,7 @@ enum Command {
         command: IncidentsCommand,
     },
     #[command(flatten)]
-    Aws(aws_mode::AwsCommand),
+    Aws(aws_cmd::AwsCommand),
 }
 
 #[derive(Subcommand)]
@@ -275,7 +272,7 @@ fn dispatch(command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Incidents { command } => cmd_incidents(command),
-        Command::Aws(command) => aws_mode::dispatch(command),
+        Command::Aws(command) => aws_cmd::dispatch(command),
         Command::Bench(args) => {
             let base = match &args.config {
                 Some(p) => PipelineConfig::load(p)?,
@@ -474,7 +471,7 @@ fn cmd_run(
     let (cfg, origin) = load_config(args)?;
     if cfg.mode == "aws" {
         use aws_mode::Stage;
-        return aws_mode::run_stages(
+        return aws_cmd::run_stages(
             &cfg,
             &[Stage::Ingest, Stage::Detect, Stage::Act],
             worker_id,
