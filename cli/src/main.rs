@@ -10,8 +10,7 @@ macro_rules! out {
 }
 
 mod aws_cmd;
-mod bench;
-mod bench_aws;
+mod bench_cmd;
 mod eval;
 mod history_cmd;
 
@@ -116,7 +115,7 @@ enum Command {
     /// End-to-end benchmark: generated traffic through the embedded pipeline; prints events
     /// and bytes per second, latency from ingestion to change-rule finding, peak memory and
     /// CPU seconds per million events.
-    Bench(bench::BenchArgs),
+    Bench(aiops_benches::harness::BenchArgs),
     /// Evaluate the detectors on public benchmarks (NAB, Loghub).
     Eval {
         #[command(subcommand)]
@@ -278,11 +277,11 @@ fn dispatch(command: Command) -> Result<i32> {
                 Some(p) => PipelineConfig::load(p)?,
                 None => PipelineConfig::builtin_default(),
             };
-            let report = bench::cmd_bench(&args, base)?;
+            let report = aiops_benches::harness::cmd_bench(&args, base)?;
             if args.json {
                 out!("{}", serde_json::to_string(&report)?);
             } else {
-                bench::print_text(&report);
+                bench_cmd::print_text(&report);
             }
             Ok(0)
         }
