@@ -1,7 +1,7 @@
 //! The aws-mode commands (`aiops ingest|detect|act|setup`): arguments and printing; the
 //! stage runners are `aiops_pipeline::aws_mode`'s.
 
-use crate::{ConfigArgs, load_config};
+use crate::config_args::{ConfigArgs, load_config};
 use aiops_pipeline::PipelineConfig;
 use aiops_pipeline::aws_mode::{self, Stage};
 use anyhow::{Result, bail};

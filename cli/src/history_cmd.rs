@@ -1,7 +1,7 @@
 //! `aiops backtest` and `aiops learn`: arguments and printing; the work is `aiops_history`'s.
 
-use crate::{ConfigArgs, load_config};
-use aiops_history::{HistoryLocation, backtest, labels, learn, load_baselines, time_range};
+use crate::config_args::{ConfigArgs, load_config};
+use aiops_history::{HistoryLocation, backtest, labels, learn, load_baselines, run, time_range};
 use anyhow::Result;
 use std::io::Write;
 use std::path::PathBuf;
@@ -101,7 +101,7 @@ pub fn cmd_backtest(args: &BacktestArgs) -> Result<i32> {
         None => None,
     };
     let access = cfg.aws_access();
-    let req = backtest::BacktestRequest {
+    let req = run::BacktestRequest {
         input: backtest::BacktestInput {
             location: &location,
             access: &access,
@@ -119,12 +119,12 @@ pub fn cmd_backtest(args: &BacktestArgs) -> Result<i32> {
         config_origin: &origin,
         threshold: cfg.detect.statistics.decision.finding_threshold,
     };
-    let backtest::BacktestOutcome {
+    let run::BacktestOutcome {
         findings,
         figures,
         scores,
         comparison,
-    } = backtest::run(&req)?;
+    } = run::run_backtest(&req)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let obj = serde_json::json!({

@@ -11,6 +11,7 @@ macro_rules! out {
 
 mod aws_cmd;
 mod bench_cmd;
+mod config_args;
 mod eval;
 mod history_cmd;
 
@@ -20,8 +21,9 @@ use aiops_pipeline::config::{self, PipelineConfig, SourceConfig};
 use aiops_pipeline::embedded::{Counters, RunMode, run_embedded};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use config_args::{ConfigArgs, load_config};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -39,18 +41,6 @@ struct Cli {
     log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(clap::Args, Clone)]
-struct ConfigArgs {
-    /// Configuration file (default: ./pipeline.toml when present, else the built-in default:
-    /// embedded mode with the simulate source).
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    /// Where embedded mode writes Parquet, the SQLite store and dead letters (overrides
-    /// `data_dir`).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -172,29 +162,6 @@ fn init_logging(format: &str, level: Option<&str>) -> Result<()> {
         other => bail!("--log-format {other:?} is not text or json"),
     }
     Ok(())
-}
-
-fn load_config(args: &ConfigArgs) -> Result<(PipelineConfig, String)> {
-    let (mut cfg, origin) = match &args.config {
-        Some(p) => (PipelineConfig::load(p)?, p.display().to_string()),
-        None => {
-            let default = Path::new("pipeline.toml");
-            if default.exists() {
-                (PipelineConfig::load(default)?, "pipeline.toml".to_string())
-            } else {
-                (
-                    PipelineConfig::builtin_default(),
-                    "built-in default".to_string(),
-                )
-            }
-        }
-    };
-    if let Some(d) = &args.data_dir {
-        cfg.data_dir = d.clone();
-    }
-    cfg.validate()
-        .with_context(|| format!("invalid configuration ({origin})"))?;
-    Ok((cfg, origin))
 }
 
 /// The process allocator: mimalloc (many small per-event allocations on every stage).

@@ -4,7 +4,8 @@
 //! DynamoDB patterns table (`dynamodb://<table>`, aws mode).
 
 use super::reader::RawMerge;
-use super::{AwsAccess, HistoryLocation, patterns, progress};
+use crate::location::{AwsAccess, HistoryLocation, write_atomically};
+use crate::{patterns, progress};
 use aiops_detect::baseline::Baselines;
 use aiops_detect::config::StatisticsConfig;
 use aiops_detect::engine::StatsEngine;
@@ -120,7 +121,7 @@ pub fn write(l: &Learned, out: &str, access: &AwsAccess) -> Result<LearnSummary>
         })?;
         Some(parts)
     } else {
-        super::write_atomically(std::path::Path::new(out), &json)?;
+        write_atomically(std::path::Path::new(out), &json)?;
         None
     };
     let fmt = |t: i64| (b.events > 0).then(|| aiops_core::time::format_rfc3339_micros(t));

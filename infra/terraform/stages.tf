@@ -332,7 +332,7 @@ data "aws_iam_policy_document" "detect" {
     resources = [local.stream_arns.decisions]
   }
   # The findings Parquet table (glue_tables.tf) is written by detect; the writer is being added to
-  # cli/src/aws_mode (README.md, "Least privilege, per role").
+  # pipeline/src/aws_mode (README.md, "Least privilege, per role").
   statement {
     sid       = "ArchiveFindings"
     actions   = local.s3_write_actions
