@@ -549,12 +549,12 @@ mod tests {
             direction: Some(aiops_core::Direction::Spike),
             // As detect would rank them: the higher the score, the higher the priority.
             priority: if score >= 0.999 {
-            aiops_core::Priority::High
-        } else if score >= 0.99 {
-            aiops_core::Priority::Medium
-        } else {
-            aiops_core::Priority::Low
-        },
+                aiops_core::Priority::High
+            } else if score >= 0.99 {
+                aiops_core::Priority::Medium
+            } else {
+                aiops_core::Priority::Low
+            },
         }
     }
 

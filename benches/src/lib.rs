@@ -1,5 +1,8 @@
-//! Benchmark support crate: the deterministic input helpers the criterion benchmarks in
-//! `benches/` share. The benchmarks themselves live in `benches/`.
+//! Benchmark support crate: the end-to-end benchmark harness that `aiops bench` calls
+//! ([`harness`]: embedded and aws mode), and the deterministic input helpers the criterion
+//! benchmarks in `benches/` share. The criterion benchmarks themselves live in `benches/`.
+
+pub mod harness;
 
 use aiops_core::Position;
 

@@ -1,6 +1,5 @@
 //! `aiops`: the streaming AIOps agent for AWS. See README.md.
 
-mod aws_mode;
 /// Writes one line to stdout; a closed stdout (a reader that went away, as with `| head`) is
 /// not an error: the work goes on and its results are still stored.
 macro_rules! out {
@@ -10,22 +9,21 @@ macro_rules! out {
     }};
 }
 
-mod bench;
-mod bench_aws;
-mod config;
-mod deadletter;
+mod aws_cmd;
+mod bench_cmd;
+mod config_args;
 mod eval;
-mod history;
-mod pipeline;
-mod simulate;
+mod history_cmd;
 
-use crate::config::{PipelineConfig, SourceConfig};
-use crate::pipeline::{Counters, RunMode, run_embedded};
 use aiops_act::{Incident, IncidentStore};
+use aiops_pipeline::aws_mode;
+use aiops_pipeline::config::{self, PipelineConfig, SourceConfig};
+use aiops_pipeline::embedded::{Counters, RunMode, run_embedded};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use config_args::{ConfigArgs, load_config};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -43,18 +41,6 @@ struct Cli {
     log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(clap::Args, Clone)]
-struct ConfigArgs {
-    /// Configuration file (default: ./pipeline.toml when present, else the built-in default:
-    /// embedded mode with the simulate source).
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    /// Where embedded mode writes Parquet, the SQLite store and dead letters (overrides
-    /// `data_dir`).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -96,10 +82,10 @@ enum Command {
     },
     /// Run the detect code over Parquet history (a data directory or s3://bucket/prefix) with
     /// a configuration, and score it against labelled windows.
-    Backtest(history::BacktestArgs),
+    Backtest(history_cmd::BacktestArgs),
     /// Learn per-series baselines and template dictionaries from Parquet history, for detect
     /// to load at start.
-    Learn(history::LearnArgs),
+    Learn(history_cmd::LearnArgs),
     /// Check the configuration and say precisely what is wrong.
     Validate {
         #[command(flatten)]
@@ -119,7 +105,7 @@ enum Command {
     /// End-to-end benchmark: generated traffic through the embedded pipeline; prints events
     /// and bytes per second, latency from ingestion to change-rule finding, peak memory and
     /// CPU seconds per million events.
-    Bench(bench::BenchArgs),
+    Bench(aiops_benches::harness::BenchArgs),
     /// Evaluate the detectors on public benchmarks (NAB, Loghub).
     Eval {
         #[command(subcommand)]
@@ -131,7 +117,7 @@ enum Command {
         command: IncidentsCommand,
     },
     #[command(flatten)]
-    Aws(aws_mode::AwsCommand),
+    Aws(aws_cmd::AwsCommand),
 }
 
 #[derive(Subcommand)]
@@ -178,29 +164,6 @@ fn init_logging(format: &str, level: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-fn load_config(args: &ConfigArgs) -> Result<(PipelineConfig, String)> {
-    let (mut cfg, origin) = match &args.config {
-        Some(p) => (PipelineConfig::load(p)?, p.display().to_string()),
-        None => {
-            let default = Path::new("pipeline.toml");
-            if default.exists() {
-                (PipelineConfig::load(default)?, "pipeline.toml".to_string())
-            } else {
-                (
-                    PipelineConfig::builtin_default(),
-                    "built-in default".to_string(),
-                )
-            }
-        }
-    };
-    if let Some(d) = &args.data_dir {
-        cfg.data_dir = d.clone();
-    }
-    cfg.validate()
-        .with_context(|| format!("invalid configuration ({origin})"))?;
-    Ok((cfg, origin))
-}
-
 /// The process allocator: mimalloc (many small per-event allocations on every stage).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -236,8 +199,8 @@ fn dispatch(command: Command) -> Result<i32> {
             json,
             baselines,
         } => cmd_replay(&paths, &config, json, baselines.as_deref()),
-        Command::Backtest(args) => history::cmd_backtest(&args),
-        Command::Learn(args) => history::cmd_learn(&args),
+        Command::Backtest(args) => history_cmd::cmd_backtest(&args),
+        Command::Learn(args) => history_cmd::cmd_learn(&args),
         Command::Validate { config, json } => {
             let (cfg, origin) = load_config(&config)?;
             if json {
@@ -275,17 +238,17 @@ fn dispatch(command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Incidents { command } => cmd_incidents(command),
-        Command::Aws(command) => aws_mode::dispatch(command),
+        Command::Aws(command) => aws_cmd::dispatch(command),
         Command::Bench(args) => {
             let base = match &args.config {
                 Some(p) => PipelineConfig::load(p)?,
                 None => PipelineConfig::builtin_default(),
             };
-            let report = bench::cmd_bench(&args, base)?;
+            let report = aiops_benches::harness::cmd_bench(&args, base)?;
             if args.json {
                 out!("{}", serde_json::to_string(&report)?);
             } else {
-                bench::print_text(&report);
+                bench_cmd::print_text(&report);
             }
             Ok(0)
         }
@@ -455,7 +418,7 @@ fn embedded_baselines(
 ) -> Result<Option<aiops_detect::baseline::Baselines>> {
     match spec {
         None | Some("none") | Some("") => Ok(None),
-        Some(s) => history::load_baselines(
+        Some(s) => aiops_history::load_baselines(
             s,
             &cfg.detect.statistics,
             cfg.aws.region.as_deref(),
@@ -474,7 +437,7 @@ fn cmd_run(
     let (cfg, origin) = load_config(args)?;
     if cfg.mode == "aws" {
         use aws_mode::Stage;
-        return aws_mode::run_stages(
+        return aws_cmd::run_stages(
             &cfg,
             &[Stage::Ingest, Stage::Detect, Stage::Act],
             worker_id,

@@ -10,11 +10,11 @@
 # (AIOPS_LOG_FORMAT=json, stages.tf), one object per event as tracing-subscriber writes them:
 #   {"timestamp":"...","level":"WARN","fields":{"message":"dead letter","reason":"...",...},"target":"..."}
 # and the filters match the level and the exact messages of the code:
-# - ingest, cli/src/aws_mode/ingest.rs: WARN "dead letter" for each undecodable record (also archived
+# - ingest, pipeline/src/aws_mode/ingest.rs: WARN "dead letter" for each undecodable record (also archived
 #   under <history_prefix>/dead_letters/);
-# - detect and act, cli/src/aws_mode/detect.rs and act.rs: WARN "events stream record is not an Event;
+# - detect and act, pipeline/src/aws_mode/detect.rs and act.rs: WARN "events stream record is not an Event;
 #   skipped" and "decisions stream record is not a Finding; skipped" (such records are dropped);
-# - act, cli/src/aws_mode/act.rs: INFO "incident" with field state = "FAILED" once per incident that
+# - act, pipeline/src/aws_mode/act.rs: INFO "incident" with field state = "FAILED" once per incident that
 #   ends FAILED (the apply or verify build failed, timed out or found drift; act/src/workflow.rs).
 # infra/check (tools/log_filters.py) checks that each filter's level and message are logged by the code
 # and matches the dead-letter filter against a log line of the built binary.

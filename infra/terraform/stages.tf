@@ -339,7 +339,7 @@ data "aws_iam_policy_document" "ingest_archive" {
 
 data "aws_iam_policy_document" "detect_archive" {
   # The findings Parquet table (glue_tables.tf) is written by detect; the writer is being added to
-  # cli/src/aws_mode (README.md, "Least privilege, per role").
+  # pipeline/src/aws_mode (README.md, "Least privilege, per role").
   statement {
     sid       = "ArchiveFindings"
     actions   = local.s3_write_actions

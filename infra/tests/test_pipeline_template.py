@@ -184,9 +184,9 @@ class KeySchemaTest(unittest.TestCase):
     def test_hash_keys_match_the_code(self) -> None:
         doc = hcl.load(util.TERRAFORM / "dynamodb.tf")
         keys = {name: hcl.unquote(body["hash_key"]) for name, body in hcl.resources(doc, "aws_dynamodb_table")}
-        setup = (REPO / "cli" / "src" / "aws_mode" / "mod.rs").read_text(encoding="utf-8")
+        setup = (REPO / "pipeline" / "src" / "aws_mode" / "setup.rs").read_text(encoding="utf-8")
         lease = re.search(r'ensure_table\(&ddb, &aws\.leases_table, "(\w+)"\)', setup)
-        self.assertIsNotNone(lease, "cli/src/aws_mode/mod.rs no longer creates the lease table with ensure_table: update this test")
+        self.assertIsNotNone(lease, "pipeline/src/aws_mode/setup.rs no longer creates the lease table with ensure_table: update this test")
         dynamo = (REPO / "act" / "src" / "dynamo.rs").read_text(encoding="utf-8")
         act_keys = re.findall(r'\.key_schema\(key\("(\w+)", KeyType::Hash\)\?\)', dynamo)
         self.assertEqual(len(act_keys), 3, "act/src/dynamo.rs create_tables changed shape: update this test")

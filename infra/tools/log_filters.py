@@ -8,7 +8,7 @@ pattern syntax for metric filters", JSON log events). Two checks:
 
   source  every filter names a level and a message, and a tracing macro of that level logs exactly that
           message, with every other `$.fields.<name>` as a field, in the code of the filter's stage
-          (cli/src/aws_mode/<stage>.rs, the stage's crate, or aws/src); a filter that matches nothing
+          (pipeline/src/aws_mode/<stage>.rs, the stage's crate, or aws/src); a filter that matches nothing
           the stage logs fails here;
   match   the lines of a log (JSON lines as `aiops --log-format json` writes them) that the named
           filter matches must be at least one: the layout the filters assume (`level`, `fields.message`)
@@ -35,9 +35,9 @@ import hcl  # noqa: E402
 
 #: Where each stage's log lines come from (paths relative to the repository root).
 STAGE_SOURCES = {
-    "ingest": ["cli/src/aws_mode/ingest.rs", "cli/src/aws_mode/mod.rs", "aws/src", "ingest/src"],
-    "detect": ["cli/src/aws_mode/detect.rs", "cli/src/aws_mode/mod.rs", "aws/src", "detect/src"],
-    "act": ["cli/src/aws_mode/act.rs", "cli/src/aws_mode/mod.rs", "aws/src", "act/src"],
+    "ingest": ["pipeline/src/aws_mode/ingest.rs", "pipeline/src/aws_mode/mod.rs", "pipeline/src/aws_mode/settings.rs", "aws/src", "ingest/src"],
+    "detect": ["pipeline/src/aws_mode/detect.rs", "pipeline/src/aws_mode/mod.rs", "pipeline/src/aws_mode/settings.rs", "aws/src", "detect/src"],
+    "act": ["pipeline/src/aws_mode/act.rs", "pipeline/src/aws_mode/mod.rs", "pipeline/src/aws_mode/settings.rs", "aws/src", "act/src"],
 }
 #: A tracing macro call: level, then everything up to the closing `);` (fields, then the message literal).
 MACRO = re.compile(r"tracing::(trace|debug|info|warn|error)!\((.*?)\)\s*;", re.S)

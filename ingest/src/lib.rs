@@ -7,3 +7,4 @@
 pub mod archive;
 pub mod decode;
 pub mod dedup;
+pub mod files;

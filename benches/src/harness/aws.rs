@@ -33,7 +33,7 @@
 //!    as JSON summary lines, which give the event, duplicate, dead-letter, archive, finding
 //!    and incident counts), and reports.
 //!
-//! Figures ([`crate::bench::BenchReport`] fields): `elapsed_secs` runs from the first
+//! Figures ([`super::BenchReport`] fields): `elapsed_secs` runs from the first
 //! `PutRecords` call to the moment (c) was observed (polled every 100 ms; it includes up to
 //! one checkpoint interval of detect); `events` are the events ingest decoded (duplicates
 //! included), `records`/`bytes` what was put on the raw stream; change-rule latency is the
@@ -52,8 +52,8 @@
 //! CloudTrail calls (destructive ones among them) to its raw stream: point it at a dedicated
 //! one.
 
-use crate::bench::{BenchArgs, BenchReport, InputReader};
-use crate::config::PipelineConfig;
+use super::input::InputReader;
+use super::params::{BenchArgs, BenchReport};
 use aiops_aws::backoff::Backoff;
 use aiops_aws::kinesis::{
     IteratorStart, KinesisError, KinesisPort, KinesisRecord, PutEntry, PutOutcome, SdkKinesis,
@@ -65,6 +65,7 @@ use aiops_core::time::now_micros;
 use aiops_core::{Finding, FindingKind, Position};
 use aiops_detect::rules::ChangeRules;
 use aiops_ingest::decode::{DecodeOutput, decode_kinesis_record};
+use aiops_pipeline::PipelineConfig;
 use anyhow::{Context, Result, bail};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

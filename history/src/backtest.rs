@@ -3,12 +3,15 @@
 
 use super::labels::{LabelScore, Labels, score};
 use super::reader::RawMerge;
-use super::{AwsAccess, HistoryLocation, progress};
-use crate::config::PipelineConfig;
+use crate::location::{AwsAccess, HistoryLocation};
+use crate::progress;
 use aiops_core::{Finding, FindingKind};
 use aiops_detect::baseline::Baselines;
+use aiops_detect::config::StatisticsConfig;
 use aiops_detect::engine::{EngineCounters, StatsEngine, WindowTrace};
 use aiops_detect::rules::ChangeRules;
+use aiops_detect::rules::ChangeRulesConfig;
+use aiops_ingest::dedup::DedupConfig;
 use aiops_ingest::dedup::Deduplicator;
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -28,8 +31,12 @@ pub struct BacktestInput<'a> {
     pub location: &'a HistoryLocation,
     /// How S3 is reached.
     pub access: &'a AwsAccess,
-    /// The configuration whose `[detect]` section is tried (and `[ingest.dedup]`).
-    pub config: &'a PipelineConfig,
+    /// The change rules tried (`[detect.change_rules]`).
+    pub change_rules: &'a ChangeRulesConfig,
+    /// The statistics tried (`[detect.statistics]`).
+    pub statistics: &'a StatisticsConfig,
+    /// De-duplication as the live detect stage does it (`[ingest.dedup]`).
+    pub dedup: &'a DedupConfig,
     /// Event-time range `[from, to)`, microseconds; `None` is unbounded.
     pub from: Option<i64>,
     /// End of the range (exclusive).
@@ -119,17 +126,16 @@ pub fn trace_plan(findings: &[Finding], window_us: i64) -> (Vec<usize>, TracePla
 /// the configuration.
 pub fn run_pass(input: &BacktestInput<'_>, plan: Option<&TracePlan>) -> Result<PassResult> {
     let started = Instant::now();
-    let cfg = input.config;
-    let rules = ChangeRules::new(&cfg.detect.change_rules)?;
+    let rules = ChangeRules::new(input.change_rules)?;
     let mut stats = match input.baselines {
-        Some(b) => StatsEngine::with_baselines(cfg.detect.statistics.clone(), b.clone())
+        Some(b) => StatsEngine::with_baselines(input.statistics.clone(), b.clone())
             .context("learned baselines")?,
-        None => StatsEngine::new(cfg.detect.statistics.clone()),
+        None => StatsEngine::new(input.statistics.clone()),
     };
     if let Some(p) = plan {
         stats.trace_series(p.keys().cloned());
     }
-    let mut dedup = Deduplicator::new(&cfg.ingest.dedup)?;
+    let mut dedup = Deduplicator::new(input.dedup)?;
     let mut merge = RawMerge::open(input.location, input.access, input.from, input.to)?;
     let pb = progress::bar(merge.total_rows(), input.quiet, "rows");
     let mut out = PassResult {

@@ -13,7 +13,7 @@
 //! not by the size of the history. An S3 object is downloaded when its first row group is
 //! needed and dropped when its last one was opened.
 
-use super::{AwsAccess, HistoryLocation};
+use crate::location::{AwsAccess, HistoryLocation};
 use aiops_core::Event;
 use aiops_ingest::archive::decode_raw_batch;
 use anyhow::{Context, Result, bail};
@@ -192,7 +192,7 @@ pub fn list_files(
                     dir.display()
                 );
             }
-            for path in crate::pipeline::list_files(&dir) {
+            for path in aiops_ingest::files::list_files(&dir) {
                 let Ok(rel) = path.strip_prefix(&dir) else {
                     continue;
                 };

@@ -79,7 +79,7 @@ impl<O: ObjectStore> ShardProcessor for ActProcessor<O> {
             if let Some(i) = &handled.incident {
                 tracing::info!(incident = %i.incident_id, state = %i.state, resource = %i.resource_key, "incident");
                 self.incidents
-                    .append(crate::history::tables::incident_row(i));
+                    .append(aiops_history::tables::incident_row(i));
             }
         }
         Ok(())

@@ -11,7 +11,7 @@
 //! of windows still open (findings of closed windows were already forwarded).
 
 use super::counters::StageCounters;
-use super::partition_key;
+use super::keys::partition_key;
 use super::tables::TableBuffer;
 use aiops_aws::consumer::{ConsumedRecord, ProcessError, ProcessorFactory, ShardProcessor};
 use aiops_aws::kinesis::{KinesisPort, PutEntry};

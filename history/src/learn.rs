@@ -4,10 +4,12 @@
 //! DynamoDB patterns table (`dynamodb://<table>`, aws mode).
 
 use super::reader::RawMerge;
-use super::{AwsAccess, HistoryLocation, patterns, progress};
-use crate::config::PipelineConfig;
+use crate::location::{AwsAccess, HistoryLocation, write_atomically};
+use crate::{patterns, progress};
 use aiops_detect::baseline::Baselines;
+use aiops_detect::config::StatisticsConfig;
 use aiops_detect::engine::StatsEngine;
+use aiops_ingest::dedup::DedupConfig;
 use aiops_ingest::dedup::Deduplicator;
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -52,22 +54,25 @@ pub struct LearnSummary {
     pub elapsed_secs: f64,
 }
 
-/// Learns baselines from the `raw` table at `location` in `[from, to)` with the configuration's
-/// `[detect.statistics]` (and `[ingest.dedup]`, as the live detect stage de-duplicates).
+/// Learns baselines from the `raw` table at `location` (reached with `access`) in `[from, to)`
+/// with `statistics` (`[detect.statistics]`), de-duplicating with `dedup` (`[ingest.dedup]`) as
+/// the live detect stage does.
 ///
 /// # Errors
 /// When the history cannot be read.
 pub fn learn(
     location: &HistoryLocation,
-    cfg: &PipelineConfig,
+    access: &AwsAccess,
+    statistics: &StatisticsConfig,
+    dedup: &DedupConfig,
     from: Option<i64>,
     to: Option<i64>,
     quiet: bool,
 ) -> Result<Learned> {
     let started = Instant::now();
-    let mut engine = StatsEngine::new_learning(cfg.detect.statistics.clone());
-    let mut dedup = Deduplicator::new(&cfg.ingest.dedup)?;
-    let mut merge = RawMerge::open(location, &AwsAccess::of(cfg), from, to)?;
+    let mut engine = StatsEngine::new_learning(statistics.clone());
+    let mut dedup = Deduplicator::new(dedup)?;
+    let mut merge = RawMerge::open(location, access, from, to)?;
     let pb = progress::bar(merge.total_rows(), quiet, "rows");
     let mut events = 0u64;
     let mut n = 0u64;
@@ -86,7 +91,7 @@ pub fn learn(
     pb.finish_and_clear();
     let baselines = engine.baselines();
     baselines
-        .validate(&cfg.detect.statistics)
+        .validate(statistics)
         .context("the learned baselines do not validate (a bug)")?;
     Ok(Learned {
         baselines,
@@ -95,12 +100,12 @@ pub fn learn(
     })
 }
 
-/// Writes learned baselines to `out` (a file, or `dynamodb://<table>` with the configuration's
-/// `[aws]` region and endpoint) and summarises them.
+/// Writes learned baselines to `out` (a file, or `dynamodb://<table>` reached with `access`)
+/// and summarises them.
 ///
 /// # Errors
 /// When they cannot be written.
-pub fn write(l: &Learned, out: &str, cfg: &PipelineConfig) -> Result<LearnSummary> {
+pub fn write(l: &Learned, out: &str, access: &AwsAccess) -> Result<LearnSummary> {
     let b = &l.baselines;
     let json = b.to_json()?;
     let items = if let Some(table) = out.strip_prefix("dynamodb://") {
@@ -110,13 +115,13 @@ pub fn write(l: &Learned, out: &str, cfg: &PipelineConfig) -> Result<LearnSummar
             .context("cannot start the async runtime")?;
         let (_, parts) = rt.block_on(async {
             let sdk =
-                aiops_aws::sdk::load(cfg.aws.region.as_deref(), cfg.aws.endpoint_url.as_deref())
+                aiops_aws::sdk::load(access.region.as_deref(), access.endpoint_url.as_deref())
                     .await;
             patterns::save(&aws_sdk_dynamodb::Client::new(&sdk), table, b).await
         })?;
         Some(parts)
     } else {
-        super::write_atomically(std::path::Path::new(out), &json)?;
+        write_atomically(std::path::Path::new(out), &json)?;
         None
     };
     let fmt = |t: i64| (b.events > 0).then(|| aiops_core::time::format_rfc3339_micros(t));

@@ -1,6 +1,10 @@
 //! `pipeline.toml`: the whole configuration, parsed strictly (`deny_unknown_fields`) and
 //! validated before anything starts.
 
+mod aws;
+
+pub use aws::AwsSection;
+
 use aiops_act::ActConfig;
 use aiops_detect::config::StatisticsConfig;
 use aiops_detect::rules::{ChangeRules, ChangeRulesConfig};
@@ -41,7 +45,7 @@ pub struct PipelineConfig {
     pub pipeline: PipelineSection,
     /// aws mode: streams, tables, bucket and the Kinesis/lease/S3 tuning.
     #[serde(default)]
-    pub aws: crate::aws_mode::AwsSection,
+    pub aws: AwsSection,
 }
 
 fn default_mode() -> String {
@@ -152,7 +156,7 @@ pub enum SourceConfig {
         exclude: Vec<String>,
     },
     /// Built-in traffic generator with injected incidents.
-    Simulate(crate::simulate::SimulateConfig),
+    Simulate(crate::sim::SimulateConfig),
 }
 
 /// File-name patterns the files source skips by default: documentation, licences, checksums
@@ -216,13 +220,19 @@ impl PipelineConfig {
             data_dir: default_data_dir(),
             ingest: IngestSection::default(),
             archive: ArchiveConfig::default(),
-            sources: vec![SourceConfig::Simulate(
-                crate::simulate::SimulateConfig::default(),
-            )],
+            sources: vec![SourceConfig::Simulate(crate::sim::SimulateConfig::default())],
             detect: DetectSection::default(),
             act: ActConfig::default(),
             pipeline: PipelineSection::default(),
-            aws: crate::aws_mode::AwsSection::default(),
+            aws: AwsSection::default(),
+        }
+    }
+
+    /// How S3 and DynamoDB are reached: the `[aws]` region and endpoint.
+    pub fn aws_access(&self) -> aiops_history::AwsAccess {
+        aiops_history::AwsAccess {
+            region: self.aws.region.clone(),
+            endpoint_url: self.aws.endpoint_url.clone(),
         }
     }
 
@@ -339,5 +349,28 @@ mod tests {
             cfg.validate().unwrap_err().to_string(),
             "detect.change rules: disabled_rules names unknown rule \"nope\""
         );
+    }
+
+    #[test]
+    fn shipped_pipeline_aws_toml_parses_and_validates() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline.aws.toml");
+        let cfg = PipelineConfig::load(&path).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.mode, "aws");
+        assert_eq!(cfg.aws.raw_stream, "aiops-raw");
+        assert_eq!(cfg.aws.endpoint_url, None);
+        assert_eq!(cfg.archive.max_file_age_secs, 60);
+        let bad = PipelineConfig::parse(
+            "mode = \"aws\"\n[aws]\nhistory_bucket = \"b-1\"\nraw_shards = 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            bad.validate().unwrap_err().to_string(),
+            "aws.raw_shards: 0 is outside 1..=1000"
+        );
+        let unknown = PipelineConfig::parse("mode = \"aws\"\n[aws]\nraw_streem = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("unknown field `raw_streem`"), "{unknown}");
     }
 }

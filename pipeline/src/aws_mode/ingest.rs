@@ -6,7 +6,7 @@
 //! forwarded records were accepted by PutRecords before `process` returned.
 
 use super::counters::StageCounters;
-use super::partition_key;
+use super::keys::partition_key;
 use crate::deadletter::DeadLetterLine;
 use aiops_aws::archive::RawArchive;
 use aiops_aws::consumer::{ConsumedRecord, ProcessError, ProcessorFactory, ShardProcessor};

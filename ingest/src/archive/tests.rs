@@ -1,0 +1,470 @@
+//! Tests of the Parquet archive.
+
+use super::*;
+use aiops_core::{CloudTrailFields, LogFields, LogLevel, Position, Principal};
+use aiops_core::{Event, EventBody, Finding, FindingKind, Source};
+use arrow_array::{Array, RecordBatch};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+fn ct_event(id: &str, t: i64) -> Event {
+    Event {
+        event_id: id.to_string(),
+        event_time: t,
+        ingest_time: t + 5,
+        account: Some("123456789012".into()),
+        region: Some("us-east-1".into()),
+        decode_warnings: Vec::new(),
+        position: Position {
+            stream: "file:x".into(),
+            shard_id: "file".into(),
+            sequence_number: "7".into(),
+            sub_sequence_number: Some(2),
+        },
+        body: EventBody::Cloudtrail(Box::new(CloudTrailFields {
+            event_source: "ssm.amazonaws.com".into(),
+            event_name: "DeleteParameter".into(),
+            principal: Principal {
+                arn: Some("arn:aws:iam::1:user/a".into()),
+                ..Default::default()
+            },
+            request_parameters: Some(r#"{"name":"/p"}"#.into()),
+            read_only: Some(false),
+            ..Default::default()
+        })),
+    }
+}
+
+fn log_event(id: &str, t: i64) -> Event {
+    Event {
+        event_id: id.to_string(),
+        event_time: t,
+        ingest_time: t,
+        account: None,
+        region: None,
+        decode_warnings: Vec::new(),
+        position: Position::default(),
+        body: EventBody::Logs(LogFields {
+            log_group: "/aws/lambda/f".into(),
+            log_stream: "s".into(),
+            message: "ERROR boom".into(),
+            level: Some(LogLevel::Error),
+        }),
+    }
+}
+
+#[test]
+fn a_failed_writer_is_reported_with_the_path_and_stops_archiving() {
+    let dir = tempfile::tempdir().unwrap();
+    // `raw` is a file, so the partition directory cannot be created.
+    std::fs::write(dir.path().join("raw"), b"not a directory").unwrap();
+    let cfg = ArchiveConfig {
+        rows_per_row_group: 1,
+        ..ArchiveConfig::default()
+    };
+    let mut a = LocalArchive::new(dir.path(), cfg);
+    a.append(&ct_event("a", 1_700_000_000_000_000)).unwrap();
+    let err = a.flush().unwrap_err().to_string();
+    assert!(err.starts_with("archive writer: archive I/O on "), "{err}");
+    assert!(err.contains("source=cloudtrail"), "{err}");
+    // Every later call reports the same failure.
+    let again = a.append(&ct_event("b", 1_700_000_000_000_000));
+    let again = again.and_then(|_| a.flush().map(|_| ()));
+    assert_eq!(again.unwrap_err().to_string(), err);
+}
+
+#[test]
+fn writes_partitioned_files_with_utc_micro_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = LocalArchive::new(dir.path(), ArchiveConfig::default());
+    // 2021-10-29T23:50:09Z and one hour later (next day).
+    let t0 = 1_635_551_409_000_000;
+    a.append(&ct_event("a", t0)).unwrap();
+    a.append(&ct_event("b", t0 + 3_600_000_000)).unwrap();
+    a.append(&log_event("c", t0)).unwrap();
+    let files = a.flush().unwrap();
+    assert_eq!(files.len(), 3);
+    assert_eq!(a.rows_archived(), 3);
+    let mut rels: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.path
+                .parent()
+                .unwrap()
+                .strip_prefix(dir.path())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    rels.sort();
+    assert_eq!(
+        rels,
+        vec![
+            "raw/source=cloudtrail/dt=2021-10-29/hour=23",
+            "raw/source=cloudtrail/dt=2021-10-30/hour=00",
+            "raw/source=logs/dt=2021-10-29/hour=23",
+        ]
+    );
+    let name = files[0]
+        .path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        name.starts_with("file-7-") && name.ends_with(".parquet"),
+        "{name}"
+    );
+    // Footer: event_time is INT64 TIMESTAMP(MICROS, isAdjustedToUTC=true).
+    let reader = SerializedFileReader::new(File::open(&files[0].path).unwrap()).unwrap();
+    let schema = reader.metadata().file_metadata().schema_descr();
+    let col = schema.column(2);
+    assert_eq!(col.name(), "event_time");
+    assert_eq!(col.physical_type(), parquet::basic::Type::INT64);
+    assert_eq!(
+        col.logical_type_ref(),
+        Some(&parquet::basic::LogicalType::Timestamp(
+            parquet::basic::TimestampType {
+                is_adjusted_to_u_t_c: true,
+                unit: parquet::basic::TimeUnit::MICROS,
+            }
+        ))
+    );
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 1);
+    // No temporary files remain.
+    let leftovers = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("inprogress"))
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
+#[test]
+fn rolls_over_by_row_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ArchiveConfig {
+        max_rows_per_file: 4,
+        rows_per_row_group: 2,
+        ..ArchiveConfig::default()
+    };
+    let mut a = LocalArchive::new(dir.path(), cfg);
+    for i in 0..10 {
+        a.append(&ct_event(&format!("e{i}"), 1_635_551_409_000_000 + i))
+            .unwrap();
+    }
+    let files = a.flush().unwrap();
+    let mut rows: Vec<u64> = files.iter().map(|f| f.rows).collect();
+    rows.sort();
+    assert_eq!(rows, vec![2, 4, 4]);
+}
+
+#[test]
+fn in_memory_parquet_holds_every_row_in_row_groups() {
+    let events: Vec<Event> = (0..5)
+        .map(|i| ct_event(&format!("m{i}"), 1_635_551_409_000_000 + i))
+        .collect();
+    let refs: Vec<&Event> = events.iter().collect();
+    let bytes = encode_raw_parquet(&refs, 2, "mem").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mem.parquet");
+    std::fs::write(&path, &bytes).unwrap();
+    let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 5);
+    assert_eq!(reader.metadata().num_row_groups(), 3);
+    let name = raw_file_name(&Position {
+        stream: "s".into(),
+        shard_id: "shardId-000000000001".into(),
+        sequence_number: "4960".into(),
+        sub_sequence_number: None,
+    });
+    assert!(name.starts_with("shardId-000000000001-4960-"), "{name}");
+    assert_eq!(
+        name.len(),
+        "shardId-000000000001-4960-".len() + 32 + ".parquet".len()
+    );
+}
+
+#[test]
+fn schema_column_names_are_lower_snake_case() {
+    for f in raw_schema().fields() {
+        assert!(
+            f.name()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "{}",
+            f.name()
+        );
+    }
+    let spec = table_spec("raw", RAW_SCHEMA_VERSION, &raw_schema());
+    assert_eq!(spec.columns.len(), 41);
+    assert!(spec.columns.iter().all(|c| c.glue_type != "unsupported"));
+}
+
+#[test]
+fn config_validation_names_the_field() {
+    let bad = ArchiveConfig {
+        rows_per_row_group: 0,
+        ..ArchiveConfig::default()
+    };
+    assert_eq!(
+        bad.validate().unwrap_err().to_string(),
+        "archive.rows_per_row_group: must be between 1 and 1048576"
+    );
+    assert!(ArchiveConfig::default().validate().is_ok());
+}
+
+fn read_back(bytes: &[u8]) -> (Vec<RecordBatch>, parquet::file::metadata::ParquetMetaData) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.parquet");
+    std::fs::write(&path, bytes).unwrap();
+    let meta = SerializedFileReader::new(File::open(&path).unwrap())
+        .unwrap()
+        .metadata()
+        .clone();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        File::open(&path).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    (reader.map(|b| b.unwrap()).collect(), meta)
+}
+
+/// Every timestamp column of the footer: INT64, TIMESTAMP(MICROS, isAdjustedToUTC=true).
+fn assert_utc_micros(meta: &parquet::file::metadata::ParquetMetaData, names: &[&str]) {
+    let schema = meta.file_metadata().schema_descr();
+    for name in names {
+        let col = (0..schema.num_columns())
+            .map(|i| schema.column(i))
+            .find(|c| c.name() == *name)
+            .unwrap();
+        assert_eq!(col.physical_type(), parquet::basic::Type::INT64, "{name}");
+        assert_eq!(
+            col.logical_type_ref(),
+            Some(&parquet::basic::LogicalType::Timestamp(
+                parquet::basic::TimestampType {
+                    is_adjusted_to_u_t_c: true,
+                    unit: parquet::basic::TimeUnit::MICROS,
+                }
+            )),
+            "{name}"
+        );
+    }
+}
+
+fn finding(id: &str, kind: FindingKind, series: Option<&str>, observed: Option<f64>) -> Finding {
+    Finding {
+        finding_id: id.into(),
+        kind,
+        detector: "log_level_rate".into(),
+        event_time: 1_714_564_860_000_000,
+        detected_at: 1_714_564_861_000_000,
+        resource: None,
+        score: 1.0,
+        summary: "s".into(),
+        default_action: None,
+        recoverable: false,
+        evidence: aiops_core::Evidence {
+            series_key: series.map(str::to_string),
+            window: observed.map(|_| (1_714_564_800_000_000, 1_714_564_860_000_000)),
+            observed,
+            expected: observed.map(|_| 2.0),
+            event_ids: vec!["e1".into(), "e2".into()],
+            ..Default::default()
+        },
+        direction: None,
+        priority: aiops_core::Priority::High,
+    }
+}
+
+#[test]
+fn findings_keep_declared_types_when_values_are_integral_or_null() {
+    // All scores and counts integral, every optional column null in the second batch.
+    let a = finding(
+        "f1",
+        FindingKind::RateAnomaly,
+        Some("log_level:g:ERROR"),
+        Some(60.0),
+    );
+    let b = finding("f2", FindingKind::ChangeRule, None, None);
+    let all_null = encode_table_parquet(&[&b], 10, "n").unwrap();
+    let integral = encode_table_parquet(&[&a], 10, "i").unwrap();
+    let (batches_n, meta_n) = read_back(&all_null);
+    let (batches_i, meta_i) = read_back(&integral);
+    assert_eq!(batches_n[0].schema(), findings_schema());
+    assert_eq!(batches_i[0].schema(), findings_schema());
+    for meta in [&meta_n, &meta_i] {
+        assert_utc_micros(
+            meta,
+            &["event_time", "detected_at", "window_start", "window_end"],
+        );
+        let schema = meta.file_metadata().schema_descr();
+        let types: Vec<(String, parquet::basic::Type)> = (0..schema.num_columns())
+            .map(|i| {
+                (
+                    schema.column(i).name().to_string(),
+                    schema.column(i).physical_type(),
+                )
+            })
+            .collect();
+        assert!(types.contains(&("score".into(), parquet::basic::Type::DOUBLE)));
+        assert!(types.contains(&("observed".into(), parquet::basic::Type::DOUBLE)));
+        assert!(types.contains(&("schema_version".into(), parquet::basic::Type::INT32)));
+    }
+    let back = decode_findings_batch(&batches_i[0]).unwrap();
+    assert_eq!(back, vec![a.clone()]);
+    assert_eq!(
+        decode_findings_batch(&batches_n[0]).unwrap(),
+        vec![b.clone()]
+    );
+    assert_eq!(finding_source(&a), Source::Logs);
+    assert_eq!(finding_source(&b), Source::Cloudtrail);
+    let spec = table_spec("findings", FINDINGS_SCHEMA_VERSION, &findings_schema());
+    assert!(spec.columns.iter().all(|c| {
+        c.glue_type != "unsupported"
+            && c.name
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch == '_')
+    }));
+    // Nested JSON as strings.
+    let ids = batches_i[0]
+        .column_by_name("event_ids")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow_array::StringArray>()
+        .unwrap()
+        .value(0)
+        .to_string();
+    assert_eq!(ids, r#"["e1","e2"]"#);
+}
+
+#[test]
+fn incidents_keep_declared_types_when_all_null() {
+    let empty = IncidentRow {
+        incident_id: "inc-1".into(),
+        ..IncidentRow::default()
+    };
+    let full = IncidentRow {
+        incident_id: "inc-2".into(),
+        confidence: Some(1.0),
+        severity: Some(9),
+        workflow_state: Some("RESOLVED".into()),
+        timeline: Some(r#"[{"state":"DETECTED","at":"2024-05-01T12:00:00.000000Z"}]"#.into()),
+        event_time: Some(1_714_564_800_000_000),
+        created_at: Some(1_714_564_801_000_000),
+        updated_at: Some(1_714_564_802_000_000),
+        source: Some(Source::Logs),
+        ..IncidentRow::default()
+    };
+    for rows in [vec![&empty], vec![&full]] {
+        let (batches, meta) = read_back(&encode_table_parquet(&rows, 10, "x").unwrap());
+        assert_eq!(batches[0].schema(), incidents_schema());
+        assert_utc_micros(&meta, &["event_time", "created_at", "updated_at"]);
+        let schema = meta.file_metadata().schema_descr();
+        let conf = (0..schema.num_columns())
+            .map(|i| schema.column(i))
+            .find(|c| c.name() == "confidence")
+            .unwrap();
+        assert_eq!(conf.physical_type(), parquet::basic::Type::DOUBLE);
+        let sev = (0..schema.num_columns())
+            .map(|i| schema.column(i))
+            .find(|c| c.name() == "severity")
+            .unwrap();
+        assert_eq!(sev.physical_type(), parquet::basic::Type::INT32);
+    }
+    assert_eq!(
+        full.partition().relative_dir(),
+        PathBuf::from("source=logs/dt=2024-05-01/hour=12")
+    );
+}
+
+#[test]
+fn local_table_writer_writes_partitioned_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w: LocalTableWriter<Finding> =
+        LocalTableWriter::new(dir.path(), "embedded", ArchiveConfig::default());
+    w.append(finding(
+        "f1",
+        FindingKind::RateAnomaly,
+        Some("metric:a:b:"),
+        Some(1.5),
+    ))
+    .unwrap();
+    w.append(finding("f2", FindingKind::ChangeRule, None, None))
+        .unwrap();
+    let files = w.flush().unwrap();
+    assert_eq!(files.len(), 2);
+    assert_eq!(w.rows_written(), 2);
+    let mut rels: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.path
+                .parent()
+                .unwrap()
+                .strip_prefix(dir.path())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    rels.sort();
+    assert_eq!(
+        rels,
+        vec![
+            "findings/source=cloudtrail/dt=2024-05-01/hour=12",
+            "findings/source=metrics/dt=2024-05-01/hour=12"
+        ]
+    );
+    assert!(w.flush().unwrap().is_empty());
+}
+
+#[test]
+fn raw_rows_decode_back_to_the_same_events() {
+    let mut metric = log_event("m", 1_635_551_409_000_000);
+    metric.body = EventBody::Metrics(aiops_core::MetricFields {
+        namespace: "AWS/EC2".into(),
+        metric: "CPUUtilization".into(),
+        dimensions: [("InstanceId".to_string(), "i-1".to_string())].into(),
+        value: aiops_core::MetricValue {
+            max: 3.0,
+            min: 1.0,
+            sum: 4.0,
+            count: 2.0,
+        },
+        unit: Some("Percent".into()),
+        metric_stream_name: None,
+    });
+    let mut ct = ct_event("a", 1_635_551_409_000_000);
+    if let EventBody::Cloudtrail(c) = &mut ct.body {
+        c.resources = vec![aiops_core::ResourceRef {
+            resource_type: Some("AWS::SSM::Parameter".into()),
+            id: Some("/p".into()),
+            arn: None,
+        }];
+    }
+    let events = vec![ct, log_event("c", 1_635_551_409_000_001), metric];
+    let refs: Vec<&Event> = events.iter().collect();
+    let (batches, _) = read_back(&encode_raw_parquet(&refs, 2, "r").unwrap());
+    let back: Vec<Event> = batches
+        .iter()
+        .flat_map(|b| decode_raw_batch(b).unwrap())
+        .collect();
+    assert_eq!(back, events);
+}
+
+fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}

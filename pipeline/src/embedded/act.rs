@@ -1,0 +1,103 @@
+//! The act step of the embedded pipeline, on the calling thread: every finding to the
+//! `findings` table and through the incident workflow, every incident it handled to the
+//! `incidents` table and to the caller's sink.
+
+use super::shared::{Counters, IncidentSink};
+use crate::config::PipelineConfig;
+use aiops_act::ActWorkflow;
+use aiops_core::Finding;
+use aiops_ingest::archive::{IncidentRow, LocalTableWriter};
+use anyhow::{Context, Result};
+use crossbeam_channel::Receiver;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Runs act until every sender of `f_rx` is gone (the stages before it ended) or it fails;
+/// a failure sets `stop` so the sources end. Returns the act result and, apart, whether the
+/// two tables could be flushed at the end.
+pub(crate) fn run_act(
+    config: &PipelineConfig,
+    data_dir: &Path,
+    workflow: &ActWorkflow,
+    f_rx: Receiver<Finding>,
+    counters: &Counters,
+    stop: &AtomicBool,
+    on_incident: &mut IncidentSink,
+) -> (Result<()>, Result<()>) {
+    let writer = format!(
+        "embedded-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut findings_table: LocalTableWriter<Finding> =
+        LocalTableWriter::new(data_dir, &writer, config.archive);
+    let mut incidents_table: LocalTableWriter<IncidentRow> =
+        LocalTableWriter::new(data_dir, &writer, config.archive);
+    let mut act_result: Result<()> = Ok(());
+    loop {
+        let finding = match f_rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(f) => f,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if let Err(e) = flush_due_tables(&mut findings_table, &mut incidents_table) {
+                    act_result = Err(e);
+                    stop.store(true, Ordering::SeqCst);
+                    break;
+                }
+                continue;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Err(e) = findings_table.append(finding.clone()) {
+            act_result = Err(e.into());
+            stop.store(true, Ordering::SeqCst);
+            break;
+        }
+        match workflow.handle(&finding) {
+            Ok(h) => {
+                if h.opened {
+                    counters.incidents.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(i) = h.incident {
+                    if let Err(e) = incidents_table.append(aiops_history::tables::incident_row(&i))
+                    {
+                        act_result = Err(e.into());
+                        stop.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    on_incident(&i);
+                }
+            }
+            Err(e) => {
+                act_result = Err(e.into());
+                stop.store(true, Ordering::SeqCst);
+                break;
+            }
+        }
+        if let Err(e) = flush_due_tables(&mut findings_table, &mut incidents_table) {
+            act_result = Err(e);
+            stop.store(true, Ordering::SeqCst);
+            break;
+        }
+    }
+    // After a failure, detect's sends fail and it stops (as when the receiver is gone).
+    drop(f_rx);
+    let tables_flushed = findings_table
+        .flush()
+        .and_then(|_| incidents_table.flush())
+        .map(|_| ())
+        .context("cannot write the findings or incidents table");
+    (act_result, tables_flushed)
+}
+
+fn flush_due_tables(
+    findings: &mut LocalTableWriter<Finding>,
+    incidents: &mut LocalTableWriter<IncidentRow>,
+) -> Result<()> {
+    if findings.flush_due() {
+        findings.flush()?;
+    }
+    if incidents.flush_due() {
+        incidents.flush()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! The detect thread of the embedded pipeline: the statistics engine at window close, scored
+//! in parallel on its own rayon pool (the detect loop runs on the pool's first thread). A
+//! replay (`RunMode::Once`) feeds the statistics in event-time order across all its files,
+//! through a bounded reorder buffer, so history is seen as it happened however the files are
+//! laid out.
+
+use super::shared::{Counters, RunMode, spawn_stage};
+use crate::config::PipelineConfig;
+use aiops_core::{Event, Finding};
+use aiops_detect::baseline::Baselines;
+use aiops_detect::engine::{EngineCounters, StatsEngine};
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Starts the detect thread: event batches from `ev_rx`, findings to `f_tx`; at the end
+/// every open window is closed and, when asked, the engine's counters are left in
+/// `engine_counters`.
+pub(crate) fn start_detect(
+    config: &PipelineConfig,
+    mode: RunMode,
+    baselines: Option<Baselines>,
+    ev_rx: Receiver<Vec<Event>>,
+    f_tx: Sender<Finding>,
+    counters: &Arc<Counters>,
+    engine_counters: Option<Arc<Mutex<Option<EngineCounters>>>>,
+) -> Result<JoinHandle<Result<()>>> {
+    let mut stats = match baselines {
+        Some(b) => StatsEngine::with_baselines(config.detect.statistics.clone(), b)
+            .context("learned baselines")?,
+        None => StatsEngine::new(config.detect.statistics.clone()),
+    };
+    let reorder_capacity = match mode {
+        RunMode::Once => config.pipeline.replay_reorder_events,
+        RunMode::Follow => 0,
+    };
+    let scoring_pool = scoring_pool(config.pipeline.scoring_threads)?;
+    let counters = counters.clone();
+    spawn_stage("detect", move || -> Result<()> {
+        scoring_pool.install(move || -> Result<()> {
+            let send = |f: Finding| {
+                counters.findings.fetch_add(1, Ordering::Relaxed);
+                f_tx.send(f).is_ok()
+            };
+            let mut reorder: Vec<Event> = Vec::new();
+            let drain = |buf: &mut Vec<Event>, stats: &mut StatsEngine| -> bool {
+                buf.sort_by_key(|e| e.event_time);
+                for e in buf.drain(..) {
+                    for f in stats.observe_owned(e) {
+                        if !send(f) {
+                            return false;
+                        }
+                    }
+                }
+                true
+            };
+            for batch in ev_rx {
+                for event in batch {
+                    if reorder_capacity == 0 {
+                        for f in stats.observe_owned(event) {
+                            if !send(f) {
+                                return Ok(());
+                            }
+                        }
+                    } else {
+                        reorder.push(event);
+                        if reorder.len() >= reorder_capacity && !drain(&mut reorder, &mut stats) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            if !drain(&mut reorder, &mut stats) {
+                return Ok(());
+            }
+            // Sources ended: close every open window.
+            for f in stats.flush() {
+                if !send(f) {
+                    break;
+                }
+            }
+            if let Some(slot) = &engine_counters
+                && let Ok(mut slot) = slot.lock()
+            {
+                *slot = Some(stats.counters());
+            }
+            Ok(())
+        })
+    })
+}
+
+/// The pool that scores a window close: `threads` (`[pipeline] scoring_threads`), 0 for one
+/// less than the machine's cores, at least 1, leaving a core to ingest.
+fn scoring_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .saturating_sub(1)
+            .max(1),
+        n => n,
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("detect-{i}"))
+        .build()
+        .context("cannot start the detect thread pool")
+}

@@ -1,0 +1,223 @@
+//! The ingest thread of the embedded pipeline: decode, drop events of impossible times,
+//! de-duplicate, run the change rules (so a destructive call never waits behind the
+//! statistics), archive to Parquet, and pass the events on to detect.
+
+use super::shared::{
+    Counters, EARLIEST_EVENT_TIME, Input, LatencySamples, MAX_FUTURE_MICROS, MAX_LATENCY_SAMPLES,
+    spawn_stage,
+};
+use crate::config::PipelineConfig;
+use crate::deadletter::DeadLetterWriter;
+use aiops_core::time::now_micros;
+use aiops_core::{Event, Finding, Position};
+use aiops_detect::rules::{ChangeRules, RuleVerdict};
+use aiops_ingest::archive::LocalArchive;
+use aiops_ingest::decode::{DecodeOutput, decode_file, decode_kinesis_record};
+use aiops_ingest::dedup::Deduplicator;
+use anyhow::Result;
+use crossbeam_channel::{Receiver, Sender};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Starts the ingest thread: inputs from `in_rx`, event batches to `ev_tx`, change-rule
+/// findings to `findings`; on its way out it flushes the archive and the dead letters.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn start_ingest(
+    config: &PipelineConfig,
+    data_dir: &Path,
+    rules: ChangeRules,
+    in_rx: Receiver<Input>,
+    ev_tx: Sender<Vec<Event>>,
+    findings: Sender<Finding>,
+    counters: &Arc<Counters>,
+    latency_micros: Option<LatencySamples>,
+) -> Result<JoinHandle<Result<()>>> {
+    let counters = counters.clone();
+    let limits = config.ingest.limits();
+    let mut dedup = Deduplicator::new(&config.ingest.dedup)?;
+    let mut archive = LocalArchive::new(data_dir, config.archive);
+    let mut dlq = DeadLetterWriter::new(&data_dir.join("dead_letters"));
+    spawn_stage("ingest", move || -> Result<()> {
+        let change = ChangeStage {
+            rules,
+            findings,
+            counters: counters.clone(),
+            latency_micros,
+        };
+        let result = ingest_loop(
+            &in_rx,
+            &ev_tx,
+            &change,
+            &limits,
+            &mut dedup,
+            &mut archive,
+            &mut dlq,
+        );
+        // Whatever happened, make what was accepted durable.
+        let flushed = archive.flush();
+        let dlq_flushed = dlq.flush();
+        result?;
+        flushed?;
+        dlq_flushed?;
+        Ok(())
+    })
+}
+
+fn record_dead_letters(
+    out: &mut DecodeOutput,
+    dlq: &mut DeadLetterWriter,
+    counters: &Counters,
+) -> Result<()> {
+    for d in out.dead_letters.drain(..) {
+        tracing::warn!(reason = %d.reason, stream = %d.position.stream, sequence_number = %d.position.sequence_number, "dead letter");
+        dlq.write(&d)?;
+        counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Change-rule evaluation on the ingest thread: findings go straight to act.
+struct ChangeStage {
+    rules: ChangeRules,
+    findings: Sender<Finding>,
+    counters: Arc<Counters>,
+    latency_micros: Option<LatencySamples>,
+}
+
+impl ChangeStage {
+    /// Evaluates one event; false once act stopped taking findings.
+    fn evaluate(&self, event: &Event) -> bool {
+        let (verdict, findings) = self.rules.evaluate(event);
+        match verdict {
+            RuleVerdict::FailedCall => {
+                self.counters
+                    .skipped_failed_calls
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            RuleVerdict::AwsService => {
+                self.counters
+                    .skipped_service_calls
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        if findings.is_empty() {
+            return true;
+        }
+        if let Some(samples) = &self.latency_micros
+            && let Ok(mut samples) = samples.lock()
+            && samples.len() < MAX_LATENCY_SAMPLES
+        {
+            let latency = now_micros().saturating_sub(event.ingest_time);
+            samples.extend(findings.iter().map(|_| (event.ingest_time, latency)));
+        }
+        for f in findings {
+            self.counters.findings.fetch_add(1, Ordering::Relaxed);
+            if self.findings.send(f).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn ingest_loop(
+    rx: &Receiver<Input>,
+    tx: &Sender<Vec<Event>>,
+    change: &ChangeStage,
+    limits: &aiops_ingest::decode::DecodeLimits,
+    dedup: &mut Deduplicator,
+    archive: &mut LocalArchive,
+    dlq: &mut DeadLetterWriter,
+) -> Result<()> {
+    let counters: &Counters = &change.counters;
+    let mut out = DecodeOutput::default();
+    let mut last_roll = Instant::now();
+    loop {
+        let input = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(i) => Some(i),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut ingest_time = now_micros();
+        match input {
+            Some(Input::File { name, data }) => {
+                decode_file(&name, &data, ingest_time, limits, &mut out)
+            }
+            Some(Input::Unreadable { name, reason, head }) => {
+                out.dead_letters.push(aiops_ingest::decode::DeadLetter {
+                    reason,
+                    data: head,
+                    position: Position {
+                        stream: format!("file:{name}"),
+                        shard_id: "file".into(),
+                        sequence_number: "0".into(),
+                        sub_sequence_number: None,
+                    },
+                });
+            }
+            Some(Input::Records {
+                records,
+                received_at,
+            }) => {
+                ingest_time = received_at;
+                for r in &records {
+                    decode_kinesis_record(&r.data, &r.position, ingest_time, limits, &mut out);
+                }
+            }
+            None => {}
+        }
+        record_dead_letters(&mut out, dlq, counters)?;
+        counters
+            .control_messages
+            .fetch_add(std::mem::take(&mut out.control_messages), Ordering::Relaxed);
+        counters
+            .digest_files
+            .fetch_add(std::mem::take(&mut out.digest_files), Ordering::Relaxed);
+        if !out.events.is_empty() {
+            let mut batch = Vec::with_capacity(out.events.len());
+            for e in out.events.drain(..) {
+                // An event time AWS cannot have produced (before 2000, or more than a day
+                // ahead of the clock) would drag the watermark and the de-duplication window
+                // with it: such an event is a dead letter, not history.
+                if e.event_time < EARLIEST_EVENT_TIME
+                    || e.event_time > ingest_time.saturating_add(MAX_FUTURE_MICROS)
+                {
+                    dlq.write(&aiops_ingest::decode::DeadLetter {
+                        reason: format!(
+                            "event time {} is outside [2000-01-01, now + 1 day]",
+                            aiops_core::time::format_rfc3339_micros(e.event_time)
+                        ),
+                        data: serde_json::to_vec(&e).unwrap_or_default(),
+                        position: e.position.clone(),
+                    })?;
+                    counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                counters.events.fetch_add(1, Ordering::Relaxed);
+                if dedup.is_duplicate(&e.event_id, e.event_time) {
+                    counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                if !change.evaluate(&e) {
+                    return Ok(());
+                }
+                archive.append(&e)?;
+                counters.archived_rows.fetch_add(1, Ordering::Relaxed);
+                batch.push(e);
+            }
+            if !batch.is_empty() && tx.send(batch).is_err() {
+                break;
+            }
+        }
+        if last_roll.elapsed() >= Duration::from_secs(1) {
+            archive.roll_expired()?;
+            dlq.flush()?;
+            last_roll = Instant::now();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! The embedded pipeline (DESIGN §1): sources -> ingest (decode, de-duplicate, dead letters,
+//! Parquet archive) -> detect (change rules, statistics) -> act (incidents in SQLite, dry-run
+//! recovery), one thread per stage joined by bounded channels, so a slow stage slows its
+//! producers instead of growing memory. Beside the `raw` table, the act thread writes every
+//! finding to the `findings` table and every incident snapshot it handled to the `incidents`
+//! table (DESIGN §7 layout under the data directory).
+
+//!
+//! [`run_embedded_with`] reads top to bottom: build the channels and the act workflow, start
+//! the sources ([`sources`]), start ingest ([`ingest`]), start detect ([`detect`]), run act on
+//! the calling thread ([`act`]), then wait for the threads and drain.
+
+mod act;
+mod detect;
+mod ingest;
+mod shared;
+mod sources;
+
+pub use shared::{
+    Counters, EARLIEST_EVENT_TIME, IncidentSink, LatencySamples, MAX_FUTURE_MICROS,
+    MAX_LATENCY_SAMPLES, Probes, RecordFeed, RunMode, Summary,
+};
+
+use crate::config::{PipelineConfig, SourceConfig};
+use aiops_act::{ActWorkflow, RuleProfile};
+use aiops_core::{Event, Finding};
+use aiops_detect::baseline::Baselines;
+use aiops_detect::rules::ChangeRules;
+use anyhow::{Context, Result};
+use crossbeam_channel::bounded;
+use shared::Input;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+
+/// Runs the embedded pipeline until the sources end (`RunMode::Once`) or `stop` is set. With
+/// `baselines`, detect starts from them (see `aiops_detect::baseline`).
+///
+/// # Errors
+/// When the data directory, the SQLite store or the Parquet archive cannot be used, or the
+/// baselines do not fit the configuration; a stage that fails stops the pipeline and its
+/// error is returned after the others drained.
+pub fn run_embedded(
+    config: &PipelineConfig,
+    sources: Vec<SourceConfig>,
+    mode: RunMode,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    on_incident: IncidentSink,
+    baselines: Option<Baselines>,
+) -> Result<()> {
+    run_embedded_with(
+        config,
+        sources,
+        mode,
+        stop,
+        counters,
+        on_incident,
+        baselines,
+        Probes::default(),
+    )
+}
+
+/// [`run_embedded`] with extra record feeds and measurement hooks ([`Probes`]).
+///
+/// # Errors
+/// As [`run_embedded`].
+#[allow(clippy::too_many_arguments)]
+pub fn run_embedded_with(
+    config: &PipelineConfig,
+    sources: Vec<SourceConfig>,
+    mode: RunMode,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    mut on_incident: IncidentSink,
+    baselines: Option<Baselines>,
+    probes: Probes,
+) -> Result<()> {
+    let Probes {
+        feeds,
+        change_latency_micros,
+        engine_counters,
+    } = probes;
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let cap = config.pipeline.channel_capacity;
+    let (in_tx, in_rx) = bounded::<Input>(cap);
+    // Decoded events wait for detect in up to 8x as many batches: a window close (scoring
+    // every series with events) must not hold up ingest and, with it, the change rules.
+    let (ev_tx, ev_rx) = bounded::<Vec<Event>>(cap.saturating_mul(8));
+    let (f_tx, f_rx) = bounded::<Finding>(cap.saturating_mul(128));
+    let rules = ChangeRules::new(&config.detect.change_rules)?;
+    let workflow = build_workflow(config, &rules)?;
+
+    let source_threads =
+        sources::start_sources(config, sources, feeds, mode, &in_tx, &stop, &counters)?;
+    drop(in_tx);
+    let ingest_thread = ingest::start_ingest(
+        config,
+        &data_dir,
+        rules,
+        in_rx,
+        ev_tx,
+        f_tx.clone(),
+        &counters,
+        change_latency_micros,
+    )?;
+    let detect_thread = detect::start_detect(
+        config,
+        mode,
+        baselines,
+        ev_rx,
+        f_tx,
+        &counters,
+        engine_counters,
+    )?;
+    let (act_result, tables_flushed) = act::run_act(
+        config,
+        &data_dir,
+        &workflow,
+        f_rx,
+        &counters,
+        &stop,
+        &mut on_incident,
+    );
+    wait_and_drain(source_threads, ingest_thread, detect_thread)?;
+    act_result?;
+    tables_flushed
+}
+
+/// The act workflow [act] chooses: store, explainer, executor and notifier (embedded
+/// default: SQLite in the data directory, statistical explainer, dry-run executor, no
+/// notifications), knowing each change rule's severity and category.
+fn build_workflow(config: &PipelineConfig, rules: &ChangeRules) -> Result<ActWorkflow> {
+    let profiles: BTreeMap<String, RuleProfile> = rules
+        .rules()
+        .iter()
+        .map(|r| {
+            (
+                r.name.clone(),
+                RuleProfile {
+                    severity: r.severity,
+                    category: r.category.clone(),
+                },
+            )
+        })
+        .collect();
+    let worker_id = format!("embedded-{}", uuid::Uuid::new_v4().simple());
+    Ok(
+        aiops_act::build(&config.act, &config.data_dir, worker_id, profiles)?
+            .with_incident_priorities(config.detect.statistics.incident_priorities.clone()),
+    )
+}
+
+/// Waits for the sources, ingest and detect to end (act has returned: their sends fail or
+/// their inputs end) and returns the first stage error, ingest before detect.
+fn wait_and_drain(
+    sources: Vec<JoinHandle<()>>,
+    ingest: JoinHandle<Result<()>>,
+    detect: JoinHandle<Result<()>>,
+) -> Result<()> {
+    for h in sources {
+        if h.join().is_err() {
+            tracing::error!("a source thread panicked");
+        }
+    }
+    let ingest_result = ingest
+        .join()
+        .map_err(|_| anyhow::anyhow!("ingest thread panicked"))?;
+    let detect_result = detect
+        .join()
+        .map_err(|_| anyhow::anyhow!("detect thread panicked"))?;
+    ingest_result?;
+    detect_result
+}
