@@ -327,6 +327,9 @@ pub struct StatsEngine {
     lateness_us: i64,
     idle_us: i64,
     max_event_time: Option<i64>,
+    /// Set while `flush` closes the last windows: the largest event time seen. A drop in a
+    /// window ending after it is not reported (the window is cut short by the end of input).
+    input_end: Option<i64>,
     first_event_time: Option<i64>,
     /// CloudTrail events seen (for the novelty volume warm-up).
     cloudtrail_events: u64,
@@ -405,6 +408,7 @@ impl StatsEngine {
             lateness_us,
             idle_us,
             max_event_time: None,
+            input_end: None,
             first_event_time: None,
             cloudtrail_events: 0,
             open_from: None,
@@ -612,6 +616,7 @@ impl StatsEngine {
             .flatten()
             .flat_map(|s| s.accs.iter().map(|a| a.start))
             .max();
+        self.input_end = self.max_event_time;
         let mut out = match (last, self.open_from) {
             (Some(last), Some(open)) => {
                 let until = last.saturating_add(self.window_us).max(open);
@@ -623,6 +628,7 @@ impl StatsEngine {
             }
             _ => Vec::new(),
         };
+        self.input_end = None;
         // Spikes still waiting for a next window are reported as they stand (nothing refuted
         // them).
         let pending: Vec<Candidate> = self
@@ -1114,6 +1120,16 @@ impl StatsEngine {
         for (c, t) in closed {
             candidates.extend(c);
             self.traces.extend(t);
+        }
+        // At the end of the input (`flush`), the last windows are cut short: a window that
+        // ends after the last event seen is partial, and its low count is the end of the
+        // input, not a drop of the series.
+        if let Some(end) = self.input_end {
+            let window_us = self.window_us;
+            candidates.retain(|c| {
+                c.direction != Some(Direction::Drop)
+                    || c.window_start.saturating_add(window_us) <= end
+            });
         }
         self.open_from = Some(until);
         let findings = self.finalize(candidates);

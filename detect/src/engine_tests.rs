@@ -702,3 +702,33 @@ fn a_gap_in_the_whole_input_is_not_a_drop_but_silence_among_traffic_is() {
     assert_eq!(found[0].evidence.window, Some((60 * MIN, 61 * MIN)));
     assert_eq!(found[0].direction, Some(aiops_core::Direction::Drop));
 }
+
+#[test]
+fn the_window_cut_short_by_the_end_of_the_input_is_not_a_drop() {
+    // A busy group (200 a minute) whose input ends 5 s into a minute: the flushed last
+    // window holds a handful of lines, which is the end of the input, not a drop.
+    let run = |end_secs: i64| {
+        let mut e = StatsEngine::new(quiet_config());
+        let mut id = 0;
+        let mut found = Vec::new();
+        for m in 0..120i64 {
+            for k in 0..200 {
+                let t = m * MIN + k * (S * 3 / 10);
+                if m == 119 && t >= 119 * MIN + end_secs * S {
+                    break;
+                }
+                id += 1;
+                found.extend(e.observe(&log(id, t, "g", "INFO request served")));
+            }
+        }
+        found.extend(e.flush());
+        found
+    };
+    let found = run(5);
+    assert!(
+        found
+            .iter()
+            .all(|f| f.direction != Some(aiops_core::Direction::Drop)),
+        "{found:#?}"
+    );
+}
