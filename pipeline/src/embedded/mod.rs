@@ -92,7 +92,9 @@ pub fn run_embedded_with(
     let (ev_tx, ev_rx) = bounded::<Vec<Event>>(cap.saturating_mul(8));
     let (f_tx, f_rx) = bounded::<Finding>(cap.saturating_mul(128));
     let rules = ChangeRules::new(&config.detect.change_rules)?;
-    let workflow = build_workflow(config, &rules)?;
+    // One recent-changes index, fed by ingest and read by the workflow.
+    let changes = aiops_act::open_change_index(&config.act, &data_dir)?;
+    let workflow = build_workflow(config, &rules)?.with_changes(changes.clone());
 
     let source_threads =
         sources::start_sources(config, sources, feeds, mode, &in_tx, &stop, &counters)?;
@@ -101,6 +103,7 @@ pub fn run_embedded_with(
         config,
         &data_dir,
         rules,
+        Some(changes),
         in_rx,
         ev_tx,
         f_tx.clone(),
