@@ -332,3 +332,20 @@ pub fn incident_json(i: &Incident) -> serde_json::Value {
         "group": i.group,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_secs;
+
+    #[test]
+    fn durations_of_suppress_for() {
+        assert_eq!(parse_duration_secs("90").unwrap(), 90);
+        assert_eq!(parse_duration_secs("1s").unwrap(), 1);
+        assert_eq!(parse_duration_secs("30m").unwrap(), 1800);
+        assert_eq!(parse_duration_secs("2h").unwrap(), 7200);
+        assert_eq!(parse_duration_secs("1d").unwrap(), 86_400);
+        for bad in ["", "0", "2x", "h", "-1h", "1.5h"] {
+            assert!(parse_duration_secs(bad).is_err(), "{bad}");
+        }
+    }
+}
