@@ -109,7 +109,7 @@ impl ChangeStage {
                 .counters
                 .change_index_errors
                 .fetch_add(1, Ordering::Relaxed);
-            if n % 1000 == 0 {
+            if n.is_multiple_of(1000) {
                 tracing::warn!(error = %e, event_id = %change.event_id, errors = n + 1, "change not recorded in the recent-changes index");
             }
         }
