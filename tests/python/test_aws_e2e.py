@@ -219,6 +219,15 @@ def test_three_stage_processes_end_to_end(tmp_path, aiops_bin):
     assert ingest["counters"]["duplicates"] == 1
     assert ingest["counters"]["dead_letters"] == 1
     assert summaries["act"][0]["counters"]["incidents"] >= 4
+
+    # Recent changes (DESIGN §6): ingest records every successful mutating CloudTrail call in
+    # the DynamoDB index the act workers read related changes from; failed and read-only
+    # calls are not changes.
+    assert ingest["counters"]["change_index_errors"] == 0
+    recorded = {json.loads(i["body"]["S"])["event_id"]
+                for i in ddb.scan(TableName="aiops-changes")["Items"]}
+    assert {"ct-0001", "ct-0002", "ct-0003"} <= recorded, recorded
+    assert not {"ct-0004", "ct-0005"} & recorded
     leases = ddb.scan(TableName=names["leases"])["Items"]
     assert len(leases) == 2 + 2 + 1
     assert all("leaseOwner" not in lease for lease in leases)
