@@ -5,6 +5,7 @@ as separate `aiops` processes. Then: an incident per destructive change is in th
 incidents table, the log-error burst is a finding on the decisions stream, and pyarrow reading
 the Parquet objects from S3 counts exactly one row per distinct input event."""
 import json
+import subprocess
 import time
 import uuid
 
@@ -232,3 +233,32 @@ def test_three_stage_processes_end_to_end(tmp_path, aiops_bin):
     assert len(leases) == 2 + 2 + 1
     assert all("leaseOwner" not in lease for lease in leases)
     print(f"end to end: {len(ids)} rows in {len(keys)} objects, {len(incidents_all)} incidents, {elapsed:.1f} s")
+
+
+def test_suppressions_live_in_dynamodb_in_aws_mode(tmp_path, aiops_bin):
+    """`aiops suppress add|list|remove` with an aws-mode configuration use the DynamoDB store
+    the act workers read (DESIGN §6: suppressions are stored with the incidents)."""
+    endpoint = moto_endpoint()
+    names = unique_names()
+    config = write_config(tmp_path / "pipeline.toml", endpoint, names)
+    env = stage_env(endpoint)
+    run_setup(aiops_bin, config, env)
+
+    def aiops(*args):
+        out = subprocess.run([aiops_bin, *args, "--config", str(config)], env=env,
+                             capture_output=True, text=True, timeout=60)
+        return out.returncode, out.stdout
+
+    series = f"log_level:/ecs/payments-{names['prefix']}:ERROR"
+    code, out = aiops("suppress", "add", series, "--for", "2h", "--reason", "load test")
+    assert code == 0, out
+    assert out.startswith("SUPPRESSION sup-series-") and "| load test" in out
+    code, out = aiops("suppress", "list", "--json")
+    mine = [json.loads(line) for line in out.splitlines() if json.loads(line)["value"] == series]
+    assert code == 0 and len(mine) == 1
+    assert mine[0]["kind"] == "series" and mine[0]["active"] is True
+    assert mine[0]["reason"] == "load test" and mine[0]["expires_at"] is not None
+    code, out = aiops("suppress", "remove", mine[0]["suppression_id"])
+    assert (code, out.strip()) == (0, f"removed {mine[0]['suppression_id']}")
+    code, out = aiops("suppress", "list", "--json")
+    assert series not in out
