@@ -262,3 +262,45 @@ def test_suppressions_live_in_dynamodb_in_aws_mode(tmp_path, aiops_bin):
     assert (code, out.strip()) == (0, f"removed {mine[0]['suppression_id']}")
     code, out = aiops("suppress", "list", "--json")
     assert series not in out
+
+
+def test_a_suppressed_series_opens_no_incident_in_aws_mode(tmp_path, aiops_bin):
+    """The act workers read the suppressions of the DynamoDB store: the log-error burst of a
+    suppressed series reaches act, is counted as suppressed, and opens no incident."""
+    endpoint = moto_endpoint()
+    names = unique_names()
+    config = write_config(tmp_path / "pipeline.toml", endpoint, names)
+    env = stage_env(endpoint)
+    run_setup(aiops_bin, config, env)
+    kinesis = client("kinesis", endpoint)
+    logs = client("logs", endpoint)
+    ddb = client("dynamodb", endpoint)
+    group = f"/aws/lambda/payments-{names['prefix']}"
+    out = subprocess.run([aiops_bin, "suppress", "add", f"log_level:{group}:ERROR", "--config",
+                          str(config)], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="s")
+    stream_arn = kinesis.describe_stream_summary(StreamName=names["raw"])["StreamDescriptionSummary"]["StreamARN"]
+    logs.put_subscription_filter(
+        logGroupName=group, filterName="to-aiops", filterPattern="",
+        destinationArn=stream_arn, roleArn=f"arn:aws:iam::{ACCOUNT}:role/cwl-to-kinesis",
+    )
+    start_ms = (int(time.time()) // 60 - 180) * 60_000
+    logs.put_log_events(logGroupName=group, logStreamName="s", logEvents=log_events(start_ms))
+    procs = {
+        stage: start_stage(aiops_bin, stage, config, env, f"sup-{stage}", tmp_path / f"{stage}.log")
+        for stage in ("ingest", "detect", "act")
+    }
+    try:
+        wait_for("the burst finding suppressed by act",
+                 lambda: "finding suppressed" in (tmp_path / "act.log").read_text(errors="replace"),
+                 timeout=90)
+    finally:
+        summaries = {stage: stop_stage(p) for stage, p in procs.items()}
+    act = summaries["act"][0]["counters"]
+    assert act["suppressed_findings"] >= 1, act
+    assert act["incidents"] == 0, act
+    items = ddb.scan(TableName=names["incidents"])["Items"]
+    assert not [i for i in items if i.get("resource_id", {}).get("S") == group]
