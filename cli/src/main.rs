@@ -14,8 +14,9 @@ mod bench_cmd;
 mod config_args;
 mod eval;
 mod history_cmd;
+mod incidents_cmd;
 
-use aiops_act::{Incident, IncidentStore};
+use aiops_act::Incident;
 use aiops_pipeline::aws_mode;
 use aiops_pipeline::config::{self, PipelineConfig, SourceConfig};
 use aiops_pipeline::embedded::{Counters, RunMode, run_embedded};
@@ -111,38 +112,18 @@ enum Command {
         #[command(subcommand)]
         command: eval::EvalCommand,
     },
-    /// Read incidents from the store.
+    /// Read incidents from the store, and close them with feedback.
     Incidents {
         #[command(subcommand)]
-        command: IncidentsCommand,
+        command: incidents_cmd::IncidentsCommand,
+    },
+    /// Suppress findings of a series, template or resource (for a while or until removed).
+    Suppress {
+        #[command(subcommand)]
+        command: incidents_cmd::SuppressCommand,
     },
     #[command(flatten)]
     Aws(aws_cmd::AwsCommand),
-}
-
-#[derive(Subcommand)]
-enum IncidentsCommand {
-    /// List incidents, newest first.
-    List {
-        #[command(flatten)]
-        config: ConfigArgs,
-        /// At most this many.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show one incident.
-    Show {
-        /// Incident id (`inc-...`).
-        id: String,
-        #[command(flatten)]
-        config: ConfigArgs,
-        /// One JSON object.
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 fn init_logging(format: &str, level: Option<&str>) -> Result<()> {
@@ -237,7 +218,8 @@ fn dispatch(command: Command) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Incidents { command } => cmd_incidents(command),
+        Command::Incidents { command } => incidents_cmd::cmd_incidents(command),
+        Command::Suppress { command } => incidents_cmd::cmd_suppress(command),
         Command::Aws(command) => aws_cmd::dispatch(command),
         Command::Bench(args) => {
             let base = match &args.config {
@@ -257,80 +239,6 @@ fn dispatch(command: Command) -> Result<i32> {
             Ok(0)
         }
     }
-}
-
-/// The incident store a configuration names: SQLite under the data directory (embedded; it
-/// must exist), or the DynamoDB tables of the `[aws]` section (aws mode).
-fn open_store(cfg: &PipelineConfig) -> Result<aiops_act::setup::DynStore> {
-    let act = if cfg.mode == "aws" {
-        aws_mode::act_config(cfg)
-    } else {
-        cfg.act.clone()
-    };
-    Ok(aiops_act::open_store(&act, &cfg.data_dir, true)?)
-}
-
-fn cmd_incidents(command: IncidentsCommand) -> Result<i32> {
-    match command {
-        IncidentsCommand::List {
-            config,
-            limit,
-            json,
-        } => {
-            let (cfg, _) = load_config(&config)?;
-            let store = open_store(&cfg)?;
-            for i in store.list(limit)? {
-                if json {
-                    out!("{}", incident_json(&i));
-                } else {
-                    out!("{}", incident_line(&i));
-                }
-            }
-            Ok(0)
-        }
-        IncidentsCommand::Show { id, config, json } => {
-            let (cfg, _) = load_config(&config)?;
-            let store = open_store(&cfg)?;
-            let Some(i) = store.get(&id)? else {
-                bail!("no incident {id:?}");
-            };
-            if json {
-                out!("{}", incident_json(&i));
-            } else {
-                out!("{}", serde_json::to_string_pretty(&incident_json(&i))?);
-            }
-            Ok(0)
-        }
-    }
-}
-
-/// The JSON form of an incident for `incidents list|show --json`.
-fn incident_json(i: &Incident) -> serde_json::Value {
-    serde_json::json!({
-        "incident_id": i.incident_id,
-        "state": i.state,
-        "resource_type": i.resource_type,
-        "resource_id": i.resource_id,
-        "resource_key": i.resource_key,
-        "detector": i.finding.detector,
-        "summary": i.finding.summary,
-        "timeline": i.timeline.iter().map(|t| serde_json::json!({"state": t.state, "at": aiops_core::time::format_rfc3339_micros(t.at)})).collect::<Vec<_>>(),
-        "classification": i.classification,
-        "confidence": i.confidence,
-        "severity": i.severity,
-        "reasoning": i.reasoning,
-        "action": i.action,
-        "codebuild_project": i.codebuild_project,
-        "terraform_target": i.terraform_target,
-        "build_ids": i.build_ids,
-        "outcome": i.outcome,
-        "explainer": i.explainer,
-        "enrichment_note": i.enrichment_note,
-        "evidence_ref": i.evidence_ref,
-        "notification": i.notification,
-        "correlation_id": i.correlation_id,
-        "event_time": aiops_core::time::format_rfc3339_micros(i.event_time),
-    })
 }
 
 fn incident_line(i: &Incident) -> String {

@@ -317,7 +317,7 @@ fn own_fixtures_replay_exactly() {
     assert_eq!(
         r.summary,
         serde_json::json!({"kind": "summary", "events": 18, "dead_letters": 0, "duplicates": 1,
-            "findings": 4, "incidents": 4, "archived_rows": 17, "control_messages": 0,
+            "findings": 4, "incidents": 4, "suppressed_findings": 0, "archived_rows": 17, "control_messages": 0,
             "digest_files": 1, "skipped_files": 0})
     );
     assert_eq!(

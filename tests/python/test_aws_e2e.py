@@ -5,6 +5,7 @@ as separate `aiops` processes. Then: an incident per destructive change is in th
 incidents table, the log-error burst is a finding on the decisions stream, and pyarrow reading
 the Parquet objects from S3 counts exactly one row per distinct input event."""
 import json
+import subprocess
 import time
 import uuid
 
@@ -219,7 +220,87 @@ def test_three_stage_processes_end_to_end(tmp_path, aiops_bin):
     assert ingest["counters"]["duplicates"] == 1
     assert ingest["counters"]["dead_letters"] == 1
     assert summaries["act"][0]["counters"]["incidents"] >= 4
+
+    # Recent changes (DESIGN §6): ingest records every successful mutating CloudTrail call in
+    # the DynamoDB index the act workers read related changes from; failed and read-only
+    # calls are not changes.
+    assert ingest["counters"]["change_index_errors"] == 0
+    recorded = {json.loads(i["body"]["S"])["event_id"]
+                for i in ddb.scan(TableName="aiops-changes")["Items"]}
+    assert {"ct-0001", "ct-0002", "ct-0003"} <= recorded, recorded
+    assert not {"ct-0004", "ct-0005"} & recorded
     leases = ddb.scan(TableName=names["leases"])["Items"]
     assert len(leases) == 2 + 2 + 1
     assert all("leaseOwner" not in lease for lease in leases)
     print(f"end to end: {len(ids)} rows in {len(keys)} objects, {len(incidents_all)} incidents, {elapsed:.1f} s")
+
+
+def test_suppressions_live_in_dynamodb_in_aws_mode(tmp_path, aiops_bin):
+    """`aiops suppress add|list|remove` with an aws-mode configuration use the DynamoDB store
+    the act workers read (DESIGN §6: suppressions are stored with the incidents)."""
+    endpoint = moto_endpoint()
+    names = unique_names()
+    config = write_config(tmp_path / "pipeline.toml", endpoint, names)
+    env = stage_env(endpoint)
+    run_setup(aiops_bin, config, env)
+
+    def aiops(*args):
+        out = subprocess.run([aiops_bin, *args, "--config", str(config)], env=env,
+                             capture_output=True, text=True, timeout=60)
+        return out.returncode, out.stdout
+
+    series = f"log_level:/ecs/payments-{names['prefix']}:ERROR"
+    code, out = aiops("suppress", "add", series, "--for", "2h", "--reason", "load test")
+    assert code == 0, out
+    assert out.startswith("SUPPRESSION sup-series-") and "| load test" in out
+    code, out = aiops("suppress", "list", "--json")
+    mine = [json.loads(line) for line in out.splitlines() if json.loads(line)["value"] == series]
+    assert code == 0 and len(mine) == 1
+    assert mine[0]["kind"] == "series" and mine[0]["active"] is True
+    assert mine[0]["reason"] == "load test" and mine[0]["expires_at"] is not None
+    code, out = aiops("suppress", "remove", mine[0]["suppression_id"])
+    assert (code, out.strip()) == (0, f"removed {mine[0]['suppression_id']}")
+    code, out = aiops("suppress", "list", "--json")
+    assert series not in out
+
+
+def test_a_suppressed_series_opens_no_incident_in_aws_mode(tmp_path, aiops_bin):
+    """The act workers read the suppressions of the DynamoDB store: the log-error burst of a
+    suppressed series reaches act, is counted as suppressed, and opens no incident."""
+    endpoint = moto_endpoint()
+    names = unique_names()
+    config = write_config(tmp_path / "pipeline.toml", endpoint, names)
+    env = stage_env(endpoint)
+    run_setup(aiops_bin, config, env)
+    kinesis = client("kinesis", endpoint)
+    logs = client("logs", endpoint)
+    ddb = client("dynamodb", endpoint)
+    group = f"/aws/lambda/payments-{names['prefix']}"
+    out = subprocess.run([aiops_bin, "suppress", "add", f"log_level:{group}:ERROR", "--config",
+                          str(config)], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="s")
+    stream_arn = kinesis.describe_stream_summary(StreamName=names["raw"])["StreamDescriptionSummary"]["StreamARN"]
+    logs.put_subscription_filter(
+        logGroupName=group, filterName="to-aiops", filterPattern="",
+        destinationArn=stream_arn, roleArn=f"arn:aws:iam::{ACCOUNT}:role/cwl-to-kinesis",
+    )
+    start_ms = (int(time.time()) // 60 - 180) * 60_000
+    logs.put_log_events(logGroupName=group, logStreamName="s", logEvents=log_events(start_ms))
+    procs = {
+        stage: start_stage(aiops_bin, stage, config, env, f"sup-{stage}", tmp_path / f"{stage}.log")
+        for stage in ("ingest", "detect", "act")
+    }
+    try:
+        wait_for("the burst finding suppressed by act",
+                 lambda: "finding suppressed" in (tmp_path / "act.log").read_text(errors="replace"),
+                 timeout=90)
+    finally:
+        summaries = {stage: stop_stage(p) for stage, p in procs.items()}
+    act = summaries["act"][0]["counters"]
+    assert act["suppressed_findings"] >= 1, act
+    assert act["incidents"] == 0, act
+    items = ddb.scan(TableName=names["incidents"])["Items"]
+    assert not [i for i in items if i.get("resource_id", {}).get("S") == group]

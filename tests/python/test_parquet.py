@@ -51,7 +51,8 @@ def test_replay_of_own_fixtures(tmp_path, aiops_bin):
     incidents, summary = run_json([aiops_bin, "replay", str(FIXTURES), "--json", "--data-dir", str(tmp_path)])
     assert summary == {
         "kind": "summary", "events": 18, "dead_letters": 0, "duplicates": 1, "findings": 4,
-        "incidents": 4, "archived_rows": 17, "control_messages": 0, "digest_files": 1, "skipped_files": 0,
+        "incidents": 4, "suppressed_findings": 0, "archived_rows": 17, "control_messages": 0,
+        "digest_files": 1, "skipped_files": 0,
     }
     table = check_contract(tmp_path, summary)
     by_source = {}

@@ -73,6 +73,10 @@ impl<O: ObjectStore> ShardProcessor for ActProcessor<O> {
                 .await
                 .map_err(|e| ProcessError(format!("incident workflow panicked: {e}")))?
                 .map_err(|e| ProcessError(e.to_string()))?;
+            if let Some(reason) = &handled.suppressed {
+                c.suppressed_findings.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(shard = %r.shard_id, %reason, "finding suppressed: recorded, no incident");
+            }
             if handled.opened {
                 c.incidents.fetch_add(1, Ordering::Relaxed);
             }

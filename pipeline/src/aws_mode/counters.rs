@@ -28,6 +28,10 @@ pub struct StageCounters {
     pub findings: AtomicU64,
     /// Incidents opened (act).
     pub incidents: AtomicU64,
+    /// Findings held back by a suppression or feedback: recorded, no incident (act).
+    pub suppressed_findings: AtomicU64,
+    /// Changes not recorded in the recent-changes index (ingest; logged).
+    pub change_index_errors: AtomicU64,
 }
 
 /// A snapshot of [`StageCounters`].
@@ -55,6 +59,10 @@ pub struct CountersSnapshot {
     pub findings: u64,
     /// See [`StageCounters::incidents`].
     pub incidents: u64,
+    /// See [`StageCounters::suppressed_findings`].
+    pub suppressed_findings: u64,
+    /// See [`StageCounters::change_index_errors`].
+    pub change_index_errors: u64,
 }
 
 impl StageCounters {
@@ -73,6 +81,8 @@ impl StageCounters {
             objects: g(&self.objects),
             findings: g(&self.findings),
             incidents: g(&self.incidents),
+            suppressed_findings: g(&self.suppressed_findings),
+            change_index_errors: g(&self.change_index_errors),
         }
     }
 }

@@ -1,13 +1,18 @@
 //! The ingest stage on Kinesis: decode each record of the raw stream (KPL user records already
 //! split by the consumer), de-duplicate by event id, forward normalised events to the events
 //! stream (one JSON `Event` per record, partition key `Event::partition_key()`), buffer them for
-//! the S3 archive, and send undecodable records to the dead-letter prefix. The consumer
+//! the S3 archive, and send undecodable records to the dead-letter prefix. Every successful
+//! mutating CloudTrail call is recorded in the recent-changes index (DynamoDB), where the act
+//! workers read an incident's related changes; a failure there is counted and logged and never
+//! holds the shard back. The consumer
 //! checkpoints after [`ShardProcessor::flush`], i.e. once the Parquet objects are in S3; the
 //! forwarded records were accepted by PutRecords before `process` returned.
 
 use super::counters::StageCounters;
 use super::keys::partition_key;
 use crate::deadletter::DeadLetterLine;
+use aiops_act::change_from_event;
+use aiops_act::setup::DynChangeIndex;
 use aiops_aws::archive::RawArchive;
 use aiops_aws::consumer::{ConsumedRecord, ProcessError, ProcessorFactory, ShardProcessor};
 use aiops_aws::kinesis::{KinesisPort, PutEntry};
@@ -40,6 +45,41 @@ pub struct IngestShared<K, O> {
     pub dedup: DedupConfig,
     /// Counters.
     pub counters: Arc<StageCounters>,
+    /// The recent-changes index fed with every change seen (`None`: not fed).
+    pub changes: Option<DynChangeIndex>,
+}
+
+/// Most changes recorded per `process` call: a batch of mostly mutating calls cannot hold the
+/// shard back for long; the rest are counted as not recorded.
+pub const MAX_CHANGES_PER_BATCH: usize = 2_000;
+
+/// Records `changes` in `index` on a blocking thread (its AWS adapter blocks on its own
+/// runtime), counting and logging failures; never fails.
+async fn record_changes(
+    index: DynChangeIndex,
+    changes: Vec<aiops_act::Change>,
+    counters: Arc<StageCounters>,
+) {
+    let failed = tokio::task::spawn_blocking(move || {
+        let mut failed = 0u64;
+        for change in &changes {
+            if let Err(e) = index.record(change) {
+                if failed == 0 {
+                    tracing::warn!(error = %e, event_id = %change.event_id, "change not recorded in the recent-changes index");
+                }
+                failed += 1;
+            }
+        }
+        failed
+    })
+    .await
+    .unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "recording changes panicked");
+        1
+    });
+    counters
+        .change_index_errors
+        .fetch_add(failed, Ordering::Relaxed);
 }
 
 /// Creates one [`IngestProcessor`] per shard.
@@ -87,6 +127,7 @@ impl<K: KinesisPort, O: ObjectStore> ShardProcessor for IngestProcessor<K, O> {
         let c = &self.shared.counters;
         let ingest_time = now_micros();
         let mut entries: Vec<PutEntry> = Vec::new();
+        let mut changes: Vec<aiops_act::Change> = Vec::new();
         for r in records {
             c.records.fetch_add(1, Ordering::Relaxed);
             let position = Position {
@@ -122,6 +163,15 @@ impl<K: KinesisPort, O: ObjectStore> ShardProcessor for IngestProcessor<K, O> {
                     c.duplicates.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
+                if self.shared.changes.is_some()
+                    && let Some(change) = change_from_event(&e)
+                {
+                    if changes.len() < MAX_CHANGES_PER_BATCH {
+                        changes.push(change);
+                    } else {
+                        c.change_index_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 let data = serde_json::to_vec(&e)
                     .map_err(|err| ProcessError(format!("cannot serialise event: {err}")))?;
                 let entry = PutEntry {
@@ -144,6 +194,11 @@ impl<K: KinesisPort, O: ObjectStore> ShardProcessor for IngestProcessor<K, O> {
                 }
                 self.archive.append(e, share);
             }
+        }
+        if let Some(index) = &self.shared.changes
+            && !changes.is_empty()
+        {
+            record_changes(index.clone(), changes, self.shared.counters.clone()).await;
         }
         if !entries.is_empty() {
             self.shared

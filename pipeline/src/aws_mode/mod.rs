@@ -171,6 +171,15 @@ pub fn run_stages(
     } else {
         None
     };
+    // The recent-changes index ingest feeds (DynamoDB; its own runtime, built outside ours).
+    let changes = if stages.contains(&Stage::Ingest) {
+        Some(
+            aiops_act::open_change_index(&act_config(cfg), &cfg.data_dir)
+                .context("cannot open the recent-changes index")?,
+        )
+    } else {
+        None
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("aiops-aws")
@@ -213,6 +222,7 @@ pub fn run_stages(
                         limits: cfg.ingest.limits(),
                         dedup: cfg.ingest.dedup,
                         counters: counters.clone(),
+                        changes: changes.clone(),
                     })),
                     stop_rx.clone(),
                 ),
@@ -282,6 +292,7 @@ pub fn run_stages(
     })?;
     drop(rt);
     drop(workflow);
+    drop(changes);
     Ok(outcomes)
 }
 

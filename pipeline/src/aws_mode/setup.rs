@@ -6,7 +6,8 @@ use aiops_aws::setup::SetupAction;
 use anyhow::{Context, Result};
 
 /// `aiops setup`: creates the three streams with their shard counts, the lease table, the
-/// incident tables (as the act stage's DynamoDB store defines them) and the bucket.
+/// incident tables (as the act stage's DynamoDB store defines them), the recent-changes table
+/// and the bucket.
 ///
 /// Returns what was done to each stream, the lease table and the bucket, and the names of
 /// the incident tables ensured.
@@ -55,10 +56,14 @@ pub fn setup(cfg: &PipelineConfig) -> Result<(Vec<SetupAction>, Vec<String>)> {
     aiops_act::dynamo::DynamoStore::new(&sdk, blocking.clone(), act_cfg.store.clone())
         .create_tables()
         .context("cannot create the incident tables")?;
+    aiops_act::dynamo::DynamoChangeIndex::new(&sdk, blocking.clone(), act_cfg.changes.clone())
+        .create_table()
+        .context("cannot create the recent-changes table")?;
     let tables = vec![
         act_cfg.store.incidents_table.clone(),
         act_cfg.store.locks_table.clone(),
         act_cfg.store.stats_table.clone(),
+        act_cfg.changes.table.clone(),
     ];
     Ok((actions, tables))
 }

@@ -54,6 +54,10 @@ pub(crate) fn run_act(
         }
         match workflow.handle(&finding) {
             Ok(h) => {
+                if let Some(reason) = &h.suppressed {
+                    counters.suppressed_findings.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(finding = %finding.finding_id, series = finding.evidence.series_key.as_deref().unwrap_or("-"), %reason, "finding suppressed: recorded, no incident");
+                }
                 if h.opened {
                     counters.incidents.fetch_add(1, Ordering::Relaxed);
                 }

@@ -1,6 +1,8 @@
 //! The ingest thread of the embedded pipeline: decode, drop events of impossible times,
 //! de-duplicate, run the change rules (so a destructive call never waits behind the
-//! statistics), archive to Parquet, and pass the events on to detect.
+//! statistics), record every successful mutating CloudTrail call in the recent-changes index
+//! (read by the act workflow for an incident's related changes), archive to Parquet, and pass
+//! the events on to detect.
 
 use super::shared::{
     Counters, EARLIEST_EVENT_TIME, Input, LatencySamples, MAX_FUTURE_MICROS, MAX_LATENCY_SAMPLES,
@@ -8,6 +10,8 @@ use super::shared::{
 };
 use crate::config::PipelineConfig;
 use crate::deadletter::DeadLetterWriter;
+use aiops_act::change_from_event;
+use aiops_act::setup::DynChangeIndex;
 use aiops_core::time::now_micros;
 use aiops_core::{Event, Finding, Position};
 use aiops_detect::rules::{ChangeRules, RuleVerdict};
@@ -23,12 +27,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Starts the ingest thread: inputs from `in_rx`, event batches to `ev_tx`, change-rule
-/// findings to `findings`; on its way out it flushes the archive and the dead letters.
+/// findings to `findings`, changes to `changes` (when given); on its way out it flushes the
+/// archive and the dead letters.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start_ingest(
     config: &PipelineConfig,
     data_dir: &Path,
     rules: ChangeRules,
+    changes: Option<DynChangeIndex>,
     in_rx: Receiver<Input>,
     ev_tx: Sender<Vec<Event>>,
     findings: Sender<Finding>,
@@ -43,6 +49,7 @@ pub(crate) fn start_ingest(
     spawn_stage("ingest", move || -> Result<()> {
         let change = ChangeStage {
             rules,
+            changes,
             findings,
             counters: counters.clone(),
             latency_micros,
@@ -79,17 +86,38 @@ fn record_dead_letters(
     Ok(())
 }
 
-/// Change-rule evaluation on the ingest thread: findings go straight to act.
+/// Change-rule evaluation on the ingest thread: findings go straight to act; every change
+/// goes to the recent-changes index.
 struct ChangeStage {
     rules: ChangeRules,
+    changes: Option<DynChangeIndex>,
     findings: Sender<Finding>,
     counters: Arc<Counters>,
     latency_micros: Option<LatencySamples>,
 }
 
 impl ChangeStage {
+    /// Records the change `event` is, when it is one (a successful mutating CloudTrail call),
+    /// in the recent-changes index. A failure is counted and logged (the first, then every
+    /// 1000th) and never stops the stream: the incidents only miss that related change.
+    fn record_change(&self, event: &Event) {
+        let (Some(index), Some(change)) = (&self.changes, change_from_event(event)) else {
+            return;
+        };
+        if let Err(e) = index.record(&change) {
+            let n = self
+                .counters
+                .change_index_errors
+                .fetch_add(1, Ordering::Relaxed);
+            if n.is_multiple_of(1000) {
+                tracing::warn!(error = %e, event_id = %change.event_id, errors = n + 1, "change not recorded in the recent-changes index");
+            }
+        }
+    }
+
     /// Evaluates one event; false once act stopped taking findings.
     fn evaluate(&self, event: &Event) -> bool {
+        self.record_change(event);
         let (verdict, findings) = self.rules.evaluate(event);
         match verdict {
             RuleVerdict::FailedCall => {

@@ -92,7 +92,8 @@ pub fn run_embedded_with(
     let (ev_tx, ev_rx) = bounded::<Vec<Event>>(cap.saturating_mul(8));
     let (f_tx, f_rx) = bounded::<Finding>(cap.saturating_mul(128));
     let rules = ChangeRules::new(&config.detect.change_rules)?;
-    let workflow = build_workflow(config, &rules)?;
+    let changes = change_index(config)?;
+    let workflow = build_workflow(config, &rules)?.with_changes(changes.clone());
 
     let source_threads =
         sources::start_sources(config, sources, feeds, mode, &in_tx, &stop, &counters)?;
@@ -101,6 +102,7 @@ pub fn run_embedded_with(
         config,
         &data_dir,
         rules,
+        Some(changes),
         in_rx,
         ev_tx,
         f_tx.clone(),
@@ -128,6 +130,21 @@ pub fn run_embedded_with(
     wait_and_drain(source_threads, ingest_thread, detect_thread)?;
     act_result?;
     tables_flushed
+}
+
+/// The one recent-changes index ingest feeds and the workflow reads. With the SQLite store it
+/// is in memory (bounded by `[act.changes]`): a second connection writing the SQLite file for
+/// every change from the ingest thread would contend with the workflow's writes ("database is
+/// locked") and slow ingest. The index only needs the last `retention_secs` of changes; a
+/// restarted run starts with it empty (changes seen before the restart are not listed as
+/// related). With DynamoDB it is the `[act.changes] table`.
+fn change_index(config: &PipelineConfig) -> Result<aiops_act::setup::DynChangeIndex> {
+    if config.act.store.backend == "dynamodb" {
+        return Ok(aiops_act::open_change_index(&config.act, &config.data_dir)?);
+    }
+    Ok(Arc::new(aiops_act::MemoryChangeIndex::new(
+        config.act.changes.clone(),
+    )))
 }
 
 /// The act workflow [act] chooses: store, explainer, executor and notifier (embedded

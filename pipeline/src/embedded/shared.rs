@@ -89,6 +89,11 @@ pub struct Counters {
     pub findings: AtomicU64,
     /// Incidents opened.
     pub incidents: AtomicU64,
+    /// Findings a suppression (or "not an incident" feedback) held back: recorded, no
+    /// incident.
+    pub suppressed_findings: AtomicU64,
+    /// Changes the recent-changes index could not record (logged; the stream goes on).
+    pub change_index_errors: AtomicU64,
     /// Rows accepted by the Parquet archive.
     pub archived_rows: AtomicU64,
     /// Change-rule matches skipped because the call failed.
@@ -112,6 +117,8 @@ pub struct Summary {
     pub findings: u64,
     /// Incidents opened.
     pub incidents: u64,
+    /// Findings held back by a suppression or feedback (recorded, no incident).
+    pub suppressed_findings: u64,
     /// Rows written to Parquet.
     pub archived_rows: u64,
     /// CloudWatch Logs control messages dropped.
@@ -133,6 +140,7 @@ impl Counters {
             duplicates: g(&self.duplicates),
             findings: g(&self.findings),
             incidents: g(&self.incidents),
+            suppressed_findings: g(&self.suppressed_findings),
             archived_rows: g(&self.archived_rows),
             control_messages: g(&self.control_messages),
             digest_files: g(&self.digest_files),
