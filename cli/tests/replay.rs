@@ -88,8 +88,10 @@ fn owned(v: &[(&str, &str, &str, &str, &str)]) -> Vec<(String, String, String, S
 }
 
 /// One incident per resource changed by a successful destructive call on a watched resource
-/// type; none for `_error_` records, the autoscaling termination, the CloudFormation-invoked
-/// DeleteTrail (an AWS service on the customer's behalf) or non-destructive calls.
+/// type; none for `_error_` records, the autoscaling termination or non-destructive calls. The
+/// DeleteTrail a person made through CloudFormation (`invokedBy` cloudformation.amazonaws.com)
+/// is seen (defence evasion must not hide behind a stack) but not recovered (recovery would
+/// fight the stack): `MANUAL_REVIEW`, no action.
 #[test]
 fn shared_cloudtrail_fixtures_open_exactly_the_expected_incidents() {
     let dir = shared_data().join("cloudtrail");
@@ -102,7 +104,7 @@ fn shared_cloudtrail_fixtures_open_exactly_the_expected_incidents() {
     assert_eq!(r.status, 0);
     assert_eq!(r.summary["dead_letters"], 0);
     assert_eq!(r.summary["events"], 45);
-    assert_eq!(r.summary["incidents"], 27);
+    assert_eq!(r.summary["incidents"], 28);
     let expected = owned(&[
         (
             "DeleteBucket",
@@ -187,6 +189,13 @@ fn shared_cloudtrail_fixtures_open_exactly_the_expected_incidents() {
             "Music",
             "RESOLVED",
             "recreate",
+        ),
+        (
+            "DeleteTrail",
+            "cloudtrail_trail",
+            "example-trail",
+            "MANUAL_REVIEW",
+            "",
         ),
         (
             "DeleteTrail",
@@ -300,7 +309,6 @@ fn shared_cloudtrail_fixtures_open_exactly_the_expected_incidents() {
         "panther_02_StopLogging_error_InvalidTrailName.json",
         "panther_11_TerminateInstances_autoscaling.json",
         "panther_22_DeleteDBInstance_error_AccessDenied.json",
-        "panther_03_DeleteTrail.json",
     ] {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
