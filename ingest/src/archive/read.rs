@@ -51,7 +51,8 @@ fn f64_at(a: Option<&Float64Array>, i: usize) -> Option<f64> {
 ///
 /// # Errors
 /// [`ArchiveError::Decode`] when a column has an unexpected type, a required value
-/// (`event_id`, `event_time`) is null, or a row holds no source-specific fields.
+/// (`event_id`, `event_time`) is null, a row holds no source-specific fields, or a JSON column
+/// (`resources`, `dimensions`, `decode_warnings`, `insight`) does not hold its JSON shape.
 pub fn decode_raw_batch(batch: &RecordBatch) -> Result<Vec<Event>, ArchiveError> {
     let s = |n: &str| Strs::of(batch, n);
     let event_id = s("event_id")?;
@@ -259,7 +260,8 @@ fn parse_kind(s: &str) -> Option<FindingKind> {
 ///
 /// # Errors
 /// [`ArchiveError::Decode`] when a column has an unexpected type, a required value is null,
-/// `kind` is unknown, or a JSON list column is not a JSON array of strings.
+/// `kind`, `direction` or `priority` is unknown, or a JSON list column is not a JSON array of
+/// strings (`top_contributors`: of `{"name", "count"}` objects).
 pub fn decode_findings_batch(batch: &RecordBatch) -> Result<Vec<Finding>, ArchiveError> {
     let s = |n: &str| Strs::of(batch, n);
     let (id, kind, detector) = (s("finding_id")?, s("kind")?, s("detector")?);
