@@ -10,7 +10,7 @@
 resource "aws_glue_catalog_table" "raw" {
   name          = "raw"
   database_name = aws_glue_catalog_database.history.name
-  description   = "Normalised events (CloudTrail, CloudWatch Logs, metric streams) archived by the ingest stage (schema version 1)"
+  description   = "Normalised events (CloudTrail, CloudWatch Logs, metric streams) archived by the ingest stage (schema version 2)"
   table_type    = "EXTERNAL_TABLE"
 
   parameters = {
@@ -28,7 +28,7 @@ resource "aws_glue_catalog_table" "raw" {
     "projection.hour.type"        = "integer"
     "projection.hour.range"       = "0,23"
     "projection.hour.digits"      = "2"
-    "aiops.schema_version"        = "1"
+    "aiops.schema_version"        = "2"
   }
 
   partition_keys {
@@ -263,13 +263,28 @@ resource "aws_glue_catalog_table" "raw" {
       name = "metric_stream_name"
       type = "string"
     }
+
+    columns {
+      name = "decode_warnings"
+      type = "string"
+    }
+
+    columns {
+      name = "event_category"
+      type = "string"
+    }
+
+    columns {
+      name = "insight"
+      type = "string"
+    }
   }
 }
 
 resource "aws_glue_catalog_table" "findings" {
   name          = "findings"
   database_name = aws_glue_catalog_database.history.name
-  description   = "Findings of the detect stage (change rules, statistical anomalies, novelty) (schema version 1)"
+  description   = "Findings of the detect stage (change rules, statistical anomalies, novelty) (schema version 2)"
   table_type    = "EXTERNAL_TABLE"
 
   parameters = {
@@ -287,7 +302,7 @@ resource "aws_glue_catalog_table" "findings" {
     "projection.hour.type"        = "integer"
     "projection.hour.range"       = "0,23"
     "projection.hour.digits"      = "2"
-    "aiops.schema_version"        = "1"
+    "aiops.schema_version"        = "2"
   }
 
   partition_keys {
@@ -445,6 +460,26 @@ resource "aws_glue_catalog_table" "findings" {
 
     columns {
       name = "samples"
+      type = "string"
+    }
+
+    columns {
+      name = "direction"
+      type = "string"
+    }
+
+    columns {
+      name = "priority"
+      type = "string"
+    }
+
+    columns {
+      name = "top_contributors"
+      type = "string"
+    }
+
+    columns {
+      name = "related"
       type = "string"
     }
   }

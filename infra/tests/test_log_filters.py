@@ -33,7 +33,7 @@ locals {
 
 
 def fake_repo(root: pathlib.Path, ingest_rs: str, act_rs: str) -> None:
-    src = root / "cli" / "src" / "aws_mode"
+    src = root / "pipeline" / "src" / "aws_mode"
     src.mkdir(parents=True)
     (src / "ingest.rs").write_text(textwrap.dedent(ingest_rs), encoding="utf-8")
     (src / "act.rs").write_text(textwrap.dedent(act_rs), encoding="utf-8")

@@ -53,6 +53,8 @@ pub struct RawBatchBuilder {
     vals: [Float64Builder; 4],
     /// unit, metric_stream_name.
     met2: [StringBuilder; 2],
+    /// decode_warnings, event_category, insight (schema version 2).
+    v2: [StringBuilder; 3],
 }
 
 impl RawBatchBuilder {
@@ -74,6 +76,7 @@ impl RawBatchBuilder {
             met: std::array::from_fn(|_| sb()),
             vals: std::array::from_fn(|_| Float64Builder::with_capacity(rows)),
             met2: std::array::from_fn(|_| sb()),
+            v2: std::array::from_fn(|_| sb()),
         }
     }
 
@@ -191,6 +194,26 @@ impl RawBatchBuilder {
                 }
             }
         }
+        let [warnings, category, insight] = &mut self.v2;
+        if e.decode_warnings.is_empty() {
+            warnings.append_null();
+        } else {
+            warnings.append_option(serde_json::to_string(&e.decode_warnings).ok());
+        }
+        match &e.body {
+            EventBody::Cloudtrail(c) => {
+                category.append_option(c.event_category.as_deref());
+                insight.append_option(
+                    c.insight
+                        .as_deref()
+                        .and_then(|i| serde_json::to_string(i).ok()),
+                );
+            }
+            _ => {
+                category.append_null();
+                insight.append_null();
+            }
+        }
     }
 
     /// The rows pushed so far as a record batch; the builder is empty afterwards.
@@ -199,7 +222,7 @@ impl RawBatchBuilder {
     /// [`ArchiveError::Arrow`] only if the builders disagree with the schema (a bug).
     pub fn finish(&mut self) -> Result<RecordBatch, ArchiveError> {
         self.rows = 0;
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(41);
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(raw_schema().fields().len());
         columns.push(Arc::new(self.version.finish()));
         columns.push(Arc::new(self.event_id.finish()));
         columns.push(Arc::new(self.event_time.finish()));
@@ -223,7 +246,7 @@ impl RawBatchBuilder {
         for b in self.vals.iter_mut() {
             columns.push(Arc::new(b.finish()));
         }
-        for b in self.met2.iter_mut() {
+        for b in self.met2.iter_mut().chain(self.v2.iter_mut()) {
             columns.push(Arc::new(b.finish()));
         }
         Ok(RecordBatch::try_new(raw_schema(), columns)?)

@@ -2,7 +2,7 @@
 //! findings.
 
 use super::config::ArchiveError;
-use aiops_core::{Event, EventBody, Finding, FindingKind};
+use aiops_core::{Direction, Event, EventBody, Finding, FindingKind};
 use arrow_array::{
     Array, BooleanArray, Float64Array, Int64Array, RecordBatch, TimestampMicrosecondArray,
 };
@@ -46,11 +46,13 @@ fn f64_at(a: Option<&Float64Array>, i: usize) -> Option<f64> {
 
 /// Decodes a record batch of the `raw` table (as read back from any file of it) into events,
 /// in row order: the inverse of [`encode_raw_batch`]. Columns are looked up by name; a column
-/// missing from an older file reads as null.
+/// missing from an older file reads as null (in a file of schema version 1: no decode
+/// warnings, no `event_category`, no Insights details).
 ///
 /// # Errors
 /// [`ArchiveError::Decode`] when a column has an unexpected type, a required value
-/// (`event_id`, `event_time`) is null, or a row holds no source-specific fields.
+/// (`event_id`, `event_time`) is null, a row holds no source-specific fields, or a JSON column
+/// (`resources`, `dimensions`, `decode_warnings`, `insight`) does not hold its JSON shape.
 pub fn decode_raw_batch(batch: &RecordBatch) -> Result<Vec<Event>, ArchiveError> {
     let s = |n: &str| Strs::of(batch, n);
     let event_id = s("event_id")?;
@@ -105,6 +107,10 @@ pub fn decode_raw_batch(batch: &RecordBatch) -> Result<Vec<Event>, ArchiveError>
         .iter()
         .map(|n| column(batch, n))
         .collect::<Result<_, _>>()?;
+    // Schema version 2; absent from files of version 1 (read as no warnings, no category, no
+    // Insights details).
+    let (warnings, category, insight) =
+        (s("decode_warnings")?, s("event_category")?, s("insight")?);
     let get = |v: &[Strs], k: usize, i: usize| v.get(k).and_then(|c| c.get(i));
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
@@ -142,8 +148,13 @@ pub fn decode_raw_batch(batch: &RecordBatch) -> Result<Vec<Event>, ArchiveError>
                 request_parameters: get(&ct, 14, i),
                 response_elements: get(&ct, 15, i),
                 recipient_account_id: get(&ct, 16, i),
-                event_category: None,
-                insight: None,
+                event_category: category.get(i),
+                insight: match insight.get(i) {
+                    Some(text) => Some(Box::new(serde_json::from_str(&text).map_err(|e| {
+                        ArchiveError::Decode(format!("row {i}: insight is not JSON: {e}"))
+                    })?)),
+                    None => None,
+                },
             }))
         } else if let Some(log_group) = get(&logs, 0, i) {
             EventBody::Logs(aiops_core::LogFields {
@@ -184,7 +195,7 @@ pub fn decode_raw_batch(batch: &RecordBatch) -> Result<Vec<Event>, ArchiveError>
             ingest_time: ts_at(ingest_time, i).unwrap_or(t),
             account: account.get(i),
             region: region.get(i),
-            decode_warnings: Vec::new(),
+            decode_warnings: json_strings(&warnings, i, "decode_warnings")?,
             position: aiops_core::Position {
                 stream: stream.get(i).unwrap_or_default(),
                 shard_id: shard.get(i).unwrap_or_default(),
@@ -212,6 +223,25 @@ fn parse_level(s: &str) -> Option<aiops_core::LogLevel> {
     .find(|l| l.as_str() == s)
 }
 
+fn parse_direction(s: &str) -> Option<Direction> {
+    [Direction::Spike, Direction::Drop]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+}
+
+/// The JSON array of strings in row `i` of a string column; null (or a missing column) reads
+/// as an empty list.
+fn json_strings(c: &Strs, i: usize, what: &str) -> Result<Vec<String>, ArchiveError> {
+    match c.get(i) {
+        Some(t) => serde_json::from_str(&t).map_err(|e| {
+            ArchiveError::Decode(format!(
+                "row {i}: {what} is not a JSON list of strings: {e}"
+            ))
+        }),
+        None => Ok(Vec::new()),
+    }
+}
+
 fn parse_kind(s: &str) -> Option<FindingKind> {
     [
         FindingKind::ChangeRule,
@@ -224,11 +254,14 @@ fn parse_kind(s: &str) -> Option<FindingKind> {
 }
 
 /// Decodes a record batch of the `findings` table into findings, in row order: the inverse of
-/// [`encode_findings_batch`] (the resource is present when `resource_type` is set).
+/// [`encode_findings_batch`] (the resource is present when `resource_type` is set). Columns
+/// are looked up by name; in a file of schema version 1 the columns of version 2 are missing
+/// and read as no direction, priority `HIGH`, no top contributors and nothing related.
 ///
 /// # Errors
 /// [`ArchiveError::Decode`] when a column has an unexpected type, a required value is null,
-/// `kind` is unknown, or a JSON list column is not a JSON array of strings.
+/// `kind`, `direction` or `priority` is unknown, or a JSON list column is not a JSON array of
+/// strings (`top_contributors`: of `{"name", "count"}` objects).
 pub fn decode_findings_batch(batch: &RecordBatch) -> Result<Vec<Finding>, ArchiveError> {
     let s = |n: &str| Strs::of(batch, n);
     let (id, kind, detector) = (s("finding_id")?, s("kind")?, s("detector")?);
@@ -255,13 +288,14 @@ pub fn decode_findings_batch(batch: &RecordBatch) -> Result<Vec<Finding>, Archiv
         s("source_ip")?,
         s("samples")?,
     );
-    let list = |c: &Strs, i: usize| -> Result<Vec<String>, ArchiveError> {
-        match c.get(i) {
-            Some(t) => serde_json::from_str(&t)
-                .map_err(|e| ArchiveError::Decode(format!("row {i}: not a JSON list: {e}"))),
-            None => Ok(Vec::new()),
-        }
-    };
+    // Schema version 2; absent from files of version 1 (read as no direction, priority HIGH,
+    // no contributors, nothing related).
+    let (direction, priority, contributors, related) = (
+        s("direction")?,
+        s("priority")?,
+        s("top_contributors")?,
+        s("related")?,
+    );
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let need = |v: Option<String>, what: &str| {
@@ -290,7 +324,7 @@ pub fn decode_findings_batch(batch: &RecordBatch) -> Result<Vec<Finding>, Archiv
                 .filter(|a| a.is_valid(i))
                 .is_some_and(|a| a.value(i)),
             evidence: aiops_core::Evidence {
-                event_ids: list(&event_ids, i)?,
+                event_ids: json_strings(&event_ids, i, "event_ids")?,
                 event_source: event_source.get(i),
                 event_name: event_name.get(i),
                 principal: principal.get(i),
@@ -300,12 +334,29 @@ pub fn decode_findings_batch(batch: &RecordBatch) -> Result<Vec<Finding>, Archiv
                 observed: f64_at(observed, i),
                 expected: f64_at(expected, i),
                 template: template.get(i),
-                samples: list(&samples, i)?,
-                top_contributors: Vec::new(),
-                related: Vec::new(),
+                samples: json_strings(&samples, i, "samples")?,
+                top_contributors: match contributors.get(i) {
+                    Some(t) => serde_json::from_str(&t).map_err(|e| {
+                        ArchiveError::Decode(format!(
+                            "row {i}: top_contributors is not a JSON list of {{name, count}}: {e}"
+                        ))
+                    })?,
+                    None => Vec::new(),
+                },
+                related: json_strings(&related, i, "related")?,
             },
-            direction: None,
-            priority: aiops_core::Priority::High,
+            direction: match direction.get(i) {
+                Some(t) => Some(
+                    parse_direction(&t)
+                        .ok_or_else(|| ArchiveError::Decode(format!("row {i}: direction {t:?}")))?,
+                ),
+                None => None,
+            },
+            priority: match priority.get(i) {
+                Some(t) => aiops_core::Priority::parse(&t)
+                    .ok_or_else(|| ArchiveError::Decode(format!("row {i}: priority {t:?}")))?,
+                None => aiops_core::Priority::High,
+            },
         });
     }
     Ok(out)

@@ -6,7 +6,10 @@ use serde::Serialize;
 use std::sync::{Arc, OnceLock};
 
 /// Version of the `raw` table schema written in every file's `schema_version` column.
-pub const RAW_SCHEMA_VERSION: i32 = 1;
+///
+/// - 1: the first 41 columns, `schema_version` .. `metric_stream_name`.
+/// - 2: adds `decode_warnings`, `event_category` and `insight` at the end.
+pub const RAW_SCHEMA_VERSION: i32 = 2;
 
 /// A column of a table, with its Glue/Hive type name (for Athena DDL and `aiops schema`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,6 +74,12 @@ fn ts_type() -> DataType {
 
 /// The Arrow schema of the `raw` table (normalised events), version [`RAW_SCHEMA_VERSION`].
 /// The partition columns (`source`, `dt`, `hour`) live in the path, not in the file.
+///
+/// Added in version 2 (null in files of version 1, which readers treat as absent):
+/// `decode_warnings` (what the decoder repaired to keep the event, a JSON array of strings,
+/// null when there is none), `event_category` (CloudTrail `eventCategory`) and `insight` (the
+/// `insightDetails` of a CloudTrail Insights record, a JSON object with the fields of
+/// `aiops_core::InsightFields`, null for every other event).
 pub fn raw_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA
@@ -119,18 +128,31 @@ pub fn raw_schema() -> SchemaRef {
                 f("value_count"),
                 s("unit"),
                 s("metric_stream_name"),
+                // Version 2.
+                s("decode_warnings"),
+                s("event_category"),
+                s("insight"),
             ]))
         })
         .clone()
 }
 
 /// Version of the `findings` table schema.
-pub const FINDINGS_SCHEMA_VERSION: i32 = 1;
+///
+/// - 1: the first 26 columns, `schema_version` .. `samples`.
+/// - 2: adds `direction`, `priority`, `top_contributors` and `related` at the end.
+pub const FINDINGS_SCHEMA_VERSION: i32 = 2;
 /// Version of the `incidents` table schema.
 pub const INCIDENTS_SCHEMA_VERSION: i32 = 1;
 
 /// The Arrow schema of the `findings` table, version [`FINDINGS_SCHEMA_VERSION`]: one row per
 /// finding; JSON lists (`event_ids`, `samples`) are strings.
+///
+/// Added in version 2 (absent from files of version 1, which readers take as no direction,
+/// priority `HIGH`, no contributors, nothing related): `direction` (`spike` or `drop`, null
+/// for change rules and novelty), `priority` (`HIGH`, `MEDIUM` or `LOW`), `top_contributors`
+/// (a JSON array of `{"name": ..., "count": ...}`, largest first, null when none) and
+/// `related` (the merged findings of nested series, a JSON array of strings, null when none).
 pub fn findings_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA
@@ -165,6 +187,11 @@ pub fn findings_schema() -> SchemaRef {
                 s("event_name"),
                 s("source_ip"),
                 s("samples"),
+                // Version 2.
+                s("direction"),
+                s("priority"),
+                s("top_contributors"),
+                s("related"),
             ]))
         })
         .clone()

@@ -119,6 +119,15 @@ fn json_list(items: &[String]) -> Option<String> {
     Some(serde_json::to_string(items).unwrap_or_else(|_| "[]".to_string()))
 }
 
+/// A list as JSON text, `None` (a null cell) when it is empty.
+fn non_empty_json<T: Serialize>(items: &[T]) -> Option<String> {
+    if items.is_empty() {
+        None
+    } else {
+        serde_json::to_string(items).ok()
+    }
+}
+
 impl TableRow for Finding {
     const TABLE: &'static str = "findings";
 
@@ -137,7 +146,9 @@ impl TableRow for Finding {
 
 /// Encodes findings as one record batch of the `findings` schema ([`findings_schema`]), in
 /// order: lists (`event_ids`, `samples`) as JSON arrays of strings, the evidence window as
-/// `window_start` / `window_end`. Every column keeps its declared type whatever the values
+/// `window_start` / `window_end`, `direction` and `priority` as their serialised names
+/// (`spike`, `HIGH`), `top_contributors` as a JSON array of `{"name", "count"}` and `related`
+/// as a JSON array of strings (both null when empty). Every column keeps its declared type whatever the values
 /// (all null, all integral), so files of one table never disagree on a column's type.
 ///
 /// # Errors
@@ -161,6 +172,8 @@ pub fn encode_findings_batch(rows: &[&Finding]) -> Result<RecordBatch, ArchiveEr
     let mut observed = Float64Builder::with_capacity(n);
     let mut expected = Float64Builder::with_capacity(n);
     let mut tail: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
+    // direction, priority, top_contributors, related (schema version 2).
+    let mut v2: Vec<StringBuilder> = (0..4).map(|_| StringBuilder::new()).collect();
     for f in rows {
         version.append_value(FINDINGS_SCHEMA_VERSION);
         id.append_value(&f.finding_id);
@@ -190,6 +203,10 @@ pub fn encode_findings_batch(rows: &[&Finding]) -> Result<RecordBatch, ArchiveEr
         tail[4].append_option(e.event_name.as_deref());
         tail[5].append_option(e.source_ip.as_deref());
         tail[6].append_option(json_list(&e.samples));
+        v2[0].append_option(f.direction.map(|d| d.as_str()));
+        v2[1].append_value(f.priority.as_str());
+        v2[2].append_option(non_empty_json(&e.top_contributors));
+        v2[3].append_option(non_empty_json(&e.related));
     }
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(version.finish()),
@@ -211,7 +228,7 @@ pub fn encode_findings_batch(rows: &[&Finding]) -> Result<RecordBatch, ArchiveEr
     columns.push(Arc::new(w_end.finish()));
     columns.push(Arc::new(observed.finish()));
     columns.push(Arc::new(expected.finish()));
-    for b in tail.iter_mut() {
+    for b in tail.iter_mut().chain(v2.iter_mut()) {
         columns.push(Arc::new(b.finish()));
     }
     Ok(RecordBatch::try_new(findings_schema(), columns)?)

@@ -198,7 +198,7 @@ fn schema_column_names_are_lower_snake_case() {
         );
     }
     let spec = table_spec("raw", RAW_SCHEMA_VERSION, &raw_schema());
-    assert_eq!(spec.columns.len(), 41);
+    assert_eq!(spec.columns.len(), 44);
     assert!(spec.columns.iter().all(|c| c.glue_type != "unsupported"));
 }
 
@@ -467,4 +467,316 @@ fn walk(p: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// An event that exercises every column added in raw schema version 2: a CloudTrail Insights
+/// record with an `eventCategory`, `insightDetails` and two decode warnings.
+fn insight_event() -> Event {
+    let mut e = ct_event("ins", 1_714_564_860_000_000);
+    e.decode_warnings = vec![
+        "invalid UTF-8 replaced with U+FFFD".into(),
+        "userIdentity: expected an object, found a string".into(),
+    ];
+    if let EventBody::Cloudtrail(c) = &mut e.body {
+        c.event_name = "PutParameter".into();
+        c.event_type = Some("AwsCloudTrailInsight".into());
+        c.read_only = Some(true);
+        c.request_parameters = None;
+        c.event_category = Some("Insight".into());
+        c.insight = Some(Box::new(aiops_core::InsightFields {
+            state: Some("Start".into()),
+            insight_type: Some("ApiCallRateInsight".into()),
+            error_code: None,
+            shared_event_id: Some("12345678-aaaa-bbbb-cccc-1234567890ab".into()),
+            baseline_average: Some(0.5),
+            insight_average: Some(12.25),
+            baseline_duration_minutes: Some(10080.0),
+            insight_duration_minutes: Some(1.0),
+        }));
+    }
+    e
+}
+
+/// The string cells of column `name` in `batch`, null as `None`.
+fn str_cells(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    let a = batch
+        .column_by_name(name)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow_array::StringArray>()
+        .unwrap();
+    (0..a.len())
+        .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
+        .collect()
+}
+
+/// The bytes of a Parquet file as a writer of schema version 1 made it: the first `columns`
+/// columns of `batch` (the schema before the additive change), `schema_version` set to 1.
+fn old_version_file(batch: &RecordBatch, columns: usize) -> Vec<u8> {
+    let old = batch.project(&(0..columns).collect::<Vec<_>>()).unwrap();
+    let mut cols = old.columns().to_vec();
+    cols[0] = std::sync::Arc::new(arrow_array::Int32Array::from(vec![1; old.num_rows()]));
+    let old = RecordBatch::try_new(old.schema(), cols).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), old.schema(), None).unwrap();
+    w.write(&old).unwrap();
+    w.into_inner().unwrap()
+}
+
+#[test]
+fn schema_version_2_adds_columns_at_the_end_only() {
+    let raw: Vec<String> = raw_schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(RAW_SCHEMA_VERSION, 2);
+    assert_eq!(raw.len(), 44);
+    assert_eq!(raw[40], "metric_stream_name");
+    assert_eq!(raw[41..], ["decode_warnings", "event_category", "insight"]);
+    let findings: Vec<String> = findings_schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(FINDINGS_SCHEMA_VERSION, 2);
+    assert_eq!(findings.len(), 30);
+    assert_eq!(findings[25], "samples");
+    assert_eq!(
+        findings[26..],
+        ["direction", "priority", "top_contributors", "related"]
+    );
+    let specs = all_table_specs();
+    assert_eq!(
+        specs.iter().map(|t| t.version).collect::<Vec<_>>(),
+        [2, 2, 1]
+    );
+    assert!(
+        specs[0].columns[41..]
+            .iter()
+            .chain(&specs[1].columns[26..])
+            .all(|c| c.glue_type == "string")
+    );
+}
+
+#[test]
+fn raw_rows_keep_decode_warnings_category_and_insight() {
+    let mut management = ct_event("mgmt", 1_714_564_860_000_001);
+    if let EventBody::Cloudtrail(c) = &mut management.body {
+        c.event_category = Some("Management".into());
+    }
+    let mut log = log_event("log", 1_714_564_860_000_002);
+    log.decode_warnings = vec!["invalid UTF-8 replaced with U+FFFD".into()];
+    let events = vec![
+        insight_event(),
+        management,
+        log,
+        ct_event("plain", 1_714_564_860_000_003),
+    ];
+    let refs: Vec<&Event> = events.iter().collect();
+    let (batches, _) = read_back(&encode_raw_parquet(&refs, 10, "r").unwrap());
+    assert_eq!(batches.len(), 1);
+    let b = &batches[0];
+    assert_eq!(b.schema(), raw_schema());
+    assert_eq!(
+        str_cells(b, "decode_warnings"),
+        [
+            Some(
+                r#"["invalid UTF-8 replaced with U+FFFD","userIdentity: expected an object, found a string"]"#
+                    .to_string()
+            ),
+            None,
+            Some(r#"["invalid UTF-8 replaced with U+FFFD"]"#.to_string()),
+            None,
+        ]
+    );
+    assert_eq!(
+        str_cells(b, "event_category"),
+        [
+            Some("Insight".to_string()),
+            Some("Management".to_string()),
+            None,
+            None
+        ]
+    );
+    assert_eq!(
+        str_cells(b, "insight"),
+        [
+            Some(
+                concat!(
+                    r#"{"state":"Start","insight_type":"ApiCallRateInsight","error_code":null,"#,
+                    r#""shared_event_id":"12345678-aaaa-bbbb-cccc-1234567890ab","#,
+                    r#""baseline_average":0.5,"insight_average":12.25,"#,
+                    r#""baseline_duration_minutes":10080.0,"insight_duration_minutes":1.0}"#
+                )
+                .to_string()
+            ),
+            None,
+            None,
+            None,
+        ]
+    );
+    let versions = b
+        .column_by_name("schema_version")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow_array::Int32Array>()
+        .unwrap()
+        .values()
+        .to_vec();
+    assert_eq!(versions, [2, 2, 2, 2]);
+    assert_eq!(decode_raw_batch(b).unwrap(), events);
+}
+
+#[test]
+fn raw_files_of_schema_version_1_still_read() {
+    let events = vec![insight_event(), log_event("log", 1_714_564_860_000_002)];
+    let refs: Vec<&Event> = events.iter().collect();
+    let old = old_version_file(&encode_raw_batch(&refs).unwrap(), 41);
+    let (batches, _) = read_back(&old);
+    assert_eq!(batches[0].num_columns(), 41);
+    assert!(batches[0].column_by_name("decode_warnings").is_none());
+    let back = decode_raw_batch(&batches[0]).unwrap();
+    // What version 1 could not store comes back empty; everything else is unchanged.
+    let mut expected = events.clone();
+    for e in &mut expected {
+        e.decode_warnings.clear();
+        if let EventBody::Cloudtrail(c) = &mut e.body {
+            c.event_category = None;
+            c.insight = None;
+        }
+    }
+    assert_eq!(back, expected);
+}
+
+/// A finding that uses every column added in findings schema version 2.
+fn merged_drop_finding() -> Finding {
+    let mut f = finding(
+        "f-drop",
+        FindingKind::RateAnomaly,
+        Some("api_error:AccessDenied"),
+        Some(141.0),
+    );
+    f.direction = Some(aiops_core::Direction::Drop);
+    f.priority = aiops_core::Priority::Medium;
+    f.evidence.top_contributors = vec![
+        aiops_core::Contributor {
+            name: "IAMUser:123456789012:mallory".into(),
+            count: 120,
+        },
+        aiops_core::Contributor {
+            name: "IAMUser:123456789012:bob".into(),
+            count: 3,
+        },
+    ];
+    f.evidence.related = vec![
+        "count_rate api_error_principal:AccessDenied:mallory: 120 observed, 1.5 expected".into(),
+    ];
+    f
+}
+
+#[test]
+fn findings_keep_direction_priority_contributors_and_related() {
+    let full = merged_drop_finding();
+    let mut spike = finding(
+        "f-spike",
+        FindingKind::RateAnomaly,
+        Some("log_level:g:ERROR"),
+        Some(60.0),
+    );
+    spike.direction = Some(aiops_core::Direction::Spike);
+    spike.priority = aiops_core::Priority::Low;
+    let rule = finding("f-rule", FindingKind::ChangeRule, None, None);
+    let rows = [&full, &spike, &rule];
+    let (batches, _) = read_back(&encode_table_parquet(&rows, 10, "f").unwrap());
+    let b = &batches[0];
+    assert_eq!(b.schema(), findings_schema());
+    assert_eq!(
+        str_cells(b, "direction"),
+        [Some("drop".to_string()), Some("spike".to_string()), None]
+    );
+    assert_eq!(
+        str_cells(b, "priority"),
+        [
+            Some("MEDIUM".to_string()),
+            Some("LOW".to_string()),
+            Some("HIGH".to_string())
+        ]
+    );
+    assert_eq!(
+        str_cells(b, "top_contributors"),
+        [
+            Some(
+                r#"[{"name":"IAMUser:123456789012:mallory","count":120},{"name":"IAMUser:123456789012:bob","count":3}]"#
+                    .to_string()
+            ),
+            None,
+            None
+        ]
+    );
+    assert_eq!(
+        str_cells(b, "related"),
+        [
+            Some(
+                r#"["count_rate api_error_principal:AccessDenied:mallory: 120 observed, 1.5 expected"]"#
+                    .to_string()
+            ),
+            None,
+            None
+        ]
+    );
+    assert_eq!(decode_findings_batch(b).unwrap(), vec![full, spike, rule]);
+}
+
+#[test]
+fn findings_files_of_schema_version_1_still_read() {
+    let full = merged_drop_finding();
+    let mut low = finding(
+        "f-low",
+        FindingKind::RateAnomaly,
+        Some("log_level:g:INFO"),
+        Some(9.0),
+    );
+    low.priority = aiops_core::Priority::Low;
+    let old = old_version_file(&encode_findings_batch(&[&full, &low]).unwrap(), 26);
+    let (batches, _) = read_back(&old);
+    assert_eq!(batches[0].num_columns(), 26);
+    let back = decode_findings_batch(&batches[0]).unwrap();
+    // Version 1 stored no direction, priority, contributors or related findings: they read
+    // as none, HIGH (every finding opened an incident then), empty, empty.
+    let mut expected = vec![full, low];
+    for f in &mut expected {
+        f.direction = None;
+        f.priority = aiops_core::Priority::High;
+        f.evidence.top_contributors.clear();
+        f.evidence.related.clear();
+    }
+    assert_eq!(back, expected);
+}
+
+#[test]
+fn bad_values_in_version_2_columns_are_decode_errors() {
+    let f = merged_drop_finding();
+    let batch = encode_findings_batch(&[&f]).unwrap();
+    let with = |name: &str, value: &str| {
+        let mut cols = batch.columns().to_vec();
+        let i = batch.schema().index_of(name).unwrap();
+        cols[i] = std::sync::Arc::new(arrow_array::StringArray::from(vec![value]));
+        RecordBatch::try_new(batch.schema(), cols).unwrap()
+    };
+    let err = |b: RecordBatch| decode_findings_batch(&b).unwrap_err().to_string();
+    assert!(err(with("priority", "URGENT")).ends_with(r#"row 0: priority "URGENT""#));
+    assert!(err(with("direction", "up")).ends_with(r#"row 0: direction "up""#));
+    assert!(
+        err(with("top_contributors", r#"["x"]"#))
+            .contains("row 0: top_contributors is not a JSON list of {name, count}")
+    );
+    assert!(err(with("related", "{}")).contains("row 0: related is not a JSON list of strings"));
+    let e = insight_event();
+    let raw = encode_raw_batch(&[&e]).unwrap();
+    let mut cols = raw.columns().to_vec();
+    cols[raw.schema().index_of("insight").unwrap()] =
+        std::sync::Arc::new(arrow_array::StringArray::from(vec!["not json"]));
+    let bad = RecordBatch::try_new(raw.schema(), cols).unwrap();
+    let msg = decode_raw_batch(&bad).unwrap_err().to_string();
+    assert!(msg.contains("row 0: insight is not JSON"), "{msg}");
 }
