@@ -657,10 +657,12 @@ fn learned_baselines_make_a_fresh_detect_see_at_once() {
     for (name, r) in [("cold", &cold), ("warm", &warm)] {
         for f in r["findings"].as_array().unwrap() {
             eprintln!(
-                "{name}: {} {} {}",
+                "{name}: {} {} {} {} {}",
                 f["detector"],
                 aiops_core::time::format_rfc3339_micros(f["event_time"].as_i64().unwrap()),
-                f["evidence"]["series_key"]
+                f["evidence"]["series_key"],
+                f["priority"],
+                f["summary"]
             );
         }
     }

@@ -424,6 +424,31 @@ impl RateModel {
         }
     }
 
+    /// The drop baseline for a window starting at `t` (µs): the smallest of the recent,
+    /// long-term and (when enough history exists) seasonal rates, floored at `min_expected`.
+    /// The lower tail is scored against the lowest plausible expectation, as the upper tail is
+    /// against the highest ([`RateModel::baseline`]): a scheduled step down (business hours
+    /// ending) is not a drop once the time-of-day profile knows it, and a series is a drop
+    /// candidate only when it falls below what every baseline expects.
+    pub fn drop_baseline(&self, t: i64, cfg: &RateConfig) -> f64 {
+        let mut b = self.mean.min(self.long_mean);
+        if let Some(first) = self.first_window {
+            let days = (t - first) / DAY_US;
+            if days >= i64::from(cfg.seasonal_min_days)
+                && let Some(s) = self
+                    .seasonal
+                    .expected(t, days >= i64::from(cfg.weekly_min_days))
+            {
+                b = b.min(s);
+            }
+        }
+        if b.is_finite() {
+            b.max(cfg.min_expected)
+        } else {
+            cfg.min_expected
+        }
+    }
+
     /// The value of the confirmed recurring burst expected at `t` (µs): the largest value of
     /// the confirmed slots within [`SLOT_TOLERANCE_SECS`] at the same time of week, else at the
     /// same time of day; `None` when there is none.
@@ -488,7 +513,7 @@ impl RateModel {
         if self.windows < u64::from(cfg.min_windows) {
             return false;
         }
-        let lambda = self.baseline(t, cfg);
+        let lambda = self.drop_baseline(t, cfg);
         if lambda < cfg.min_excess.max(f64::MIN_POSITIVE) || lambda < cfg.min_count as f64 {
             return false;
         }
@@ -534,16 +559,17 @@ impl RateModel {
     fn score_at(&self, t: i64, k: u64, cfg: &RateConfig, regular: f64) -> RateScore {
         let (d, use_nb) = self.tail_model(cfg);
         let warm = self.windows >= u64::from(cfg.min_windows) && self.events >= cfg.min_events;
-        if Self::low(k, regular, cfg) {
+        let floor = self.drop_baseline(t, cfg);
+        if Self::low(k, floor, cfg) {
             let mut out = RateScore {
                 score: 0.0,
                 p_value: 1.0,
-                expected: regular,
+                expected: floor,
                 negative_binomial: use_nb,
                 direction: Direction::Drop,
             };
             if warm {
-                let run = self.drop_run + neg_log10(self.lower_tail(k, regular, cfg));
+                let run = self.drop_run + neg_log10(self.lower_tail(k, floor, cfg));
                 out.p_value = 10f64.powf(-run);
                 if !self.drop_reported {
                     out.score = decades_score(run, cfg.decades);
@@ -581,8 +607,9 @@ impl RateModel {
     pub fn observe(&mut self, t: i64, k: u64, cfg: &RateConfig) -> RateScore {
         let regular = self.baseline(t, cfg);
         let s = self.score_at(t, k, cfg, regular);
-        if Self::low(k, regular, cfg) {
-            self.drop_run += neg_log10(self.lower_tail(k, regular, cfg));
+        let floor = self.drop_baseline(t, cfg);
+        if Self::low(k, floor, cfg) {
+            self.drop_run += neg_log10(self.lower_tail(k, floor, cfg));
         } else {
             self.drop_run = 0.0;
             self.drop_reported = false;
