@@ -406,7 +406,13 @@ impl RateModel {
     /// long-term and (when enough history exists) seasonal rates, floored at `min_expected`.
     /// Recurring bursts are not included (see [`RateModel::expected_spike`]).
     pub fn baseline(&self, t: i64, cfg: &RateConfig) -> f64 {
-        let mut b = self.mean.max(self.long_mean);
+        self.combined(t, cfg, f64::max)
+    }
+
+    /// The recent, long-term and (when enough history exists) seasonal rates at `t` folded
+    /// with `pick` (`max` or `min`), floored at `min_expected`.
+    fn combined(&self, t: i64, cfg: &RateConfig, pick: fn(f64, f64) -> f64) -> f64 {
+        let mut b = pick(self.mean, self.long_mean);
         if let Some(first) = self.first_window {
             let days = (t - first) / DAY_US;
             if days >= i64::from(cfg.seasonal_min_days)
@@ -414,7 +420,7 @@ impl RateModel {
                     .seasonal
                     .expected(t, days >= i64::from(cfg.weekly_min_days))
             {
-                b = b.max(s);
+                b = pick(b, s);
             }
         }
         if b.is_finite() {
@@ -431,22 +437,7 @@ impl RateModel {
     /// ending) is not a drop once the time-of-day profile knows it, and a series is a drop
     /// candidate only when it falls below what every baseline expects.
     pub fn drop_baseline(&self, t: i64, cfg: &RateConfig) -> f64 {
-        let mut b = self.mean.min(self.long_mean);
-        if let Some(first) = self.first_window {
-            let days = (t - first) / DAY_US;
-            if days >= i64::from(cfg.seasonal_min_days)
-                && let Some(s) = self
-                    .seasonal
-                    .expected(t, days >= i64::from(cfg.weekly_min_days))
-            {
-                b = b.min(s);
-            }
-        }
-        if b.is_finite() {
-            b.max(cfg.min_expected)
-        } else {
-            cfg.min_expected
-        }
+        self.combined(t, cfg, f64::min)
     }
 
     /// The value of the confirmed recurring burst expected at `t` (µs): the largest value of
