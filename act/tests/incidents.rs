@@ -64,7 +64,14 @@ fn notifies_on_open_and_priority_rise_not_per_finding() {
         sent: std::sync::Mutex::new(Vec::new()),
     };
     let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let wf = workflow(store.clone(), store, Arc::new(ManualClock::new(T0))).with_notifier(&rec);
+    // Every priority opens an incident here, so a LOW finding opens one and its rise is seen.
+    let wf = workflow(store.clone(), store, Arc::new(ManualClock::new(T0)))
+        .with_notifier(&rec)
+        .with_incident_priorities(vec![
+            aiops_act::Priority::Low,
+            aiops_act::Priority::Medium,
+            aiops_act::Priority::High,
+        ]);
     let series = "log_level:/ecs/payments-api:ERROR";
     let h = wf.handle(&stat("n1", series, T0, 0.95, 10.0, 2.0)).unwrap();
     assert!(h.opened);
@@ -199,5 +206,29 @@ fn sqlite_change_index_is_bounded_by_time_and_count() {
     assert_eq!(
         ids(store.recent(None, 12 * SEC, 13 * SEC, 1).unwrap()),
         ["e"]
+    );
+}
+
+/// With the default incident priorities (`HIGH` only), a `LOW` finding opens no incident and
+/// says so; a `HIGH` one opens it, and a later `LOW` finding of the same group joins it.
+#[test]
+fn only_the_configured_priorities_open_an_incident() {
+    use aiops_act::clock::ManualClock;
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let wf = workflow(store.clone(), store, Arc::new(ManualClock::new(T0)));
+    let series = "log_level:/ecs/payments-api:ERROR";
+    let low = wf.handle(&stat("p1", series, T0, 0.95, 10.0, 2.0)).unwrap();
+    assert!(low.incident.is_none() && !low.opened && low.below_priority);
+    let high = wf
+        .handle(&stat("p2", series, T0 + 60 * SEC, 0.9995, 80.0, 2.0))
+        .unwrap();
+    assert!(high.opened && !high.below_priority);
+    let joined = wf
+        .handle(&stat("p3", series, T0 + 120 * SEC, 0.95, 12.0, 2.0))
+        .unwrap();
+    assert!(joined.joined && !joined.below_priority);
+    assert_eq!(
+        joined.incident.unwrap().group.finding_ids,
+        vec!["p2".to_string(), "p3".to_string()]
     );
 }
