@@ -12,7 +12,7 @@
 #   the Kinesis Client Library keeps them; hash key `leaseKey` (S), the KCL's attribute name, which
 #   aws/src/lease.rs reads and writes.
 # - patterns: the act stage's outcome counters per resource type (item `act/outcomes/<type>`, key
-#   pattern_key; act/src/dynamo.rs), which the explainer weighs in its decision.
+#   pattern_key; act/src/dynamo/mod.rs), which the explainer weighs in its decision.
 
 resource "aws_dynamodb_table" "incidents" {
   name                        = local.table_names.incidents

@@ -36,7 +36,7 @@ locals {
     incidents = "${var.history_prefix}/incidents"
   }
   # Beside the tables: ingest's dead letters (JSON lines, aws/src/archive.rs) and act's large evidence
-  # (<incident_id>/finding.json, act/src/dynamo.rs), outside every Glue table location.
+  # (<incident_id>/finding.json, act/src/dynamo/mod.rs), outside every Glue table location.
   dead_letters_prefix = "${var.history_prefix}/dead_letters"
   evidence_prefix     = "${var.history_prefix}/evidence"
 

@@ -187,9 +187,9 @@ class KeySchemaTest(unittest.TestCase):
         setup = (REPO / "pipeline" / "src" / "aws_mode" / "setup.rs").read_text(encoding="utf-8")
         lease = re.search(r'ensure_table\(&ddb, &aws\.leases_table, "(\w+)"\)', setup)
         self.assertIsNotNone(lease, "pipeline/src/aws_mode/setup.rs no longer creates the lease table with ensure_table: update this test")
-        dynamo = (REPO / "act" / "src" / "dynamo.rs").read_text(encoding="utf-8")
+        dynamo = (REPO / "act" / "src" / "dynamo" / "mod.rs").read_text(encoding="utf-8")
         act_keys = re.findall(r'\.key_schema\(key\("(\w+)", KeyType::Hash\)\?\)', dynamo)
-        self.assertEqual(len(act_keys), 3, "act/src/dynamo.rs create_tables changed shape: update this test")
+        self.assertEqual(len(act_keys), 3, "act/src/dynamo/mod.rs create_tables changed shape: update this test")
         assert lease is not None
         self.assertEqual(
             keys,
