@@ -326,12 +326,12 @@ fn embedded_baselines(
 ) -> Result<Option<aiops_detect::baseline::Baselines>> {
     match spec {
         None | Some("none") | Some("") => Ok(None),
-        Some(s) => aiops_history::load_baselines(
+        Some(s) => Ok(aiops_history::load_baselines(
             s,
             &cfg.detect.statistics,
             cfg.aws.region.as_deref(),
             cfg.aws.endpoint_url.as_deref(),
-        ),
+        )?),
     }
 }
 

@@ -7,6 +7,7 @@
 //!
 //! All timestamps are `i64` microseconds since the Unix epoch, UTC (see [`time`]).
 
+pub mod error_context;
 pub mod event;
 pub mod finding;
 pub mod metrics;

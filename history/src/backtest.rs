@@ -3,6 +3,7 @@
 
 use super::labels::{LabelScore, Labels, score};
 use super::reader::RawMerge;
+use crate::error::{Context, Result};
 use crate::location::{AwsAccess, HistoryLocation};
 use crate::progress;
 use aiops_core::{Finding, FindingKind};
@@ -13,7 +14,6 @@ use aiops_detect::rules::ChangeRules;
 use aiops_detect::rules::ChangeRulesConfig;
 use aiops_ingest::dedup::DedupConfig;
 use aiops_ingest::dedup::Deduplicator;
-use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;

@@ -1,10 +1,10 @@
 //! Loading learned baselines (`aiops learn`) for detect: from a file or the DynamoDB patterns
 //! table.
 
+use crate::error::{Context, Result};
 use crate::patterns;
 use aiops_detect::baseline::Baselines;
 use aiops_detect::config::StatisticsConfig;
-use anyhow::{Context, Result};
 
 /// Loads learned baselines named by `spec`: a JSON file, or `dynamodb://<table>` (the
 /// patterns table; `None` when nothing was learned yet). Validated against `cfg`.

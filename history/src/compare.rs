@@ -1,8 +1,8 @@
 //! Comparing backtest findings with the live run's `findings` table.
 
+use crate::error::Result;
 use crate::location::{AwsAccess, HistoryLocation};
 use crate::reader;
-use anyhow::Result;
 
 /// How backtest findings compare with the live run's `findings` table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

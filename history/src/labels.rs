@@ -19,8 +19,8 @@
 //!   (the end of the window it was raised at, for statistical findings) minus the window
 //!   start, at least 0.
 
+use crate::error::{Context, HistoryError, Result};
 use aiops_core::Finding;
-use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,10 +37,12 @@ fn parse_time(v: &serde_json::Value, what: &str) -> Result<i64> {
     match v {
         serde_json::Value::String(s) => aiops_core::time::parse_timestamp_micros(s)
             .with_context(|| format!("{what}: not a timestamp")),
-        serde_json::Value::Number(n) => n
-            .as_i64()
-            .ok_or_else(|| anyhow::anyhow!("{what}: {n} is not an integer of microseconds")),
-        other => bail!("{what}: expected a timestamp string or microseconds, got {other}"),
+        serde_json::Value::Number(n) => n.as_i64().ok_or_else(|| {
+            HistoryError::Invalid(format!("{what}: {n} is not an integer of microseconds"))
+        }),
+        other => Err(HistoryError::Invalid(format!(
+            "{what}: expected a timestamp string or microseconds, got {other}"
+        ))),
     }
 }
 
@@ -58,11 +60,15 @@ impl Labels {
             for (i, w) in list.iter().enumerate() {
                 let what = format!("labels[{key:?}][{i}]");
                 let [a, b] = w.as_slice() else {
-                    bail!("{what}: a window is [start, end]");
+                    return Err(HistoryError::Invalid(format!(
+                        "{what}: a window is [start, end]"
+                    )));
                 };
                 let (a, b) = (parse_time(a, &what)?, parse_time(b, &what)?);
                 if b < a {
-                    bail!("{what}: end is before start");
+                    return Err(HistoryError::Invalid(format!(
+                        "{what}: end is before start"
+                    )));
                 }
                 out.push((a, b));
             }

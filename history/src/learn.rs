@@ -4,6 +4,7 @@
 //! DynamoDB patterns table (`dynamodb://<table>`, aws mode).
 
 use super::reader::RawMerge;
+use crate::error::{Context, Result};
 use crate::location::{AwsAccess, HistoryLocation, write_atomically};
 use crate::{patterns, progress};
 use aiops_detect::baseline::Baselines;
@@ -11,7 +12,6 @@ use aiops_detect::config::StatisticsConfig;
 use aiops_detect::engine::StatsEngine;
 use aiops_ingest::dedup::DedupConfig;
 use aiops_ingest::dedup::Deduplicator;
-use anyhow::{Context, Result};
 use serde::Serialize;
 use std::time::Instant;
 

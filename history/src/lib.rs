@@ -10,6 +10,7 @@
 pub mod backtest;
 pub mod baselines;
 pub mod compare;
+pub mod error;
 pub mod labels;
 pub mod learn;
 pub mod location;
@@ -22,4 +23,5 @@ pub mod tables;
 
 pub use baselines::load_baselines;
 pub use compare::{LiveComparison, compare_live};
+pub use error::{HistoryError, Result};
 pub use location::{AwsAccess, HistoryLocation, parse_time_arg, time_range, write_atomically};

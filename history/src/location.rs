@@ -1,6 +1,6 @@
 //! Where a history lives and how AWS is reached; times and files as the commands give them.
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, HistoryError, Result};
 use std::path::{Path, PathBuf};
 
 /// Where a history lives.
@@ -26,7 +26,9 @@ impl HistoryLocation {
         if let Some(rest) = text.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                bail!("--history {text:?}: no bucket (expected s3://bucket/prefix)");
+                return Err(HistoryError::Invalid(format!(
+                    "--history {text:?}: no bucket (expected s3://bucket/prefix)"
+                )));
             }
             return Ok(HistoryLocation::S3 {
                 bucket: bucket.to_string(),
@@ -85,7 +87,7 @@ pub fn time_range(from: Option<&str>, to: Option<&str>) -> Result<(Option<i64>, 
     if let (Some(a), Some(b)) = (from, to)
         && b <= a
     {
-        bail!("--to must be after --from");
+        return Err(HistoryError::Invalid("--to must be after --from".into()));
     }
     Ok((from, to))
 }

@@ -13,8 +13,8 @@
 //! The parts of a new generation are written first and the `current` item last, so a reader
 //! never sees a half-written document; older generations are deleted afterwards.
 
+use crate::error::{Context, HistoryError, Result};
 use aiops_detect::baseline::Baselines;
-use anyhow::{Context, Result, bail};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -53,10 +53,10 @@ pub async fn save(client: &Client, table: &str, baselines: &Baselines) -> Result
     let packed = gz.finish()?;
     let parts: Vec<&[u8]> = packed.chunks(PART_BYTES).collect();
     if parts.len() > MAX_PARTS {
-        bail!(
+        return Err(HistoryError::Invalid(format!(
             "baselines are {} bytes compressed: more than {MAX_PARTS} items of {PART_BYTES} bytes",
             packed.len()
-        );
+        )));
     }
     let previous = current(client, table).await?;
     let generation = uuid::Uuid::new_v4().simple().to_string();
@@ -122,12 +122,18 @@ async fn current(client: &Client, table: &str) -> Result<Option<(String, usize)>
     };
     let generation = match item.get("generation") {
         Some(AttributeValue::S(g)) => g.clone(),
-        _ => bail!("{table}: {CURRENT_KEY} has no generation"),
+        _ => {
+            return Err(HistoryError::Invalid(format!(
+                "{table}: {CURRENT_KEY} has no generation"
+            )));
+        }
     };
     let parts = number(item, "parts")
         .and_then(|n| usize::try_from(n).ok())
         .filter(|&n| (1..=MAX_PARTS).contains(&n))
-        .ok_or_else(|| anyhow::anyhow!("{table}: {CURRENT_KEY} has no valid part count"))?;
+        .ok_or_else(|| {
+            HistoryError::Invalid(format!("{table}: {CURRENT_KEY} has no valid part count"))
+        })?;
     Ok(Some((generation, parts)))
 }
 
@@ -152,7 +158,11 @@ pub async fn load(client: &Client, table: &str) -> Result<Option<Baselines>> {
             .with_context(|| format!("cannot read baselines part {n} from {table}"))?;
         match resp.item().and_then(|i| i.get("data")) {
             Some(AttributeValue::B(b)) => packed.extend_from_slice(b.as_ref()),
-            _ => bail!("{table}: baselines part {n} of generation {generation} is missing"),
+            _ => {
+                return Err(HistoryError::Invalid(format!(
+                    "{table}: baselines part {n} of generation {generation} is missing"
+                )));
+            }
         }
     }
     let mut json = Vec::new();

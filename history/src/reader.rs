@@ -13,10 +13,10 @@
 //! not by the size of the history. An S3 object is downloaded when its first row group is
 //! needed and dropped when its last one was opened.
 
+use crate::error::{Context, HistoryError, Result};
 use crate::location::{AwsAccess, HistoryLocation};
 use aiops_core::Event;
 use aiops_ingest::archive::decode_raw_batch;
-use anyhow::{Context, Result, bail};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::statistics::Statistics;
@@ -102,7 +102,7 @@ impl Fetcher {
     fn s3(&self) -> Result<&(tokio::runtime::Runtime, aws_sdk_s3::Client, String)> {
         self.s3
             .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("not an S3 location"))
+            .ok_or_else(|| HistoryError::Invalid("not an S3 location".into()))
     }
 
     fn get(&self, key: &str, range: Option<&str>) -> Result<Vec<u8>> {
@@ -130,10 +130,9 @@ impl Fetcher {
             FileLoc::S3(key) => {
                 let want = FOOTER_PREFETCH.min(usize::try_from(f.size).unwrap_or(usize::MAX));
                 let tail = self.get(key, Some(&format!("bytes=-{want}")))?;
-                let footer_at = tail
-                    .len()
-                    .checked_sub(8)
-                    .ok_or_else(|| anyhow::anyhow!("{key}: shorter than a Parquet footer"))?;
+                let footer_at = tail.len().checked_sub(8).ok_or_else(|| {
+                    HistoryError::Invalid(format!("{key}: shorter than a Parquet footer"))
+                })?;
                 let last8 = tail.get(footer_at..).unwrap_or_default();
                 let len = FooterTail::try_from(last8)?.metadata_length();
                 let body = match footer_at.checked_sub(len) {
@@ -186,11 +185,11 @@ pub fn list_files(
         HistoryLocation::Local(root) => {
             let dir = root.join(table);
             if !dir.is_dir() {
-                bail!(
+                return Err(HistoryError::Invalid(format!(
                     "no {table} table under {} (expected {}/source=.../dt=.../hour=.../*.parquet)",
                     root.display(),
                     dir.display()
-                );
+                )));
             }
             for path in aiops_ingest::files::list_files(&dir) {
                 let Ok(rel) = path.strip_prefix(&dir) else {

@@ -3,11 +3,11 @@
 
 use crate::backtest::{BacktestInput, Figures, figures, label_score, run_pass, trace_plan};
 use crate::compare::{LiveComparison, compare_live};
+use crate::error::Result;
 use crate::labels::{LabelScore, Labels};
 use crate::location::write_atomically;
 use crate::report;
 use aiops_core::Finding;
-use anyhow::Result;
 
 /// One whole `aiops backtest`: a pass over the history, the label scores, the comparison with
 /// the live `findings` table and the HTML report, as asked.

@@ -1,9 +1,9 @@
 //! Embedded dead letters: one JSON line per undecodable record under
 //! `<data_dir>/dead_letters/`, with the reason, the position and the original bytes in base64.
 
+use crate::error::{Context, Result};
 use aiops_core::time::{format_rfc3339_micros, now_micros};
 use aiops_ingest::decode::DeadLetter;
-use anyhow::{Context, Result};
 use base64::Engine;
 use serde::Serialize;
 use std::fs::File;

@@ -10,6 +10,8 @@ pub mod aws_mode;
 pub mod config;
 pub mod deadletter;
 pub mod embedded;
+pub mod error;
 pub mod sim;
 
 pub use config::{PipelineConfig, SourceConfig};
+pub use error::{PipelineError, Result};

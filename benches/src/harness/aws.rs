@@ -52,6 +52,7 @@
 //! CloudTrail calls (destructive ones among them) to its raw stream: point it at a dedicated
 //! one.
 
+use super::error::{BenchError, Context, Result};
 use super::input::InputReader;
 use super::params::{BenchArgs, BenchReport};
 use aiops_aws::backoff::Backoff;
@@ -66,7 +67,6 @@ use aiops_core::{Finding, FindingKind, Position};
 use aiops_detect::rules::ChangeRules;
 use aiops_ingest::decode::{DecodeOutput, decode_kinesis_record};
 use aiops_pipeline::PipelineConfig;
-use anyhow::{Context, Result, bail};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -154,15 +154,17 @@ pub fn run(
     generated_events: u64,
 ) -> Result<BenchReport> {
     if base.mode != "aws" {
-        bail!(
+        return Err(BenchError::Invalid(format!(
             "--mode aws needs an aws-mode --config (mode = \"aws\", the [aws] streams, tables, \
              bucket and, for a local emulator, endpoint_url; see pipeline.aws.toml); this one \
              says mode = {:?}",
             base.mode
-        );
+        )));
     }
     if args.timeout_secs == 0 {
-        bail!("--timeout-secs must be at least 1");
+        return Err(BenchError::Invalid(
+            "--timeout-secs must be at least 1".into(),
+        ));
     }
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let short = run_id.get(..8).unwrap_or(&run_id).to_string();
@@ -176,7 +178,7 @@ pub fn run(
         .checkpoint_interval_ms
         .min(RUN_CHECKPOINT_INTERVAL_MS);
     cfg.validate()
-        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        .map_err(|e| BenchError::Invalid(format!("configuration: {e}")))?;
     let config_path = run_dir.join("pipeline.toml");
     std::fs::write(
         &config_path,
@@ -185,7 +187,7 @@ pub fn run(
     .with_context(|| format!("cannot write {}", config_path.display()))?;
     // The children read it back: make sure it round-trips.
     PipelineConfig::load(&config_path)
-        .and_then(|c| c.validate().map_err(|e| anyhow::anyhow!("{e}")))
+        .and_then(|c| c.validate())
         .context("the run configuration does not load back")?;
 
     if !args.json {
@@ -273,11 +275,11 @@ fn run_setup(exe: &Path, config: &Path, run_dir: &Path) -> Result<()> {
         .context("cannot run aiops setup")?;
     let _ = std::fs::write(run_dir.join("setup.out"), &out.stdout);
     if !out.status.success() {
-        bail!(
+        return Err(BenchError::Invalid(format!(
             "aiops setup failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
-        );
+        )));
     }
     Ok(())
 }
@@ -347,11 +349,11 @@ impl Stages {
     fn check(&mut self) -> Result<()> {
         for s in &mut self.0 {
             if let Ok(Some(status)) = s.child.try_wait() {
-                bail!(
+                return Err(BenchError::Invalid(format!(
                     "aiops {} exited early ({status}); its log ends with:\n{}",
                     s.name,
                     tail_of(&s.stderr_path, 4000)
-                );
+                )));
             }
             if let Some(k) = proc_status_kib(s.child.id(), "VmHWM:") {
                 s.peak_rss_kib = s.peak_rss_kib.max(k);
@@ -618,14 +620,16 @@ async fn put_batch(
                 last
             }
             Err(e) if e.is_retryable() => e.to_string(),
-            Err(e) => bail!("PutRecords to {stream}: {e}"),
+            Err(e) => return Err(BenchError::Invalid(format!("PutRecords to {stream}: {e}"))),
         };
         match backoff.next_delay() {
             Some(d) => tokio::time::sleep(d).await,
-            None => bail!(
-                "PutRecords to {stream}: {} entries not accepted; last error: {last_error}",
-                pending.len()
-            ),
+            None => {
+                return Err(BenchError::Invalid(format!(
+                    "PutRecords to {stream}: {} entries not accepted; last error: {last_error}",
+                    pending.len()
+                )));
+            }
         }
     }
 }
@@ -677,7 +681,7 @@ async fn produce(
                 partition_key: format!("{:016x}", aiops_core::stable_hash(&[&data])),
                 data,
             };
-            check_entry(&entry).map_err(|e| anyhow::anyhow!("record {index}: {e}"))?;
+            check_entry(&entry).map_err(|e| BenchError::Invalid(format!("record {index}: {e}")))?;
             produced.bytes += len;
             chunk_events += u64::from(n);
             entries.push(entry);
@@ -797,7 +801,9 @@ async fn run_async(
             break;
         }
         if Instant::now() >= deadline {
-            bail!("the stages did not take their shard leases within --timeout-secs");
+            return Err(BenchError::Invalid(
+                "the stages did not take their shard leases within --timeout-secs".into(),
+            ));
         }
         tokio::time::sleep(POLL).await;
     }
@@ -905,7 +911,9 @@ async fn run_async(
             break;
         }
         if Instant::now() >= deadline {
-            bail!("timed out: ingest has not processed every record put on the raw stream");
+            return Err(BenchError::Invalid(
+                "timed out: ingest has not processed every record put on the raw stream".into(),
+            ));
         }
         tokio::time::sleep(POLL).await;
     }
@@ -914,7 +922,9 @@ async fn run_async(
     while !all_caught_up(&events_tails, ingested) {
         stages.check()?;
         if Instant::now() >= deadline {
-            bail!("timed out reading the events stream to its tip");
+            return Err(BenchError::Invalid(
+                "timed out reading the events stream to its tip".into(),
+            ));
         }
         tokio::time::sleep(POLL).await;
     }
@@ -925,7 +935,9 @@ async fn run_async(
             break;
         }
         if Instant::now() >= deadline {
-            bail!("timed out: detect has not processed every event of the events stream");
+            return Err(BenchError::Invalid(
+                "timed out: detect has not processed every event of the events stream".into(),
+            ));
         }
         tokio::time::sleep(POLL).await;
     }
@@ -940,7 +952,9 @@ async fn run_async(
     while !all_caught_up(&decisions_tails, detected) {
         stages.check()?;
         if Instant::now() >= deadline {
-            bail!("timed out reading the decisions stream to its tip");
+            return Err(BenchError::Invalid(
+                "timed out reading the decisions stream to its tip".into(),
+            ));
         }
         tokio::time::sleep(POLL).await;
     }
@@ -951,7 +965,9 @@ async fn run_async(
             break;
         }
         if Instant::now() >= deadline {
-            bail!("timed out: act has not processed every finding of the decisions stream");
+            return Err(BenchError::Invalid(
+                "timed out: act has not processed every finding of the decisions stream".into(),
+            ));
         }
         tokio::time::sleep(POLL).await;
     }

@@ -2,10 +2,10 @@
 //! parameters, then read back record by record (by the embedded feed and the aws producer
 //! alike).
 
+use super::error::{BenchError, Context, Result};
 use super::params::BenchArgs;
 use aiops_core::time::{MICROS_PER_SEC, now_micros};
 use aiops_pipeline::sim::{SimulateConfig, Simulator};
-use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -51,12 +51,16 @@ pub fn end_micros(args: &BenchArgs) -> Result<i64> {
         Some(text) => {
             let end = aiops_history::parse_time_arg("--end-time", text)?;
             if end > now {
-                bail!("--end-time {text:?} is in the future; generated events must be in the past");
+                return Err(BenchError::Invalid(format!(
+                    "--end-time {text:?} is in the future; generated events must be in the past"
+                )));
             }
             // Ingest refuses events dated before 2000 (dead letters).
             let start = end - span_secs(args) as i64 * MICROS_PER_SEC;
             if start < 946_684_800 * MICROS_PER_SEC {
-                bail!("--end-time {text:?}: the generated events would start before 2000");
+                return Err(BenchError::Invalid(format!(
+                    "--end-time {text:?}: the generated events would start before 2000"
+                )));
             }
             Ok(end)
         }
@@ -118,7 +122,7 @@ pub fn ensure_input(args: &BenchArgs, stop: &AtomicBool) -> Result<(PathBuf, Inp
     };
     sim_config
         .validate()
-        .map_err(|e| anyhow::anyhow!("generator: {e}"))?;
+        .map_err(|e| BenchError::Invalid(format!("generator: {e}")))?;
     if !args.json {
         eprintln!(
             "generating {events} events into {} (once; reused by later runs with the same parameters)",
@@ -160,7 +164,9 @@ pub fn ensure_input(args: &BenchArgs, stop: &AtomicBool) -> Result<(PathBuf, Inp
     let mut t = start;
     while header.generated_events < events {
         if stop.load(Ordering::SeqCst) {
-            bail!("interrupted while generating the input");
+            return Err(BenchError::Invalid(
+                "interrupted while generating the input".into(),
+            ));
         }
         t += MICROS_PER_SEC;
         sim.advance_to(t, &mut out);
@@ -257,13 +263,15 @@ fn cached_input(path: &Path, args: &BenchArgs, end_micros: i64) -> Result<InputH
         header.end_micros,
     );
     if wanted != found {
-        bail!("made with other parameters");
+        return Err(BenchError::Invalid("made with other parameters".into()));
     }
     let header_len = MAGIC.len() as u64 + serde_json::to_vec(&header)?.len() as u64 + 1;
     let expected = header_len + header.records * 8 + header.bytes;
     let actual = std::fs::metadata(path)?.len();
     if actual != expected {
-        bail!("{actual} bytes where the header promises {expected} (truncated or extended)");
+        return Err(BenchError::Invalid(format!(
+            "{actual} bytes where the header promises {expected} (truncated or extended)"
+        )));
     }
     Ok(header)
 }
@@ -291,14 +299,20 @@ impl InputReader {
             .read_exact(&mut magic)
             .with_context(|| format!("{}: not a bench input file", path.display()))?;
         if magic != MAGIC {
-            bail!("{} is not a bench input file", path.display());
+            return Err(BenchError::Invalid(format!(
+                "{} is not a bench input file",
+                path.display()
+            )));
         }
         let mut line = Vec::new();
         let mut byte = [0u8; 1];
         while reader.read(&mut byte)? == 1 && byte[0] != b'\n' {
             line.push(byte[0]);
             if line.len() > 64 * 1024 {
-                bail!("{}: header line too long", path.display());
+                return Err(BenchError::Invalid(format!(
+                    "{}: header line too long",
+                    path.display()
+                )));
             }
         }
         let header: InputHeader = serde_json::from_slice(&line)
@@ -320,12 +334,15 @@ impl InputReader {
         match self.reader.read_exact(&mut head) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => bail!("{}: {e}", self.path.display()),
+            Err(e) => return Err(BenchError::Invalid(format!("{}: {e}", self.path.display()))),
         }
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let events = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
         if len > MAX_RECORD_BYTES {
-            bail!("{}: record of {len} bytes is corrupt", self.path.display());
+            return Err(BenchError::Invalid(format!(
+                "{}: record of {len} bytes is corrupt",
+                self.path.display()
+            )));
         }
         let mut data = vec![0u8; len as usize];
         self.reader

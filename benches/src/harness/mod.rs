@@ -19,9 +19,11 @@
 //! count.
 
 pub mod aws;
+pub mod error;
 mod input;
 mod params;
 
+pub use error::BenchError;
 pub use params::{BenchArgs, BenchReport};
 
 use aiops_core::Position;
@@ -29,7 +31,7 @@ use aiops_core::time::now_micros;
 use aiops_pipeline::PipelineConfig;
 use aiops_pipeline::embedded::{Counters, Probes, RecordFeed, RunMode, run_embedded_with};
 use aiops_pipeline::sim::SimRecord;
-use anyhow::{Context, Result, bail};
+use error::{Context, Result};
 use input::{InputReader, RemoveOnDrop, ensure_input, span_secs};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,51 +48,72 @@ const MAX_SPAN_SECS: u64 = 30 * 86_400;
 /// pipeline failure.
 pub fn cmd_bench(args: &BenchArgs, base: PipelineConfig) -> Result<BenchReport> {
     if args.mode != "embedded" && args.mode != "aws" {
-        bail!("--mode {}: must be `embedded` or `aws`", args.mode);
+        return Err(BenchError::Invalid(format!(
+            "--mode {}: must be `embedded` or `aws`",
+            args.mode
+        )));
     }
     if args.events == 0 || args.events > 1_000_000_000 {
-        bail!("--events must be between 1 and 1000000000");
+        return Err(BenchError::Invalid(
+            "--events must be between 1 and 1000000000".into(),
+        ));
     }
     if !(args.rate.is_finite() && args.rate >= 0.0) {
-        bail!("--rate must be a non-negative number of events per second");
+        return Err(BenchError::Invalid(
+            "--rate must be a non-negative number of events per second".into(),
+        ));
     }
     if !(0.0..=1.0).contains(&args.cloudtrail_share) {
-        bail!("--cloudtrail-share must be in [0, 1]");
+        return Err(BenchError::Invalid(
+            "--cloudtrail-share must be in [0, 1]".into(),
+        ));
     }
     if args.span_secs == Some(0) {
-        bail!("--span-secs must be at least 1");
+        return Err(BenchError::Invalid("--span-secs must be at least 1".into()));
     }
     if !(args.warmup_secs.is_finite() && args.warmup_secs >= 0.0) {
-        bail!("--warmup-secs must be a non-negative number of seconds");
+        return Err(BenchError::Invalid(
+            "--warmup-secs must be a non-negative number of seconds".into(),
+        ));
     }
     if args.batch_records == 0 || args.batch_records > 10_000 {
-        bail!("--batch-records must be between 1 and 10000");
+        return Err(BenchError::Invalid(
+            "--batch-records must be between 1 and 10000".into(),
+        ));
     }
     if args.mode == "aws" && base.mode != "aws" {
         // Said before the input is generated (which can take a while).
-        bail!(
+        return Err(BenchError::Invalid(format!(
             "--mode aws needs an aws-mode --config (mode = \"aws\", the [aws] streams, tables, \
              bucket and endpoint); the configuration says mode = {:?}",
             base.mode
-        );
+        )));
     }
     if args.principals == 0 || args.log_groups == 0 {
-        bail!("--principals and --log-groups must be at least 1");
+        return Err(BenchError::Invalid(
+            "--principals and --log-groups must be at least 1".into(),
+        ));
     }
     if args.rate > 1e9 {
-        bail!("--rate must be at most 1000000000 events per second");
+        return Err(BenchError::Invalid(
+            "--rate must be at most 1000000000 events per second".into(),
+        ));
     }
     if span_secs(args) > MAX_SPAN_SECS {
-        bail!(
+        return Err(BenchError::Invalid(format!(
             "the input would span {} s of event time (--span-secs, or --events / --rate); at most {MAX_SPAN_SECS} (30 days)",
             span_secs(args)
-        );
+        )));
     }
     if args.warmup_secs > 86_400.0 {
-        bail!("--warmup-secs must be at most 86400");
+        return Err(BenchError::Invalid(
+            "--warmup-secs must be at most 86400".into(),
+        ));
     }
     if args.mode == "aws" && args.timeout_secs == 0 {
-        bail!("--timeout-secs must be at least 1");
+        return Err(BenchError::Invalid(
+            "--timeout-secs must be at least 1".into(),
+        ));
     }
     std::fs::create_dir_all(&args.work_dir)
         .with_context(|| format!("cannot create {}", args.work_dir.display()))?;
@@ -123,7 +146,7 @@ pub fn cmd_bench(args: &BenchArgs, base: PipelineConfig) -> Result<BenchReport> 
     config.sources = Vec::new();
     config
         .validate()
-        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        .map_err(|e| BenchError::Invalid(format!("configuration: {e}")))?;
 
     let counters = Arc::new(Counters::default());
     let latencies = Arc::new(Mutex::new(Vec::new()));
@@ -172,21 +195,25 @@ pub fn cmd_bench(args: &BenchArgs, base: PipelineConfig) -> Result<BenchReport> 
     let peak_rss_mib = peak_rss_kib().map_or(0.0, |k| k as f64 / 1024.0);
 
     if stop.load(Ordering::SeqCst) {
-        bail!("interrupted; the run's files were removed");
+        return Err(BenchError::Invalid(
+            "interrupted; the run's files were removed".into(),
+        ));
     }
     let summary = counters.summary();
     let (records, bytes) = match fed.lock().map(|f| f.clone()) {
         Ok(Ok(totals)) => totals,
-        Ok(Err(e)) => bail!("reading the bench input failed: {e}"),
-        Err(_) => bail!("the bench feed thread panicked"),
+        Ok(Err(e)) => {
+            return Err(BenchError::Invalid(format!(
+                "reading the bench input failed: {e}"
+            )));
+        }
+        Err(_) => return Err(BenchError::Invalid("the bench feed thread panicked".into())),
     };
     if summary.events + summary.dead_letters != header.generated_events {
-        bail!(
+        return Err(BenchError::Invalid(format!(
             "the pipeline decoded {} events and {} dead letters from an input of {} events",
-            summary.events,
-            summary.dead_letters,
-            header.generated_events
-        );
+            summary.events, summary.dead_letters, header.generated_events
+        )));
     }
     let samples: Vec<(i64, i64)> = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     let max_all = samples.iter().map(|&(_, l)| l).max();
@@ -304,12 +331,12 @@ fn feed_file(
     }
     let header = &input.header;
     if !stop.load(Ordering::SeqCst) && (records, bytes) != (header.records, header.bytes) {
-        bail!(
+        return Err(BenchError::Invalid(format!(
             "{}: {records} records of {bytes} bytes where the header promises {} of {}",
             path.display(),
             header.records,
             header.bytes
-        );
+        )));
     }
     Ok((records, bytes))
 }

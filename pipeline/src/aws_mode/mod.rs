@@ -15,7 +15,7 @@ mod ingest;
 mod keys;
 mod settings;
 mod setup;
-mod tables;
+pub mod tables;
 
 pub use crate::config::AwsSection;
 pub use counters::CountersSnapshot;
@@ -24,6 +24,7 @@ pub use settings::{act_config, detect_baselines, rule_profiles};
 pub use setup::setup;
 
 use crate::config::PipelineConfig;
+use crate::error::{Context, PipelineError, Result};
 use aiops_aws::consumer::{ProcessorFactory, Worker, WorkerReport};
 use aiops_aws::coordinator::LeaseCoordinator;
 use aiops_aws::kinesis::SdkKinesis;
@@ -31,7 +32,6 @@ use aiops_aws::lease::DynamoLeaseStore;
 use aiops_aws::objects::S3ObjectStore;
 use aiops_aws::producer::Producer;
 use aiops_detect::rules::ChangeRules;
-use anyhow::{Context, Result, bail};
 use counters::StageCounters;
 use std::sync::Arc;
 use std::time::Duration;
@@ -249,7 +249,9 @@ pub fn run_stages(
                 ),
                 Stage::Act => {
                     let Some(wf) = workflow.clone() else {
-                        bail!("act stage without a workflow");
+                        return Err(PipelineError::Invalid(
+                            "act stage without a workflow".into(),
+                        ));
                     };
                     spawn_worker(
                         &c,
@@ -288,7 +290,7 @@ pub fn run_stages(
                 report,
             });
         }
-        Ok::<Vec<StageOutcome>, anyhow::Error>(outcomes)
+        Ok::<Vec<StageOutcome>, PipelineError>(outcomes)
     })?;
     drop(rt);
     drop(workflow);

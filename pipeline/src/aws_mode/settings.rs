@@ -2,9 +2,9 @@
 //! DynamoDB, the change rules' profiles, and the learned baselines detect starts from.
 
 use crate::config::PipelineConfig;
+use crate::error::Result;
 use aiops_act::RuleProfile;
 use aiops_detect::rules::ChangeRules;
-use anyhow::Result;
 use std::collections::BTreeMap;
 
 /// The `[act]` configuration aws mode runs with: incidents in DynamoDB under the `[aws]`
@@ -68,7 +68,12 @@ pub fn detect_baselines(
     let endpoint = cfg.aws.endpoint_url.as_deref();
     match spec {
         Some("none") | Some("") => Ok(None),
-        Some(s) => aiops_history::load_baselines(s, &cfg.detect.statistics, region, endpoint),
+        Some(s) => Ok(aiops_history::load_baselines(
+            s,
+            &cfg.detect.statistics,
+            region,
+            endpoint,
+        )?),
         None => {
             let spec = format!("dynamodb://{}", cfg.aws.patterns_table);
             match aiops_history::load_baselines(&spec, &cfg.detect.statistics, region, endpoint) {
@@ -79,14 +84,14 @@ pub fn detect_baselines(
                     Ok(b)
                 }
                 Err(e)
-                    if e.chain().any(|c| {
-                        matches!(
-                            c.downcast_ref::<aiops_detect::baseline::BaselineError>(),
-                            Some(aiops_detect::baseline::BaselineError::Invalid { .. })
+                    if matches!(
+                        e.root(),
+                        aiops_history::HistoryError::Baselines(
+                            aiops_detect::baseline::BaselineError::Invalid { .. }
                         )
-                    }) =>
+                    ) =>
                 {
-                    Err(e)
+                    Err(e.into())
                 }
                 Err(e) => {
                     tracing::warn!(table = %cfg.aws.patterns_table, error = %format!("{e:#}"), "cannot read learned baselines; detect starts without");

@@ -2,8 +2,8 @@
 
 use super::settings::act_config;
 use crate::config::PipelineConfig;
+use crate::error::{Context, Result};
 use aiops_aws::setup::SetupAction;
-use anyhow::{Context, Result};
 
 /// `aiops setup`: creates the three streams with their shard counts, the lease table, the
 /// incident tables (as the act stage's DynamoDB store defines them), the recent-changes table

@@ -5,13 +5,13 @@ mod aws;
 
 pub use aws::AwsSection;
 
+use crate::error::{Context, PipelineError, Result};
 use aiops_act::ActConfig;
 use aiops_detect::config::StatisticsConfig;
 use aiops_detect::rules::{ChangeRules, ChangeRulesConfig};
 use aiops_ingest::archive::ArchiveConfig;
 use aiops_ingest::decode::DecodeLimits;
 use aiops_ingest::dedup::DedupConfig;
-use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -209,7 +209,8 @@ impl PipelineConfig {
     /// # Errors
     /// Invalid TOML or unknown fields.
     pub fn parse(text: &str) -> Result<PipelineConfig> {
-        let cfg: PipelineConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cfg: PipelineConfig =
+            toml::from_str(text).map_err(|e| PipelineError::Invalid(e.to_string()))?;
         Ok(cfg)
     }
 
@@ -246,45 +247,59 @@ impl PipelineConfig {
             "aws" => self
                 .aws
                 .validate()
-                .map_err(|e| anyhow::anyhow!("aws.{e}"))?,
-            other => bail!("mode: {other:?} is not \"embedded\" or \"aws\""),
+                .map_err(|e| PipelineError::Invalid(format!("aws.{e}")))?,
+            other => {
+                return Err(PipelineError::Invalid(format!(
+                    "mode: {other:?} is not \"embedded\" or \"aws\""
+                )));
+            }
         }
         if self.data_dir.as_os_str().is_empty() {
-            bail!("data_dir: is empty");
+            return Err(PipelineError::Invalid("data_dir: is empty".into()));
         }
         let l = self.ingest.limits();
         if l.max_record_bytes == 0 {
-            bail!("ingest.max_record_bytes: must be at least 1");
+            return Err(PipelineError::Invalid(
+                "ingest.max_record_bytes: must be at least 1".into(),
+            ));
         }
         if l.max_decompressed_bytes < l.max_record_bytes {
-            bail!(
+            return Err(PipelineError::Invalid(format!(
                 "ingest.max_decompressed_bytes: {} is smaller than ingest.max_record_bytes {}",
-                l.max_decompressed_bytes,
-                l.max_record_bytes
-            );
+                l.max_decompressed_bytes, l.max_record_bytes
+            )));
         }
         if self.ingest.max_file_bytes == 0 {
-            bail!("ingest.max_file_bytes: must be at least 1");
+            return Err(PipelineError::Invalid(
+                "ingest.max_file_bytes: must be at least 1".into(),
+            ));
         }
         self.ingest
             .dedup
             .validate()
-            .map_err(|e| anyhow::anyhow!("ingest.dedup: {e}"))?;
+            .map_err(|e| PipelineError::Invalid(format!("ingest.dedup: {e}")))?;
         self.archive.validate()?;
-        ChangeRules::new(&self.detect.change_rules).map_err(|e| anyhow::anyhow!("detect.{e}"))?;
+        ChangeRules::new(&self.detect.change_rules)
+            .map_err(|e| PipelineError::Invalid(format!("detect.{e}")))?;
         self.detect
             .statistics
             .validate()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|e| PipelineError::Invalid(e.to_string()))?;
         self.act.validate()?;
         if self.pipeline.channel_capacity == 0 || self.pipeline.channel_capacity > 10_000 {
-            bail!("pipeline.channel_capacity: must be between 1 and 10000");
+            return Err(PipelineError::Invalid(
+                "pipeline.channel_capacity: must be between 1 and 10000".into(),
+            ));
         }
         if self.pipeline.scoring_threads > 256 {
-            bail!("pipeline.scoring_threads: must be at most 256");
+            return Err(PipelineError::Invalid(
+                "pipeline.scoring_threads: must be at most 256".into(),
+            ));
         }
         if self.pipeline.replay_reorder_events > 50_000_000 {
-            bail!("pipeline.replay_reorder_events: must be at most 50000000");
+            return Err(PipelineError::Invalid(
+                "pipeline.replay_reorder_events: must be at most 50000000".into(),
+            ));
         }
         for (i, s) in self.sources.iter().enumerate() {
             match s {
@@ -294,15 +309,19 @@ impl PipelineConfig {
                     ..
                 } => {
                     if paths.is_empty() {
-                        bail!("sources[{i}].paths: lists no path");
+                        return Err(PipelineError::Invalid(format!(
+                            "sources[{i}].paths: lists no path"
+                        )));
                     }
                     if *poll_interval_ms == 0 {
-                        bail!("sources[{i}].poll_interval_ms: must be at least 1");
+                        return Err(PipelineError::Invalid(format!(
+                            "sources[{i}].poll_interval_ms: must be at least 1"
+                        )));
                     }
                 }
                 SourceConfig::Simulate(sim) => sim
                     .validate()
-                    .map_err(|e| anyhow::anyhow!("sources[{i}] (simulate).{e}"))?,
+                    .map_err(|e| PipelineError::Invalid(format!("sources[{i}] (simulate).{e}")))?,
             }
         }
         Ok(())

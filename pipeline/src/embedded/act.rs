@@ -4,10 +4,10 @@
 
 use super::shared::{Counters, IncidentSink};
 use crate::config::PipelineConfig;
+use crate::error::{Context, Result};
 use aiops_act::ActWorkflow;
 use aiops_core::Finding;
 use aiops_ingest::archive::{IncidentRow, LocalTableWriter};
-use anyhow::{Context, Result};
 use crossbeam_channel::Receiver;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -6,10 +6,10 @@
 
 use super::shared::{Counters, RunMode, spawn_stage};
 use crate::config::PipelineConfig;
+use crate::error::{Context, Result};
 use aiops_core::{Event, Finding};
 use aiops_detect::baseline::Baselines;
 use aiops_detect::engine::{EngineCounters, StatsEngine};
-use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};

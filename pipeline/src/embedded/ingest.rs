@@ -10,6 +10,7 @@ use super::shared::{
 };
 use crate::config::PipelineConfig;
 use crate::deadletter::DeadLetterWriter;
+use crate::error::Result;
 use aiops_act::change_from_event;
 use aiops_act::setup::DynChangeIndex;
 use aiops_core::time::now_micros;
@@ -18,7 +19,6 @@ use aiops_detect::rules::{ChangeRules, RuleVerdict};
 use aiops_ingest::archive::LocalArchive;
 use aiops_ingest::decode::{DecodeOutput, decode_file, decode_kinesis_record};
 use aiops_ingest::dedup::Deduplicator;
-use anyhow::Result;
 use crossbeam_channel::{Receiver, Sender};
 use std::path::Path;
 use std::sync::Arc;

@@ -22,11 +22,11 @@ pub use shared::{
 };
 
 use crate::config::{PipelineConfig, SourceConfig};
+use crate::error::{Context, PipelineError, Result};
 use aiops_act::{ActWorkflow, RuleProfile};
 use aiops_core::{Event, Finding};
 use aiops_detect::baseline::Baselines;
 use aiops_detect::rules::ChangeRules;
-use anyhow::{Context, Result};
 use crossbeam_channel::bounded;
 use shared::Input;
 use std::collections::BTreeMap;
@@ -185,10 +185,10 @@ fn wait_and_drain(
     }
     let ingest_result = ingest
         .join()
-        .map_err(|_| anyhow::anyhow!("ingest thread panicked"))?;
+        .map_err(|_| PipelineError::StagePanicked("ingest"))?;
     let detect_result = detect
         .join()
-        .map_err(|_| anyhow::anyhow!("detect thread panicked"))?;
+        .map_err(|_| PipelineError::StagePanicked("detect"))?;
     ingest_result?;
     detect_result
 }

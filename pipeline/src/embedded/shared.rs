@@ -1,9 +1,9 @@
 //! What the embedded stages share: the inputs sources send, the counters, the run mode and
 //! the hooks of `aiops bench`.
 
+use crate::error::{Context, Result};
 use crate::sim::SimRecord;
 use aiops_act::Incident;
-use anyhow::{Context, Result};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,11 +3,11 @@
 
 use super::shared::{Counters, Input, RecordFeed, RunMode, spawn_stage};
 use crate::config::{PipelineConfig, SourceConfig};
+use crate::error::Result;
 use crate::sim::{SimRecord, SimulateConfig, Simulator};
 use aiops_core::time::now_micros;
 use aiops_detect::rules::glob_match;
 use aiops_ingest::files::list_files;
-use anyhow::Result;
 use crossbeam_channel::Sender;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
