@@ -424,6 +424,11 @@ fn cmd_replay(
     baselines: Option<&str>,
 ) -> Result<i32> {
     let (cfg, _origin) = load_config(args)?;
+    // A path that does not exist or cannot be read is a mistake on the command line, not a
+    // dead letter: nothing would be replayed and the exit status would say all went well.
+    for p in paths {
+        aiops_ingest::files::check_input(p).map_err(|e| anyhow::anyhow!("cannot replay: {e}"))?;
+    }
     let learned = embedded_baselines(&cfg, baselines)?;
     let sources = vec![SourceConfig::Files {
         paths: paths.to_vec(),

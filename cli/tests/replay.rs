@@ -593,3 +593,102 @@ fn symlink_loops_pipes_and_impossible_times_do_not_stop_a_replay() {
     assert_eq!(r.incidents.len(), 1);
     assert_eq!(r.incidents[0]["resource_id"], "/good");
 }
+
+/// The dead letters under `data_dir`, one JSON object per line.
+fn dead_letter_lines(data_dir: &Path) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    let Ok(dir) = std::fs::read_dir(data_dir.join("dead_letters")) else {
+        return lines;
+    };
+    for e in dir {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        for l in text.lines() {
+            lines.push(serde_json::from_str::<serde_json::Value>(l).unwrap());
+        }
+    }
+    lines
+}
+
+/// A path that does not exist is a mistake on the command line or in the configuration, not
+/// a dead letter: `replay` and `validate` exit 2 and name it, and nothing is written.
+#[test]
+fn a_missing_input_or_configured_path_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let out = Command::new(bin())
+        .args(["replay", "/nonexistent/x.json", "--json", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: cannot replay: /nonexistent/x.json does not exist\n"
+    );
+    assert!(!data_dir.exists(), "nothing is written");
+
+    let incoming = tmp.path().join("incoming");
+    let config = tmp.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources]]\ntype = \"files\"\npaths = [{:?}]\n",
+            incoming.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .arg("validate")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: invalid configuration ({}): sources[0].paths[0]: {} does not exist\n",
+            config.display(),
+            incoming.display()
+        )
+    );
+    std::fs::create_dir(&incoming).unwrap();
+    let out = Command::new(bin())
+        .arg("validate")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A binary file (an executable, a core dump) holds NUL bytes and, by chance, many newlines:
+/// it is one dead letter with the whole file, not one per "line".
+#[test]
+fn a_binary_file_is_one_dead_letter_not_one_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut binary = b"\x7fELF\x02\x01\x01\x00\x00\x00".to_vec();
+    for i in 0..500u32 {
+        binary.extend_from_slice(&i.to_le_bytes());
+        binary.extend_from_slice(b"{\"x\":1}\n\x00\xff");
+    }
+    std::fs::write(input.join("core"), &binary).unwrap();
+    let data_dir = tmp.path().join("data");
+    let r = replay(&[&input], &data_dir, None);
+    assert_eq!(r.status, 0);
+    assert_eq!(r.summary["dead_letters"], 1, "{}", r.summary);
+    assert_eq!(r.summary["events"], 0, "{}", r.summary);
+    let lines = dead_letter_lines(&data_dir);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        lines[0]["reason"],
+        "binary data (NUL byte at offset 7), not JSON text"
+    );
+    let kept = base64::engine::general_purpose::STANDARD
+        .decode(lines[0]["data_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(kept, binary, "the whole file is kept");
+}
