@@ -19,7 +19,7 @@ mod incidents_cmd;
 use aiops_act::Incident;
 use aiops_pipeline::aws_mode;
 use aiops_pipeline::config::{self, PipelineConfig, SourceConfig};
-use aiops_pipeline::embedded::{Counters, RunMode, run_embedded};
+use aiops_pipeline::embedded::{Counters, Probes, RunMode, run_embedded, run_embedded_with};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use config_args::{ConfigArgs, load_config};
@@ -80,6 +80,11 @@ enum Command {
         /// `dynamodb://<patterns table>`.
         #[arg(long, env = "AIOPS_BASELINES")]
         baselines: Option<String>,
+        /// Read every input even when the data directory already holds it (by default an
+        /// input recorded in `<data-dir>/ingested/manifest.jsonl` is skipped and counted in
+        /// `skipped_inputs`); its rows are written again.
+        #[arg(long)]
+        force: bool,
     },
     /// Run the detect code over Parquet history (a data directory or s3://bucket/prefix) with
     /// a configuration, and score it against labelled windows.
@@ -179,7 +184,8 @@ fn dispatch(command: Command) -> Result<i32> {
             config,
             json,
             baselines,
-        } => cmd_replay(&paths, &config, json, baselines.as_deref()),
+            force,
+        } => cmd_replay(&paths, &config, json, baselines.as_deref(), force),
         Command::Backtest(args) => history_cmd::cmd_backtest(&args),
         Command::Learn(args) => history_cmd::cmd_learn(&args),
         Command::Validate { config, json } => {
@@ -422,6 +428,7 @@ fn cmd_replay(
     args: &ConfigArgs,
     json: bool,
     baselines: Option<&str>,
+    force: bool,
 ) -> Result<i32> {
     let (cfg, _origin) = load_config(args)?;
     // A path that does not exist or cannot be read is a mistake on the command line, not a
@@ -441,7 +448,7 @@ fn cmd_replay(
     let done = Arc::new(AtomicBool::new(false));
     let ticker = spawn_progress(pb.clone(), counters.clone(), done.clone());
     let printer = pb.clone();
-    let result = run_embedded(
+    let result = run_embedded_with(
         &cfg,
         sources,
         RunMode::Once,
@@ -455,6 +462,10 @@ fn cmd_replay(
             }
         }),
         learned,
+        Probes {
+            force,
+            ..Probes::default()
+        },
     );
     done.store(true, Ordering::SeqCst);
     let _ = ticker.join();
@@ -465,7 +476,10 @@ fn cmd_replay(
         out!("{}", serde_json::to_string(&s)?);
     } else {
         out!(
-            "replayed: {} events, {} duplicates, {} dead letters, {} control messages, {} digest files and {} excluded files skipped, {} findings, {} incidents, {} rows archived under {}",
+            "replayed: {} inputs read ({} bytes), {} skipped as already ingested; {} events, {} duplicates, {} dead letters, {} control messages, {} digest files and {} excluded files skipped, {} findings, {} incidents, {} rows archived under {}",
+            s.inputs_read,
+            s.input_bytes,
+            s.skipped_inputs,
             s.events,
             s.duplicates,
             s.dead_letters,
