@@ -15,6 +15,8 @@
 //! - [`objects`] and [`archive`]: S3 objects (multipart for large files) and the raw history
 //!   archive in the DESIGN §7 layout.
 //! - [`setup`]: idempotent creation of streams, tables and the bucket.
+//! - [`trail`]: reading CloudTrail log files (and any input) from S3 for `aiops replay
+//!   s3://...`: listing by the trail's date-partitioned layout, bounded parallel GETs.
 //! - [`testing`]: in-memory fakes of the ports with fault injection, for tests.
 
 pub mod archive;
@@ -28,6 +30,7 @@ pub mod producer;
 pub mod sdk;
 pub mod setup;
 pub mod testing;
+pub mod trail;
 
 /// The message of an error and of every error in its `source()` chain, joined by `: ` (the
 /// SDK's top-level messages alone, such as "service error", say little).

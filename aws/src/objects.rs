@@ -344,13 +344,44 @@ pub async fn list_objects(
     prefix: &str,
     max_keys: usize,
 ) -> Result<Vec<ListedObject>, ObjectError> {
-    let mut out = Vec::new();
+    Ok(list_pages(client, bucket, prefix, None, max_keys)
+        .await?
+        .objects)
+}
+
+/// One level of a bucket: what ListObjectsV2 returns for a prefix, all pages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// The common prefixes (with a delimiter: the "directories" right under the prefix, each
+    /// ending with the delimiter), in key order.
+    pub prefixes: Vec<String>,
+    /// The objects (with a delimiter: those right under the prefix), in key order.
+    pub objects: Vec<ListedObject>,
+    /// ListObjectsV2 requests made (pages).
+    pub requests: u64,
+}
+
+/// Lists `prefix` in `bucket` (ListObjectsV2, all pages); with `delimiter` (`/`), the keys
+/// beyond the next delimiter are rolled up into [`Listing::prefixes`]. At most `max_keys`
+/// objects and prefixes.
+///
+/// # Errors
+/// [`ObjectError::Read`] when a page cannot be listed, or more than `max_keys` entries match.
+pub async fn list_pages(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+    max_keys: usize,
+) -> Result<Listing, ObjectError> {
+    let mut out = Listing::default();
     let mut token: Option<String> = None;
     loop {
         let page = client
             .list_objects_v2()
             .bucket(bucket)
             .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_string))
             .set_continuation_token(token.take())
             .send()
             .await
@@ -359,15 +390,21 @@ pub async fn list_objects(
                 key: prefix.to_string(),
                 reason: s3_error(&e).0,
             })?;
+        out.requests += 1;
         for o in page.contents() {
             if let Some(key) = o.key() {
-                out.push(ListedObject {
+                out.objects.push(ListedObject {
                     key: key.to_string(),
                     size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
                 });
             }
         }
-        if out.len() > max_keys {
+        out.prefixes.extend(
+            page.common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix().map(str::to_string)),
+        );
+        if out.objects.len() + out.prefixes.len() > max_keys {
             return Err(ObjectError::Read {
                 bucket: bucket.to_string(),
                 key: prefix.to_string(),

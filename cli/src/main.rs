@@ -15,16 +15,16 @@ mod config_args;
 mod eval;
 mod history_cmd;
 mod incidents_cmd;
+mod replay_cmd;
 
 use aiops_act::Incident;
 use aiops_pipeline::aws_mode;
-use aiops_pipeline::config::{self, PipelineConfig, SourceConfig};
+use aiops_pipeline::config::PipelineConfig;
 use aiops_pipeline::embedded::{Counters, RunMode, run_embedded};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use config_args::{ConfigArgs, load_config};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -66,21 +66,8 @@ enum Command {
         #[arg(long, env = "AIOPS_BASELINES")]
         baselines: Option<String>,
     },
-    /// Process files or directories once and exit with a summary.
-    Replay {
-        /// Files or directories (read recursively, in path order).
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        #[command(flatten)]
-        config: ConfigArgs,
-        /// Print JSON lines: one per incident, then a summary.
-        #[arg(long)]
-        json: bool,
-        /// Start detect from learned baselines (`aiops learn`): a JSON file, or
-        /// `dynamodb://<patterns table>`.
-        #[arg(long, env = "AIOPS_BASELINES")]
-        baselines: Option<String>,
-    },
+    /// Process files, directories or s3:// prefixes once and exit with a summary.
+    Replay(replay_cmd::ReplayArgs),
     /// Run the detect code over Parquet history (a data directory or s3://bucket/prefix) with
     /// a configuration, and score it against labelled windows.
     Backtest(history_cmd::BacktestArgs),
@@ -174,12 +161,7 @@ fn dispatch(command: Command) -> Result<i32> {
             worker_id,
             baselines,
         } => cmd_run(&config, duration, json, worker_id, baselines.as_deref()),
-        Command::Replay {
-            paths,
-            config,
-            json,
-            baselines,
-        } => cmd_replay(&paths, &config, json, baselines.as_deref()),
+        Command::Replay(args) => replay_cmd::cmd_replay(&args),
         Command::Backtest(args) => history_cmd::cmd_backtest(&args),
         Command::Learn(args) => history_cmd::cmd_learn(&args),
         Command::Validate { config, json } => {
@@ -295,18 +277,28 @@ fn progress_bar(hidden: bool) -> ProgressBar {
     pb
 }
 
+/// Updates `pb` from `counters` every 200 ms until `done`; with `position` (objects handed
+/// over), the bar's position follows it and the message shows the bytes read.
 fn spawn_progress(
     pb: ProgressBar,
     counters: Arc<Counters>,
     done: Arc<AtomicBool>,
+    position: Option<Arc<std::sync::atomic::AtomicU64>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let started = std::time::Instant::now();
         while !done.load(Ordering::SeqCst) {
             let s = counters.summary();
             let secs = started.elapsed().as_secs_f64().max(0.001);
+            let read = match &position {
+                Some(p) => {
+                    pb.set_position(p.load(Ordering::Relaxed));
+                    format!("{:.1} MiB | ", s.input_bytes as f64 / (1024.0 * 1024.0))
+                }
+                None => String::new(),
+            };
             pb.set_message(format!(
-                "events {} ({:.0}/s) | duplicates {} | dead letters {} | findings {} | incidents {}",
+                "{read}events {} ({:.0}/s) | duplicates {} | dead letters {} | findings {} | incidents {}",
                 s.events,
                 s.events as f64 / secs,
                 s.duplicates,
@@ -378,7 +370,7 @@ fn cmd_run(
     let counters = Arc::new(Counters::default());
     let pb = progress_bar(json);
     let done = Arc::new(AtomicBool::new(false));
-    let ticker = spawn_progress(pb.clone(), counters.clone(), done.clone());
+    let ticker = spawn_progress(pb.clone(), counters.clone(), done.clone(), None);
     let printer = pb.clone();
     let sources = cfg.sources.clone();
     let result = run_embedded(
@@ -414,64 +406,5 @@ fn cmd_run(
         s.archived_rows,
         cfg.data_dir.join("raw").display()
     );
-    Ok(0)
-}
-
-fn cmd_replay(
-    paths: &[PathBuf],
-    args: &ConfigArgs,
-    json: bool,
-    baselines: Option<&str>,
-) -> Result<i32> {
-    let (cfg, _origin) = load_config(args)?;
-    let learned = embedded_baselines(&cfg, baselines)?;
-    let sources = vec![SourceConfig::Files {
-        paths: paths.to_vec(),
-        follow: false,
-        poll_interval_ms: 1000,
-        exclude: config::default_exclude(),
-    }];
-    let counters = Arc::new(Counters::default());
-    let pb = progress_bar(json || !std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let done = Arc::new(AtomicBool::new(false));
-    let ticker = spawn_progress(pb.clone(), counters.clone(), done.clone());
-    let printer = pb.clone();
-    let result = run_embedded(
-        &cfg,
-        sources,
-        RunMode::Once,
-        Arc::new(AtomicBool::new(false)),
-        counters.clone(),
-        Box::new(move |i| {
-            if json {
-                out!("{}", incident_replay_json(i));
-            } else {
-                printer.suspend(|| out!("{}", incident_line(i)));
-            }
-        }),
-        learned,
-    );
-    done.store(true, Ordering::SeqCst);
-    let _ = ticker.join();
-    pb.finish_and_clear();
-    result?;
-    let s = counters.summary();
-    if json {
-        out!("{}", serde_json::to_string(&s)?);
-    } else {
-        out!(
-            "replayed: {} events, {} duplicates, {} dead letters, {} control messages, {} digest files and {} excluded files skipped, {} findings, {} incidents, {} rows archived under {}",
-            s.events,
-            s.duplicates,
-            s.dead_letters,
-            s.control_messages,
-            s.digest_files,
-            s.skipped_files,
-            s.findings,
-            s.incidents,
-            s.archived_rows,
-            cfg.data_dir.join("raw").display()
-        );
-    }
     Ok(0)
 }

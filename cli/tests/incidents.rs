@@ -39,7 +39,17 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
 
 /// Replays `dirs` of the fixtures; returns the incident lines and the summary.
 fn replay(dirs: &[&str], data: &Path) -> (Vec<serde_json::Value>, serde_json::Value) {
+    replay_with(dirs, data, &[])
+}
+
+/// [`replay`] with extra arguments (`--force`: read inputs the data directory already holds).
+fn replay_with(
+    dirs: &[&str],
+    data: &Path,
+    extra: &[&str],
+) -> (Vec<serde_json::Value>, serde_json::Value) {
     let mut args = vec!["replay".to_string()];
+    args.extend(extra.iter().map(|a| a.to_string()));
     for d in dirs {
         args.push(fixtures().join(d).display().to_string());
     }
@@ -232,7 +242,12 @@ fn an_error_burst_lists_the_delete_parameter_before_it_as_related_change() {
     let (_, out) = aiops(&["incidents", "show", id, "--json"], &data);
     let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["closed"], true);
+    // The same files again: skipped by default (already ingested), read with --force.
     let (again, summary) = replay(&["burst"], &data);
+    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(summary["skipped_inputs"], 1, "{summary}");
+    assert_eq!(summary["findings"], 0, "{summary}");
+    let (again, summary) = replay_with(&["burst"], &data, &["--force"]);
     assert!(again.is_empty(), "{again:?}");
     assert_eq!(summary["suppressed_findings"], 1, "{summary}");
     assert_eq!(summary["incidents"], 0, "{summary}");

@@ -326,7 +326,8 @@ fn own_fixtures_replay_exactly() {
         r.summary,
         serde_json::json!({"kind": "summary", "events": 18, "dead_letters": 0, "duplicates": 1,
             "findings": 4, "incidents": 4, "suppressed_findings": 0, "archived_rows": 17, "control_messages": 0,
-            "digest_files": 1, "skipped_files": 0})
+            "digest_files": 1, "skipped_files": 0, "skipped_inputs": 0, "inputs_read": 7,
+            "input_bytes": 5862, "out_of_range_events": 0})
     );
     assert_eq!(
         incident_keys(&r),
@@ -361,10 +362,119 @@ fn own_fixtures_replay_exactly() {
             ),
         ])
     );
-    // Replaying the same files again into the same store opens no second incident.
-    let again = replay(&[&root().join("tests/fixtures/replay")], tmp.path(), None);
-    assert_eq!(again.summary["incidents"], 0);
-    assert_eq!(again.summary["findings"], 4);
+}
+
+/// Rows in the Parquet files of `table` under `data_dir`, from their footers.
+fn parquet_rows(data_dir: &Path, table: &str) -> i64 {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut rows = 0;
+    let mut stack = vec![data_dir.join(table)];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "parquet") {
+                let reader =
+                    SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+                rows += reader.metadata().file_metadata().num_rows();
+            }
+        }
+    }
+    rows
+}
+
+/// Incidents in the store of `data_dir` (`aiops incidents list --json`).
+fn stored_incidents(data_dir: &Path) -> usize {
+    let out = Command::new(bin())
+        .args(["incidents", "list", "--json", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    String::from_utf8(out.stdout).unwrap().lines().count()
+}
+
+/// Replaying the same inputs into the same data directory adds nothing: every file is skipped
+/// by its content (`skipped_inputs`), whatever its name or directory, and the Parquet history
+/// and the incident store stay as the first replay left them.
+#[test]
+fn replaying_the_same_inputs_again_adds_no_rows_and_no_incidents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let fixtures = root().join("tests/fixtures/replay");
+    let first = replay(&[&fixtures], &data_dir, None);
+    assert_eq!(first.status, 0);
+    assert_eq!(
+        (
+            &first.summary["inputs_read"],
+            &first.summary["skipped_inputs"],
+            &first.summary["archived_rows"],
+            &first.summary["incidents"]
+        ),
+        (
+            &serde_json::json!(7),
+            &serde_json::json!(0),
+            &serde_json::json!(17),
+            &serde_json::json!(4)
+        )
+    );
+    assert_eq!(parquet_rows(&data_dir, "raw"), 17);
+    assert_eq!(stored_incidents(&data_dir), 4);
+    let manifest = std::fs::read_to_string(data_dir.join("ingested/manifest.jsonl")).unwrap();
+    assert_eq!(manifest.lines().count(), 7);
+
+    // The same files again, and copies of them under other names: all skipped.
+    let copies = tmp.path().join("copies");
+    std::fs::create_dir_all(&copies).unwrap();
+    for e in std::fs::read_dir(&fixtures).unwrap() {
+        let p = e.unwrap().path();
+        let name = format!("copy-{}", p.file_name().unwrap().to_string_lossy());
+        std::fs::copy(&p, copies.join(name)).unwrap();
+    }
+    let second = replay(&[&fixtures, &copies], &data_dir, None);
+    assert_eq!(second.status, 0);
+    assert!(second.incidents.is_empty());
+    assert_eq!(
+        second.summary,
+        serde_json::json!({"kind": "summary", "events": 0, "dead_letters": 0, "duplicates": 0,
+            "findings": 0, "incidents": 0, "suppressed_findings": 0, "archived_rows": 0, "control_messages": 0,
+            "digest_files": 0, "skipped_files": 0, "skipped_inputs": 14, "inputs_read": 0,
+            "input_bytes": 0, "out_of_range_events": 0})
+    );
+    assert_eq!(parquet_rows(&data_dir, "raw"), 17);
+    assert_eq!(stored_incidents(&data_dir), 4);
+    let manifest = std::fs::read_to_string(data_dir.join("ingested/manifest.jsonl")).unwrap();
+    assert_eq!(manifest.lines().count(), 7, "nothing new recorded");
+
+    // A file whose content changed is a new input: read, its one new event archived.
+    let changed = tmp.path().join("changed.json");
+    let text =
+        std::fs::read_to_string(fixtures.join("eventbridge_ssm_delete_parameter.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let id = v["detail"]["eventID"].as_str().unwrap();
+    std::fs::write(
+        &changed,
+        text.replace(id, "d0000000-0000-4000-8000-000000000001"),
+    )
+    .unwrap();
+    let third = replay(&[&fixtures, &changed], &data_dir, None);
+    assert_eq!(
+        (
+            &third.summary["inputs_read"],
+            &third.summary["skipped_inputs"],
+            &third.summary["archived_rows"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(7),
+            &serde_json::json!(1)
+        )
+    );
+    assert_eq!(parquet_rows(&data_dir, "raw"), 18);
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -592,4 +702,108 @@ fn symlink_loops_pipes_and_impossible_times_do_not_stop_a_replay() {
     assert_eq!(r.summary["dead_letters"], 2, "{}", r.summary);
     assert_eq!(r.incidents.len(), 1);
     assert_eq!(r.incidents[0]["resource_id"], "/good");
+}
+
+/// The dead letters under `data_dir`, one JSON object per line.
+fn dead_letter_lines(data_dir: &Path) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    let Ok(dir) = std::fs::read_dir(data_dir.join("dead_letters")) else {
+        return lines;
+    };
+    for e in dir {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        for l in text.lines() {
+            lines.push(serde_json::from_str::<serde_json::Value>(l).unwrap());
+        }
+    }
+    lines
+}
+
+/// A path that does not exist is a mistake on the command line or in the configuration, not
+/// a dead letter: `replay` and `validate` exit 2 and name it, and nothing is written.
+#[test]
+fn a_missing_input_or_configured_path_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let out = Command::new(bin())
+        .args(["replay", "/nonexistent/x.json", "--json", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: cannot replay: /nonexistent/x.json does not exist\n"
+    );
+    assert!(!data_dir.exists(), "nothing is written");
+
+    let incoming = tmp.path().join("incoming");
+    let config = tmp.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources]]\ntype = \"files\"\npaths = [{:?}]\n",
+            incoming.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .arg("validate")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: invalid configuration ({}): sources[0].paths[0]: {} does not exist\n",
+            config.display(),
+            incoming.display()
+        )
+    );
+    std::fs::create_dir(&incoming).unwrap();
+    let out = Command::new(bin())
+        .arg("validate")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A binary file (an executable, a core dump) holds NUL bytes and, by chance, many newlines:
+/// it is one dead letter with the whole file, not one per "line".
+#[test]
+fn a_binary_file_is_one_dead_letter_not_one_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut binary = b"\x7fELF\x02\x01\x01\x00\x00\x00".to_vec();
+    for i in 0..500u32 {
+        binary.extend_from_slice(&i.to_le_bytes());
+        binary.extend_from_slice(b"{\"x\":1}\n\x00\xff");
+    }
+    std::fs::write(input.join("core"), &binary).unwrap();
+    let data_dir = tmp.path().join("data");
+    let r = replay(&[&input], &data_dir, None);
+    assert_eq!(r.status, 0);
+    assert_eq!(r.summary["dead_letters"], 1, "{}", r.summary);
+    assert_eq!(r.summary["events"], 0, "{}", r.summary);
+    let lines = dead_letter_lines(&data_dir);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        lines[0]["reason"],
+        "binary data (NUL byte at offset 7), not JSON text"
+    );
+    let kept = base64::engine::general_purpose::STANDARD
+        .decode(lines[0]["data_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(kept, binary, "the whole file is kept");
 }

@@ -32,6 +32,9 @@ pub enum PipelineError {
     /// The history (baselines, tables) could not be read or written.
     #[error(transparent)]
     History(#[from] aiops_history::HistoryError),
+    /// The manifest of ingested inputs could not be read or written.
+    #[error(transparent)]
+    Manifest(#[from] aiops_ingest::manifest::ManifestError),
     /// The Parquet archive could not be opened or written.
     #[error(transparent)]
     Archive(#[from] aiops_ingest::archive::ArchiveError),

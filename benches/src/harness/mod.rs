@@ -174,6 +174,7 @@ pub fn cmd_bench(args: &BenchArgs, base: PipelineConfig) -> Result<BenchReport> 
         feeds: vec![feed],
         change_latency_micros: Some(latencies.clone()),
         engine_counters: Some(engine.clone()),
+        ..Probes::default()
     };
 
     reset_peak_rss();

@@ -237,7 +237,9 @@ impl PipelineConfig {
         }
     }
 
-    /// Checks every section; the error says which field is wrong and why.
+    /// Checks every section; the error says which field is wrong and why. Beside the values,
+    /// it checks that every path of a files source exists and can be read (a file that opens,
+    /// a directory that lists).
     ///
     /// # Errors
     /// The first problem found.
@@ -313,6 +315,13 @@ impl PipelineConfig {
                             "sources[{i}].paths: lists no path"
                         )));
                     }
+                    // A path that does not exist (a typo) would read nothing, silently, for
+                    // as long as the pipeline runs: the one check of the file system here.
+                    for (j, path) in paths.iter().enumerate() {
+                        aiops_ingest::files::check_input(path).map_err(|e| {
+                            PipelineError::Invalid(format!("sources[{i}].paths[{j}]: {e}"))
+                        })?;
+                    }
                     if *poll_interval_ms == 0 {
                         return Err(PipelineError::Invalid(format!(
                             "sources[{i}].poll_interval_ms: must be at least 1"
@@ -368,6 +377,24 @@ mod tests {
             cfg.validate().unwrap_err().to_string(),
             "detect.change rules: disabled_rules names unknown rule \"nope\""
         );
+    }
+
+    #[test]
+    fn a_files_source_path_that_does_not_exist_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("incoming");
+        let text = format!(
+            "[[sources]]\ntype = \"files\"\npaths = [{:?}, {:?}]\n",
+            dir.path().display().to_string(),
+            missing.display().to_string()
+        );
+        let cfg = PipelineConfig::parse(&text).unwrap();
+        assert_eq!(
+            cfg.validate().unwrap_err().to_string(),
+            format!("sources[0].paths[1]: {} does not exist", missing.display())
+        );
+        std::fs::create_dir(&missing).unwrap();
+        cfg.validate().unwrap();
     }
 
     #[test]

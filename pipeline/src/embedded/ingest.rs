@@ -2,7 +2,8 @@
 //! de-duplicate, run the change rules (so a destructive call never waits behind the
 //! statistics), record every successful mutating CloudTrail call in the recent-changes index
 //! (read by the act workflow for an incident's related changes), archive to Parquet, and pass
-//! the events on to detect.
+//! the events on to detect. Events outside the replay's event-time range are dropped; the
+//! inputs read in full are returned at the end, for the manifest of ingested inputs.
 
 use super::shared::{
     Counters, EARLIEST_EVENT_TIME, Input, LatencySamples, MAX_FUTURE_MICROS, MAX_LATENCY_SAMPLES,
@@ -19,6 +20,7 @@ use aiops_detect::rules::{ChangeRules, RuleVerdict};
 use aiops_ingest::archive::LocalArchive;
 use aiops_ingest::decode::{DecodeOutput, decode_file, decode_kinesis_record};
 use aiops_ingest::dedup::Deduplicator;
+use aiops_ingest::manifest::{EventTimeRange, ManifestEntry};
 use crossbeam_channel::{Receiver, Sender};
 use std::path::Path;
 use std::sync::Arc;
@@ -27,26 +29,28 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Starts the ingest thread: inputs from `in_rx`, event batches to `ev_tx`, change-rule
-/// findings to `findings`, changes to `changes` (when given); on its way out it flushes the
-/// archive and the dead letters.
+/// findings to `findings`, changes to `changes` (when given), events outside `range`
+/// dropped; on its way out it flushes the archive and the dead letters, and returns the
+/// inputs it read in full (to record once the whole run delivered them).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start_ingest(
     config: &PipelineConfig,
     data_dir: &Path,
     rules: ChangeRules,
     changes: Option<DynChangeIndex>,
+    range: EventTimeRange,
     in_rx: Receiver<Input>,
     ev_tx: Sender<Vec<Event>>,
     findings: Sender<Finding>,
     counters: &Arc<Counters>,
     latency_micros: Option<LatencySamples>,
-) -> Result<JoinHandle<Result<()>>> {
+) -> Result<JoinHandle<Result<Vec<ManifestEntry>>>> {
     let counters = counters.clone();
     let limits = config.ingest.limits();
     let mut dedup = Deduplicator::new(&config.ingest.dedup)?;
     let mut archive = LocalArchive::new(data_dir, config.archive);
     let mut dlq = DeadLetterWriter::new(&data_dir.join("dead_letters"));
-    spawn_stage("ingest", move || -> Result<()> {
+    spawn_stage("ingest", move || -> Result<Vec<ManifestEntry>> {
         let change = ChangeStage {
             rules,
             changes,
@@ -54,14 +58,17 @@ pub(crate) fn start_ingest(
             counters: counters.clone(),
             latency_micros,
         };
+        let mut delivered = Vec::new();
         let result = ingest_loop(
             &in_rx,
             &ev_tx,
             &change,
             &limits,
+            range,
             &mut dedup,
             &mut archive,
             &mut dlq,
+            &mut delivered,
         );
         // Whatever happened, make what was accepted durable.
         let flushed = archive.flush();
@@ -69,7 +76,7 @@ pub(crate) fn start_ingest(
         result?;
         flushed?;
         dlq_flushed?;
-        Ok(())
+        Ok(delivered)
     })
 }
 
@@ -152,14 +159,19 @@ impl ChangeStage {
     }
 }
 
+/// Loops until the inputs end; every input read in full (its events archived and passed on,
+/// its dead letters written) is pushed to `delivered`.
+#[allow(clippy::too_many_arguments)]
 fn ingest_loop(
     rx: &Receiver<Input>,
     tx: &Sender<Vec<Event>>,
     change: &ChangeStage,
     limits: &aiops_ingest::decode::DecodeLimits,
+    range: EventTimeRange,
     dedup: &mut Deduplicator,
     archive: &mut LocalArchive,
     dlq: &mut DeadLetterWriter,
+    delivered: &mut Vec<ManifestEntry>,
 ) -> Result<()> {
     let counters: &Counters = &change.counters;
     let mut out = DecodeOutput::default();
@@ -171,9 +183,23 @@ fn ingest_loop(
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         };
         let mut ingest_time = now_micros();
+        // The input being read when it is a whole one: recorded once its events went on.
+        let mut entry: Option<ManifestEntry> = None;
+        let mut already = Vec::new();
         match input {
-            Some(Input::File { name, data }) => {
-                decode_file(&name, &data, ingest_time, limits, &mut out)
+            Some(Input::File {
+                name,
+                data,
+                key,
+                already: before,
+            }) => {
+                counters.inputs_read.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .input_bytes
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                decode_file(&name, &data, ingest_time, limits, &mut out);
+                already = before;
+                entry = Some(ManifestEntry { key, name, range });
             }
             Some(Input::Unreadable { name, reason, head }) => {
                 out.dead_letters.push(aiops_ingest::decode::DeadLetter {
@@ -225,8 +251,16 @@ fn ingest_loop(
                     counters.dead_letters.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
+                if !range.contains(e.event_time) {
+                    counters.out_of_range_events.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 counters.events.fetch_add(1, Ordering::Relaxed);
-                if dedup.is_duplicate(&e.event_id, e.event_time) {
+                // Delivered by an earlier run (the manifest of ingested inputs), or seen in
+                // the de-duplication window.
+                if already.iter().any(|r| r.contains(e.event_time))
+                    || dedup.is_duplicate(&e.event_id, e.event_time)
+                {
                     counters.duplicates.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -241,6 +275,7 @@ fn ingest_loop(
                 break;
             }
         }
+        delivered.extend(entry);
         if last_roll.elapsed() >= Duration::from_secs(1) {
             archive.roll_expired()?;
             dlq.flush()?;

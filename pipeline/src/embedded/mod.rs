@@ -6,9 +6,11 @@
 //! table (DESIGN §7 layout under the data directory).
 
 //!
-//! [`run_embedded_with`] reads top to bottom: build the channels and the act workflow, start
-//! the sources ([`sources`]), start ingest ([`ingest`]), start detect ([`detect`]), run act on
-//! the calling thread ([`act`]), then wait for the threads and drain.
+//! [`run_embedded_with`] reads top to bottom: load the manifest of ingested inputs, build the
+//! channels and the act workflow, start the sources ([`sources`]), start ingest ([`ingest`]),
+//! start detect ([`detect`]), run act on the calling thread ([`act`]), wait for the threads
+//! and drain, then record the inputs read as ingested (`aiops_ingest::manifest`): a replay of
+//! the same inputs into the same data directory skips them.
 
 mod act;
 mod detect;
@@ -17,8 +19,8 @@ mod shared;
 mod sources;
 
 pub use shared::{
-    Counters, EARLIEST_EVENT_TIME, IncidentSink, LatencySamples, MAX_FUTURE_MICROS,
-    MAX_LATENCY_SAMPLES, Probes, RecordFeed, RunMode, Summary,
+    Counters, EARLIEST_EVENT_TIME, FeedFile, FileFeed, IncidentSink, LatencySamples,
+    MAX_FUTURE_MICROS, MAX_LATENCY_SAMPLES, Probes, RecordFeed, RunMode, Summary,
 };
 
 use crate::config::{PipelineConfig, SourceConfig};
@@ -27,6 +29,7 @@ use aiops_act::{ActWorkflow, RuleProfile};
 use aiops_core::{Event, Finding};
 use aiops_detect::baseline::Baselines;
 use aiops_detect::rules::ChangeRules;
+use aiops_ingest::manifest::{Ledger, ManifestEntry};
 use crossbeam_channel::bounded;
 use shared::Input;
 use std::collections::BTreeMap;
@@ -35,12 +38,15 @@ use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
 /// Runs the embedded pipeline until the sources end (`RunMode::Once`) or `stop` is set. With
-/// `baselines`, detect starts from them (see `aiops_detect::baseline`).
+/// `baselines`, detect starts from them (see `aiops_detect::baseline`). Whole inputs (files)
+/// the data directory already holds are skipped (`skipped_inputs`); those read are recorded
+/// in its manifest of ingested inputs when the run ends without error.
 ///
 /// # Errors
-/// When the data directory, the SQLite store or the Parquet archive cannot be used, or the
-/// baselines do not fit the configuration; a stage that fails stops the pipeline and its
-/// error is returned after the others drained.
+/// When the data directory, its manifest of ingested inputs, the SQLite store or the Parquet
+/// archive cannot be used, or the baselines do not fit the configuration; a stage that fails
+/// stops the pipeline and its error is returned after the others drained (and nothing is
+/// recorded as ingested).
 pub fn run_embedded(
     config: &PipelineConfig,
     sources: Vec<SourceConfig>,
@@ -79,12 +85,16 @@ pub fn run_embedded_with(
 ) -> Result<()> {
     let Probes {
         feeds,
+        file_feeds,
+        event_time_range,
+        force,
         change_latency_micros,
         engine_counters,
     } = probes;
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let ledger = Arc::new(Ledger::open(&data_dir)?);
     let cap = config.pipeline.channel_capacity;
     let (in_tx, in_rx) = bounded::<Input>(cap);
     // Decoded events wait for detect in up to 8x as many batches: a window close (scoring
@@ -95,14 +105,22 @@ pub fn run_embedded_with(
     let changes = change_index(config)?;
     let workflow = build_workflow(config, &rules)?.with_changes(changes.clone());
 
+    let gate = sources::InputGate {
+        ledger: ledger.clone(),
+        range: event_time_range,
+        force,
+        counters: counters.clone(),
+        tx: in_tx,
+    };
     let source_threads =
-        sources::start_sources(config, sources, feeds, mode, &in_tx, &stop, &counters)?;
-    drop(in_tx);
+        sources::start_sources(config, sources, feeds, file_feeds, mode, &gate, &stop)?;
+    drop(gate);
     let ingest_thread = ingest::start_ingest(
         config,
         &data_dir,
         rules,
         Some(changes),
+        event_time_range,
         in_rx,
         ev_tx,
         f_tx.clone(),
@@ -127,9 +145,13 @@ pub fn run_embedded_with(
         &stop,
         &mut on_incident,
     );
-    wait_and_drain(source_threads, ingest_thread, detect_thread)?;
+    let delivered = wait_and_drain(source_threads, ingest_thread, detect_thread)?;
     act_result?;
-    tables_flushed
+    tables_flushed?;
+    // Acknowledge after delivery: only now, with every row in a finished Parquet file and
+    // every finding handled, are the inputs read recorded as ingested.
+    ledger.record(&delivered)?;
+    Ok(())
 }
 
 /// The one recent-changes index ingest feeds and the workflow reads. With the SQLite store it
@@ -172,12 +194,13 @@ fn build_workflow(config: &PipelineConfig, rules: &ChangeRules) -> Result<ActWor
 }
 
 /// Waits for the sources, ingest and detect to end (act has returned: their sends fail or
-/// their inputs end) and returns the first stage error, ingest before detect.
+/// their inputs end) and returns the inputs ingest read in full, or the first stage error,
+/// ingest before detect.
 fn wait_and_drain(
     sources: Vec<JoinHandle<()>>,
-    ingest: JoinHandle<Result<()>>,
+    ingest: JoinHandle<Result<Vec<ManifestEntry>>>,
     detect: JoinHandle<Result<()>>,
-) -> Result<()> {
+) -> Result<Vec<ManifestEntry>> {
     for h in sources {
         if h.join().is_err() {
             tracing::error!("a source thread panicked");
@@ -189,6 +212,7 @@ fn wait_and_drain(
     let detect_result = detect
         .join()
         .map_err(|_| PipelineError::StagePanicked("detect"))?;
-    ingest_result?;
-    detect_result
+    let delivered = ingest_result?;
+    detect_result?;
+    Ok(delivered)
 }

@@ -4,18 +4,24 @@
 use crate::error::{Context, Result};
 use crate::sim::SimRecord;
 use aiops_act::Incident;
+use aiops_ingest::manifest::{EventTimeRange, InputKey};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What sources send to ingest.
 pub(crate) enum Input {
-    /// A whole file.
+    /// A whole file (or object).
     File {
-        /// The path, as named in dead letters and positions.
+        /// The path (or `s3://bucket/key`), as named in dead letters and positions.
         name: String,
         /// Its contents.
         data: Vec<u8>,
+        /// Its content key, recorded in the manifest of ingested inputs once delivered.
+        key: InputKey,
+        /// Event-time ranges of this input delivered by earlier runs: its events there are
+        /// duplicates.
+        already: Vec<EventTimeRange>,
     },
     /// A file that could not be read or is too large: a dead letter.
     Unreadable {
@@ -46,11 +52,37 @@ pub type RecordFeed = Box<dyn FnOnce(&dyn Fn(Vec<SimRecord>) -> bool) + Send>;
 /// (see [`Probes::change_latency_micros`]).
 pub type LatencySamples = Arc<std::sync::Mutex<Vec<(i64, i64)>>>;
 
-/// Extra inputs and measurement hooks of [`run_embedded_with`], for `aiops bench`.
+/// One whole input a [`FileFeed`] hands over: a file or an object, read or not.
+#[derive(Debug)]
+pub struct FeedFile {
+    /// Where it came from (`s3://bucket/key`), as named in dead letters, positions and the
+    /// manifest of ingested inputs.
+    pub name: String,
+    /// Its bytes, or why it could not be read (a dead letter; not recorded as ingested, so
+    /// the next replay tries it again).
+    pub data: Result<Vec<u8>, String>,
+}
+
+/// A source of whole inputs fed by code rather than configuration (`aiops replay
+/// s3://...`): called on a thread of its own with a send function that takes one input and
+/// returns false once the pipeline stopped accepting input. Each input goes through the
+/// manifest of ingested inputs as a file does (skipped when already ingested).
+pub type FileFeed = Box<dyn FnOnce(&dyn Fn(FeedFile) -> bool) + Send>;
+
+/// Extra inputs, the replay's event-time range and measurement hooks of
+/// [`run_embedded_with`] (`aiops replay`, `aiops bench`).
 #[derive(Default)]
 pub struct Probes {
     /// Record sources beside the configured ones.
     pub feeds: Vec<RecordFeed>,
+    /// Sources of whole inputs (objects) beside the configured ones.
+    pub file_feeds: Vec<FileFeed>,
+    /// Only events in this range are kept (`aiops replay --from/--to`); the others are
+    /// dropped and counted (`out_of_range_events`). Default: every event.
+    pub event_time_range: EventTimeRange,
+    /// Read every whole input even when the manifest of ingested inputs says the data
+    /// directory holds it (`aiops replay --force`): its rows are written again. Default false.
+    pub force: bool,
     /// When set, ingest appends one sample per change-rule finding: the triggering event's
     /// `ingest_time` (when its record reached the pipeline, microseconds since the Unix epoch,
     /// UTC) and the wall-clock microseconds from then until the finding was produced. At most
@@ -85,6 +117,15 @@ pub struct Counters {
     pub digest_files: AtomicU64,
     /// Files skipped by the files source's `exclude` patterns.
     pub skipped_files: AtomicU64,
+    /// Inputs (files, objects) skipped because the data directory already holds them (the
+    /// manifest of ingested inputs), or because the same content came earlier in the run.
+    pub skipped_inputs: AtomicU64,
+    /// Inputs (files, objects) read and decoded.
+    pub inputs_read: AtomicU64,
+    /// Bytes of the inputs read (as stored: compressed when the input is).
+    pub input_bytes: AtomicU64,
+    /// Events outside the replay's event-time range (`--from/--to`), dropped.
+    pub out_of_range_events: AtomicU64,
     /// Findings produced.
     pub findings: AtomicU64,
     /// Incidents opened.
@@ -107,7 +148,7 @@ pub struct Counters {
 pub struct Summary {
     /// Always `summary`.
     pub kind: &'static str,
-    /// Events decoded (including duplicates).
+    /// Events decoded (including duplicates; not those outside the event-time range).
     pub events: u64,
     /// Records sent to dead letters.
     pub dead_letters: u64,
@@ -127,6 +168,14 @@ pub struct Summary {
     pub digest_files: u64,
     /// Files skipped by `exclude` patterns.
     pub skipped_files: u64,
+    /// Inputs (files, objects) skipped as already ingested into the data directory.
+    pub skipped_inputs: u64,
+    /// Inputs (files, objects) read.
+    pub inputs_read: u64,
+    /// Bytes of the inputs read.
+    pub input_bytes: u64,
+    /// Events outside the replay's event-time range, dropped.
+    pub out_of_range_events: u64,
 }
 
 impl Counters {
@@ -145,6 +194,10 @@ impl Counters {
             control_messages: g(&self.control_messages),
             digest_files: g(&self.digest_files),
             skipped_files: g(&self.skipped_files),
+            skipped_inputs: g(&self.skipped_inputs),
+            inputs_read: g(&self.inputs_read),
+            input_bytes: g(&self.input_bytes),
+            out_of_range_events: g(&self.out_of_range_events),
         }
     }
 }

@@ -1,13 +1,16 @@
-//! The sources of the embedded pipeline: files (read once, or followed), the simulator and
-//! the record feeds of `aiops bench`, each on a thread of its own sending to ingest.
+//! The sources of the embedded pipeline: files (read once, or followed), the simulator, the
+//! record feeds of `aiops bench` and the object feeds of `aiops replay s3://...`, each on a
+//! thread of its own sending to ingest. Every whole input (file or object) is offered to the
+//! manifest of ingested inputs first: one the data directory already holds is skipped.
 
-use super::shared::{Counters, Input, RecordFeed, RunMode, spawn_stage};
+use super::shared::{Counters, FeedFile, FileFeed, Input, RecordFeed, RunMode, spawn_stage};
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::error::Result;
 use crate::sim::{SimRecord, SimulateConfig, Simulator};
 use aiops_core::time::now_micros;
 use aiops_detect::rules::glob_match;
 use aiops_ingest::files::list_files;
+use aiops_ingest::manifest::{Claim, EventTimeRange, InputKey, Ledger};
 use crossbeam_channel::Sender;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -16,23 +19,82 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Starts one thread per configured source and per feed, each sending to `tx`; they end
+/// Where whole inputs go: the manifest of ingested inputs decides whether each is read, then
+/// the channel to ingest.
+#[derive(Clone)]
+pub(crate) struct InputGate {
+    /// The manifest of the data directory, with the inputs claimed by this run.
+    pub ledger: Arc<Ledger>,
+    /// The replay's event-time range.
+    pub range: EventTimeRange,
+    /// Read every input, whatever the manifest says.
+    pub force: bool,
+    /// Counters (`skipped_inputs`).
+    pub counters: Arc<Counters>,
+    /// To ingest.
+    pub tx: Sender<Input>,
+}
+
+impl InputGate {
+    /// Sends the input `name` with `data` to ingest unless the data directory already holds
+    /// it (counted in `skipped_inputs`); false once ingest stopped taking input.
+    fn offer(&self, name: String, data: Vec<u8>) -> bool {
+        let key = InputKey::of(&data);
+        let claim = if self.force {
+            Claim::Read {
+                already: Vec::new(),
+            }
+        } else {
+            self.ledger.claim(key, self.range)
+        };
+        match claim {
+            Claim::Skip => {
+                tracing::debug!(input = %name, sha256 = %key.sha256_hex(), "already ingested; skipped");
+                self.counters.skipped_inputs.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Claim::Read { already } => self
+                .tx
+                .send(Input::File {
+                    name,
+                    data,
+                    key,
+                    already,
+                })
+                .is_ok(),
+        }
+    }
+
+    /// Sends an input that could not be read to ingest (a dead letter); false once ingest
+    /// stopped taking input.
+    fn unreadable(&self, name: String, reason: String) -> bool {
+        self.tx
+            .send(Input::Unreadable {
+                name,
+                reason,
+                head: Vec::new(),
+            })
+            .is_ok()
+    }
+}
+
+/// Starts one thread per configured source and per feed, each sending to `gate`; they end
 /// when their input does (or, following, when `stop` is set).
 pub(crate) fn start_sources(
     config: &PipelineConfig,
     sources: Vec<SourceConfig>,
     feeds: Vec<RecordFeed>,
+    file_feeds: Vec<FileFeed>,
     mode: RunMode,
-    tx: &Sender<Input>,
+    gate: &InputGate,
     stop: &Arc<AtomicBool>,
-    counters: &Arc<Counters>,
 ) -> Result<Vec<JoinHandle<()>>> {
     let mut handles = Vec::new();
+    let tx = &gate.tx;
     for source in sources {
-        let tx = tx.clone();
+        let gate = gate.clone();
         let stop = stop.clone();
         let max_file = config.ingest.max_file_bytes;
-        let src_counters = counters.clone();
         handles.push(spawn_stage("source", move || match source {
             SourceConfig::Files {
                 paths,
@@ -45,11 +107,20 @@ pub(crate) fn start_sources(
                 follow && mode == RunMode::Follow,
                 Duration::from_millis(poll_interval_ms),
                 max_file,
-                &tx,
+                &gate,
                 &stop,
-                &src_counters,
             ),
-            SourceConfig::Simulate(sim) => simulate_source(sim, mode, &tx, &stop),
+            SourceConfig::Simulate(sim) => simulate_source(sim, mode, &gate.tx, &stop),
+        })?);
+    }
+    for feed in file_feeds {
+        let gate = gate.clone();
+        handles.push(spawn_stage("object-feed", move || {
+            let send = |file: FeedFile| match file.data {
+                Ok(data) => gate.offer(file.name, data),
+                Err(reason) => gate.unreadable(file.name, reason),
+            };
+            feed(&send);
         })?);
     }
     for feed in feeds {
@@ -91,17 +162,16 @@ fn read_bounded(file: &Path, max: u64) -> std::result::Result<Vec<u8>, String> {
     Ok(data)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn file_source(
     paths: &[PathBuf],
     exclude: &[String],
     follow: bool,
     poll: Duration,
     max_file_bytes: u64,
-    tx: &Sender<Input>,
+    gate: &InputGate,
     stop: &AtomicBool,
-    counters: &Counters,
 ) {
+    let counters = &gate.counters;
     // Files already read, by path, size and modification time (so a rewritten file is read
     // again). Bounded by the number of files in the watched directories.
     let mut seen: HashSet<(PathBuf, u64, Option<std::time::SystemTime>)> = HashSet::new();
@@ -109,11 +179,8 @@ fn file_source(
         for root in paths {
             if !root.exists() {
                 if !follow {
-                    let _ = tx.send(Input::Unreadable {
-                        name: root.display().to_string(),
-                        reason: "path does not exist".into(),
-                        head: Vec::new(),
-                    });
+                    let _ =
+                        gate.unreadable(root.display().to_string(), "path does not exist".into());
                 }
                 continue;
             }
@@ -137,26 +204,21 @@ fn file_source(
                     continue;
                 }
                 let name = file.display().to_string();
-                let input = if size > max_file_bytes {
-                    Input::Unreadable {
+                seen.insert(key);
+                let sent = if size > max_file_bytes {
+                    gate.unreadable(
                         name,
-                        reason: format!(
+                        format!(
                             "file of {size} bytes exceeds the {max_file_bytes}-byte limit (ingest.max_file_bytes)"
                         ),
-                        head: Vec::new(),
-                    }
+                    )
                 } else {
                     match read_bounded(&file, max_file_bytes) {
-                        Ok(data) => Input::File { name, data },
-                        Err(reason) => Input::Unreadable {
-                            name,
-                            reason,
-                            head: Vec::new(),
-                        },
+                        Ok(data) => gate.offer(name, data),
+                        Err(reason) => gate.unreadable(name, reason),
                     }
                 };
-                seen.insert(key);
-                if tx.send(input).is_err() {
+                if !sent {
                     return;
                 }
             }
