@@ -230,11 +230,18 @@ fn error_burst_in_a_log_group_opens_one_finding_with_evidence() {
         }]
     );
     assert_eq!(f.evidence.related.len(), 1);
-    assert!(
-        f.evidence.related[0].starts_with("log_template_rate log_template:g:"),
-        "{:?}",
-        f.evidence.related
+    // The merged template finding's template, by id and text.
+    let tkey = template_key(
+        TemplateMiner::new(&crate::template::TemplateConfig::default())
+            .add("ERROR db timeout 0")
+            .template_id,
     );
+    assert_eq!(
+        f.evidence.related[0],
+        format!("log_template_rate log_template:g:{tkey}: 60 observed, 2.00 expected")
+    );
+    assert_eq!(f.evidence.template_id.as_deref(), Some(tkey.as_str()));
+    assert_eq!(f.evidence.template.as_deref(), Some("ERROR db timeout <*>"));
     assert_eq!(f.kind, FindingKind::RateAnomaly);
     assert!(!f.recoverable);
     assert_eq!(f.default_action, None);
@@ -656,7 +663,13 @@ fn template_series_keys_do_not_depend_on_what_came_before() {
         found
             .into_iter()
             .filter(|f| f.kind == FindingKind::Novelty)
-            .map(|f| (f.evidence.series_key, f.evidence.template))
+            .map(|f| {
+                (
+                    f.evidence.series_key,
+                    f.evidence.template_id,
+                    f.evidence.template,
+                )
+            })
             .collect::<Vec<_>>()
     };
     let key = TemplateMiner::new(&crate::template::TemplateConfig::default())
@@ -664,6 +677,7 @@ fn template_series_keys_do_not_depend_on_what_came_before() {
         .template_id;
     let want = vec![(
         Some(format!("log_template:g:{}", template_key(key))),
+        Some(template_key(key)),
         Some("FATAL out of memory: killed process <*>".to_string()),
     )];
     assert_eq!(run([0, 1, 2]), want);
