@@ -283,6 +283,53 @@ fn error_burst_in_a_log_group_opens_one_finding_with_evidence() {
 }
 
 #[test]
+fn a_windows_evidence_does_not_depend_on_the_arrival_order_of_its_events() {
+    // The same burst, its events arriving in time order or in reverse (as the lines of one
+    // delivery can), all within the open window: the same finding, samples and event ids.
+    let run = |reverse: bool| {
+        let mut e = StatsEngine::new(quiet_config());
+        let mut id = 0;
+        let mut found = steady(&mut e, 0, 120, &mut id);
+        let mut burst: Vec<Event> = (0..60)
+            .map(|k| {
+                log(
+                    1000 + k as u64,
+                    120 * MIN + k * S,
+                    "g",
+                    &format!("ERROR db timeout {k}"),
+                )
+            })
+            .collect();
+        if reverse {
+            burst.reverse();
+        }
+        for ev in &burst {
+            found.extend(e.observe(ev));
+        }
+        found.extend(steady(&mut e, 121, 5, &mut id));
+        found
+            .into_iter()
+            .map(|mut f| {
+                f.detected_at = 0;
+                f
+            })
+            .collect::<Vec<_>>()
+    };
+    let (forward, backward) = (run(false), run(true));
+    assert_eq!(forward.len(), 1, "{forward:#?}");
+    assert_eq!(
+        forward[0].evidence.samples,
+        [
+            "ERROR db timeout 0",
+            "ERROR db timeout 1",
+            "ERROR db timeout 2"
+        ]
+    );
+    assert_eq!(forward[0].evidence.event_ids, ["e1000", "e1001", "e1002"]);
+    assert_eq!(backward, forward);
+}
+
+#[test]
 fn access_denied_burst_from_one_principal() {
     let mut e = StatsEngine::new(quiet_config());
     let mut found = Vec::new();
