@@ -230,11 +230,11 @@ pub fn compare_findings(live: &[Finding], backtest: &[Finding]) -> LiveCompariso
     let mut live_by: BTreeMap<FindingKey, &Finding> = BTreeMap::new();
     let mut live_duplicate_rows = 0;
     for f in live {
-        let k = FindingKey::of(f);
-        if live_by.contains_key(&k) {
-            live_duplicate_rows += 1;
-        } else {
-            live_by.insert(k, f);
+        match live_by.entry(FindingKey::of(f)) {
+            std::collections::btree_map::Entry::Occupied(_) => live_duplicate_rows += 1,
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(f);
+            }
         }
     }
     let mut ours: BTreeMap<FindingKey, &Finding> = BTreeMap::new();
