@@ -216,7 +216,8 @@ pub struct FindingScope {
     /// The log group of a log series (`log_level:<group>:<LEVEL>`,
     /// `log_template:<group>:<id>`).
     pub log_group: Option<String>,
-    /// The template id of a template series.
+    /// The template id of a template series, or the template a finding carries
+    /// (`evidence.template_id`, e.g. a level burst merged with its one template's finding).
     pub template_id: Option<String>,
     /// The principal of the evidence, or of an API series (`api_call:<principal>:...`,
     /// `api_error_principal:<principal>:<code>`).
@@ -233,6 +234,7 @@ pub fn finding_scope(f: &Finding) -> FindingScope {
         resource_id: f.resource.as_ref().map(|r| r.resource_id.clone()),
         principal: f.evidence.principal.clone(),
         series_key: series.clone(),
+        template_id: f.evidence.template_id.clone(),
         ..FindingScope::default()
     };
     if let Some(k) = series.as_deref() {
@@ -242,7 +244,9 @@ pub fn finding_scope(f: &Finding) -> FindingScope {
             && let Some((g, t)) = rest.rsplit_once(':')
         {
             scope.log_group = Some(g.to_string());
-            scope.template_id = Some(t.to_string());
+            if scope.template_id.is_none() {
+                scope.template_id = Some(t.to_string());
+            }
         } else if let Some(rest) = k.strip_prefix("api_call:") {
             // api_call:<principal>:<event source>:<event name>
             let p = rest.rsplitn(3, ':').nth(2);

@@ -227,6 +227,11 @@ mod tests {
         assert!(is_suppressed(&f("log_level:/ecs/b:ERROR", 0.9), 0, &list).is_none());
         let t = Suppression::new(SuppressionKind::Template, "t-9", None, 0, None);
         assert!(t.matches(&f("log_template:/ecs/a:t-9", 0.5)));
+        // A level finding that merged the template's finding carries its id, and matches.
+        let mut merged = f("log_level:/ecs/a:ERROR", 0.9);
+        assert!(!t.matches(&merged));
+        merged.evidence.template_id = Some("t-9".into());
+        assert!(t.matches(&merged));
         assert!(t.active(i64::MAX));
         assert_eq!(
             SuppressionKind::guess("log_level:/ecs/a:ERROR"),

@@ -33,7 +33,13 @@
 //! `EventTemplate` column, which is one-to-one with `EventId` in these files. Every side is
 //! scored the same way. Each side's cluster ids must be the same in every repetition.
 //!
-//! Output: a table (side, lines/s, GA average, GA minimum), GA per data set, the ratios
+//! CPU time: the CPU seconds of the mining thread over the same loop
+//! (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`; Drain3: `time.thread_time`), reported per
+//! million lines for the median repetition, beside lines/s: on a shared machine wall-clock
+//! lines/s drops when other work takes the core, CPU seconds much less.
+//!
+//! Output: a table (side, lines/s, CPU s per million lines, GA average, GA minimum), the
+//! machine (CPU model, cores), GA per data set, the ratios
 //! aiops/Drain3 and aiops/logdrain of lines/s, and whether each target of issue 7 is met;
 //! with `--json`, one JSON object with the same figures.
 
@@ -63,6 +69,9 @@ struct Side {
     name: &'static str,
     /// Seconds of each repetition (sum over data sets).
     seconds: Vec<f64>,
+    /// CPU seconds of the mining thread in each repetition (sum over data sets); empty when
+    /// not measured (a Drain3 driver run from before it reported them).
+    cpu_seconds: Vec<f64>,
     /// GA per data set, in the order of the data sets.
     ga: Vec<f64>,
     /// Lines of one repetition.
@@ -73,6 +82,13 @@ impl Side {
     fn lines_per_second(&self) -> f64 {
         let m = median(&self.seconds);
         if m > 0.0 { self.lines as f64 / m } else { 0.0 }
+    }
+
+    /// CPU seconds of the mining thread per million lines (median repetition), when
+    /// measured.
+    fn cpu_secs_per_million_lines(&self) -> Option<f64> {
+        (!self.cpu_seconds.is_empty() && self.lines > 0)
+            .then(|| median(&self.cpu_seconds) / self.lines as f64 * 1e6)
     }
 
     fn ga_avg(&self) -> f64 {
@@ -97,12 +113,30 @@ impl Side {
             "lines_per_second": self.lines_per_second(),
             "repetitions": self.seconds.len(),
             "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "cpu_seconds_per_million_lines": self.cpu_secs_per_million_lines(),
             "threads": 1,
             "ga_avg": self.ga_avg(),
             "ga_min": self.ga_min(),
             "ga": ga,
         })
     }
+}
+
+/// The machine, for the report: the CPU model of `/proc/cpuinfo` and the number of cores
+/// this process may use (`unknown CPU` where `/proc/cpuinfo` says nothing).
+fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model}, {cores} cores")
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -143,15 +177,37 @@ fn ga_of(ids: &[u64], truth: &[String]) -> f64 {
     grouping_accuracy(&parsed, truth)
 }
 
+/// CPU time of the calling thread, seconds (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`); 0 if
+/// the clock cannot be read.
+fn thread_cpu_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc == 0 {
+        ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    } else {
+        0.0
+    }
+}
+
+/// The time of one side over one data set: wall-clock seconds, CPU seconds of this thread,
+/// and the cluster id of every line.
+type Mined = (f64, f64, Vec<u64>);
+
 /// aiops over one data set with a fresh miner: the seconds of the add loop and the ids.
-fn mine_aiops(d: &Dataset) -> (f64, Vec<u64>) {
+fn mine_aiops(d: &Dataset) -> Mined {
     let mut miner = TemplateMiner::new(&TemplateConfig::default());
     let mut ids = Vec::with_capacity(d.lines.len());
     let t = Instant::now();
+    let cpu = thread_cpu_secs();
     for l in &d.lines {
         ids.push(miner.add(l).template_id);
     }
-    (t.elapsed().as_secs_f64(), ids)
+    let cpu = thread_cpu_secs() - cpu;
+    (t.elapsed().as_secs_f64(), cpu, ids)
 }
 
 fn logdrain_miner() -> Result<Miner, Box<dyn Error>> {
@@ -167,14 +223,16 @@ fn logdrain_miner() -> Result<Miner, Box<dyn Error>> {
 }
 
 /// logdrain over one data set with a fresh miner: the seconds of the add loop and the ids.
-fn mine_logdrain(d: &Dataset) -> Result<(f64, Vec<u64>), Box<dyn Error>> {
+fn mine_logdrain(d: &Dataset) -> Result<Mined, Box<dyn Error>> {
     let miner = logdrain_miner()?;
     let mut ids = Vec::with_capacity(d.lines.len());
     let t = Instant::now();
+    let cpu = thread_cpu_secs();
     for l in &d.lines {
         ids.push(miner.add(l).cluster_id);
     }
-    Ok((t.elapsed().as_secs_f64(), ids))
+    let cpu = thread_cpu_secs() - cpu;
+    Ok((t.elapsed().as_secs_f64(), cpu, ids))
 }
 
 /// The cluster ids of every data set from a side's first repetition; later repetitions must
@@ -217,6 +275,7 @@ impl FirstIds {
 /// times, the cluster ids per data set, and its setup (versions, configuration).
 struct Drain3Run {
     seconds: Vec<f64>,
+    cpu_seconds: Vec<f64>,
     ids: Vec<Vec<u64>>,
     setup: Value,
 }
@@ -234,6 +293,12 @@ fn read_drain3(path: &Path, data: &[Dataset]) -> Result<Drain3Run, Box<dyn Error
         .iter()
         .map(|x| x.as_f64().ok_or_else(|| bad("a time is not a number")))
         .collect::<Result<_, _>>()?;
+    // Absent from drivers older than the CPU measurement.
+    let cpu_seconds: Vec<f64> = v
+        .get("cpu_seconds")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
     let sets = v
         .get("datasets")
         .and_then(Value::as_array)
@@ -274,6 +339,7 @@ fn read_drain3(path: &Path, data: &[Dataset]) -> Result<Drain3Run, Box<dyn Error
     });
     Ok(Drain3Run {
         seconds,
+        cpu_seconds,
         ids: all,
         setup,
     })
@@ -355,6 +421,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let new_side = |name| Side {
         name,
         seconds: Vec::with_capacity(reps),
+        cpu_seconds: Vec::with_capacity(reps),
         ga: Vec::new(),
         lines: total_lines,
     };
@@ -366,6 +433,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut drain3_setup = Value::Null;
     let mut take_drain3 = |run: Drain3Run, drain3: &mut Side| -> Result<(), Box<dyn Error>> {
         drain3.seconds.extend(run.seconds);
+        drain3.cpu_seconds.extend(run.cpu_seconds);
         for (k, ids) in run.ids.into_iter().enumerate() {
             drain3_ids.check(k, ids)?;
         }
@@ -385,7 +453,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 &mut drain3,
             )?;
         }
-        let (mut a_secs, mut l_secs) = (0.0, 0.0);
+        let (mut a_secs, mut l_secs, mut a_cpu, mut l_cpu) = (0.0, 0.0, 0.0, 0.0);
         for (k, d) in data.iter().enumerate() {
             let (a, l) = if rep % 2 == 0 {
                 let a = mine_aiops(d);
@@ -396,11 +464,15 @@ fn main() -> Result<(), Box<dyn Error>> {
             };
             a_secs += a.0;
             l_secs += l.0;
-            aiops_ids.check(k, a.1)?;
-            logd_ids.check(k, l.1)?;
+            a_cpu += a.1;
+            l_cpu += l.1;
+            aiops_ids.check(k, a.2)?;
+            logd_ids.check(k, l.2)?;
         }
         aiops.seconds.push(a_secs);
         logd.seconds.push(l_secs);
+        aiops.cpu_seconds.push(a_cpu);
+        logd.cpu_seconds.push(l_cpu);
     }
     aiops.ga = aiops_ids.ga(&data);
     logd.ga = logd_ids.ga(&data);
@@ -450,6 +522,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             .map(|(key, _, met)| (key.to_string(), json!(met)))
             .collect();
         let out = json!({
+            "machine": machine(),
             "datasets": data.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
             "lines": total_lines,
             "aiops": aiops.to_json(&data),
@@ -469,19 +542,22 @@ fn main() -> Result<(), Box<dyn Error>> {
         total_lines
     );
     println!(
-        "lines/s = all lines / median time of {reps} repetitions (Drain3: {}); one thread per side (aiops's miner is single threaded).",
+        "lines/s = all lines / median time of {reps} repetitions (Drain3: {}); one thread per side (aiops's miner is single threaded); CPU s/1M = CPU seconds of the mining thread per million lines (median repetition).",
         drain3.seconds.len()
     );
+    println!("machine: {}", machine());
     println!();
     println!(
-        "{:<10} {:>12} {:>8} {:>8}",
-        "side", "lines/s", "GA avg", "GA min"
+        "{:<10} {:>12} {:>10} {:>8} {:>8}",
+        "side", "lines/s", "CPU s/1M", "GA avg", "GA min"
     );
     for s in [&aiops, &logd, &drain3] {
         println!(
-            "{:<10} {:>12.0} {:>8.4} {:>8.3}",
+            "{:<10} {:>12.0} {:>10} {:>8.4} {:>8.3}",
             s.name,
             s.lines_per_second(),
+            s.cpu_secs_per_million_lines()
+                .map_or("-".to_string(), |c| format!("{c:.3}")),
             s.ga_avg(),
             s.ga_min()
         );

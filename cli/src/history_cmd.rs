@@ -30,7 +30,9 @@ pub struct BacktestArgs {
     #[arg(long)]
     baselines: Option<String>,
     /// Compare with the findings the live run wrote to the `findings` table of the same
-    /// history (in the same time range): which findings match, which only one side has.
+    /// history (in the same time range), by kind, series key and window start: findings only
+    /// live, only in the backtest, and findings on both sides whose score or evidence differ
+    /// (with the fields that differ).
     #[arg(long)]
     compare_live: bool,
     /// Print one JSON object (figures, label scores, findings) instead of text.
@@ -75,6 +77,79 @@ fn finding_line(f: &aiops_core::Finding) -> String {
         f.score,
         what,
         f.summary
+    )
+}
+
+/// A JSON value as short text for a comparison line: strings bare, anything else as JSON,
+/// cut to 80 characters.
+fn short_value(v: &serde_json::Value) -> String {
+    let text = match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.chars().count() > 80 {
+        let cut: String = text.chars().take(79).collect();
+        format!("{cut}…")
+    } else {
+        text
+    }
+}
+
+/// Prints the comparison with the live `findings` table: one `ONLY LIVE`, `ONLY BACKTEST` or
+/// `DIFFERS` line per listed finding (`DIFFERS` with each differing field's live and backtest
+/// values), then a summary line with the counts.
+fn write_comparison(
+    out: &mut impl Write,
+    c: &aiops_history::compare::LiveComparison,
+) -> std::io::Result<()> {
+    for (label, list) in [
+        ("ONLY LIVE    ", &c.only_live),
+        ("ONLY BACKTEST", &c.only_backtest),
+    ] {
+        for f in list {
+            writeln!(
+                out,
+                "{label} {} {:<13} {} score={:.2} finding {}",
+                f.window_start_text,
+                f.key.kind.as_str(),
+                f.key.key,
+                f.score,
+                f.finding_id
+            )?;
+        }
+    }
+    for d in &c.differences {
+        let fields: Vec<String> = d
+            .fields
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}: live {} backtest {}",
+                    f.field,
+                    short_value(&f.live),
+                    short_value(&f.backtest)
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "DIFFERS       {} {:<13} {} | {}",
+            d.window_start_text,
+            d.key.kind.as_str(),
+            d.key.key,
+            fields.join("; ")
+        )?;
+    }
+    writeln!(
+        out,
+        "live findings table: {} findings ({} duplicate rows), backtest {}; matching {}, differing {}, only live {}, only backtest {}",
+        c.live,
+        c.live_duplicate_rows,
+        c.backtest,
+        c.matching,
+        c.differing,
+        c.only_live_count,
+        c.only_backtest_count
     )
 }
 
@@ -181,15 +256,7 @@ pub fn cmd_backtest(args: &BacktestArgs) -> Result<i32> {
         )?;
     }
     if let Some(c) = &comparison {
-        writeln!(
-            out,
-            "live findings table: {} findings, backtest {}, matching {}, only live {}, only backtest {}",
-            c.live,
-            c.backtest,
-            c.matching,
-            c.live - c.matching,
-            c.backtest - c.matching
-        )?;
+        write_comparison(&mut out, c)?;
     }
     if let Some(p) = &args.report {
         writeln!(out, "report: {}", p.display())?;

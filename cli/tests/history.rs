@@ -200,6 +200,171 @@ fn backtest_of_a_replayed_history_finds_what_the_replay_found() {
     assert!(ids.contains(&"ssm_delete_parameter"));
 }
 
+fn findings_of(result: &serde_json::Value) -> Vec<aiops_core::Finding> {
+    result["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| serde_json::from_value(f.clone()).expect("a finding"))
+        .collect()
+}
+
+#[test]
+fn compare_live_names_findings_only_live_only_in_the_backtest_and_those_that_differ() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("input");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&input).unwrap();
+    write_replay_input(&input);
+    // A burst of the web service's GETs at 01:40, a finding both sides make alike.
+    let gets: Vec<(i64, String)> = (0..60)
+        .map(|k| {
+            (
+                DAY0 + 100 * MIN + (k + 1) * 500_000,
+                format!("INFO GET /api/items/{} 200", 9000 + k),
+            )
+        })
+        .collect();
+    std::fs::write(
+        input.join("m0100-d-web.json.gz"),
+        cwl_payload("/ecs/web", &gets),
+    )
+    .unwrap();
+    run_json(&[
+        "replay",
+        input.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    let history = data.to_str().unwrap();
+    let args = ["backtest", "--history", history, "--compare-live", "--json"];
+    let findings = findings_of(&run_json(&args));
+    let n = findings.len();
+    // Three findings: the ERROR burst, the GET burst, the DeleteParameter.
+    assert_eq!(n, 3, "{findings:#?}");
+    // The live table as the live run might have left it: the change rule's finding missing,
+    // the ERROR burst's with another score, and a finding the backtest does not make.
+    let rule = findings
+        .iter()
+        .find(|f| f.detector == "ssm_delete_parameter")
+        .expect("the DeleteParameter finding")
+        .clone();
+    let burst = findings
+        .iter()
+        .find(|f| f.evidence.series_key.as_deref() == Some("log_level:/ecs/checkout:ERROR"))
+        .expect("the ERROR burst's finding")
+        .clone();
+    assert_eq!(
+        burst.evidence.window,
+        Some((DAY0 + 120 * MIN, DAY0 + 121 * MIN))
+    );
+    let mut rescored = burst.clone();
+    rescored.score = burst.score - 0.25;
+    let mut extra = burst.clone();
+    extra.evidence.window = Some((DAY0 + 121 * MIN, DAY0 + 122 * MIN));
+    extra.event_time = DAY0 + 122 * MIN;
+    extra.finding_id = "live-only".into();
+    std::fs::remove_dir_all(data.join("findings")).unwrap();
+    let mut table = aiops_ingest::archive::LocalTableWriter::<aiops_core::Finding>::new(
+        &data,
+        "edited",
+        ArchiveConfig::default(),
+    );
+    for f in findings
+        .iter()
+        .filter(|f| f.finding_id != rule.finding_id && f.finding_id != burst.finding_id)
+        .cloned()
+        .chain([rescored, extra])
+    {
+        table.append(f).unwrap();
+    }
+    table.flush().unwrap();
+
+    let result = run_json(&args);
+    let cmp = &result["live_comparison"];
+    let count = |k: &str| cmp[k].as_u64().unwrap() as usize;
+    assert_eq!(
+        [
+            "live",
+            "backtest",
+            "matching",
+            "differing",
+            "only_live_count",
+            "only_backtest_count",
+            "live_duplicate_rows"
+        ]
+        .map(count),
+        [n, n, n - 2, 1, 1, 1, 0],
+        "{cmp}"
+    );
+    assert_eq!(
+        cmp["differences"],
+        serde_json::json!([{
+            "kind": "rate_anomaly",
+            "key": "log_level:/ecs/checkout:ERROR",
+            "window_start": DAY0 + 120 * MIN,
+            "window_start_text": "2024-05-01T02:00:00.000000Z",
+            "fields": [{"field": "score", "live": burst.score - 0.25, "backtest": burst.score}],
+        }])
+    );
+    assert_eq!(
+        cmp["only_live"],
+        serde_json::json!([{
+            "kind": "rate_anomaly",
+            "key": "log_level:/ecs/checkout:ERROR",
+            "window_start": DAY0 + 121 * MIN,
+            "window_start_text": "2024-05-01T02:01:00.000000Z",
+            "finding_id": "live-only",
+            "score": burst.score,
+        }])
+    );
+    assert_eq!(
+        cmp["only_backtest"],
+        serde_json::json!([{
+            "kind": "change_rule",
+            "key": "ssm_delete_parameter 111122223333/us-east-1/ssm_parameter//prod/db",
+            "window_start": DAY0 + 150 * MIN + 1_000_000,
+            "window_start_text": "2024-05-01T02:30:01.000000Z",
+            "finding_id": rule.finding_id,
+            "score": 1.0,
+        }])
+    );
+    // The same in text.
+    let out = Command::new(bin())
+        .args(["backtest", "--history", history, "--compare-live"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("FINDING ") && !l.starts_with("backtest of "))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "ONLY LIVE     2024-05-01T02:01:00.000000Z rate_anomaly  log_level:/ecs/checkout:ERROR score={:.2} finding live-only",
+                burst.score
+            ),
+            format!(
+                "ONLY BACKTEST 2024-05-01T02:30:01.000000Z change_rule   ssm_delete_parameter 111122223333/us-east-1/ssm_parameter//prod/db score=1.00 finding {}",
+                rule.finding_id
+            ),
+            format!(
+                "DIFFERS       2024-05-01T02:00:00.000000Z rate_anomaly  log_level:/ecs/checkout:ERROR | score: live {:?} backtest {:?}",
+                burst.score - 0.25,
+                burst.score
+            ),
+            format!(
+                "live findings table: {n} findings (0 duplicate rows), backtest {n}; matching {}, differing 1, only live 1, only backtest 1",
+                n - 2
+            ),
+        ]
+    );
+}
+
 /// A NAB-style corpus: `timestamp,value` series at 5-minute steps, with labelled windows.
 fn write_nab_corpus(dir: &Path) -> BTreeMap<String, Vec<(String, String)>> {
     let cat = dir.join("data").join("synthetic");

@@ -32,8 +32,8 @@ impl ResourceKey {
     }
 }
 
-/// What produced a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What produced a finding. Ordered as declared (change rules first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     /// A change rule matched a destructive CloudTrail call.
@@ -149,8 +149,19 @@ pub struct Evidence {
     pub observed: Option<f64>,
     /// Expected value from the model.
     pub expected: Option<f64>,
-    /// A template text, for log findings.
+    /// The template text (variables as `<*>`, as the miner had it when the finding was made),
+    /// for findings on a template series (`log_template:<group>:<id>`); `None` for every
+    /// other finding, and for a template evicted from the miner's dictionary before the window
+    /// closed.
     pub template: Option<String>,
+    /// The template's content-derived id, 16 lowercase hexadecimal digits (the `<id>` of the
+    /// series key `log_template:<group>:<id>`; detect's `template_key`), for findings on a
+    /// template series; `None` for every other finding. A finding that merged one window's
+    /// findings of nested series (a log level and the one template that makes it up) carries
+    /// the template of its template member when exactly one member had a template.
+    /// Findings stored before it existed read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_id: Option<String>,
     /// A few example lines or the CloudTrail request parameters.
     pub samples: Vec<String>,
     /// For aggregate series (error codes, event sources, log levels): the top contributors in

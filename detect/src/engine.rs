@@ -158,8 +158,9 @@ struct WindowAcc {
     late: u64,
     value_sum: f64,
     value_n: u64,
-    samples: Vec<String>,
-    event_ids: Vec<String>,
+    /// Sample texts and event ids of the window's earliest events (see [`evidence`]).
+    samples: Earliest<String>,
+    event_ids: Earliest<()>,
     novel: bool,
     /// Top contributors (aggregate series only).
     top: TopK,
@@ -283,30 +284,6 @@ fn spec_of(c: &Contribution) -> Spec {
         template,
         novelty_scope,
         novelty_detector: c.novelty_detector,
-    }
-}
-
-/// The sample text of an event: the log message, or `<source> <name> by <principal>[ from
-/// <ip>][ failed <code>]` for a CloudTrail call, cut to `max` bytes.
-fn sample_of(event: &Event, max: usize) -> String {
-    match &event.body {
-        EventBody::Logs(l) => truncate_chars(&l.message, max),
-        EventBody::Cloudtrail(ct) => {
-            let mut sample = format!(
-                "{} {} by {}",
-                ct.event_source,
-                ct.event_name,
-                ct.principal.key()
-            );
-            if let Some(ip) = &ct.source_ip {
-                let _ = write!(sample, " from {ip}");
-            }
-            if let Some(code) = &ct.error_code {
-                let _ = write!(sample, " failed {code}");
-            }
-            truncate_chars(&sample, max)
-        }
-        EventBody::Metrics(_) => String::new(),
     }
 }
 
@@ -1074,12 +1051,15 @@ impl StatsEngine {
             if let Some(id) = c.contributor {
                 acc.top.add(id);
             }
-            if acc.samples.len() < max_samples && c.sample {
+            let (t, id) = (event.event_time, event.event_id.as_str());
+            if c.sample
+                && let Some(pos) = acc.samples.slot(t, id, max_samples)
+            {
                 let smp = sample.get_or_insert_with(|| sample_of(event, sample_max_bytes));
-                acc.samples.push(smp.clone());
+                acc.samples.insert(pos, t, id, smp.clone(), max_samples);
             }
-            if acc.event_ids.len() < max_samples {
-                acc.event_ids.push(event.event_id.clone());
+            if let Some(pos) = acc.event_ids.slot(t, id, max_samples) {
+                acc.event_ids.insert(pos, t, id, (), max_samples);
             }
         }
     }
@@ -1197,9 +1177,11 @@ fn seed_group(
 }
 
 mod close;
+mod evidence;
 mod findings;
 
 use close::{CloseCtx, close_series};
+use evidence::{Earliest, sample_of};
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

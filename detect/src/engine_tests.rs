@@ -230,11 +230,18 @@ fn error_burst_in_a_log_group_opens_one_finding_with_evidence() {
         }]
     );
     assert_eq!(f.evidence.related.len(), 1);
-    assert!(
-        f.evidence.related[0].starts_with("log_template_rate log_template:g:"),
-        "{:?}",
-        f.evidence.related
+    // The merged template finding's template, by id and text.
+    let tkey = template_key(
+        TemplateMiner::new(&crate::template::TemplateConfig::default())
+            .add("ERROR db timeout 0")
+            .template_id,
     );
+    assert_eq!(
+        f.evidence.related[0],
+        format!("log_template_rate log_template:g:{tkey}: 60 observed, 2.00 expected")
+    );
+    assert_eq!(f.evidence.template_id.as_deref(), Some(tkey.as_str()));
+    assert_eq!(f.evidence.template.as_deref(), Some("ERROR db timeout <*>"));
     assert_eq!(f.kind, FindingKind::RateAnomaly);
     assert!(!f.recoverable);
     assert_eq!(f.default_action, None);
@@ -273,6 +280,53 @@ fn error_burst_in_a_log_group_opens_one_finding_with_evidence() {
         "{}",
         f.summary
     );
+}
+
+#[test]
+fn a_windows_evidence_does_not_depend_on_the_arrival_order_of_its_events() {
+    // The same burst, its events arriving in time order or in reverse (as the lines of one
+    // delivery can), all within the open window: the same finding, samples and event ids.
+    let run = |reverse: bool| {
+        let mut e = StatsEngine::new(quiet_config());
+        let mut id = 0;
+        let mut found = steady(&mut e, 0, 120, &mut id);
+        let mut burst: Vec<Event> = (0..60)
+            .map(|k| {
+                log(
+                    1000 + k as u64,
+                    120 * MIN + k * S,
+                    "g",
+                    &format!("ERROR db timeout {k}"),
+                )
+            })
+            .collect();
+        if reverse {
+            burst.reverse();
+        }
+        for ev in &burst {
+            found.extend(e.observe(ev));
+        }
+        found.extend(steady(&mut e, 121, 5, &mut id));
+        found
+            .into_iter()
+            .map(|mut f| {
+                f.detected_at = 0;
+                f
+            })
+            .collect::<Vec<_>>()
+    };
+    let (forward, backward) = (run(false), run(true));
+    assert_eq!(forward.len(), 1, "{forward:#?}");
+    assert_eq!(
+        forward[0].evidence.samples,
+        [
+            "ERROR db timeout 0",
+            "ERROR db timeout 1",
+            "ERROR db timeout 2"
+        ]
+    );
+    assert_eq!(forward[0].evidence.event_ids, ["e1000", "e1001", "e1002"]);
+    assert_eq!(backward, forward);
 }
 
 #[test]
@@ -656,7 +710,13 @@ fn template_series_keys_do_not_depend_on_what_came_before() {
         found
             .into_iter()
             .filter(|f| f.kind == FindingKind::Novelty)
-            .map(|f| (f.evidence.series_key, f.evidence.template))
+            .map(|f| {
+                (
+                    f.evidence.series_key,
+                    f.evidence.template_id,
+                    f.evidence.template,
+                )
+            })
             .collect::<Vec<_>>()
     };
     let key = TemplateMiner::new(&crate::template::TemplateConfig::default())
@@ -664,6 +724,7 @@ fn template_series_keys_do_not_depend_on_what_came_before() {
         .template_id;
     let want = vec![(
         Some(format!("log_template:g:{}", template_key(key))),
+        Some(template_key(key)),
         Some("FATAL out of memory: killed process <*>".to_string()),
     )];
     assert_eq!(run([0, 1, 2]), want);

@@ -286,7 +286,9 @@ fn find(parent: &mut [usize], mut i: usize) -> usize {
 /// key (change rules) are kept as they are. The kept finding of a group is the one of highest
 /// priority, then largest observed count, then score; the others become one line each in its
 /// `evidence.related`, its priority becomes the group's highest, and its summary says how
-/// many findings were merged. Output order follows the kept findings' input order.
+/// many findings were merged. A kept finding without a template takes the template (id and
+/// text) of its group's template finding when the group holds exactly one (a level burst made
+/// of one template names it). Output order follows the kept findings' input order.
 pub fn merge(findings: Vec<Finding>) -> Vec<Finding> {
     let n = findings.len();
     let mut parent: Vec<usize> = (0..n).collect();
@@ -353,6 +355,18 @@ pub fn merge(findings: Vec<Finding>) -> Vec<Finding> {
             .map_or(0, |(i, _)| i);
         let mut keep = members.swap_remove(best);
         members.sort_by(|a, b| a.evidence.series_key.cmp(&b.evidence.series_key));
+        if keep.evidence.template_id.is_none() {
+            let mut ids = members.iter().filter_map(|m| {
+                m.evidence
+                    .template_id
+                    .as_ref()
+                    .map(|id| (id, &m.evidence.template))
+            });
+            if let (Some((id, text)), None) = (ids.next(), ids.next()) {
+                keep.evidence.template_id = Some(id.clone());
+                keep.evidence.template = text.clone();
+            }
+        }
         for m in &members {
             keep.priority = keep.priority.max(m.priority);
             keep.evidence.related.push(format!(

@@ -177,8 +177,8 @@ pub(super) fn close_series(
                 observed: acc.count as f64,
                 expected: 0.0,
                 score: cfg.novelty.score,
-                samples: acc.samples.clone(),
-                event_ids: acc.event_ids.clone(),
+                samples: acc.samples.values(),
+                event_ids: acc.event_ids.ids(),
                 direction: None,
                 top: Vec::new(),
                 marginal: false,
@@ -195,8 +195,8 @@ pub(super) fn close_series(
                     start: acc.start,
                     on_time: acc.count.saturating_sub(acc.late),
                     top: acc.top.top(triage::TOP_REPORTED),
-                    samples: acc.samples,
-                    event_ids: acc.event_ids,
+                    samples: acc.samples.into_values(),
+                    event_ids: acc.event_ids.into_ids(),
                 };
                 count_window(slot, s, w, cfg, &mut out, &mut traces);
                 s.accounted_until = Some(acc.start + window_us);
@@ -227,8 +227,8 @@ pub(super) fn close_series(
                             observed: x,
                             expected: r.expected,
                             score: v.reported,
-                            samples: acc.samples,
-                            event_ids: acc.event_ids,
+                            samples: acc.samples.into_values(),
+                            event_ids: acc.event_ids.into_ids(),
                             direction: Some(if x < r.expected {
                                 Direction::Drop
                             } else {

@@ -193,6 +193,7 @@ impl StatsEngine {
                 window: Some((c.window_start, window_end)),
                 observed: Some(c.observed),
                 expected: Some(c.expected),
+                template_id: spec.template.as_ref().map(|(_, id)| template_key(*id)),
                 template,
                 samples: c.samples.clone(),
                 principal: spec

@@ -256,7 +256,9 @@ fn parse_kind(s: &str) -> Option<FindingKind> {
 /// Decodes a record batch of the `findings` table into findings, in row order: the inverse of
 /// [`encode_findings_batch`] (the resource is present when `resource_type` is set). Columns
 /// are looked up by name; in a file of schema version 1 the columns of version 2 are missing
-/// and read as no direction, priority `HIGH`, no top contributors and nothing related.
+/// and read as no direction, priority `HIGH`, no top contributors and nothing related; in a
+/// file of version 1 or 2 the `template_id` column of version 3 is missing and reads as no
+/// template id.
 ///
 /// # Errors
 /// [`ArchiveError::Decode`] when a column has an unexpected type, a required value is null,
@@ -296,6 +298,8 @@ pub fn decode_findings_batch(batch: &RecordBatch) -> Result<Vec<Finding>, Archiv
         s("top_contributors")?,
         s("related")?,
     );
+    // Schema version 3; absent from older files (read as no template id).
+    let template_id = s("template_id")?;
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let need = |v: Option<String>, what: &str| {
@@ -334,6 +338,7 @@ pub fn decode_findings_batch(batch: &RecordBatch) -> Result<Vec<Finding>, Archiv
                 observed: f64_at(observed, i),
                 expected: f64_at(expected, i),
                 template: template.get(i),
+                template_id: template_id.get(i),
                 samples: json_strings(&samples, i, "samples")?,
                 top_contributors: match contributors.get(i) {
                     Some(t) => serde_json::from_str(&t).map_err(|e| {

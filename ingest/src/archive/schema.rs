@@ -141,7 +141,8 @@ pub fn raw_schema() -> SchemaRef {
 ///
 /// - 1: the first 26 columns, `schema_version` .. `samples`.
 /// - 2: adds `direction`, `priority`, `top_contributors` and `related` at the end.
-pub const FINDINGS_SCHEMA_VERSION: i32 = 2;
+/// - 3: adds `template_id` at the end.
+pub const FINDINGS_SCHEMA_VERSION: i32 = 3;
 /// Version of the `incidents` table schema.
 pub const INCIDENTS_SCHEMA_VERSION: i32 = 1;
 
@@ -153,6 +154,12 @@ pub const INCIDENTS_SCHEMA_VERSION: i32 = 1;
 /// for change rules and novelty), `priority` (`HIGH`, `MEDIUM` or `LOW`), `top_contributors`
 /// (a JSON array of `{"name": ..., "count": ...}`, largest first, null when none) and
 /// `related` (the merged findings of nested series, a JSON array of strings, null when none).
+///
+/// Added in version 3 (absent from older files, read as null): `template_id`, the
+/// content-derived id of the finding's log template (16 lowercase hexadecimal digits, the last
+/// part of a `log_template:<group>:<id>` series key), null for findings not about a template.
+/// The template text beside it is the `template` column (variables as `<*>`), there since
+/// version 1.
 pub fn findings_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA
@@ -192,6 +199,8 @@ pub fn findings_schema() -> SchemaRef {
                 s("priority"),
                 s("top_contributors"),
                 s("related"),
+                // Version 3.
+                s("template_id"),
             ]))
         })
         .clone()

@@ -148,7 +148,8 @@ impl TableRow for Finding {
 /// order: lists (`event_ids`, `samples`) as JSON arrays of strings, the evidence window as
 /// `window_start` / `window_end`, `direction` and `priority` as their serialised names
 /// (`spike`, `HIGH`), `top_contributors` as a JSON array of `{"name", "count"}` and `related`
-/// as a JSON array of strings (both null when empty). Every column keeps its declared type whatever the values
+/// as a JSON array of strings (both null when empty), `template_id` and `template` as they
+/// are (null when the finding has no template). Every column keeps its declared type whatever the values
 /// (all null, all integral), so files of one table never disagree on a column's type.
 ///
 /// # Errors
@@ -172,8 +173,8 @@ pub fn encode_findings_batch(rows: &[&Finding]) -> Result<RecordBatch, ArchiveEr
     let mut observed = Float64Builder::with_capacity(n);
     let mut expected = Float64Builder::with_capacity(n);
     let mut tail: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
-    // direction, priority, top_contributors, related (schema version 2).
-    let mut v2: Vec<StringBuilder> = (0..4).map(|_| StringBuilder::new()).collect();
+    // direction, priority, top_contributors, related (schema version 2), template_id (3).
+    let mut v2: Vec<StringBuilder> = (0..5).map(|_| StringBuilder::new()).collect();
     for f in rows {
         version.append_value(FINDINGS_SCHEMA_VERSION);
         id.append_value(&f.finding_id);
@@ -207,6 +208,7 @@ pub fn encode_findings_batch(rows: &[&Finding]) -> Result<RecordBatch, ArchiveEr
         v2[1].append_value(f.priority.as_str());
         v2[2].append_option(non_empty_json(&e.top_contributors));
         v2[3].append_option(non_empty_json(&e.related));
+        v2[4].append_option(e.template_id.as_deref());
     }
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(version.finish()),

@@ -513,9 +513,15 @@ fn str_cells(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
 /// The bytes of a Parquet file as a writer of schema version 1 made it: the first `columns`
 /// columns of `batch` (the schema before the additive change), `schema_version` set to 1.
 fn old_version_file(batch: &RecordBatch, columns: usize) -> Vec<u8> {
+    versioned_file(batch, columns, 1)
+}
+
+/// The bytes of a Parquet file of the first `columns` columns of `batch`, `schema_version` set
+/// to `version`.
+fn versioned_file(batch: &RecordBatch, columns: usize, version: i32) -> Vec<u8> {
     let old = batch.project(&(0..columns).collect::<Vec<_>>()).unwrap();
     let mut cols = old.columns().to_vec();
-    cols[0] = std::sync::Arc::new(arrow_array::Int32Array::from(vec![1; old.num_rows()]));
+    cols[0] = std::sync::Arc::new(arrow_array::Int32Array::from(vec![version; old.num_rows()]));
     let old = RecordBatch::try_new(old.schema(), cols).unwrap();
     let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), old.schema(), None).unwrap();
     w.write(&old).unwrap();
@@ -523,7 +529,7 @@ fn old_version_file(batch: &RecordBatch, columns: usize) -> Vec<u8> {
 }
 
 #[test]
-fn schema_version_2_adds_columns_at_the_end_only() {
+fn schema_versions_add_columns_at_the_end_only() {
     let raw: Vec<String> = raw_schema()
         .fields()
         .iter()
@@ -538,17 +544,24 @@ fn schema_version_2_adds_columns_at_the_end_only() {
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    assert_eq!(FINDINGS_SCHEMA_VERSION, 2);
-    assert_eq!(findings.len(), 30);
+    assert_eq!(FINDINGS_SCHEMA_VERSION, 3);
+    assert_eq!(findings.len(), 31);
+    assert_eq!(findings[19], "template");
     assert_eq!(findings[25], "samples");
     assert_eq!(
         findings[26..],
-        ["direction", "priority", "top_contributors", "related"]
+        [
+            "direction",
+            "priority",
+            "top_contributors",
+            "related",
+            "template_id"
+        ]
     );
     let specs = all_table_specs();
     assert_eq!(
         specs.iter().map(|t| t.version).collect::<Vec<_>>(),
-        [2, 2, 1]
+        [2, 3, 1]
     );
     assert!(
         specs[0].columns[41..]
@@ -779,4 +792,76 @@ fn bad_values_in_version_2_columns_are_decode_errors() {
     let bad = RecordBatch::try_new(raw.schema(), cols).unwrap();
     let msg = decode_raw_batch(&bad).unwrap_err().to_string();
     assert!(msg.contains("row 0: insight is not JSON"), "{msg}");
+}
+
+/// A finding on a template series, as detect makes it: the id and the text of its template.
+fn template_finding() -> Finding {
+    let mut f = finding(
+        "f-tpl",
+        FindingKind::RateAnomaly,
+        Some("log_template:/ecs/checkout:8c0f6c1b7a3e2d41"),
+        Some(40.0),
+    );
+    f.detector = "log_template_rate".into();
+    f.evidence.template_id = Some("8c0f6c1b7a3e2d41".into());
+    f.evidence.template = Some("ERROR payment <*> declined".into());
+    f
+}
+
+#[test]
+fn findings_keep_template_id_and_text_and_leave_them_null_elsewhere() {
+    let tpl = template_finding();
+    let level = finding(
+        "f-level",
+        FindingKind::RateAnomaly,
+        Some("log_level:/ecs/checkout:ERROR"),
+        Some(42.0),
+    );
+    let rule = finding("f-rule", FindingKind::ChangeRule, None, None);
+    let (batches, _) = read_back(&encode_table_parquet(&[&tpl, &level, &rule], 10, "t").unwrap());
+    let b = &batches[0];
+    assert_eq!(
+        str_cells(b, "template_id"),
+        [Some("8c0f6c1b7a3e2d41".to_string()), None, None]
+    );
+    assert_eq!(
+        str_cells(b, "template"),
+        [Some("ERROR payment <*> declined".to_string()), None, None]
+    );
+    let versions = b
+        .column_by_name("schema_version")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow_array::Int32Array>()
+        .unwrap()
+        .values()
+        .to_vec();
+    assert_eq!(versions, [3, 3, 3]);
+    assert_eq!(decode_findings_batch(b).unwrap(), vec![tpl, level, rule]);
+    // In the finding JSON: both keys on the template finding; no template_id key elsewhere.
+    let json = serde_json::to_value(template_finding()).unwrap();
+    assert_eq!(json["evidence"]["template_id"], "8c0f6c1b7a3e2d41");
+    assert_eq!(json["evidence"]["template"], "ERROR payment <*> declined");
+    let plain = serde_json::to_value(finding("f", FindingKind::ChangeRule, None, None)).unwrap();
+    assert!(plain["evidence"].get("template_id").is_none(), "{plain}");
+    assert_eq!(plain["evidence"]["template"], serde_json::Value::Null);
+}
+
+#[test]
+fn findings_files_of_schema_version_2_read_without_template_id() {
+    let tpl = template_finding();
+    let full = merged_drop_finding();
+    let v2 = versioned_file(&encode_findings_batch(&[&tpl, &full]).unwrap(), 30, 2);
+    let (batches, _) = read_back(&v2);
+    assert_eq!(batches[0].num_columns(), 30);
+    assert!(batches[0].column_by_name("template_id").is_none());
+    let back = decode_findings_batch(&batches[0]).unwrap();
+    // The template text was stored in version 2 already; only the id reads as none.
+    let mut expected_tpl = tpl;
+    expected_tpl.evidence.template_id = None;
+    assert_eq!(
+        expected_tpl.evidence.template.as_deref(),
+        Some("ERROR payment <*> declined")
+    );
+    assert_eq!(back, vec![expected_tpl, full]);
 }

@@ -2,7 +2,8 @@
 //! in parallel on its own rayon pool (the detect loop runs on the pool's first thread). A
 //! replay (`RunMode::Once`) feeds the statistics in event-time order across all its files,
 //! through a bounded reorder buffer, so history is seen as it happened however the files are
-//! laid out.
+//! laid out; a live run (`RunMode::Follow`) feeds each batch of events from ingest (one
+//! delivery) in event-time order, which is how `aiops backtest` will read them back.
 
 use super::shared::{Counters, RunMode, spawn_stage};
 use crate::config::PipelineConfig;
@@ -56,7 +57,15 @@ pub(crate) fn start_detect(
                 }
                 true
             };
-            for batch in ev_rx {
+            for mut batch in ev_rx {
+                if reorder_capacity == 0 {
+                    // A delivery is not in event-time order (the calls of one CloudTrail
+                    // delivery, the lines of one subscription payload): fed in event-time
+                    // order (stable, so ties keep their arrival order, as a backtest orders
+                    // them), a live run sees what a backtest of its history sees, up to
+                    // events that straddle two batches.
+                    batch.sort_by_key(|e| e.event_time);
+                }
                 for event in batch {
                     if reorder_capacity == 0 {
                         for f in stats.observe_owned(event) {
