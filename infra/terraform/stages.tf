@@ -37,6 +37,7 @@ locals {
     patterns_table       = local.table_names.patterns
     history_bucket       = local.history_bucket_name
     history_prefix       = var.history_prefix
+    metrics_namespace    = local.metrics_namespace
     evidence_prefix      = local.evidence_prefix
     bedrock_model_id     = var.bedrock_model_id
     confidence_threshold = var.confidence_threshold
@@ -147,8 +148,6 @@ resource "aws_ecs_task_definition" "stage" {
       { name = "RUST_LOG", value = "info" },
       # JSON lines on stderr: the log metric filters of alarms.tf match their fields.
       { name = "AIOPS_LOG_FORMAT", value = "json" },
-      # EMF metric lines on stdout go to this namespace (metrics.tf: dashboard and alarms).
-      { name = "AIOPS_METRICS_NAMESPACE", value = local.metrics_namespace },
     ]
     # The image's HEALTHCHECK (infra/docker/Dockerfile): the configuration parses and validates.
     healthCheck = {

@@ -76,6 +76,8 @@ class RenderTest(unittest.TestCase):
                 "patterns_table": "aiops-patterns",
                 "history_bucket": "aiops-history-123456789012-us-east-1",
                 "history_prefix": "history",
+                "metrics_namespace": "aiops/aiops",
+                "metrics_interval_secs": 60,
             },
         )
         self.assertEqual(
