@@ -167,5 +167,25 @@ pub fn render_incident(i: &Incident) -> String {
     if let Some(n) = &i.enrichment_note {
         let _ = writeln!(t, "  note: {}", truncate_utf8(n, 1024));
     }
+    if let Some(raw) = &i.raw_answer {
+        let _ = writeln!(t, "\nModel answer (raw, as received):");
+        for line in raw.lines() {
+            let _ = writeln!(t, "  {}", escape_controls(line));
+        }
+    }
     t
+}
+
+/// `line` with control characters other than tab written as `\u{..}`: a model answer is
+/// untrusted text and must not drive the terminal (escape sequences).
+fn escape_controls(line: &str) -> String {
+    line.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                format!("\\u{{{:x}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
