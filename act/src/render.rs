@@ -1,6 +1,7 @@
 //! The text view of an incident (what `aiops incidents show ID` prints): state, priority,
 //! resource, the related changes first, the findings with their series, counts against the
-//! expected and top contributors, the timeline, the action and its outcome. The JSON form
+//! expected and top contributors, the timeline, the action and its outcome, and the model's raw
+//! answer when a model answered (control characters escaped). The JSON form
 //! (`--json`) is the serialised [`Incident`] and keeps everything.
 
 use crate::incident::Incident;
