@@ -18,10 +18,15 @@
 //! - Amazon Nova user guide and the Bedrock model cards of Nova: Micro, Lite and Pro (v1) 5K
 //!   (an AWS migration post gives 10K: the card's lower value is used; override if your
 //!   region accepts more), Premier 32K, Nova 2 Lite 64K;
-//! - Bedrock inference parameters pages: Amazon Titan Text (`maxTokenCount`: Lite 4,096,
-//!   Express 8,192, Premier 3,072), Meta Llama 3.x (`max_gen_len` at most 2,048), Mistral
-//!   (`max_tokens`: Mistral 7B Instruct 8,192, Mixtral 8x7B Instruct 4,096, Mistral Small and
-//!   Large 8,192), Cohere Command R/R+ (`max_tokens` 4,000), AI21 Jamba 1.5 (4,096).
+//! - Bedrock inference parameters pages (`model-parameters-titan-text`,
+//!   `model-parameters-mistral-text-completion`, `model-parameters-jamba`,
+//!   `model-parameters-meta`): Amazon Titan Text (`maxTokenCount`: Lite 4,096, Express 8,192,
+//!   Premier 3,072), Mistral (`max_tokens`: Mistral 7B Instruct 8,192, Mixtral 8x7B Instruct
+//!   4,096, Mistral Small and Large 8,192), AI21 Jamba 1.5 (`max_tokens` 0..=4,096), Meta
+//!   Llama 3.x (`max_gen_len` at most 2,048; this value was not re-read on that date).
+//!
+//! Not in the table (held to [`UNKNOWN_MODEL_MAX_TOKENS`] unless overridden): Cohere, Meta
+//! Llama 4, DeepSeek, OpenAI open-weight and other models whose limit was not confirmed.
 
 use std::collections::BTreeMap;
 
@@ -153,7 +158,6 @@ pub const MODEL_MAX_TOKENS: &[ModelLimit] = &[
     ),
     row("mistral.mistral-small", 8_192, "Mistral Small"),
     row("mistral.mistral-large", 8_192, "Mistral Large"),
-    row("cohere.command-r", 4_000, "Cohere Command R / R+"),
     row("ai21.jamba-1-5", 4_096, "AI21 Jamba 1.5"),
 ];
 
@@ -343,7 +347,6 @@ mod tests {
             ("us.meta.llama3-3-70b-instruct-v1:0", 2_048),
             ("mistral.mixtral-8x7b-instruct-v0:1", 4_096),
             ("mistral.mistral-large-2407-v1:0", 8_192),
-            ("cohere.command-r-plus-v1:0", 4_000),
             ("some.new-model-v1:0", UNKNOWN_MODEL_MAX_TOKENS),
         ];
         for (id, want) in cases {
