@@ -24,6 +24,7 @@ locals {
 
   pipeline_toml = templatefile("${path.module}/templates/pipeline.toml.tftpl", {
     name                 = var.name
+    deployment_profile   = var.deployment_profile
     region               = var.region
     raw_stream           = local.stream_names.raw
     events_stream        = local.stream_names.events

@@ -64,6 +64,7 @@ class RenderTest(unittest.TestCase):
         self.assertEqual(
             doc["aws"],
             {
+                "deployment_profile": "scaled",
                 "region": "us-east-1",
                 "raw_stream": "aiops-raw",
                 "events_stream": "aiops-events",

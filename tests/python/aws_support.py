@@ -66,13 +66,15 @@ def unique_names():
     }
 
 
-def write_config(path, endpoint, names, raw_shards=2, events_shards=2, extra=""):
-    """An aws-mode pipeline.toml with short timings so tests finish quickly."""
+def write_config(path, endpoint, names, raw_shards=2, events_shards=2, extra="", profile="scaled"):
+    """An aws-mode pipeline.toml with short timings so tests finish quickly; `profile` is the
+    deployment profile (`scaled`: three stage processes; `single`: one `aiops run`)."""
     path.write_text(
         f"""mode = "aws"
 data_dir = "{path.parent / 'data'}"
 
 [aws]
+deployment_profile = "{profile}"
 region = "{REGION}"
 endpoint_url = "{endpoint}"
 raw_stream = "{names['raw']}"

@@ -1,6 +1,7 @@
 //! Counters of an aws-mode stage, summarised when it stops.
 
 use serde::Serialize;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters shared by the shard processors of one stage (monotonic).
@@ -83,6 +84,66 @@ impl StageCounters {
             incidents: g(&self.incidents),
             suppressed_findings: g(&self.suppressed_findings),
             change_index_errors: g(&self.change_index_errors),
+        }
+    }
+}
+
+/// The counters of one running stage: its own set, or, for the single deployment profile's
+/// `all` stage (ingest, detect and act in one process), the three stages' sets.
+#[derive(Debug, Clone)]
+pub enum StageCounterSet {
+    /// One stage.
+    One(Arc<StageCounters>),
+    /// Ingest, detect and act of the single profile, in that order.
+    Pipeline([Arc<StageCounters>; 3]),
+}
+
+impl StageCounterSet {
+    /// The current values; for [`StageCounterSet::Pipeline`] as one stage whose input is the
+    /// raw stream ([`CountersSnapshot::of_pipeline`]).
+    pub fn snapshot(&self) -> CountersSnapshot {
+        match self {
+            StageCounterSet::One(c) => c.snapshot(),
+            StageCounterSet::Pipeline([i, d, a]) => {
+                CountersSnapshot::of_pipeline(&i.snapshot(), &d.snapshot(), &a.snapshot())
+            }
+        }
+    }
+
+    /// The first set (the stage's own; ingest's for the pipeline).
+    pub fn first(&self) -> Arc<StageCounters> {
+        match self {
+            StageCounterSet::One(c) => c.clone(),
+            StageCounterSet::Pipeline([i, _, _]) => i.clone(),
+        }
+    }
+}
+
+impl CountersSnapshot {
+    /// The three stages of one process as one stage reading the raw stream: records, events,
+    /// duplicates, control messages, archived rows, objects and change-index errors are
+    /// ingest's; findings detect's; incidents and suppressed findings act's; dead letters and
+    /// unreadable records are summed over the three; nothing is forwarded to a stream
+    /// (`forwarded` 0: events and findings stay in the process).
+    pub fn of_pipeline(
+        ingest: &CountersSnapshot,
+        detect: &CountersSnapshot,
+        act: &CountersSnapshot,
+    ) -> CountersSnapshot {
+        CountersSnapshot {
+            records: ingest.records,
+            events: ingest.events,
+            duplicates: ingest.duplicates,
+            dead_letters: ingest.dead_letters + detect.dead_letters + act.dead_letters,
+            control_messages: ingest.control_messages,
+            bad_records: ingest.bad_records + detect.bad_records + act.bad_records,
+            forwarded: 0,
+            archived_rows: ingest.archived_rows,
+            objects: ingest.objects,
+            findings: detect.findings,
+            incidents: act.incidents,
+            suppressed_findings: act.suppressed_findings,
+            change_index_errors: ingest.change_index_errors,
         }
     }
 }

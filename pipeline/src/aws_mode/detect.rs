@@ -11,12 +11,12 @@
 //! of windows still open (findings of closed windows were already forwarded).
 
 use super::counters::StageCounters;
+use super::forward::Forward;
 use super::keys::partition_key;
 use super::tables::TableBuffer;
 use aiops_aws::consumer::{ConsumedRecord, ProcessError, ProcessorFactory, ShardProcessor};
-use aiops_aws::kinesis::{KinesisPort, PutEntry};
+use aiops_aws::kinesis::PutEntry;
 use aiops_aws::objects::ObjectStore;
-use aiops_aws::producer::Producer;
 use aiops_core::{Event, Finding};
 use aiops_detect::baseline::Baselines;
 use aiops_detect::config::StatisticsConfig;
@@ -29,11 +29,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// What every detect shard processor shares.
-pub struct DetectShared<K, O> {
-    /// Writes to the decisions stream.
-    pub producer: Producer<K>,
-    /// The decisions stream.
-    pub decisions_stream: String,
+pub struct DetectShared<F, O> {
+    /// Where the findings go: the decisions stream, or act in the same process.
+    pub forward: F,
     /// Change rules.
     pub rules: ChangeRules,
     /// Statistics configuration (one engine per shard: a series' events share a shard).
@@ -55,11 +53,11 @@ pub struct DetectShared<K, O> {
 }
 
 /// Creates one [`DetectProcessor`] per shard.
-pub struct DetectFactory<K, O>(pub Arc<DetectShared<K, O>>);
+pub struct DetectFactory<F, O>(pub Arc<DetectShared<F, O>>);
 
-impl<K: KinesisPort, O: ObjectStore> ProcessorFactory for DetectFactory<K, O> {
-    type Processor = DetectProcessor<K, O>;
-    fn create(&self, shard_id: &str) -> DetectProcessor<K, O> {
+impl<F: Forward, O: ObjectStore> ProcessorFactory for DetectFactory<F, O> {
+    type Processor = DetectProcessor<F, O>;
+    fn create(&self, shard_id: &str) -> DetectProcessor<F, O> {
         let statistics = self.0.statistics.clone();
         let engine = match &self.0.baselines {
             // Validated when loaded; a failure here falls back to an engine without them.
@@ -81,8 +79,8 @@ impl<K: KinesisPort, O: ObjectStore> ProcessorFactory for DetectFactory<K, O> {
 }
 
 /// The detect processor of one shard.
-pub struct DetectProcessor<K, O> {
-    shared: Arc<DetectShared<K, O>>,
+pub struct DetectProcessor<F, O> {
+    shared: Arc<DetectShared<F, O>>,
     dedup: Option<Deduplicator>,
     engine: Box<StatsEngine>,
     findings: TableBuffer<Finding>,
@@ -102,7 +100,7 @@ pub fn finding_entry(f: &Finding) -> Result<PutEntry, ProcessError> {
     })
 }
 
-impl<K: KinesisPort, O: ObjectStore> ShardProcessor for DetectProcessor<K, O> {
+impl<F: Forward, O: ObjectStore> ShardProcessor for DetectProcessor<F, O> {
     async fn process(&mut self, records: Vec<ConsumedRecord>) -> Result<(), ProcessError> {
         let c = &self.shared.counters;
         let mut entries = Vec::new();
@@ -131,17 +129,10 @@ impl<K: KinesisPort, O: ObjectStore> ShardProcessor for DetectProcessor<K, O> {
                 self.findings.append(f);
             }
         }
-        if !entries.is_empty() {
-            self.shared
-                .producer
-                .put_all(&self.shared.decisions_stream, &entries)
-                .await
-                .map_err(|e| ProcessError(e.to_string()))?;
-            c.findings
-                .fetch_add(entries.len() as u64, Ordering::Relaxed);
-            c.forwarded
-                .fetch_add(entries.len() as u64, Ordering::Relaxed);
-        }
+        let forwarded = entries.len() as u64;
+        self.shared.forward.forward(entries).await?;
+        c.findings.fetch_add(forwarded, Ordering::Relaxed);
+        c.forwarded.fetch_add(forwarded, Ordering::Relaxed);
         Ok(())
     }
 

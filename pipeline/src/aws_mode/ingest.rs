@@ -1,6 +1,7 @@
 //! The ingest stage on Kinesis: decode each record of the raw stream (KPL user records already
 //! split by the consumer), de-duplicate by event id, forward normalised events to the events
-//! stream (one JSON `Event` per record, partition key `Event::partition_key()`), buffer them for
+//! stream (one JSON `Event` per record, partition key `Event::partition_key()`; in the single
+//! deployment profile: to detect in the same process, see [`super::forward`]), buffer them for
 //! the S3 archive, and send undecodable records to the dead-letter prefix. Every successful
 //! mutating CloudTrail call is recorded in the recent-changes index (DynamoDB), where the act
 //! workers read an incident's related changes; a failure there is counted and logged and never
@@ -9,15 +10,16 @@
 //! forwarded records were accepted by PutRecords before `process` returned.
 
 use super::counters::StageCounters;
+use super::forward::Forward;
 use super::keys::partition_key;
 use crate::deadletter::DeadLetterLine;
 use aiops_act::change_from_event;
 use aiops_act::setup::DynChangeIndex;
 use aiops_aws::archive::RawArchive;
 use aiops_aws::consumer::{ConsumedRecord, ProcessError, ProcessorFactory, ShardProcessor};
-use aiops_aws::kinesis::{KinesisPort, PutEntry};
+use aiops_aws::kinesis::PutEntry;
 use aiops_aws::objects::ObjectStore;
-use aiops_aws::producer::{Producer, check_entry};
+use aiops_aws::producer::check_entry;
 use aiops_core::Position;
 use aiops_core::time::{format_rfc3339_micros, now_micros};
 use aiops_ingest::archive::ArchiveConfig;
@@ -28,11 +30,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// What every ingest shard processor shares.
-pub struct IngestShared<K, O> {
-    /// Writes to the events stream.
-    pub producer: Producer<K>,
-    /// The events stream.
-    pub events_stream: String,
+pub struct IngestShared<F, O> {
+    /// Where the events go: the events stream, or detect in the same process.
+    pub forward: F,
     /// Where Parquet and dead-letter objects go.
     pub objects: Arc<O>,
     /// Key prefix.
@@ -83,11 +83,11 @@ async fn record_changes(
 }
 
 /// Creates one [`IngestProcessor`] per shard.
-pub struct IngestFactory<K, O>(pub Arc<IngestShared<K, O>>);
+pub struct IngestFactory<F, O>(pub Arc<IngestShared<F, O>>);
 
-impl<K: KinesisPort, O: ObjectStore> ProcessorFactory for IngestFactory<K, O> {
-    type Processor = IngestProcessor<K, O>;
-    fn create(&self, _shard_id: &str) -> IngestProcessor<K, O> {
+impl<F: Forward, O: ObjectStore> ProcessorFactory for IngestFactory<F, O> {
+    type Processor = IngestProcessor<F, O>;
+    fn create(&self, _shard_id: &str) -> IngestProcessor<F, O> {
         IngestProcessor {
             shared: self.0.clone(),
             // validate() checked the configuration; a default window is the safe fallback.
@@ -102,8 +102,8 @@ impl<K: KinesisPort, O: ObjectStore> ProcessorFactory for IngestFactory<K, O> {
 /// The ingest processor of one shard. Its de-duplication memory lives as long as it does: a
 /// shard read again after a crash or a lease change starts with an empty window, so nothing
 /// that was never made durable is dropped as a "duplicate".
-pub struct IngestProcessor<K, O> {
-    shared: Arc<IngestShared<K, O>>,
+pub struct IngestProcessor<F, O> {
+    shared: Arc<IngestShared<F, O>>,
     dedup: Option<Deduplicator>,
     archive: RawArchive,
 }
@@ -122,7 +122,7 @@ fn dead_letter_line(d: &DeadLetter) -> Vec<u8> {
     serde_json::to_vec(&line).unwrap_or_default()
 }
 
-impl<K: KinesisPort, O: ObjectStore> ShardProcessor for IngestProcessor<K, O> {
+impl<F: Forward, O: ObjectStore> ShardProcessor for IngestProcessor<F, O> {
     async fn process(&mut self, records: Vec<ConsumedRecord>) -> Result<(), ProcessError> {
         let c = &self.shared.counters;
         let ingest_time = now_micros();
@@ -200,15 +200,9 @@ impl<K: KinesisPort, O: ObjectStore> ShardProcessor for IngestProcessor<K, O> {
         {
             record_changes(index.clone(), changes, self.shared.counters.clone()).await;
         }
-        if !entries.is_empty() {
-            self.shared
-                .producer
-                .put_all(&self.shared.events_stream, &entries)
-                .await
-                .map_err(|e| ProcessError(e.to_string()))?;
-            c.forwarded
-                .fetch_add(entries.len() as u64, Ordering::Relaxed);
-        }
+        let forwarded = entries.len() as u64;
+        self.shared.forward.forward(entries).await?;
+        c.forwarded.fetch_add(forwarded, Ordering::Relaxed);
         Ok(())
     }
 

@@ -1,18 +1,18 @@
 //! A stage's CloudWatch metrics in aws mode: the Kinesis consumer records records in, lag,
 //! checkpoint age, batch latency and shard errors into the stage's
 //! [`Registry`](aiops_core::metrics::Registry) itself; this module adds the stage's own
-//! counters ([`StageCounters`]: events, dead letters, duplicates, findings, incidents) as
+//! counters ([`StageCounterSet`]: events, dead letters, duplicates, findings, incidents) as
 //! deltas right before each flush, and runs the flushing thread (EMF lines on stdout, which
 //! the container's log driver sends to CloudWatch Logs; see `aiops_core::metrics`).
 
-use super::counters::{CountersSnapshot, StageCounters};
+use super::counters::{CountersSnapshot, StageCounterSet};
 use aiops_core::metrics::{DEFAULT_MAX_SERIES, Flusher, NAMESPACE, Registry, Unit, names};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The counter metrics a stage's counters feed, as (metric name, increase) between two
-/// snapshots `before` and `now` of the same [`StageCounters`] (monotonic, so every increase
+/// snapshots `before` and `now` of the same counters (monotonic, so every increase
 /// is >= 0; a counter that went down, which cannot happen, counts 0). Every metric is listed,
 /// increases of 0 included, so a quiet stage still reports `DeadLetters 0` (an alarm then
 /// sees data, not a gap).
@@ -56,7 +56,7 @@ impl StageMetrics {
         stage: &str,
         namespace: Option<&str>,
         interval_secs: u64,
-        counters: Arc<StageCounters>,
+        counters: StageCounterSet,
     ) -> std::io::Result<StageMetrics> {
         StageMetrics::start_to(stage, namespace, interval_secs, counters, std::io::stdout())
     }
@@ -69,7 +69,7 @@ impl StageMetrics {
         stage: &str,
         namespace: Option<&str>,
         interval_secs: u64,
-        counters: Arc<StageCounters>,
+        counters: StageCounterSet,
         out: W,
     ) -> std::io::Result<StageMetrics> {
         let registry = Arc::new(Registry::with_bounds(
@@ -116,6 +116,7 @@ impl StageMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws_mode::counters::StageCounters;
     use std::sync::Mutex;
 
     #[test]
@@ -173,7 +174,7 @@ mod tests {
             "detect",
             Some("aiops/test"),
             3600,
-            counters.clone(),
+            StageCounterSet::One(counters.clone()),
             out.clone(),
         )
         .unwrap();
@@ -208,9 +209,9 @@ mod tests {
 
     #[test]
     fn interval_zero_turns_the_metrics_off() {
-        let counters = Arc::new(StageCounters::default());
+        let set = StageCounterSet::One(Arc::new(StageCounters::default()));
         let out = Shared::default();
-        let m = StageMetrics::start_to("act", None, 0, counters.clone(), out.clone()).unwrap();
+        let m = StageMetrics::start_to("act", None, 0, set, out.clone()).unwrap();
         m.registry.add(names::RECORDS_IN, Unit::Count, 1.0).unwrap();
         m.stop();
         assert!(out.0.lock().unwrap().is_empty());

@@ -11,14 +11,16 @@
 mod act;
 mod counters;
 mod detect;
+pub mod forward;
 mod ingest;
 mod keys;
 pub mod metrics;
 mod settings;
 mod setup;
+mod single;
 pub mod tables;
 
-pub use crate::config::AwsSection;
+pub use crate::config::{AwsSection, DeploymentProfile};
 pub use counters::CountersSnapshot;
 pub use keys::{default_worker_id, partition_key};
 pub use settings::{act_config, detect_baselines, rule_profiles};
@@ -33,8 +35,10 @@ use aiops_aws::lease::DynamoLeaseStore;
 use aiops_aws::objects::S3ObjectStore;
 use aiops_aws::producer::Producer;
 use aiops_detect::rules::ChangeRules;
-use counters::StageCounters;
+use counters::{StageCounterSet, StageCounters};
+use forward::{ToProcessor, ToStream};
 use metrics::StageMetrics;
+use single::SingleFactory;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -48,6 +52,9 @@ pub enum Stage {
     Detect,
     /// Decisions stream -> incidents.
     Act,
+    /// The single deployment profile: raw stream -> S3, findings and incidents, the three
+    /// stages in one process joined in memory.
+    All,
 }
 
 impl Stage {
@@ -58,6 +65,7 @@ impl Stage {
             Stage::Ingest => &aws.raw_stream,
             Stage::Detect => &aws.events_stream,
             Stage::Act => &aws.decisions_stream,
+            Stage::All => &aws.raw_stream,
         }
     }
 
@@ -67,7 +75,13 @@ impl Stage {
             Stage::Ingest => "ingest",
             Stage::Detect => "detect",
             Stage::Act => "act",
+            Stage::All => "all",
         }
+    }
+
+    /// Whether running this stage runs `part` (`All` runs every part).
+    pub fn runs(self, part: Stage) -> bool {
+        self == part || self == Stage::All
     }
 }
 
@@ -138,6 +152,99 @@ fn spawn_worker<F: ProcessorFactory>(
     tokio::spawn(worker.run(stop))
 }
 
+/// The stages to run for `requested` under `profile`: the scaled profile runs what was asked;
+/// the single profile runs the three stages as [`Stage::All`], and refuses one stage alone
+/// (its events and decisions streams do not exist).
+///
+/// # Errors
+/// [`PipelineError::Invalid`] for one stage under the single profile, or [`Stage::All`] under
+/// the scaled one.
+pub fn profile_stages(profile: DeploymentProfile, requested: &[Stage]) -> Result<Vec<Stage>> {
+    let all = [Stage::Ingest, Stage::Detect, Stage::Act]
+        .iter()
+        .all(|s| requested.contains(s))
+        || requested.contains(&Stage::All);
+    match profile {
+        DeploymentProfile::Single if all => Ok(vec![Stage::All]),
+        DeploymentProfile::Single => Err(PipelineError::Invalid(
+            "aws.deployment_profile = \"single\" runs ingest, detect and act in one process on the raw stream: start it with `aiops run`, not one stage alone".into(),
+        )),
+        DeploymentProfile::Scaled if requested.contains(&Stage::All) => {
+            Err(PipelineError::Invalid(
+                "stage `all` needs aws.deployment_profile = \"single\"".into(),
+            ))
+        }
+        DeploymentProfile::Scaled => Ok(requested.to_vec()),
+    }
+}
+
+/// What the stage processors are built from (shared by the scaled and the single profile).
+struct Parts<'a> {
+    c: &'a Clients,
+    cfg: &'a PipelineConfig,
+    rules: &'a ChangeRules,
+    learned: &'a Option<Arc<aiops_detect::baseline::Baselines>>,
+    changes: &'a Option<aiops_act::setup::DynChangeIndex>,
+}
+
+impl Parts<'_> {
+    fn ingest<F>(
+        &self,
+        forward: F,
+        counters: &Arc<StageCounters>,
+    ) -> ingest::IngestShared<F, S3ObjectStore> {
+        ingest::IngestShared {
+            forward,
+            objects: self.c.objects.clone(),
+            prefix: self.cfg.aws.history_prefix.clone(),
+            archive: self.cfg.archive,
+            limits: self.cfg.ingest.limits(),
+            dedup: self.cfg.ingest.dedup,
+            counters: counters.clone(),
+            changes: self.changes.clone(),
+        }
+    }
+
+    fn detect<F>(
+        &self,
+        forward: F,
+        counters: &Arc<StageCounters>,
+    ) -> detect::DetectShared<F, S3ObjectStore> {
+        detect::DetectShared {
+            forward,
+            rules: self.rules.clone(),
+            statistics: self.cfg.detect.statistics.clone(),
+            dedup: self.cfg.ingest.dedup,
+            checkpoint_interval: Duration::from_millis(self.cfg.aws.checkpoint_interval_ms),
+            counters: counters.clone(),
+            objects: self.c.objects.clone(),
+            prefix: self.cfg.aws.history_prefix.clone(),
+            archive: self.cfg.archive,
+            baselines: self.learned.clone(),
+        }
+    }
+
+    fn act(
+        &self,
+        workflow: &Option<Arc<aiops_act::ActWorkflow>>,
+        counters: &Arc<StageCounters>,
+    ) -> Result<act::ActShared<S3ObjectStore>> {
+        let Some(workflow) = workflow.clone() else {
+            return Err(PipelineError::Invalid(
+                "act stage without a workflow".into(),
+            ));
+        };
+        Ok(act::ActShared {
+            workflow,
+            checkpoint_interval: Duration::from_millis(self.cfg.aws.checkpoint_interval_ms),
+            counters: counters.clone(),
+            objects: self.c.objects.clone(),
+            prefix: self.cfg.aws.history_prefix.clone(),
+            archive: self.cfg.archive,
+        })
+    }
+}
+
 /// Runs `stages` (one process) until Ctrl-C, SIGTERM or `duration` seconds (0: no limit);
 /// on stop every shard flushes, checkpoints and releases its lease. Returns each stage's
 /// outcome (its worker report or why it failed, and its counters). `baselines` chooses the detect stage's learned baselines
@@ -156,8 +263,9 @@ pub fn run_stages(
     let worker_id = worker_id
         .filter(|w| !w.trim().is_empty())
         .unwrap_or_else(default_worker_id);
+    let stages = &profile_stages(cfg.aws.deployment_profile, stages)?;
     let rules = ChangeRules::new(&cfg.detect.change_rules)?;
-    let learned = if stages.contains(&Stage::Detect) {
+    let learned = if stages.iter().any(|s| s.runs(Stage::Detect)) {
         detect_baselines(cfg, baselines)?.map(Arc::new)
     } else {
         None
@@ -170,7 +278,7 @@ pub fn run_stages(
         );
     }
     // The act workflow owns its own small runtime: build it (and later drop it) outside ours.
-    let workflow = if stages.contains(&Stage::Act) {
+    let workflow = if stages.iter().any(|s| s.runs(Stage::Act)) {
         let act_cfg = act_config(cfg);
         Some(Arc::new(
             aiops_act::build(
@@ -186,7 +294,7 @@ pub fn run_stages(
         None
     };
     // The recent-changes index ingest feeds (DynamoDB; its own runtime, built outside ours).
-    let changes = if stages.contains(&Stage::Ingest) {
+    let changes = if stages.iter().any(|s| s.runs(Stage::Ingest)) {
         Some(
             aiops_act::open_change_index(&act_config(cfg), &cfg.data_dir)
                 .context("cannot open the recent-changes index")?,
@@ -201,14 +309,21 @@ pub fn run_stages(
         .build()
         .context("cannot start the async runtime")?;
     let names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
-    eprintln!(
-        "aiops {}: worker {worker_id}, streams raw={} events={} decisions={}, lease table {} (Ctrl-C or SIGTERM stops, flushes and hands the leases back)",
-        names.join("+"),
-        cfg.aws.raw_stream,
-        cfg.aws.events_stream,
-        cfg.aws.decisions_stream,
-        cfg.aws.leases_table
-    );
+    if stages == &[Stage::All] {
+        eprintln!(
+            "aiops all (single deployment profile): worker {worker_id}, raw stream {}, lease table {} (Ctrl-C or SIGTERM stops, flushes and hands the leases back)",
+            cfg.aws.raw_stream, cfg.aws.leases_table
+        );
+    } else {
+        eprintln!(
+            "aiops {}: worker {worker_id}, streams raw={} events={} decisions={}, lease table {} (Ctrl-C or SIGTERM stops, flushes and hands the leases back)",
+            names.join("+"),
+            cfg.aws.raw_stream,
+            cfg.aws.events_stream,
+            cfg.aws.decisions_stream,
+            cfg.aws.leases_table
+        );
+    }
     let outcomes = rt.block_on(async {
         let c = clients(cfg).await;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -216,85 +331,64 @@ pub fn run_stages(
             wait_for_stop(duration).await;
             let _ = stop_tx.send(true);
         });
-        let mut tasks: Vec<(Stage, Arc<StageCounters>, StageMetrics, WorkerTask)> = Vec::new();
+        let mut tasks: Vec<(Stage, StageCounterSet, StageMetrics, WorkerTask)> = Vec::new();
         for &stage in stages {
-            let counters = Arc::new(StageCounters::default());
+            let set = match stage {
+                Stage::All => StageCounterSet::Pipeline(Default::default()),
+                _ => StageCounterSet::One(Arc::default()),
+            };
             let metrics = StageMetrics::start(
                 stage.name(),
                 cfg.aws.metrics_namespace.as_deref(),
                 cfg.aws.metrics_interval_secs,
-                counters.clone(),
+                set.clone(),
             )
             .context("cannot start the metrics thread")?;
-            let producer = || Producer::new(c.kinesis.clone(), cfg.aws.producer);
-            let task = match stage {
-                Stage::Ingest => spawn_worker(
-                    &c,
-                    cfg,
-                    stage,
-                    &worker_id,
-                    ingest::IngestFactory(Arc::new(ingest::IngestShared {
-                        producer: producer(),
-                        events_stream: cfg.aws.events_stream.clone(),
-                        objects: c.objects.clone(),
-                        prefix: cfg.aws.history_prefix.clone(),
-                        archive: cfg.archive,
-                        limits: cfg.ingest.limits(),
-                        dedup: cfg.ingest.dedup,
-                        counters: counters.clone(),
-                        changes: changes.clone(),
-                    })),
-                    metrics.registry.clone(),
-                    stop_rx.clone(),
-                ),
-                Stage::Detect => spawn_worker(
-                    &c,
-                    cfg,
-                    stage,
-                    &worker_id,
-                    detect::DetectFactory(Arc::new(detect::DetectShared {
-                        producer: producer(),
-                        decisions_stream: cfg.aws.decisions_stream.clone(),
-                        rules: rules.clone(),
-                        statistics: cfg.detect.statistics.clone(),
-                        dedup: cfg.ingest.dedup,
-                        checkpoint_interval: Duration::from_millis(cfg.aws.checkpoint_interval_ms),
-                        counters: counters.clone(),
-                        objects: c.objects.clone(),
-                        prefix: cfg.aws.history_prefix.clone(),
-                        archive: cfg.archive,
-                        baselines: learned.clone(),
-                    })),
-                    metrics.registry.clone(),
-                    stop_rx.clone(),
-                ),
-                Stage::Act => {
-                    let Some(wf) = workflow.clone() else {
-                        return Err(PipelineError::Invalid(
-                            "act stage without a workflow".into(),
-                        ));
-                    };
-                    spawn_worker(
-                        &c,
-                        cfg,
-                        stage,
-                        &worker_id,
-                        act::ActFactory(Arc::new(act::ActShared {
-                            workflow: wf,
-                            checkpoint_interval: Duration::from_millis(
-                                cfg.aws.checkpoint_interval_ms,
-                            ),
-                            counters: counters.clone(),
-                            objects: c.objects.clone(),
-                            prefix: cfg.aws.history_prefix.clone(),
-                            archive: cfg.archive,
-                        })),
-                        metrics.registry.clone(),
-                        stop_rx.clone(),
-                    )
+            let to_stream = |stream: &str| ToStream {
+                producer: Producer::new(c.kinesis.clone(), cfg.aws.producer),
+                stream: stream.to_string(),
+            };
+            let parts = Parts {
+                c: &c,
+                cfg,
+                rules: &rules,
+                learned: &learned,
+                changes: &changes,
+            };
+            let registry = metrics.registry.clone();
+            let stop = stop_rx.clone();
+            let task = match (stage, &set) {
+                (Stage::Ingest, StageCounterSet::One(counters)) => {
+                    let shared = parts.ingest(to_stream(&cfg.aws.events_stream), counters);
+                    let factory = ingest::IngestFactory(Arc::new(shared));
+                    spawn_worker(&c, cfg, stage, &worker_id, factory, registry, stop)
+                }
+                (Stage::Detect, StageCounterSet::One(counters)) => {
+                    let shared = parts.detect(to_stream(&cfg.aws.decisions_stream), counters);
+                    let factory = detect::DetectFactory(Arc::new(shared));
+                    spawn_worker(&c, cfg, stage, &worker_id, factory, registry, stop)
+                }
+                (Stage::Act, StageCounterSet::One(counters)) => {
+                    let factory = act::ActFactory(Arc::new(parts.act(&workflow, counters)?));
+                    spawn_worker(&c, cfg, stage, &worker_id, factory, registry, stop)
+                }
+                (Stage::All, StageCounterSet::Pipeline([ic, dc, ac])) => {
+                    let act =
+                        SingleFactory::act(&act::ActFactory(Arc::new(parts.act(&workflow, ac)?)));
+                    let detect = detect::DetectFactory(Arc::new(
+                        parts.detect(ToProcessor::new(act.clone(), "decisions"), dc),
+                    ));
+                    let factory = SingleFactory::new(|f| parts.ingest(f, ic), detect, act);
+                    spawn_worker(&c, cfg, stage, &worker_id, factory, registry, stop)
+                }
+                _ => {
+                    return Err(PipelineError::Invalid(format!(
+                        "stage {} without its counters",
+                        stage.name()
+                    )));
                 }
             };
-            tasks.push((stage, counters, metrics, task));
+            tasks.push((stage, set, metrics, task));
         }
         let mut outcomes = Vec::new();
         for (stage, counters, metrics, task) in tasks {

@@ -31,11 +31,13 @@ pub fn setup(cfg: &PipelineConfig) -> Result<(Vec<SetupAction>, Vec<String>)> {
         let s3 = aiops_aws::sdk::s3_client(&sdk, path_style);
         let region = sdk.region().map(|r| r.to_string());
         let mut actions = Vec::new();
-        for (name, shards) in [
-            (&aws.raw_stream, aws.raw_shards),
-            (&aws.events_stream, aws.events_shards),
-            (&aws.decisions_stream, aws.decisions_shards),
-        ] {
+        let mut streams = vec![(&aws.raw_stream, aws.raw_shards)];
+        // The single profile joins the stages in memory: no events or decisions stream.
+        if aws.deployment_profile == crate::config::DeploymentProfile::Scaled {
+            streams.push((&aws.events_stream, aws.events_shards));
+            streams.push((&aws.decisions_stream, aws.decisions_shards));
+        }
+        for (name, shards) in streams {
             actions.push(aiops_aws::setup::ensure_stream(&kinesis, name, shards).await?);
         }
         actions.push(aiops_aws::setup::ensure_table(&ddb, &aws.leases_table, "leaseKey").await?);

@@ -8,10 +8,27 @@ use aiops_aws::coordinator::LeaseConfig;
 use aiops_aws::objects::S3Config;
 use serde::{Deserialize, Serialize};
 
+/// How the stages of aws mode are deployed (`[aws] deployment_profile`; Terraform's variable of
+/// the same name renders it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentProfile {
+    /// Three stages joined by the raw, events and decisions streams, each its own process
+    /// (`aiops ingest`, `detect`, `act`), each scaled on its own.
+    #[default]
+    Scaled,
+    /// The three stages in one process (`aiops run`) reading the raw stream only: events and
+    /// findings go from stage to stage in memory, to S3 and DynamoDB as in `scaled`; no events
+    /// or decisions stream. The small footprint.
+    Single,
+}
+
 /// `[aws]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AwsSection {
+    /// `scaled` (default) or `single`: see [`DeploymentProfile`].
+    pub deployment_profile: DeploymentProfile,
     /// Region; default: the SDK chain (`AWS_REGION`, profile, instance metadata).
     pub region: Option<String>,
     /// Endpoint of every client (a local emulator); default: the SDK's, which honours
@@ -73,6 +90,7 @@ pub struct AwsSection {
 impl Default for AwsSection {
     fn default() -> Self {
         AwsSection {
+            deployment_profile: DeploymentProfile::Scaled,
             region: None,
             endpoint_url: None,
             s3_force_path_style: None,

@@ -3,7 +3,7 @@
 
 mod aws;
 
-pub use aws::AwsSection;
+pub use aws::{AwsSection, DeploymentProfile};
 
 use crate::error::{Context, PipelineError, Result};
 use aiops_act::ActConfig;
