@@ -280,10 +280,13 @@ fn priority(i: &Incident) -> &'static str {
 
 /// The line `incidents list` prints: priority and finding count before the incident line.
 fn list_line(i: &Incident) -> String {
+    // A closed group (`resolve --not-an-incident`) keeps its workflow state; the list says
+    // it is closed before anything else on the line.
     format!(
-        "{:<8} findings={:<3} {}",
+        "{:<8} findings={:<3} {}{}",
         priority(i),
         i.group.finding_count.max(1),
+        if i.group.closed { "CLOSED " } else { "" },
         crate::incident_line(i)
     )
 }

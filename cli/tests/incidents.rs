@@ -242,6 +242,13 @@ fn an_error_burst_lists_the_delete_parameter_before_it_as_related_change() {
     let (_, out) = aiops(&["incidents", "show", id, "--json"], &data);
     let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["closed"], true);
+    // The list says it is closed (its workflow state stays what it was).
+    let (_, list) = aiops(&["incidents", "list"], &data);
+    let line = list.lines().find(|l| l.contains(id)).unwrap();
+    assert!(
+        line.contains(&format!("CLOSED INCIDENT {id} MANUAL_REVIEW")),
+        "{line}"
+    );
     // The same files again: skipped by default (already ingested), read with --force.
     let (again, summary) = replay(&["burst"], &data);
     assert!(again.is_empty(), "{again:?}");
