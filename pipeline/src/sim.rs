@@ -218,7 +218,11 @@ pub struct Simulator {
     log_carry: f64,
     injected: usize,
     burst_left: u32,
+    /// Simulated time the error burst starts (its first line).
+    burst_start: i64,
     denied_left: u32,
+    /// Simulated time the AccessDenied burst starts.
+    denied_start: i64,
     last_dup: Option<SimRecord>,
     sent_control: bool,
     /// Procedural template pool (`templates_per_group` > 0): four times the per-group count;
@@ -246,7 +250,9 @@ impl Simulator {
             log_carry: 0.0,
             injected: 0,
             burst_left: 0,
+            burst_start: 0,
             denied_left: 0,
+            denied_start: 0,
             last_dup: None,
             sent_control: false,
             templates,
@@ -635,39 +641,40 @@ impl Simulator {
             self.injected += 1;
             self.inject(what, at, out);
         }
-        // Bursts continue over a simulated minute after they start.
-        if self.burst_left > 0 {
-            let n = self.burst_left.min(10);
-            self.burst_left -= n;
-            let events: Vec<(i64, String)> = (0..n)
-                .map(|_| {
+        // Bursts run on the simulated clock, not per tick: line k of N is due at
+        // start + k * BURST_SPAN / N, so a slow or loaded machine (longer ticks) emits the same
+        // event times as a fast one.
+        let due = burst_due(self.burst_start, BURST_LINES, self.burst_left, until);
+        for chunk in due.chunks(10) {
+            let events: Vec<(i64, String)> = chunk
+                .iter()
+                .map(|&t| {
                     let m = self.fill("ERROR Payment gateway call failed: connection reset by peer after {n} ms (order {n})");
-                    (until - 1, m)
+                    (t, m)
                 })
                 .collect();
             let data = self.subscription_payload(BURST_LOG_GROUP, "stream-burst", &events);
             self.emit(data, events.len() as u32, out);
         }
-        if self.denied_left > 0 {
-            let n = self.denied_left.min(5);
-            self.denied_left -= n;
-            for _ in 0..n {
-                let identity = json!({"type": "IAMUser", "principalId": "AIDAEXFILTRATOR0001", "arn": format!("arn:aws:iam::{ACCOUNT}:user/mallory"), "accountId": ACCOUNT, "userName": "mallory"});
-                let secret = format!("prod/secret-{}", self.rng.random_range(0..50));
-                let rec = self.record(
-                    until - 1,
-                    "secretsmanager.amazonaws.com",
-                    "GetSecretValue",
-                    identity,
-                    "aws-cli/2.15.0",
-                    json!({"secretId": secret}),
-                    Some("AccessDenied"),
-                    true,
-                    "198.51.100.77",
-                );
-                self.emit(rec, 1, out);
-            }
+        self.burst_left -= due.len() as u32;
+        let due = burst_due(self.denied_start, DENIED_CALLS, self.denied_left, until);
+        for &t in &due {
+            let identity = json!({"type": "IAMUser", "principalId": "AIDAEXFILTRATOR0001", "arn": format!("arn:aws:iam::{ACCOUNT}:user/mallory"), "accountId": ACCOUNT, "userName": "mallory"});
+            let secret = format!("prod/secret-{}", self.rng.random_range(0..50));
+            let rec = self.record(
+                t,
+                "secretsmanager.amazonaws.com",
+                "GetSecretValue",
+                identity,
+                "aws-cli/2.15.0",
+                json!({"secretId": secret}),
+                Some("AccessDenied"),
+                true,
+                "198.51.100.77",
+            );
+            self.emit(rec, 1, out);
         }
+        self.denied_left -= due.len() as u32;
     }
 
     fn inject(&mut self, what: Injection, t: i64, out: &mut Vec<SimRecord>) {
@@ -735,16 +742,42 @@ impl Simulator {
                 )
             }
             Injection::ErrorBurst => {
-                self.burst_left = 400;
+                self.burst_start = next_minute(t);
+                self.burst_left = BURST_LINES;
                 return;
             }
             Injection::AccessDeniedBurst => {
-                self.denied_left = 120;
+                self.denied_start = next_minute(t);
+                self.denied_left = DENIED_CALLS;
                 return;
             }
         };
         self.emit(rec, 1, out);
     }
+}
+
+/// Lines of the injected error burst.
+const BURST_LINES: u32 = 400;
+/// Calls of the injected AccessDenied burst.
+const DENIED_CALLS: u32 = 120;
+/// Simulated time a burst lasts, microseconds (20 s: inside one default 60 s window).
+const BURST_SPAN_US: i64 = 20 * MICROS_PER_SEC;
+
+/// The start of the simulated minute after `t` (microseconds): bursts start on a minute
+/// boundary, so the demo's bursts fall in one 60 s window whatever the clock's start.
+fn next_minute(t: i64) -> i64 {
+    let minute = 60 * MICROS_PER_SEC;
+    (t.div_euclid(minute) + 1) * minute
+}
+
+/// Event times of a burst of `total` items starting at `start` (spread evenly over
+/// [`BURST_SPAN_US`]) that are due by `until`, given `left` of them not yet emitted.
+fn burst_due(start: i64, total: u32, left: u32, until: i64) -> Vec<i64> {
+    let done = total.saturating_sub(left);
+    (done..total)
+        .map(|k| start + i64::from(k) * BURST_SPAN_US / i64::from(total.max(1)))
+        .take_while(|&t| t <= until)
+        .collect()
 }
 
 /// The `userIdentity` of alice, the IAM user who makes the destructive calls.
@@ -880,6 +913,49 @@ fn gzip(v: &serde_json::Value) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Event times (seconds) of mallory's AccessDenied calls generated up to 20 wall seconds
+    /// in ticks of `tick_secs` simulated seconds.
+    fn denied_times(tick_secs: i64) -> Vec<i64> {
+        let cfg = SimulateConfig {
+            cloudtrail_per_sec: 0.5,
+            log_lines_per_sec: 0.5,
+            ..SimulateConfig::default()
+        };
+        let mut sim = Simulator::new(cfg, 1_700_000_012_345_678);
+        let end = sim.sim_time_at(20.0);
+        let mut out = Vec::new();
+        let mut t = sim.start;
+        while t < end {
+            t = (t + tick_secs * MICROS_PER_SEC).min(end);
+            sim.advance_to(t, &mut out);
+        }
+        let mut times: Vec<i64> = out
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.data).ok())
+            .filter(|v| v["detail"]["userIdentity"]["userName"] == "mallory")
+            .filter_map(|v| {
+                v["detail"]["eventTime"]
+                    .as_str()
+                    .and_then(|t| aiops_core::time::parse_timestamp_micros(t).ok())
+            })
+            .map(|t| t / MICROS_PER_SEC)
+            .collect();
+        times.sort_unstable();
+        times
+    }
+
+    #[test]
+    fn a_burst_has_the_same_event_times_on_a_slow_machine_and_fits_one_minute() {
+        // A fast machine ticks every simulated second; a loaded one every 3 simulated minutes.
+        let fast = denied_times(1);
+        let slow = denied_times(180);
+        assert_eq!(fast.len(), 120);
+        assert_eq!(fast, slow);
+        // All 120 in one minute, starting on its boundary.
+        assert_eq!(fast[0] % 60, 0);
+        assert_eq!(fast[0] / 60, fast[119] / 60);
+    }
 
     #[test]
     fn injections_all_happen_within_twenty_wall_seconds() {
