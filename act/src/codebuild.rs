@@ -302,6 +302,11 @@ impl<B: BuildApi> RecoveryExecutor for CodeBuildExecutor<B> {
         };
         tracing::info!(project = %plan.project, build_id = %build_id, "recovery build started");
         started(&build_id);
+        self.wait(&build_id)
+    }
+
+    fn wait(&self, build_id: &str) -> BuildResult {
+        let build_id = build_id.to_string();
         let start = self.clock.now_micros();
         let timeout_us = i64::try_from(self.poll.timeout_secs)
             .unwrap_or(i64::MAX / 1_000_000)

@@ -36,6 +36,8 @@ pub struct ActConfig {
     pub grouping: GroupingConfig,
     /// Bounds of the recent-changes index.
     pub changes: ChangeIndexConfig,
+    /// The stuck-incident sweeper (`[act.sweeper]`).
+    pub sweeper: crate::sweeper::SweeperConfig,
 }
 
 /// `[act.aws]`: SDK settings for the act stage's AWS clients.
@@ -196,6 +198,7 @@ impl Default for ActConfig {
             aws: AwsSection::default(),
             grouping: GroupingConfig::default(),
             changes: ChangeIndexConfig::default(),
+            sweeper: crate::sweeper::SweeperConfig::default(),
         }
     }
 }
@@ -232,6 +235,7 @@ impl ActConfig {
         if self.cooldown_secs == 0 {
             return bad("cooldown_secs", "must be at least 1".into());
         }
+        self.sweeper.validate()?;
         let r = &self.recovery;
         if r.executor != "dry_run" && r.executor != "codebuild" {
             return bad(
