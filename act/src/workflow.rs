@@ -138,6 +138,16 @@ pub enum WorkflowError {
     Store(#[from] StoreError),
 }
 
+impl WorkflowError {
+    /// Whether handling the same finding again can never succeed (see
+    /// [`StoreError::is_permanent`]): the act stage sends it to the dead letters and moves on.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            WorkflowError::Store(e) => e.is_permanent(),
+        }
+    }
+}
+
 /// The workflow, over a store, an explainer, an executor and a notifier.
 pub struct Workflow<S, E, X, N = NoopNotifier> {
     store: S,

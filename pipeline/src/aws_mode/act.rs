@@ -5,14 +5,27 @@
 //! thread. A finding delivered twice opens one incident (the incident id derives from the
 //! finding id, created conditionally). Every incident snapshot handled is buffered for the
 //! `incidents` history table on S3, written at flush, before the shard checkpoints.
+//!
+//! A finding the store refuses for good (DynamoDB `ValidationException`, an item over the
+//! size bound: [`aiops_act::WorkflowError::is_permanent`]) goes to the dead letters
+//! (`<prefix>/dead_letters/...jsonl`, the ingest format, with the reason) and is counted; the
+//! shard moves on and checkpoints past it. Any other failure stops the shard without a
+//! checkpoint, so the records are read again.
+//!
+//! [`spawn_sweeper`] runs the stuck-incident sweeper ([`aiops_act::sweeper`]) every
+//! `[act.sweeper] interval_secs` on a blocking thread, beside the shard processors.
 
 use super::counters::StageCounters;
+use super::ingest::dead_letter_line;
 use super::tables::TableBuffer;
 use aiops_act::ActWorkflow;
+use aiops_aws::archive::RawArchive;
 use aiops_aws::consumer::{ConsumedRecord, ProcessError, ProcessorFactory, ShardProcessor};
 use aiops_aws::objects::ObjectStore;
-use aiops_core::Finding;
+use aiops_core::{Finding, Position};
 use aiops_ingest::archive::{ArchiveConfig, IncidentRow};
+use aiops_ingest::decode::DeadLetter;
+use tokio::sync::watch;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -41,6 +54,7 @@ impl<O: ObjectStore> ProcessorFactory for ActFactory<O> {
     fn create(&self, shard_id: &str) -> ActProcessor<O> {
         ActProcessor {
             incidents: TableBuffer::new(&self.0.prefix, shard_id, self.0.archive),
+            dead_letters: RawArchive::new(&self.0.prefix, self.0.archive),
             shared: self.0.clone(),
             last_flush: Instant::now(),
         }
@@ -51,6 +65,7 @@ impl<O: ObjectStore> ProcessorFactory for ActFactory<O> {
 pub struct ActProcessor<O> {
     shared: Arc<ActShared<O>>,
     incidents: TableBuffer<IncidentRow>,
+    dead_letters: RawArchive,
     last_flush: Instant,
 }
 
@@ -69,10 +84,32 @@ impl<O: ObjectStore> ShardProcessor for ActProcessor<O> {
             };
             c.findings.fetch_add(1, Ordering::Relaxed);
             let workflow = self.shared.workflow.clone();
-            let handled = tokio::task::spawn_blocking(move || workflow.handle(&finding))
+            let finding_id = finding.finding_id.clone();
+            let handled = match tokio::task::spawn_blocking(move || workflow.handle(&finding))
                 .await
                 .map_err(|e| ProcessError(format!("incident workflow panicked: {e}")))?
-                .map_err(|e| ProcessError(e.to_string()))?;
+            {
+                Ok(h) => h,
+                Err(e) if e.is_permanent() => {
+                    let reason = format!("finding {finding_id} cannot be handled: {e}");
+                    tracing::error!(shard = %r.shard_id, sequence_number = %r.sequence_number, %reason, "dead letter");
+                    let d = DeadLetter {
+                        reason,
+                        position: Position {
+                            stream: r.stream.clone(),
+                            shard_id: r.shard_id.clone(),
+                            sequence_number: r.sequence_number.clone(),
+                            sub_sequence_number: r.sub_sequence_number,
+                        },
+                        data: r.data,
+                    };
+                    self.dead_letters
+                        .append_dead_letter(&d.position, &dead_letter_line(&d));
+                    c.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Err(e) => return Err(ProcessError(e.to_string())),
+            };
             if let Some(reason) = &handled.suppressed {
                 c.suppressed_findings.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(shard = %r.shard_id, %reason, "finding suppressed: recorded, no incident");
@@ -90,7 +127,9 @@ impl<O: ObjectStore> ShardProcessor for ActProcessor<O> {
     }
 
     fn flush_due(&self) -> bool {
-        self.last_flush.elapsed() >= self.shared.checkpoint_interval || self.incidents.flush_due()
+        self.last_flush.elapsed() >= self.shared.checkpoint_interval
+            || self.incidents.flush_due()
+            || self.dead_letters.flush_due()
     }
 
     async fn flush(&mut self) -> Result<(), ProcessError> {
@@ -102,7 +141,64 @@ impl<O: ObjectStore> ShardProcessor for ActProcessor<O> {
                 .map_err(|e| ProcessError(e.to_string()))?;
             tracing::info!(objects = keys.len(), "incidents table flushed");
         }
+        if !self.dead_letters.is_empty() {
+            let report = self
+                .dead_letters
+                .flush(self.shared.objects.as_ref())
+                .await
+                .map_err(|e| ProcessError(e.to_string()))?;
+            tracing::info!(dead_letters = report.dead_letters, "act dead letters written");
+        }
         self.last_flush = Instant::now();
         Ok(())
     }
+}
+
+/// Runs the stuck-incident sweeper of `workflow` every `[act.sweeper] interval_secs` (the
+/// first sweep one interval after the start) until `stop` turns true; each sweep on a
+/// blocking thread (it may wait for builds). Resumed incidents are counted in
+/// `counters.resumed_incidents`. Returns at once when the sweeper is disabled.
+pub fn spawn_sweeper(
+    workflow: Arc<ActWorkflow>,
+    counters: Arc<StageCounters>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let cfg = workflow.config().sweeper.clone();
+        if !cfg.enabled {
+            return;
+        }
+        let interval = Duration::from_secs(cfg.interval_secs.max(1));
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            let wf = workflow.clone();
+            let swept = tokio::task::spawn_blocking(move || {
+                wf.sweep(aiops_core::time::now_micros())
+            })
+            .await;
+            match swept {
+                Ok(Ok(report)) => {
+                    counters
+                        .resumed_incidents
+                        .fetch_add(report.resumed as u64, Ordering::Relaxed);
+                    if report.found > 0 {
+                        tracing::info!(found = report.found, resumed = report.resumed, claimed_elsewhere = report.claimed_elsewhere, errors = report.errors, "stuck-incident sweep");
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "stuck-incident sweep failed; retried at the next interval"),
+                Err(e) => tracing::error!(error = %e, "stuck-incident sweep panicked"),
+            }
+        }
+    })
 }

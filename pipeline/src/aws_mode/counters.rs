@@ -12,7 +12,7 @@ pub struct StageCounters {
     pub events: AtomicU64,
     /// Events dropped as duplicates by event id.
     pub duplicates: AtomicU64,
-    /// Records sent to dead letters (ingest).
+    /// Records sent to dead letters (ingest; act: findings the store refused for good).
     pub dead_letters: AtomicU64,
     /// CloudWatch Logs control messages dropped (ingest).
     pub control_messages: AtomicU64,
@@ -32,6 +32,8 @@ pub struct StageCounters {
     pub suppressed_findings: AtomicU64,
     /// Changes not recorded in the recent-changes index (ingest; logged).
     pub change_index_errors: AtomicU64,
+    /// Stuck incidents the sweeper resumed (act).
+    pub resumed_incidents: AtomicU64,
 }
 
 /// A snapshot of [`StageCounters`].
@@ -63,6 +65,8 @@ pub struct CountersSnapshot {
     pub suppressed_findings: u64,
     /// See [`StageCounters::change_index_errors`].
     pub change_index_errors: u64,
+    /// See [`StageCounters::resumed_incidents`].
+    pub resumed_incidents: u64,
 }
 
 impl StageCounters {
@@ -83,6 +87,7 @@ impl StageCounters {
             incidents: g(&self.incidents),
             suppressed_findings: g(&self.suppressed_findings),
             change_index_errors: g(&self.change_index_errors),
+            resumed_incidents: g(&self.resumed_incidents),
         }
     }
 }

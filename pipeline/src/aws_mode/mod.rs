@@ -253,6 +253,9 @@ pub fn run_stages(
                             "act stage without a workflow".into(),
                         ));
                     };
+                    // Dropped with the stage: the sweeper ends when `stop_rx` turns true.
+                    let _sweeper =
+                        act::spawn_sweeper(wf.clone(), counters.clone(), stop_rx.clone());
                     spawn_worker(
                         &c,
                         cfg,
