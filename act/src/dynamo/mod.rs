@@ -250,6 +250,13 @@ impl DynamoStore {
         }
     }
 
+    /// The same store over another DynamoDB client (tests: a client with interceptors that
+    /// lose responses, to exercise the SDK's retries).
+    pub fn with_client(mut self, client: Client) -> DynamoStore {
+        self.client = client;
+        self
+    }
+
     /// The DynamoDB client (tests, tools).
     pub fn client(&self) -> &Client {
         &self.client

@@ -13,7 +13,9 @@
 //! error (`ReturnValuesOnConditionCheckFailure::AllOld`, aws-sdk-dynamodb 1.136), or, when the
 //! service returns none, from one strongly consistent `GetItem`; if it carries our token, the
 //! write that failed its condition was a retry of our own applied write, and the call reports
-//! success.
+//! success. An update's condition also requires the item not to carry the call's token yet,
+//! so a retry whose own condition would still hold (an annotation appending a build id) is
+//! never applied twice.
 
 use super::{DynamoStore, Expr, GSI_BY_STATE, Item, backend, is_conditional_failure, n, s};
 use crate::incident::{Incident, StoreError};
@@ -117,13 +119,18 @@ impl DynamoStore {
         let t = e.name(WRITE_TOKEN_ATTR);
         let tv = e.value(s(token));
         sets.push(format!("{t} = {tv}"));
+        // A retry of an applied update must not apply twice (a second build id appended, a
+        // second timeline entry) even where its own condition still holds (annotate): the
+        // item carrying this call's token fails it, and is then recognised as ours.
         let request = self
             .client
             .update_item()
             .table_name(&self.cfg.incidents_table)
             .key("incident_id", s(incident_id))
             .update_expression(format!("SET {}", sets.join(", ")))
-            .condition_expression(condition)
+            .condition_expression(format!(
+                "({condition}) AND (attribute_not_exists({t}) OR {t} <> {tv})"
+            ))
             .set_expression_attribute_names(e.names())
             .set_expression_attribute_values(e.values())
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);

@@ -25,10 +25,10 @@ use aiops_aws::objects::ObjectStore;
 use aiops_core::{Finding, Position};
 use aiops_ingest::archive::{ArchiveConfig, IncidentRow};
 use aiops_ingest::decode::DeadLetter;
-use tokio::sync::watch;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// What every act shard processor shares.
 pub struct ActShared<O> {
@@ -147,7 +147,10 @@ impl<O: ObjectStore> ShardProcessor for ActProcessor<O> {
                 .flush(self.shared.objects.as_ref())
                 .await
                 .map_err(|e| ProcessError(e.to_string()))?;
-            tracing::info!(dead_letters = report.dead_letters, "act dead letters written");
+            tracing::info!(
+                dead_letters = report.dead_letters,
+                "act dead letters written"
+            );
         }
         self.last_flush = Instant::now();
         Ok(())
@@ -183,20 +186,26 @@ pub fn spawn_sweeper(
                 }
             }
             let wf = workflow.clone();
-            let swept = tokio::task::spawn_blocking(move || {
-                wf.sweep(aiops_core::time::now_micros())
-            })
-            .await;
+            let swept =
+                tokio::task::spawn_blocking(move || wf.sweep(aiops_core::time::now_micros())).await;
             match swept {
                 Ok(Ok(report)) => {
                     counters
                         .resumed_incidents
                         .fetch_add(report.resumed as u64, Ordering::Relaxed);
                     if report.found > 0 {
-                        tracing::info!(found = report.found, resumed = report.resumed, claimed_elsewhere = report.claimed_elsewhere, errors = report.errors, "stuck-incident sweep");
+                        tracing::info!(
+                            found = report.found,
+                            resumed = report.resumed,
+                            claimed_elsewhere = report.claimed_elsewhere,
+                            errors = report.errors,
+                            "stuck-incident sweep"
+                        );
                     }
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "stuck-incident sweep failed; retried at the next interval"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "stuck-incident sweep failed; retried at the next interval")
+                }
                 Err(e) => tracing::error!(error = %e, "stuck-incident sweep panicked"),
             }
         }

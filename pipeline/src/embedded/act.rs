@@ -48,7 +48,12 @@ pub(crate) fn run_act(
             last_sweep = Some(Instant::now());
             match workflow.sweep(aiops_core::time::now_micros()) {
                 Ok(r) if r.found > 0 => {
-                    tracing::info!(found = r.found, resumed = r.resumed, errors = r.errors, "stuck-incident sweep");
+                    tracing::info!(
+                        found = r.found,
+                        resumed = r.resumed,
+                        errors = r.errors,
+                        "stuck-incident sweep"
+                    );
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "stuck-incident sweep failed"),
