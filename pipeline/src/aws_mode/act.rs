@@ -211,3 +211,7 @@ pub fn spawn_sweeper(
         }
     })
 }
+
+#[cfg(test)]
+#[path = "act_tests.rs"]
+mod tests;
