@@ -38,6 +38,9 @@ pub struct ActConfig {
     pub changes: ChangeIndexConfig,
     /// The stuck-incident sweeper (`[act.sweeper]`).
     pub sweeper: crate::sweeper::SweeperConfig,
+    /// Findings an aws-mode act worker handles at once (over all its shards), never two of
+    /// one resource at once. Default 4; 1..=64 (1: one at a time).
+    pub max_in_flight: usize,
 }
 
 /// `[act.aws]`: SDK settings for the act stage's AWS clients.
@@ -199,6 +202,7 @@ impl Default for ActConfig {
             grouping: GroupingConfig::default(),
             changes: ChangeIndexConfig::default(),
             sweeper: crate::sweeper::SweeperConfig::default(),
+            max_in_flight: 4,
         }
     }
 }
@@ -236,6 +240,12 @@ impl ActConfig {
             return bad("cooldown_secs", "must be at least 1".into());
         }
         self.sweeper.validate()?;
+        if !(1..=64).contains(&self.max_in_flight) {
+            return bad(
+                "max_in_flight",
+                format!("{} is outside 1..=64", self.max_in_flight),
+            );
+        }
         let r = &self.recovery;
         if r.executor != "dry_run" && r.executor != "codebuild" {
             return bad(

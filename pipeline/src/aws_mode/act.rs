@@ -12,6 +12,11 @@
 //! shard moves on and checkpoints past it. Any other failure stops the shard without a
 //! checkpoint, so the records are read again.
 //!
+//! The findings of a batch are handled in lanes ([`lanes`]): one per resource, in record
+//! order, lanes side by side up to `[act] max_in_flight` findings at once per worker, so a
+//! slow recovery of one resource does not hold up the others; the batch checkpoints when
+//! every lane is done.
+//!
 //! [`spawn_sweeper`] runs the stuck-incident sweeper ([`aiops_act::sweeper`]) every
 //! `[act.sweeper] interval_secs` on a blocking thread, beside the shard processors.
 
@@ -44,6 +49,32 @@ pub struct ActShared<O> {
     pub prefix: String,
     /// Roll-over bounds of the `incidents` objects.
     pub archive: ArchiveConfig,
+    /// Findings handled at once by this worker, over all its shards (`[act] max_in_flight`
+    /// permits).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+/// The findings of one batch in lanes, one per resource (the resource key; a finding without
+/// a resource is its own lane), each in record order, lanes in the order of their first
+/// finding: findings of one resource are handled one after the other, never at once.
+pub fn lanes(items: Vec<(ConsumedRecord, Finding)>) -> Vec<Vec<(ConsumedRecord, Finding)>> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by_key: std::collections::HashMap<String, Vec<(ConsumedRecord, Finding)>> =
+        std::collections::HashMap::new();
+    for (r, f) in items {
+        let key = match &f.resource {
+            Some(res) => format!("resource:{}", res.key()),
+            None => format!("finding:{}", f.finding_id),
+        };
+        if !by_key.contains_key(&key) {
+            order.push(key.clone());
+        }
+        by_key.entry(key).or_default().push((r, f));
+    }
+    order
+        .into_iter()
+        .filter_map(|k| by_key.remove(&k))
+        .collect()
 }
 
 /// Creates one [`ActProcessor`] per shard.
@@ -71,59 +102,102 @@ pub struct ActProcessor<O> {
 
 impl<O: ObjectStore> ShardProcessor for ActProcessor<O> {
     async fn process(&mut self, records: Vec<ConsumedRecord>) -> Result<(), ProcessError> {
-        let c = &self.shared.counters;
+        let c = self.shared.counters.clone();
+        let mut parsed = Vec::with_capacity(records.len());
         for r in records {
             c.records.fetch_add(1, Ordering::Relaxed);
-            let finding: Finding = match serde_json::from_slice(&r.data) {
-                Ok(f) => f,
+            match serde_json::from_slice::<Finding>(&r.data) {
+                Ok(f) => {
+                    c.findings.fetch_add(1, Ordering::Relaxed);
+                    parsed.push((r, f));
+                }
                 Err(e) => {
                     c.bad_records.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(shard = %r.shard_id, sequence_number = %r.sequence_number, error = %e, "decisions stream record is not a Finding; skipped");
-                    continue;
                 }
-            };
-            c.findings.fetch_add(1, Ordering::Relaxed);
-            let workflow = self.shared.workflow.clone();
-            let finding_id = finding.finding_id.clone();
-            let handled = match tokio::task::spawn_blocking(move || workflow.handle(&finding))
-                .await
-                .map_err(|e| ProcessError(format!("incident workflow panicked: {e}")))?
-            {
-                Ok(h) => h,
-                Err(e) if e.is_permanent() => {
-                    let reason = format!("finding {finding_id} cannot be handled: {e}");
-                    tracing::error!(shard = %r.shard_id, sequence_number = %r.sequence_number, %reason, "dead letter");
-                    let d = DeadLetter {
-                        reason,
-                        position: Position {
-                            stream: r.stream.clone(),
-                            shard_id: r.shard_id.clone(),
-                            sequence_number: r.sequence_number.clone(),
-                            sub_sequence_number: r.sub_sequence_number,
-                        },
-                        data: r.data,
-                    };
-                    self.dead_letters
-                        .append_dead_letter(&d.position, &dead_letter_line(&d));
-                    c.dead_letters.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                Err(e) => return Err(ProcessError(e.to_string())),
-            };
-            if let Some(reason) = &handled.suppressed {
-                c.suppressed_findings.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(shard = %r.shard_id, %reason, "finding suppressed: recorded, no incident");
-            }
-            if handled.opened {
-                c.incidents.fetch_add(1, Ordering::Relaxed);
-            }
-            if let Some(i) = &handled.incident {
-                tracing::info!(incident = %i.incident_id, state = %i.state, resource = %i.resource_key, "incident");
-                self.incidents
-                    .append(aiops_history::tables::incident_row(i));
             }
         }
-        Ok(())
+        // One lane per resource, in record order; lanes run side by side, each on a blocking
+        // thread, as many at once as the worker's permits allow.
+        let mut running = tokio::task::JoinSet::new();
+        for lane in lanes(parsed) {
+            let permit = self
+                .shared
+                .in_flight
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| ProcessError(format!("act permits closed: {e}")))?;
+            let workflow = self.shared.workflow.clone();
+            running.spawn_blocking(move || {
+                let _permit = permit;
+                let mut out = Vec::with_capacity(lane.len());
+                for (r, f) in lane {
+                    let result = workflow.handle(&f);
+                    // A retryable failure ends the lane: the resource's later findings wait
+                    // for the records to be read again.
+                    let stop = matches!(&result, Err(e) if !e.is_permanent());
+                    out.push((r, f.finding_id, result));
+                    if stop {
+                        break;
+                    }
+                }
+                out
+            });
+        }
+        let mut failure: Option<ProcessError> = None;
+        while let Some(done) = running.join_next().await {
+            let results = match done {
+                Ok(v) => v,
+                Err(e) => {
+                    failure.get_or_insert(ProcessError(format!("incident workflow panicked: {e}")));
+                    continue;
+                }
+            };
+            for (r, finding_id, result) in results {
+                let handled = match result {
+                    Ok(h) => h,
+                    Err(e) if e.is_permanent() => {
+                        let reason = format!("finding {finding_id} cannot be handled: {e}");
+                        tracing::error!(shard = %r.shard_id, sequence_number = %r.sequence_number, %reason, "dead letter");
+                        let d = DeadLetter {
+                            reason,
+                            position: Position {
+                                stream: r.stream.clone(),
+                                shard_id: r.shard_id.clone(),
+                                sequence_number: r.sequence_number.clone(),
+                                sub_sequence_number: r.sub_sequence_number,
+                            },
+                            data: r.data,
+                        };
+                        self.dead_letters
+                            .append_dead_letter(&d.position, &dead_letter_line(&d));
+                        c.dead_letters.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(e) => {
+                        failure.get_or_insert(ProcessError(e.to_string()));
+                        continue;
+                    }
+                };
+                if let Some(reason) = &handled.suppressed {
+                    c.suppressed_findings.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(shard = %r.shard_id, %reason, "finding suppressed: recorded, no incident");
+                }
+                if handled.opened {
+                    c.incidents.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(i) = &handled.incident {
+                    tracing::info!(incident = %i.incident_id, state = %i.state, resource = %i.resource_key, "incident");
+                    self.incidents
+                        .append(aiops_history::tables::incident_row(i));
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn flush_due(&self) -> bool {

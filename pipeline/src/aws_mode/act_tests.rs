@@ -9,7 +9,7 @@ use aiops_act::dynamo::DynamoStore;
 use aiops_act::notify::NoopNotifier;
 use aiops_act::setup::{DynExecutor, DynExplainer, DynNotifier, DynStore};
 use aiops_act::{ActConfig, DryRunExecutor, StatisticalExplainer, StoreConfig, Workflow};
-use aiops_aws::consumer::{ConsumerConfig, Worker};
+use aiops_aws::consumer::{ConsumerConfig, ProcessorFactory, ShardProcessor, Worker};
 use aiops_aws::coordinator::{LeaseConfig, LeaseCoordinator};
 use aiops_aws::lease::{Checkpoint, Lease};
 use aiops_aws::testing::{FakeKinesis, MemoryLeaseStore, MemoryObjectStore};
@@ -110,6 +110,7 @@ fn a_refused_finding_goes_to_dead_letters_and_the_shard_checkpoints() {
         objects: objects.clone(),
         prefix: "history".into(),
         archive: ArchiveConfig::default(),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(4)),
     }));
     let worker = Worker::new(
         kinesis.clone(),
@@ -185,4 +186,135 @@ fn a_refused_finding_goes_to_dead_letters_and_the_shard_checkpoints() {
     );
     assert!(got.0.is_some_and(|i| i.state.is_terminal()));
     assert_eq!(got.1, None);
+}
+
+/// Runs every build for 400 ms and records how many ran at once, at most.
+#[derive(Default)]
+struct Slow {
+    now: std::sync::atomic::AtomicUsize,
+    max: std::sync::atomic::AtomicUsize,
+    runs: std::sync::Mutex<Vec<String>>,
+}
+
+impl aiops_act::RecoveryExecutor for Slow {
+    fn run(
+        &self,
+        plan: &aiops_act::RecoveryPlan,
+        started: &mut dyn FnMut(&str),
+    ) -> aiops_act::BuildResult {
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(n, Ordering::SeqCst);
+        let id = format!("dry-run:{}:{}", plan.project, uuid::Uuid::new_v4().simple());
+        started(&id);
+        std::thread::sleep(Duration::from_millis(400));
+        self.runs
+            .lock()
+            .unwrap()
+            .push(plan.environment["RESOURCE_ID"].clone());
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        aiops_act::BuildResult {
+            build_id: Some(id),
+            outcome: aiops_act::BuildOutcome::DryRun,
+        }
+    }
+}
+
+fn record(seq: usize, f: &Finding) -> ConsumedRecord {
+    ConsumedRecord {
+        stream: STREAM.into(),
+        shard_id: "shardId-000000000000".into(),
+        sequence_number: seq.to_string(),
+        sub_sequence_number: None,
+        partition_key: "k".into(),
+        data: serde_json::to_vec(f).unwrap(),
+        approximate_arrival_micros: None,
+    }
+}
+
+fn profiles() -> BTreeMap<String, aiops_act::RuleProfile> {
+    BTreeMap::from([(
+        "ssm_delete_parameter".to_string(),
+        aiops_act::RuleProfile {
+            severity: 7,
+            category: "destructive".into(),
+        },
+    )])
+}
+
+/// Handles `findings` as one batch with `permits` findings in flight; returns the executor.
+async fn batch(findings: &[Finding], permits: usize) -> (Arc<Slow>, Arc<StageCounters>) {
+    let slow = Arc::new(Slow::default());
+    let workflow: ActWorkflow = Workflow::new(
+        Box::new(aiops_act::SqliteStore::in_memory().unwrap()) as DynStore,
+        Box::new(StatisticalExplainer::new(profiles())) as DynExplainer,
+        Box::new(slow.clone()) as DynExecutor,
+        ActConfig::default(),
+        "w1".into(),
+    )
+    .with_notifier(Box::new(NoopNotifier) as DynNotifier);
+    let counters = Arc::new(StageCounters::default());
+    let factory = ActFactory(Arc::new(ActShared {
+        workflow: Arc::new(workflow),
+        checkpoint_interval: Duration::from_secs(60),
+        counters: counters.clone(),
+        objects: Arc::new(MemoryObjectStore::new()),
+        prefix: "history".into(),
+        archive: ArchiveConfig::default(),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(permits)),
+    }));
+    let mut p = factory.create("shardId-000000000000");
+    let records = findings
+        .iter()
+        .enumerate()
+        .map(|(i, f)| record(i + 1, f))
+        .collect();
+    p.process(records).await.unwrap();
+    (slow, counters)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_of_different_resources_are_handled_side_by_side_within_the_bound() {
+    let three: Vec<Finding> = ["a", "b", "c"].iter().map(|id| finding(id, 10)).collect();
+    let (slow, c) = batch(&three, 4).await;
+    // Three resources, each apply then verify: three builds at once.
+    assert_eq!(slow.max.load(Ordering::SeqCst), 3);
+    assert_eq!(slow.runs.lock().unwrap().len(), 6);
+    assert_eq!(c.snapshot().incidents, 3);
+    // Bounded: two permits, at most two at once.
+    let (slow, _) = batch(&three, 2).await;
+    assert_eq!(slow.max.load(Ordering::SeqCst), 2);
+    assert_eq!(slow.runs.lock().unwrap().len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_of_one_resource_are_handled_one_at_a_time_in_order() {
+    // Two findings on one resource: one lane, in order; the second is within the first's
+    // cooldown, so only the first recovers (apply, verify), never two builds at once.
+    let mut second = finding("a", 10);
+    second.finding_id = "a2".into();
+    let (slow, c) = batch(&[finding("a", 10), second], 4).await;
+    assert_eq!(slow.max.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        *slow.runs.lock().unwrap(),
+        vec!["/prod/a".to_string(), "/prod/a".to_string()]
+    );
+    assert_eq!(c.snapshot().incidents, 2);
+}
+
+#[test]
+fn lanes_group_by_resource_in_record_order() {
+    let mut a2 = finding("a", 10);
+    a2.finding_id = "a2".into();
+    let mut none = finding("n", 10);
+    none.resource = None;
+    let items: Vec<(ConsumedRecord, Finding)> = [finding("a", 10), finding("b", 10), a2, none]
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (record(i + 1, &f), f))
+        .collect();
+    let got: Vec<Vec<String>> = lanes(items)
+        .into_iter()
+        .map(|l| l.into_iter().map(|(_, f)| f.finding_id).collect())
+        .collect();
+    assert_eq!(got, vec![vec!["a", "a2"], vec!["b"], vec!["n"]]);
 }

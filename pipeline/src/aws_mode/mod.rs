@@ -256,6 +256,7 @@ pub fn run_stages(
                     // Dropped with the stage: the sweeper ends when `stop_rx` turns true.
                     let _sweeper =
                         act::spawn_sweeper(wf.clone(), counters.clone(), stop_rx.clone());
+                    let permits = wf.config().max_in_flight.max(1);
                     spawn_worker(
                         &c,
                         cfg,
@@ -271,6 +272,7 @@ pub fn run_stages(
                             objects: c.objects.clone(),
                             prefix: cfg.aws.history_prefix.clone(),
                             archive: cfg.archive,
+                            in_flight: Arc::new(tokio::sync::Semaphore::new(permits)),
                         })),
                         stop_rx.clone(),
                     )
