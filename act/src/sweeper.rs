@@ -14,7 +14,9 @@
 //!   (the incident holds the lock, so its own earlier lock is recognised) to the recovery;
 //! - EXECUTING / VERIFYING with the build id of that phase recorded: that build is verified
 //!   (`BatchGetBuilds`, [`RecoveryExecutor::wait`]), never started a second time; without
-//!   one, the build is started.
+//!   one, a build of the incident started but never recorded (the worker died between
+//!   StartBuild and the write; [`RecoveryExecutor::find_started`]: its `CORRELATION_ID`) is
+//!   verified and recorded, and only when there is none is the build started.
 //!
 //! An incident whose build of the current phase is recorded counts as stuck only after
 //! `stuck_after_secs` plus `[act.recovery] build_timeout_secs`: until then the worker that
@@ -231,6 +233,35 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
         Ok(report)
     }
 
+    /// A build of `project` started for `incident` whose id was never recorded (the worker
+    /// died between StartBuild and the write), found through the executor and recorded now;
+    /// `None` when there is none.
+    fn started_unrecorded(
+        &self,
+        incident: &Incident,
+        project: &str,
+        action: &str,
+        target: &str,
+    ) -> Option<String> {
+        let plan = crate::RecoveryPlan {
+            project: project.to_string(),
+            environment: crate::workflow::recovery_env(incident, action, target),
+        };
+        let found = self.executor().find_started(&plan, &incident.build_ids)?;
+        tracing::warn!(incident = %incident.incident_id, build_id = %found, "build started before a restart but never recorded; verifying it instead of starting another");
+        let patch = crate::IncidentPatch {
+            add_build_id: Some(found.clone()),
+            ..crate::IncidentPatch::default()
+        };
+        if let Err(e) =
+            self.store()
+                .annotate(&incident.incident_id, incident.state, &patch, self.now())
+        {
+            tracing::warn!(incident = %incident.incident_id, error = %e, "found build id not recorded");
+        }
+        Some(found)
+    }
+
     /// Resumes `incident` as `resume` says.
     ///
     /// # Errors
@@ -293,7 +324,18 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
                 };
                 let build = match resume {
                     Resume::AwaitApply(b) | Resume::AwaitVerify(b) => Some(b),
-                    _ => None,
+                    Resume::StartApply => self.started_unrecorded(
+                        incident,
+                        &self.config().recovery.apply_project,
+                        &a,
+                        &t,
+                    ),
+                    _ => self.started_unrecorded(
+                        incident,
+                        &self.config().recovery.verify_project,
+                        &a,
+                        &t,
+                    ),
                 };
                 self.recover(incident, &a, &t, from, build)
             }

@@ -74,11 +74,22 @@ pub trait RecoveryExecutor {
             )),
         }
     }
+    /// The id of a build of `plan.project` already started for the same incident (its
+    /// `CORRELATION_ID` override), other than `exclude`, when the executor can tell: a worker
+    /// that died between StartBuild and recording the id left it running. The default finds
+    /// none.
+    fn find_started(&self, plan: &RecoveryPlan, exclude: &[String]) -> Option<String> {
+        let _ = (plan, exclude);
+        None
+    }
 }
 
 impl<T: RecoveryExecutor + ?Sized> RecoveryExecutor for Box<T> {
     fn run(&self, plan: &RecoveryPlan, started: &mut dyn FnMut(&str)) -> BuildResult {
         (**self).run(plan, started)
+    }
+    fn find_started(&self, plan: &RecoveryPlan, exclude: &[String]) -> Option<String> {
+        (**self).find_started(plan, exclude)
     }
     fn wait(&self, build_id: &str) -> BuildResult {
         (**self).wait(build_id)
@@ -89,6 +100,9 @@ impl<T: RecoveryExecutor + ?Sized> RecoveryExecutor for &T {
     fn run(&self, plan: &RecoveryPlan, started: &mut dyn FnMut(&str)) -> BuildResult {
         (**self).run(plan, started)
     }
+    fn find_started(&self, plan: &RecoveryPlan, exclude: &[String]) -> Option<String> {
+        (**self).find_started(plan, exclude)
+    }
     fn wait(&self, build_id: &str) -> BuildResult {
         (**self).wait(build_id)
     }
@@ -98,9 +112,27 @@ impl<T: RecoveryExecutor + ?Sized> RecoveryExecutor for std::sync::Arc<T> {
     fn run(&self, plan: &RecoveryPlan, started: &mut dyn FnMut(&str)) -> BuildResult {
         (**self).run(plan, started)
     }
+    fn find_started(&self, plan: &RecoveryPlan, exclude: &[String]) -> Option<String> {
+        (**self).find_started(plan, exclude)
+    }
     fn wait(&self, build_id: &str) -> BuildResult {
         (**self).wait(build_id)
     }
+}
+
+/// The environment overrides of an incident's recovery builds: `RESOURCE_TYPE`,
+/// `RESOURCE_ID`, `TF_TARGET`, `CORRELATION_ID` (the incident's), `ACTION`.
+pub fn recovery_env(incident: &Incident, action: &str, target: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("RESOURCE_TYPE".to_string(), incident.resource_type.clone()),
+        ("RESOURCE_ID".to_string(), incident.resource_id.clone()),
+        ("TF_TARGET".to_string(), target.to_string()),
+        (
+            "CORRELATION_ID".to_string(),
+            incident.correlation_id.clone(),
+        ),
+        ("ACTION".to_string(), action.to_string()),
+    ])
 }
 
 /// Records the build it would start and runs nothing.
@@ -858,15 +890,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
     ) -> Result<Handled, WorkflowError> {
         use WorkflowState::*;
         let id = incident.incident_id.as_str();
-        let mut env = BTreeMap::new();
-        env.insert("RESOURCE_TYPE".to_string(), incident.resource_type.clone());
-        env.insert("RESOURCE_ID".to_string(), incident.resource_id.clone());
-        env.insert("TF_TARGET".to_string(), target.to_string());
-        env.insert(
-            "CORRELATION_ID".to_string(),
-            incident.correlation_id.clone(),
-        );
-        env.insert("ACTION".to_string(), action.to_string());
+        let env = recovery_env(incident, action, target);
         let unrecorded = |r: &BuildResult, recorded: bool| {
             if recorded { None } else { r.build_id.clone() }
         };

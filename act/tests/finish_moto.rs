@@ -289,6 +289,13 @@ fn the_sweeper_verifies_a_recorded_build_instead_of_starting_another() {
     assert_eq!(starts[0].environment["CORRELATION_ID"], "corr-stuck1");
     assert_eq!(i.build_ids.len(), 2);
     assert_eq!(i.build_ids[0], apply_id);
+    // The look-up of a build started but never recorded runs against CodeBuild (moto keeps
+    // no environment overrides, so it finds none there).
+    let api = aiops_act::codebuild::SdkCodeBuild::new(&env.sdk, env.rt.clone());
+    assert_eq!(
+        aiops_act::codebuild::BuildApi::find(&api, &env.apply, "corr-stuck1", &[]),
+        Ok(None)
+    );
     assert!(faulty.reads.load(Ordering::SeqCst) >= 2);
     // Nothing is stuck any more; the young incident is untouched.
     assert_eq!(

@@ -48,6 +48,9 @@ fn profiles() -> BTreeMap<String, RuleProfile> {
 struct Counting {
     started: Mutex<Vec<String>>,
     waited: Mutex<Vec<String>>,
+    /// Builds "already running" per project (started by a worker that died before it
+    /// recorded the id), found by correlation id.
+    running: Mutex<Vec<(String, String, String)>>,
 }
 
 impl RecoveryExecutor for Counting {
@@ -63,6 +66,18 @@ impl RecoveryExecutor for Counting {
             build_id: Some(id),
             outcome: BuildOutcome::Succeeded,
         }
+    }
+    fn find_started(&self, plan: &RecoveryPlan, exclude: &[String]) -> Option<String> {
+        self.running
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(p, c, id)| {
+                *p == plan.project
+                    && *c == plan.environment["CORRELATION_ID"]
+                    && !exclude.contains(id)
+            })
+            .map(|(_, _, id)| id.clone())
     }
     fn wait(&self, build_id: &str) -> BuildResult {
         self.waited.lock().unwrap().push(build_id.to_string());
@@ -236,5 +251,51 @@ fn stuck_states_resume_from_where_they_stopped_and_young_ones_wait() {
             "aiops-recovery-apply:new-2",
             "aiops-recovery-verify:new-3",
         ]
+    );
+}
+
+#[test]
+fn a_build_started_but_never_recorded_is_found_and_verified_not_started_again() {
+    let store = SqliteStore::in_memory().unwrap();
+    // The worker died between StartBuild and recording the id: EXECUTING, no build id.
+    assert!(
+        store
+            .create(&incident(
+                "u1",
+                WorkflowState::Executing,
+                NOW - 20 * MIN,
+                &[]
+            ))
+            .unwrap()
+    );
+    let wf = workflow(store);
+    wf.executor().running.lock().unwrap().extend([
+        (
+            "aiops-recovery-apply".to_string(),
+            "corr-other".to_string(),
+            "aiops-recovery-apply:other".to_string(),
+        ),
+        (
+            "aiops-recovery-apply".to_string(),
+            "corr-u1".to_string(),
+            "aiops-recovery-apply:lost-1".to_string(),
+        ),
+    ]);
+    let r = wf.sweep(NOW).unwrap();
+    assert_eq!(r.resumed, 1);
+    let i = wf.store().get("inc-u1").unwrap().unwrap();
+    assert_eq!(i.state, WorkflowState::Resolved);
+    assert_eq!(
+        *wf.executor().waited.lock().unwrap(),
+        vec!["aiops-recovery-apply:lost-1".to_string()]
+    );
+    // Only the verify build was started; the found apply build is recorded first.
+    assert_eq!(
+        *wf.executor().started.lock().unwrap(),
+        vec!["aiops-recovery-verify:new-0".to_string()]
+    );
+    assert_eq!(
+        i.build_ids,
+        vec!["aiops-recovery-apply:lost-1", "aiops-recovery-verify:new-0"]
     );
 }
