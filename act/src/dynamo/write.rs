@@ -246,35 +246,6 @@ impl DynamoStore {
             format!("{ws} = {st} AND {ua} = {seen}"),
         )
     }
-
-    /// Runs a transition-like update with a given token (tests: the SDK's retry of an applied
-    /// update sends the same token again).
-    ///
-    /// # Errors
-    /// As [`crate::IncidentStore::transition`].
-    pub fn transition_with_token(
-        &self,
-        incident_id: &str,
-        from: WorkflowState,
-        to: WorkflowState,
-        at: i64,
-        token: &str,
-    ) -> Result<bool, StoreError> {
-        let mut e = Expr::default();
-        let ws = e.name("workflow_state");
-        let to_v = e.value(s(to.as_str()));
-        let ua = e.name("updated_at");
-        let at_v = e.value(n(at));
-        let from_v = e.value(s(from.as_str()));
-        self.update_with_token(
-            "transition",
-            incident_id,
-            e,
-            vec![format!("{ws} = {to_v}"), format!("{ua} = {at_v}")],
-            format!("{ws} = {from_v}"),
-            token,
-        )
-    }
 }
 
 #[cfg(test)]
