@@ -320,9 +320,9 @@ const MAX_REASONING_BYTES: usize = 8 * 1024;
 const MAX_NOTE_BYTES: usize = 4 * 1024;
 
 impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor> Workflow<S, E, X, NoopNotifier> {
-    /// A workflow for one worker (`worker_id` names the worker in logs; the incident holds
-    /// its cooldown lock), without
-    /// notifications (see [`Workflow::with_notifier`]).
+    /// A workflow for one worker (`worker_id` names the worker in logs; the incident, not
+    /// the worker, holds its cooldown lock), without notifications (see
+    /// [`Workflow::with_notifier`]).
     pub fn new(store: S, explainer: E, executor: X, config: ActConfig, worker_id: String) -> Self {
         Workflow {
             store,
