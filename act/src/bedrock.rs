@@ -23,6 +23,9 @@ use crate::answer::{ModelAnswer, parse_answer};
 use crate::aws::{Blocking, error_chain};
 use crate::clock::{Clock, backoff};
 use crate::explain::{ExplainContext, Explainer, Explanation, StatisticalExplainer};
+use crate::model_limits::{
+    ResolvedLimit, base_model_id, is_max_tokens_error, limit_in_message, max_tokens_limit,
+};
 use crate::text::truncate_utf8;
 use aiops_core::time::format_rfc3339_micros;
 use aiops_core::{Decision, Finding, stable_hash};
@@ -35,7 +38,7 @@ use aws_sdk_bedrockruntime::types::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,8 +57,15 @@ pub struct EnrichmentConfig {
     /// Bedrock endpoint (tests, VPC endpoints); default: the SDK's, which honours
     /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` and `AWS_ENDPOINT_URL`.
     pub endpoint_url: Option<String>,
-    /// Most tokens the model may generate per answer. Default 600.
+    /// Most tokens the model may generate per answer (Converse `maxTokens`). Default 600; at
+    /// most the model's limit ([`crate::model_limits`]: the built-in table, or
+    /// `max_tokens_limits`).
     pub max_tokens: u32,
+    /// Overrides and additions to the built-in table of output limits
+    /// ([`crate::model_limits::MODEL_MAX_TOKENS`]): a model id prefix (base id such as
+    /// `anthropic.claude-3-5-haiku`, or a full id or ARN) -> the largest `maxTokens` it
+    /// accepts, tokens. The longest matching key wins. Default empty.
+    pub max_tokens_limits: BTreeMap<String, u32>,
     /// Sampling temperature. Default 0.
     pub temperature: f32,
     /// Most Converse requests per rolling minute (each retry counts). Default 30.
@@ -93,6 +103,7 @@ impl Default for EnrichmentConfig {
             region: None,
             endpoint_url: None,
             max_tokens: 600,
+            max_tokens_limits: BTreeMap::new(),
             temperature: 0.0,
             calls_per_minute: 30,
             tokens_per_minute: 0,
@@ -107,6 +118,50 @@ impl Default for EnrichmentConfig {
             history_limit: 5,
             max_evidence_bytes: 6144,
         }
+    }
+}
+
+impl EnrichmentConfig {
+    /// The `maxTokens` limit of the configured model ([`crate::model_limits::max_tokens_limit`]
+    /// with `max_tokens_limits`).
+    pub fn max_tokens_limit(&self) -> ResolvedLimit {
+        max_tokens_limit(&self.model_id, &self.max_tokens_limits)
+    }
+
+    /// Checks `max_tokens` against the model's limit and the overrides' values.
+    ///
+    /// # Errors
+    /// `(field below act, reason)`: `enrichment.max_tokens` when it is 0 or above the limit
+    /// (the reason names the model, the limit and where the limit comes from),
+    /// `enrichment.max_tokens_limits` for an empty key or a value outside 1..=1000000.
+    pub fn check_max_tokens(&self) -> Result<(), (String, String)> {
+        for (k, v) in &self.max_tokens_limits {
+            if k.trim().is_empty() || !(1..=1_000_000).contains(v) {
+                return Err((
+                    "enrichment.max_tokens_limits".into(),
+                    format!("{k:?} = {v}: keys must be non-empty and limits within 1..=1000000"),
+                ));
+            }
+        }
+        let limit = self.max_tokens_limit();
+        if self.max_tokens == 0 || self.max_tokens > limit.max_tokens {
+            let model = if self.model_id.trim().is_empty() {
+                "(none)".to_string()
+            } else {
+                format!("{:?}", self.model_id)
+            };
+            return Err((
+                "enrichment.max_tokens".into(),
+                format!(
+                    "{} is outside 1..={} for model {model} (its limit, {}); lower it, or set act.enrichment.max_tokens_limits.\"{}\" if the model accepts more",
+                    self.max_tokens,
+                    limit.max_tokens,
+                    limit.describe(),
+                    base_model_id(&self.model_id)
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -133,6 +188,9 @@ pub struct EnrichmentStats {
     pub config_errors_reported: u64,
     /// Tokens reported by Bedrock (input + output).
     pub tokens: u64,
+    /// Requests Bedrock rejected because `maxTokens` is above the model's limit (each
+    /// configuration is sent once: later findings fall back without a request).
+    pub over_limit_rejections: u64,
 }
 
 /// What went wrong with one Converse request.
@@ -149,6 +207,9 @@ pub enum CallErrorClass {
     Transient,
     /// This request was rejected (e.g. input too long): fall back for this finding only.
     Rejected,
+    /// `maxTokens` is above the model's limit: every request with this configuration will
+    /// be rejected, so it is remembered until `model_id` or `max_tokens` changes.
+    MaxTokens,
 }
 
 /// Classifies a Bedrock error by its code and message (Bedrock runtime error codes:
@@ -167,6 +228,7 @@ pub fn classify_error(code: &str, message: &str) -> CallErrorClass {
         | "InvalidSignatureException"
         | "ExpiredTokenException"
         | "MissingAuthenticationTokenException" => CallErrorClass::Config,
+        "ValidationException" if is_max_tokens_error(message) => CallErrorClass::MaxTokens,
         "ValidationException" => {
             const CONFIG_HINTS: [&str; 9] = [
                 "on-demand throughput",
@@ -347,11 +409,14 @@ struct CallFailure {
 struct State {
     calls: VecDeque<i64>,
     tokens: VecDeque<(i64, u64)>,
-    cache: HashMap<u64, (i64, ModelAnswer)>,
+    /// Answers by fingerprint: (when, the parsed answer, the raw answer as stored).
+    cache: HashMap<u64, (i64, ModelAnswer, String)>,
     cache_order: VecDeque<u64>,
     breaker_until: Option<i64>,
     /// Configuration error: (next probe time, message).
     config_error: Option<(i64, String)>,
+    /// An over-limit rejection: the (model id, max tokens) it was for, and the note.
+    over_limit: Option<(String, u32, String)>,
     stats: EnrichmentStats,
 }
 
@@ -397,18 +462,18 @@ impl State {
         None
     }
 
-    fn cached(&mut self, key: u64, now: i64, ttl: i64) -> Option<ModelAnswer> {
+    fn cached(&mut self, key: u64, now: i64, ttl: i64) -> Option<(ModelAnswer, String)> {
         match self.cache.get(&key) {
-            Some((at, a)) if now.saturating_sub(*at) < ttl => Some(a.clone()),
+            Some((at, a, raw)) if now.saturating_sub(*at) < ttl => Some((a.clone(), raw.clone())),
             _ => None,
         }
     }
 
-    fn remember(&mut self, key: u64, now: i64, answer: ModelAnswer, cap: usize) {
+    fn remember(&mut self, key: u64, now: i64, answer: ModelAnswer, raw: String, cap: usize) {
         if cap == 0 {
             return;
         }
-        if self.cache.insert(key, (now, answer)).is_none() {
+        if self.cache.insert(key, (now, answer, raw)).is_none() {
             self.cache_order.push_back(key);
         }
         while self.cache.len() > cap {
@@ -420,6 +485,33 @@ impl State {
             }
         }
     }
+}
+
+/// Largest raw model answer kept with an incident, bytes (the text, before the marker).
+pub const MAX_RAW_ANSWER_BYTES: usize = 16 * 1024;
+
+/// The raw model answer as stored with the incident: `[stopReason <reason>]` on the first
+/// line, then the text; a text over [`MAX_RAW_ANSWER_BYTES`] is cut on a character boundary
+/// to at most that many bytes and followed by `\n[truncated: <kept> of <total> bytes kept]`.
+pub fn bound_raw_answer(text: &str, stop_reason: &str) -> String {
+    let mut out = format!("[stopReason {}]\n", truncate_utf8(stop_reason, 64));
+    if text.len() <= MAX_RAW_ANSWER_BYTES {
+        out.push_str(text);
+        return out;
+    }
+    let mut end = 0;
+    for (i, c) in text.char_indices() {
+        if i + c.len_utf8() > MAX_RAW_ANSWER_BYTES {
+            break;
+        }
+        end = i + c.len_utf8();
+    }
+    out.push_str(text.get(..end).unwrap_or_default());
+    out.push_str(&format!(
+        "\n[truncated: {end} of {} bytes kept]",
+        text.len()
+    ));
+    out
 }
 
 /// The Bedrock explainer (see the module documentation).
@@ -475,6 +567,15 @@ impl BedrockExplainer {
             .unwrap_or_default()
     }
 
+    /// The over-limit rejection remembered for the current `model_id` and `max_tokens`, if
+    /// any: the note every finding records while it lasts.
+    pub fn over_limit(&self) -> Option<String> {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|s| s.over_limit.as_ref().map(|(_, _, m)| m.clone()))
+    }
+
     /// The configuration error currently latched, if any (for a health check or the CLI).
     pub fn config_error(&self) -> Option<String> {
         self.state
@@ -501,6 +602,7 @@ impl BedrockExplainer {
             decision,
             note: Some(note),
             may_act,
+            raw_answer: None,
         }
     }
 
@@ -605,7 +707,7 @@ impl Explainer for BedrockExplainer {
         let key = fingerprint(finding);
         let cfg = &self.config;
         // 1. Cache: a storm of identical findings costs one call.
-        if let Some(a) = self.with_state(|s| {
+        if let Some((a, raw)) = self.with_state(|s| {
             let hit = s.cached(key, now, secs_us(cfg.cache_ttl_secs));
             if hit.is_some() {
                 s.stats.cache_hits += 1;
@@ -617,7 +719,17 @@ impl Explainer for BedrockExplainer {
                 decision: self.decision(finding, a),
                 note: Some("bedrock answer reused from the cache (same fingerprint)".into()),
                 may_act: true,
+                raw_answer: Some(raw),
             };
+        }
+        // 2a. maxTokens over the model's limit, remembered until the configuration changes.
+        if let Some(msg) = self.with_state(|s| match &s.over_limit {
+            Some((model, max, m)) if *model == cfg.model_id && *max == cfg.max_tokens => {
+                Some(m.clone())
+            }
+            _ => None,
+        }) {
+            return self.fallback(finding, msg, true);
         }
         // 2. A latched configuration error, until the next probe.
         if let Some(msg) = self.with_state(|s| match &s.config_error {
@@ -726,6 +838,22 @@ impl Explainer for BedrockExplainer {
                                 true,
                             );
                         }
+                        CallErrorClass::MaxTokens => {
+                            let limit = limit_in_message(&f.message)
+                                .map(|l| format!("Bedrock says its limit is {l}"))
+                                .unwrap_or_else(|| "see the message for its limit".into());
+                            let msg = format!(
+                                "bedrock rejected act.enrichment.max_tokens {} for model {:?} ({limit}): {what}; not sent again until act.enrichment.max_tokens or model_id changes (add the limit to act.enrichment.max_tokens_limits so validate catches it)",
+                                cfg.max_tokens, cfg.model_id
+                            );
+                            self.with_state(|s| {
+                                s.stats.over_limit_rejections += 1;
+                                s.over_limit =
+                                    Some((cfg.model_id.clone(), cfg.max_tokens, msg.clone()));
+                            });
+                            tracing::error!(model_id = %cfg.model_id, max_tokens = cfg.max_tokens, "bedrock: max_tokens above the model's limit; statistical explainer in use: {msg}");
+                            return self.fallback(finding, msg, true);
+                        }
                         CallErrorClass::Rejected => {
                             return self.fallback(
                                 finding,
@@ -744,16 +872,18 @@ impl Explainer for BedrockExplainer {
             s.breaker_until = None;
             s.config_error = None;
         });
+        let raw = bound_raw_answer(&reply.text, &reply.stop_reason);
         match parse_answer(&reply.text, reply.truncated) {
             Ok(answer) => {
                 self.with_state(|s| {
                     s.stats.answers_used += 1;
-                    s.remember(key, t, answer.clone(), cfg.cache_size);
+                    s.remember(key, t, answer.clone(), raw.clone(), cfg.cache_size);
                 });
                 Explanation {
                     decision: self.decision(finding, answer),
                     note: None,
                     may_act: true,
+                    raw_answer: Some(raw),
                 }
             }
             Err(e) => {
@@ -763,13 +893,15 @@ impl Explainer for BedrockExplainer {
                 } else {
                     e
                 };
-                self.fallback(
+                let mut x = self.fallback(
                     finding,
                     format!(
                         "bedrock answer unusable: {e}; statistical classification kept, no action"
                     ),
                     false,
-                )
+                );
+                x.raw_answer = Some(raw);
+                x
             }
         }
     }
@@ -821,6 +953,16 @@ mod tests {
                 Config,
             ),
             ("ResourceNotFoundException", "Model not found", Config),
+            (
+                "ValidationException",
+                "max_tokens: 10000 > 8192, which is the maximum allowed number of output tokens for claude-3-5-haiku-20241022",
+                MaxTokens,
+            ),
+            (
+                "ValidationException",
+                "Malformed input request: #/textGenerationConfig/maxTokenCount: 10000 is not less or equal to 8192, please reformat your request.",
+                MaxTokens,
+            ),
             ("ServiceUnavailableException", "", Transient),
             ("transport", "connection refused", Transient),
             ("SomethingNew", "", Rejected),
@@ -880,6 +1022,33 @@ mod tests {
     }
 
     #[test]
+    fn raw_answers_are_bounded_with_a_marker() {
+        assert_eq!(
+            bound_raw_answer("{}", "end_turn"),
+            "[stopReason end_turn]\n{}"
+        );
+        let exact = "a".repeat(MAX_RAW_ANSWER_BYTES);
+        assert_eq!(
+            bound_raw_answer(&exact, "max_tokens"),
+            format!("[stopReason max_tokens]\n{exact}")
+        );
+        // 16,383 ASCII bytes then a 2-byte character: it does not fit and is not split.
+        let text = format!(
+            "{}é{}",
+            "a".repeat(MAX_RAW_ANSWER_BYTES - 1),
+            "b".repeat(100)
+        );
+        let got = bound_raw_answer(&text, "end_turn");
+        assert_eq!(
+            got,
+            format!(
+                "[stopReason end_turn]\n{}\n[truncated: 16383 of 16485 bytes kept]",
+                "a".repeat(MAX_RAW_ANSWER_BYTES - 1)
+            )
+        );
+    }
+
+    #[test]
     fn fingerprint_ignores_time_and_event_ids() {
         let a = finding(vec![]);
         let mut b = a.clone();
@@ -915,7 +1084,7 @@ mod tests {
             predicted_impact: String::new(),
         };
         for k in 0..10u64 {
-            s.remember(k, 0, a.clone(), 3);
+            s.remember(k, 0, a.clone(), String::new(), 3);
         }
         assert_eq!(s.cache.len(), 3);
         assert!(s.cached(9, 5, 100).is_some());

@@ -318,11 +318,8 @@ impl ActConfig {
                 );
             }
         }
-        if !(1..=8192).contains(&e.max_tokens) {
-            return bad(
-                "enrichment.max_tokens",
-                format!("{} is outside 1..=8192", e.max_tokens),
-            );
+        if let Err((field, reason)) = e.check_max_tokens() {
+            return bad(&field, reason);
         }
         if !(0.0..=1.0).contains(&e.temperature) {
             return bad(

@@ -30,6 +30,11 @@ pub struct Explanation {
     /// classification is kept for the record and a person decides (DESIGN §5: "anything else
     /// falls back to the statistical explainer, never to an action").
     pub may_act: bool,
+    /// The model's answer as received (stop reason and text, bounded by
+    /// [`crate::bedrock::bound_raw_answer`]), when a model answered; stored with the incident
+    /// so a person can see why an answer was used or rejected. `None` for explainers without
+    /// a model and when no answer came back.
+    pub raw_answer: Option<String>,
 }
 
 impl Explanation {
@@ -39,6 +44,7 @@ impl Explanation {
             decision,
             note: None,
             may_act: true,
+            raw_answer: None,
         }
     }
 }

@@ -65,6 +65,11 @@ pub struct Incident {
     /// The notification sent for the final state (`sns:<message id>`), or why it failed.
     #[serde(default)]
     pub notification: Option<String>,
+    /// The model's raw answer (stop reason and text, at most
+    /// [`crate::bedrock::MAX_RAW_ANSWER_BYTES`] of text plus a truncation marker), when a
+    /// model answered: why an answer was used or rejected.
+    #[serde(default)]
+    pub raw_answer: Option<String>,
     /// Every state entered, in order.
     pub timeline: Vec<TimelineEntry>,
     /// Grouping: every finding id, span, highest priority, related changes.
@@ -105,6 +110,8 @@ pub struct IncidentPatch {
     pub enrichment_note: Option<String>,
     /// Notification record.
     pub notification: Option<String>,
+    /// The model's raw answer (bounded).
+    pub raw_answer: Option<String>,
 }
 
 /// Errors of an incident store.

@@ -44,6 +44,7 @@ pub mod dynamo;
 pub mod explain;
 pub mod group;
 pub mod incident;
+pub mod model_limits;
 pub mod notify;
 pub mod render;
 pub mod setup;

@@ -1,6 +1,7 @@
 //! The text view of an incident (what `aiops incidents show ID` prints): state, priority,
 //! resource, the related changes first, the findings with their series, counts against the
-//! expected and top contributors, the timeline, the action and its outcome. The JSON form
+//! expected and top contributors, the timeline, the action and its outcome, and the model's raw
+//! answer when a model answered (control characters escaped). The JSON form
 //! (`--json`) is the serialised [`Incident`] and keeps everything.
 
 use crate::incident::Incident;
@@ -167,5 +168,25 @@ pub fn render_incident(i: &Incident) -> String {
     if let Some(n) = &i.enrichment_note {
         let _ = writeln!(t, "  note: {}", truncate_utf8(n, 1024));
     }
+    if let Some(raw) = &i.raw_answer {
+        let _ = writeln!(t, "\nModel answer (raw, as received):");
+        for line in raw.lines() {
+            let _ = writeln!(t, "  {}", escape_controls(line));
+        }
+    }
     t
+}
+
+/// `line` with control characters other than tab written as `\u{..}`: a model answer is
+/// untrusted text and must not drive the terminal (escape sequences).
+fn escape_controls(line: &str) -> String {
+    line.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                format!("\\u{{{:x}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }

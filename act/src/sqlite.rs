@@ -110,7 +110,13 @@ CREATE TABLE IF NOT EXISTS outcome_counts (
 ";
 
 /// Columns added after the first release: added to an existing file when missing.
-const ADDED_COLUMNS: [&str; 4] = ["enrichment_note", "evidence_ref", "notification", "grp"];
+const ADDED_COLUMNS: [&str; 5] = [
+    "enrichment_note",
+    "evidence_ref",
+    "notification",
+    "grp",
+    "raw_answer",
+];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let mut stmt = conn
@@ -195,7 +201,7 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 const COLUMNS: &str = "incident_id, correlation_id, resource_key, resource_type, resource_id, \
     workflow_state, finding, classification, confidence, severity, reasoning, action, explainer, \
     codebuild_project, terraform_target, build_ids, outcome, timeline, event_time, created_at, \
-    updated_at, enrichment_note, evidence_ref, notification, grp";
+    updated_at, enrichment_note, evidence_ref, notification, grp, raw_answer";
 
 fn row_to_incident(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Incident, StoreError>> {
     let id: String = row.get(0)?;
@@ -254,6 +260,7 @@ fn row_to_incident(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Incident,
         enrichment_note: row.get(21)?,
         evidence_ref: row.get(22)?,
         notification: row.get(23)?,
+        raw_answer: row.get(25)?,
         group,
     }))
 }
@@ -269,7 +276,7 @@ impl IncidentStore for SqliteStore {
                 .execute(
                     &format!(
                         "INSERT OR IGNORE INTO incidents ({COLUMNS}) VALUES \
-                         (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25)"
+                         (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26)"
                     ),
                     params![
                         i.incident_id,
@@ -297,6 +304,7 @@ impl IncidentStore for SqliteStore {
                         i.evidence_ref,
                         i.notification,
                         grp,
+                        i.raw_answer,
                     ],
                 )
                 .map_err(backend)?;
@@ -363,7 +371,8 @@ impl IncidentStore for SqliteStore {
                      outcome = COALESCE(?12, outcome), \
                      updated_at = ?13, \
                      enrichment_note = COALESCE(?16, enrichment_note), \
-                     notification = COALESCE(?17, notification) \
+                     notification = COALESCE(?17, notification), \
+                     raw_answer = COALESCE(?18, raw_answer) \
                      WHERE incident_id = ?14 AND workflow_state = ?15",
                     params![
                         to.as_str(),
@@ -383,6 +392,7 @@ impl IncidentStore for SqliteStore {
                         from.as_str(),
                         patch.enrichment_note,
                         patch.notification,
+                        patch.raw_answer,
                     ],
                 )
                 .map_err(backend)?;
@@ -698,6 +708,7 @@ impl IncidentStore for SqliteStore {
                      outcome = COALESCE(?9, outcome), \
                      enrichment_note = COALESCE(?10, enrichment_note), \
                      notification = COALESCE(?11, notification), \
+                     raw_answer = COALESCE(?15, raw_answer), \
                      updated_at = ?12 \
                      WHERE incident_id = ?13 AND workflow_state = ?14",
                     params![
@@ -715,6 +726,7 @@ impl IncidentStore for SqliteStore {
                         at,
                         incident_id,
                         state.as_str(),
+                        patch.raw_answer,
                     ],
                 )
                 .map_err(backend)?;

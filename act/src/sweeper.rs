@@ -387,6 +387,7 @@ mod tests {
             enrichment_note: None,
             evidence_ref: None,
             notification: None,
+            raw_answer: None,
             timeline: Vec::new(),
             group: Default::default(),
             event_time: 0,

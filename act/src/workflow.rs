@@ -655,6 +655,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
             outcome: None,
             enrichment_note: None,
             evidence_ref: None,
+            raw_answer: None,
             notification: None,
             timeline: vec![TimelineEntry {
                 state: WorkflowState::Detected,
@@ -790,6 +791,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
                 .map(|_| self.config.recovery.apply_project.clone()),
             terraform_target: target.clone(),
             enrichment_note: note,
+            raw_answer: explanation.raw_answer.clone(),
             ..IncidentPatch::default()
         };
         if !step(Analyzing, Decided, decided)? {

@@ -394,6 +394,7 @@ fn a_failure_state_is_written_whatever_the_attribute_names() {
         outcome: None,
         enrichment_note: None,
         evidence_ref: None,
+        raw_answer: None,
         notification: None,
         timeline: vec![aiops_act::TimelineEntry {
             state: WorkflowState::Detected,
@@ -420,6 +421,7 @@ fn a_failure_state_is_written_whatever_the_attribute_names() {
         outcome: Some("apply build failed: x".into()),
         enrichment_note: Some("n".into()),
         notification: Some("sns:1".into()),
+        raw_answer: Some("[stopReason end_turn]\n{\"classification\": \"FAILURE\"}".into()),
     };
     for (from, to) in [
         (Detected, Analyzing),
@@ -447,6 +449,10 @@ fn a_failure_state_is_written_whatever_the_attribute_names() {
     assert_eq!(got.state, Failed);
     assert_eq!(got.action.as_deref(), Some("recreate"));
     assert_eq!(got.build_ids, vec!["b1".to_string()]);
+    assert_eq!(
+        got.raw_answer.as_deref(),
+        Some("[stopReason end_turn]\n{\"classification\": \"FAILURE\"}")
+    );
     assert_eq!(
         states(&got),
         vec![Detected, Analyzing, Decided, Executing, Failed]

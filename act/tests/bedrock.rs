@@ -627,3 +627,117 @@ fn history_of_the_resource_reaches_the_prompt_without_the_incident_itself() {
         serde_json::json!({"RESOLVED": 1})
     );
 }
+
+/// Issue 18: Bedrock's over-limit answer to `maxTokens` is remembered for the configuration
+/// that caused it: later findings fall back without repeating the failing request, and say
+/// why; another configuration (here a lower `max_tokens`) is sent again.
+#[test]
+fn an_over_limit_max_tokens_is_sent_once_until_the_configuration_changes() {
+    const MSG: &str = "max_tokens: 8000 > 4096, which is the maximum allowed number of output tokens for claude-3-5-haiku-20241022";
+    let note = |max: u32| {
+        format!(
+            "bedrock rejected act.enrichment.max_tokens {max} for model \"{MODEL}\" (Bedrock says its limit is 4096): ValidationException: {MSG}; not sent again until act.enrichment.max_tokens or model_id changes (add the limit to act.enrichment.max_tokens_limits so validate catches it)"
+        )
+    };
+    let stub = BedrockStub::always(Reply::Error(400, "ValidationException", MSG.into()));
+    let clock = Arc::new(ManualClock::new(0));
+    let (allowed, counts) = ctx_parts();
+    let ctx = ExplainContext {
+        allowed_actions: &allowed,
+        history: &[],
+        outcome_counts: &counts,
+    };
+    let x = explainer(
+        &stub,
+        EnrichmentConfig {
+            max_tokens: 8000,
+            ..cfg()
+        },
+        clock.clone(),
+    );
+    for n in 0..3 {
+        let e = x.explain(&rds(&format!("m{n}")), &ctx);
+        assert_eq!(e.note.as_deref(), Some(note(8000).as_str()));
+        assert_eq!(e.decision.explainer, "statistical");
+        assert!(
+            e.may_act,
+            "a failed request falls back as any Bedrock failure does"
+        );
+        assert_eq!(e.raw_answer, None);
+    }
+    // Not a probe: a day later still no second request.
+    clock.advance(Duration::from_secs(86_400));
+    x.explain(&rds("m9"), &ctx);
+    assert_eq!(stub.requests().len(), 1, "one request, not one per finding");
+    let stats = x.stats();
+    assert_eq!(stats.over_limit_rejections, 1);
+    assert_eq!(stats.fallbacks, 4);
+    assert_eq!(stats.retries, 0);
+    assert_eq!(x.over_limit(), Some(note(8000)));
+    assert_eq!(x.config_error(), None);
+
+    // A new configuration is tried: it reaches Bedrock (and is answered).
+    stub.push(vec![Reply::answer(answer_json(
+        "FAILURE", 0.9, 8, "recreate",
+    ))]);
+    let y = explainer(
+        &stub,
+        EnrichmentConfig {
+            max_tokens: 4096,
+            ..cfg()
+        },
+        clock,
+    );
+    let e = y.explain(&rds("m10"), &ctx);
+    assert_eq!(e.decision.explainer, format!("bedrock:{MODEL}"));
+    assert_eq!(stub.requests().len(), 2);
+    assert_eq!(y.over_limit(), None);
+}
+
+/// Issue 18: the raw model answer is stored with the incident (used or rejected), bounded,
+/// and shown by the text view of `incidents show`.
+#[test]
+fn the_raw_answer_is_stored_with_the_incident_bounded_and_shown() {
+    let good = answer_json("FAILURE", 0.95, 9, "recreate");
+    let (i, builds, _) = run_with(Reply::answer(good.clone()), &rds("r1"));
+    assert_eq!(builds, 2);
+    let raw = format!("[stopReason end_turn]\n{good}");
+    assert_eq!(i.raw_answer.as_deref(), Some(raw.as_str()));
+    let text = aiops_act::render_incident(&i);
+    assert!(
+        text.ends_with(&format!(
+            "\nModel answer (raw, as received):\n  [stopReason end_turn]\n  {good}\n"
+        )),
+        "{text}"
+    );
+
+    // A rejected answer is kept too: it is why the incident needs a person.
+    let fenced = format!("```json\n{good}\n```\u{1b}[2J");
+    let (i, builds, _) = run_with(Reply::answer(fenced.clone()), &rds("r2"));
+    assert_eq!(builds, 0);
+    assert_eq!(states(&i), REVIEW);
+    assert_eq!(
+        i.raw_answer.as_deref(),
+        Some(format!("[stopReason end_turn]\n{fenced}").as_str())
+    );
+    let text = aiops_act::render_incident(&i);
+    assert!(
+        text.ends_with(&format!(
+            "\nModel answer (raw, as received):\n  [stopReason end_turn]\n  ```json\n  {good}\n  ```\\u{{1b}}[2J\n"
+        )),
+        "control characters are escaped: {text}"
+    );
+
+    // An answer over 16 KiB is cut with a marker.
+    let long = format!("{good}{}", "x".repeat(20_000));
+    let (i, _, _) = run_with(Reply::answer(long.clone()), &rds("r3"));
+    let stored = i.raw_answer.unwrap();
+    let kept = &long[..16 * 1024];
+    assert_eq!(
+        stored,
+        format!(
+            "[stopReason end_turn]\n{kept}\n[truncated: 16384 of {} bytes kept]",
+            long.len()
+        )
+    );
+}

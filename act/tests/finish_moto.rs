@@ -237,6 +237,7 @@ fn the_sweeper_verifies_a_recorded_build_instead_of_starting_another() {
         enrichment_note: None,
         evidence_ref: None,
         notification: None,
+        raw_answer: None,
         timeline: [
             WorkflowState::Detected,
             WorkflowState::Analyzing,

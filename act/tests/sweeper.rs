@@ -117,6 +117,7 @@ fn incident(id: &str, state: WorkflowState, updated_at: i64, build_ids: &[&str])
         enrichment_note: None,
         evidence_ref: None,
         notification: None,
+        raw_answer: None,
         timeline: states
             .into_iter()
             .map(|state| TimelineEntry {

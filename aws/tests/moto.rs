@@ -10,7 +10,7 @@ use aiops_aws::consumer::{
     ConsumedRecord, ConsumerConfig, ProcessError, ProcessorFactory, ShardProcessor, Worker,
 };
 use aiops_aws::coordinator::{LeaseConfig, LeaseCoordinator};
-use aiops_aws::kinesis::{KinesisPort, PutEntry, SdkKinesis};
+use aiops_aws::kinesis::{KinesisPort, PutEntry, SdkKinesis, ShardInfo};
 use aiops_aws::lease::{Checkpoint, DynamoLeaseStore, Lease, LeaseChange, LeaseStore};
 use aiops_aws::objects::{ObjectStore, S3Config, S3ObjectStore};
 use aiops_aws::producer::Producer;
@@ -153,6 +153,176 @@ async fn dynamodb_lease_writes_are_conditional() {
     assert_eq!(store.get(&lease.key).await.unwrap(), None);
     assert!(!store.delete(&lease.key, 4).await.unwrap());
     assert_eq!(store.list("ingest:raw:").await.unwrap().len(), 0);
+}
+
+/// Issue 18, on DynamoDB: a parent shard that left the stream with an unfinished lease counts
+/// as finished for its children; a finished lease is deleted once it is older than
+/// `finished_retention_ms` and every child started, and kept while younger or while a child
+/// has not started; an aged-out lease goes once its children started.
+#[tokio::test]
+async fn dynamodb_lease_cleanup_and_parents_that_left_the_stream() {
+    let Some(sdk) = sdk().await else { return };
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = unique("leases");
+    setup::ensure_table(&ddb, &table, "leaseKey").await.unwrap();
+    let store = Arc::new(DynamoLeaseStore::new(ddb, &table));
+    let coord = LeaseCoordinator::new(
+        store.clone(),
+        "w1",
+        "ingest",
+        "raw",
+        LeaseConfig {
+            finished_retention_ms: 60_000,
+            ..LeaseConfig::default()
+        },
+    );
+    let shard = |id: &str, parent: Option<&str>, closed: bool| ShardInfo {
+        shard_id: id.into(),
+        parent_shard_id: parent.map(str::to_string),
+        adjacent_parent_shard_id: None,
+        ending_sequence_number: closed.then(|| "99".to_string()),
+    };
+    // "gone" aged out of the stream: ListShards no longer returns it, its child "e" names it.
+    let shards = vec![
+        shard("p", None, true),
+        shard("c1", Some("p"), false),
+        shard("c2", Some("p"), false),
+        shard("q", None, true),
+        shard("d", Some("q"), false),
+        shard("e", Some("gone"), false),
+    ];
+    let listed: HashSet<String> = shards.iter().map(|s| s.shard_id.clone()).collect();
+    let key = |id: &str| Lease::key_of("ingest", "raw", id);
+    let seq = |n: &str| Checkpoint::Sequence {
+        sequence_number: n.into(),
+        sub_sequence_number: None,
+    };
+    const T: i64 = 1_700_000_000_000;
+    // (shard, parents, checkpoint written at T; None: left at TRIM_HORIZON)
+    let leases: [(&str, &[&str], Option<Checkpoint>); 7] = [
+        ("p", &[], Some(Checkpoint::ShardEnd)),
+        ("c1", &["p"], Some(seq("5"))),
+        ("c2", &["p"], None),
+        ("q", &[], Some(Checkpoint::ShardEnd)),
+        ("d", &["q"], Some(seq("7"))),
+        ("gone", &[], Some(seq("3"))),
+        ("e", &["gone"], None),
+    ];
+    for (id, parents, cp) in &leases {
+        let lease = Lease {
+            key: key(id),
+            stage: "ingest".into(),
+            stream: "raw".into(),
+            shard_id: id.to_string(),
+            owner: None,
+            counter: 0,
+            checkpoint: Checkpoint::TrimHorizon,
+            owner_switches_since_checkpoint: 0,
+            parent_shard_ids: parents.iter().map(|p| p.to_string()).collect(),
+            last_renewal_millis: None,
+        };
+        assert!(store.create(&lease).await.unwrap());
+        if let Some(cp) = cp {
+            let change = LeaseChange::Checkpoint(cp.clone());
+            assert!(
+                store
+                    .update(&key(id), 0, None, &change, T, T + 10_000)
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+
+    // The unfinished lease of a parent absent from the listing counts as finished; a listed
+    // unfinished parent does not; an empty listing (not known yet) only trusts SHARD_END.
+    let parents = |ps: &[&str]| ps.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    assert!(
+        coord
+            .parents_finished(&parents(&["gone"]), &listed)
+            .await
+            .unwrap()
+    );
+    assert!(
+        coord
+            .parents_finished(&parents(&["p"]), &listed)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !coord
+            .parents_finished(&parents(&["c1"]), &listed)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !coord
+            .parents_finished(&parents(&["gone"]), &HashSet::new())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !coord
+            .parents_finished(&parents(&["gone", "c1"]), &listed)
+            .await
+            .unwrap()
+    );
+
+    // One millisecond short of the retention: nothing; "gone" waits for its child "e".
+    assert_eq!(
+        coord.clean_up(&shards, T + 59_999).await.unwrap(),
+        Vec::<String>::new()
+    );
+    // At the retention: "q" (its child started) goes; "p" stays (child "c2" has not started).
+    assert_eq!(
+        coord.clean_up(&shards, T + 60_000).await.unwrap(),
+        vec![key("q")]
+    );
+    // "e" starts: the aged-out "gone" goes, whatever its age.
+    let change = LeaseChange::Checkpoint(seq("1"));
+    assert!(
+        store
+            .update(&key("e"), 0, None, &change, T, T)
+            .await
+            .unwrap()
+    );
+    assert_eq!(coord.clean_up(&shards, T).await.unwrap(), vec![key("gone")]);
+    // "c2" starts: "p" goes once old enough.
+    assert!(
+        store
+            .update(&key("c2"), 0, None, &change, T, T)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        coord.clean_up(&shards, T + 59_999).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        coord.clean_up(&shards, T + 60_000).await.unwrap(),
+        vec![key("p")]
+    );
+    let left: Vec<String> = store
+        .list(&Lease::prefix_of("ingest", "raw"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.shard_id)
+        .collect();
+    assert_eq!(left, vec!["c1", "c2", "d", "e"]);
+    // A delete is conditional on the counter read: a lease written since is kept.
+    assert!(!store.delete(&key("d"), 0).await.unwrap());
+    assert!(store.get(&key("d")).await.unwrap().is_some());
+    // A cleaned-up parent still listed is not given a new lease (it would be read again).
+    assert_eq!(
+        coord
+            .sync_shards(
+                &shards,
+                aiops_aws::coordinator::InitialPosition::TrimHorizon
+            )
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 #[tokio::test]

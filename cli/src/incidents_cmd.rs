@@ -315,6 +315,7 @@ pub fn incident_json(i: &Incident) -> serde_json::Value {
         "enrichment_note": i.enrichment_note,
         "evidence_ref": i.evidence_ref,
         "notification": i.notification,
+        "raw_answer": i.raw_answer,
         "correlation_id": i.correlation_id,
         "event_time": format_rfc3339_micros(i.event_time),
         "related_changes": i.group.related_changes.iter().map(|c| serde_json::json!({

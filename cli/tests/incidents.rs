@@ -252,3 +252,50 @@ fn an_error_burst_lists_the_delete_parameter_before_it_as_related_change() {
     assert_eq!(summary["suppressed_findings"], 1, "{summary}");
     assert_eq!(summary["incidents"], 0, "{summary}");
 }
+
+/// Issue 18: `incidents show` prints the model's raw answer stored with the incident (text
+/// view and `--json`), with control characters escaped in the text view.
+#[test]
+fn incidents_show_prints_the_raw_model_answer() {
+    use aiops_act::{IncidentPatch, IncidentStore, SqliteStore};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (incidents, _) = replay(&["change"], &data);
+    let inc = incidents
+        .iter()
+        .find(|i| i["detector"] == "ssm_delete_parameter")
+        .unwrap();
+    let id = inc["incident_id"].as_str().unwrap();
+    // Without a model there is no raw answer and no section.
+    let (code, text) = aiops(&["incidents", "show", id], &data);
+    assert_eq!(code, 0);
+    assert!(!text.contains("Model answer"), "{text}");
+    let raw = "[stopReason max_tokens]\n{\"classification\": \"FAIL\u{1b}[31m";
+    let store = SqliteStore::open(&data.join("incidents.sqlite")).unwrap();
+    assert!(
+        store
+            .annotate(
+                id,
+                aiops_core::WorkflowState::Resolved,
+                &IncidentPatch {
+                    raw_answer: Some(raw.into()),
+                    ..IncidentPatch::default()
+                },
+                1,
+            )
+            .unwrap()
+    );
+    drop(store);
+    let (code, text) = aiops(&["incidents", "show", id], &data);
+    assert_eq!(code, 0);
+    assert!(
+        text.ends_with(
+            "\nModel answer (raw, as received):\n  [stopReason max_tokens]\n  {\"classification\": \"FAIL\\u{1b}[31m\n"
+        ),
+        "{text:?}"
+    );
+    let (code, out) = aiops(&["incidents", "show", id, "--json"], &data);
+    assert_eq!(code, 0);
+    let shown: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(shown["raw_answer"], raw);
+}

@@ -535,8 +535,27 @@ impl Flusher {
     pub fn start_to<W: Write + Send + 'static>(
         registry: Arc<Registry>,
         interval: Duration,
-        mut out: W,
+        out: W,
     ) -> std::io::Result<Flusher> {
+        Flusher::start_with_hook(registry, interval, out, || {})
+    }
+
+    /// [`Flusher::start_to`] that calls `before_flush` on the flushing thread right before
+    /// each flush (the final one included): the place to copy counters kept elsewhere (a
+    /// stage's own atomics) into the registry, so every flush carries their latest values.
+    ///
+    /// # Errors
+    /// The operating system's error when the thread cannot be started.
+    pub fn start_with_hook<W, H>(
+        registry: Arc<Registry>,
+        interval: Duration,
+        mut out: W,
+        mut before_flush: H,
+    ) -> std::io::Result<Flusher>
+    where
+        W: Write + Send + 'static,
+        H: FnMut() + Send + 'static,
+    {
         let interval = interval.max(Duration::from_secs(1));
         let (tx, rx) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -547,6 +566,7 @@ impl Flusher {
                         rx.recv_timeout(interval),
                         Err(mpsc::RecvTimeoutError::Timeout)
                     );
+                    before_flush();
                     let now = crate::time::now_micros() / 1000;
                     let _ = registry.flush_to(&mut out, now);
                     if stop {

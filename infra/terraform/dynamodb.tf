@@ -13,6 +13,12 @@
 #   aws/src/lease.rs reads and writes.
 # - patterns: the act stage's outcome counters per resource type (item `act/outcomes/<type>`, key
 #   pattern_key; act/src/dynamo/mod.rs), which the explainer weighs in its decision.
+#   The locks table also holds the incident groups (`group#...`), suppressions (`suppression#...`) and
+#   "not an incident" feedback (`feedback#...`) under the same key.
+# - changes: the recent-changes index (act/src/dynamo/changes.rs): every successful mutating CloudTrail
+#   call ingest sees, read by act when an incident opens or grows ("what changed"). Partition key
+#   `bucket` (S, the 5-minute event-time bucket), sort key `sort_key` (S, `<event time>#<event id>`),
+#   TTL `ttl` (event time or now, plus `[act.changes] retention_secs`).
 
 resource "aws_dynamodb_table" "incidents" {
   name                        = local.table_names.incidents
@@ -125,6 +131,39 @@ resource "aws_dynamodb_table" "patterns" {
   attribute {
     name = "pattern_key"
     type = "S"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.main.arn
+  }
+}
+
+resource "aws_dynamodb_table" "changes" {
+  name                        = local.table_names.changes
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "bucket"
+  range_key                   = "sort_key"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "bucket"
+    type = "S"
+  }
+  attribute {
+    name = "sort_key"
+    type = "S"
+  }
+
+  # Changes are kept for `[act.changes] retention_secs` (2 h by default); DynamoDB deletes expired
+  # items within days, and every read filters on its own time window, so correctness never waits for it.
+  ttl {
+    attribute_name = "ttl"
+    enabled        = true
   }
 
   point_in_time_recovery {

@@ -18,6 +18,7 @@ locals {
     leases    = "${var.name}-leases"
     patterns  = "${var.name}-patterns"
     locks     = "${var.name}-locks"
+    changes   = "${var.name}-changes"
   }
   history_bucket_name        = "${var.name}-history-${local.account_id}-${var.region}"
   athena_results_bucket_name = "${var.name}-athena-results-${local.account_id}-${var.region}"

@@ -1,7 +1,7 @@
 # The stages' own metrics, from the CloudWatch Embedded Metric Format (EMF) lines each stage prints on
 # stdout (core/src/metrics.rs): the awslogs driver sends them to the stage's log group, and CloudWatch
 # Logs extracts the metrics with no API call from the task ("Specification: Embedded metric format",
-# Amazon CloudWatch User Guide). Namespace local.metrics_namespace (the task's AIOPS_METRICS_NAMESPACE),
+# Amazon CloudWatch User Guide). Namespace local.metrics_namespace (`aws.metrics_namespace` of the rendered pipeline.toml),
 # dimensions [Stage] and [Stage, ShardId]:
 # - RecordsIn, EventsIn, DeadLetters, Duplicates, Findings, Incidents, Errors, MetricsDropped (Count,
 #   summed per flush period), BatchLatency (Milliseconds, a distribution) per stage;

@@ -23,6 +23,7 @@ output "table_names" {
     locks     = aws_dynamodb_table.locks.name
     leases    = aws_dynamodb_table.leases.name
     patterns  = aws_dynamodb_table.patterns.name
+    changes   = aws_dynamodb_table.changes.name
   }
 }
 

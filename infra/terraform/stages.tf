@@ -35,8 +35,10 @@ locals {
     incidents_table      = local.table_names.incidents
     locks_table          = local.table_names.locks
     patterns_table       = local.table_names.patterns
+    changes_table        = local.table_names.changes
     history_bucket       = local.history_bucket_name
     history_prefix       = var.history_prefix
+    metrics_namespace    = local.metrics_namespace
     evidence_prefix      = local.evidence_prefix
     bedrock_model_id     = var.bedrock_model_id
     confidence_threshold = var.confidence_threshold
@@ -147,8 +149,6 @@ resource "aws_ecs_task_definition" "stage" {
       { name = "RUST_LOG", value = "info" },
       # JSON lines on stderr: the log metric filters of alarms.tf match their fields.
       { name = "AIOPS_LOG_FORMAT", value = "json" },
-      # EMF metric lines on stdout go to this namespace (metrics.tf: dashboard and alarms).
-      { name = "AIOPS_METRICS_NAMESPACE", value = local.metrics_namespace },
     ]
     # The image's HEALTHCHECK (infra/docker/Dockerfile): the configuration parses and validates.
     healthCheck = {
@@ -327,6 +327,13 @@ data "aws_iam_policy_document" "stage_common" {
 # What each stage writes besides its output stream, shared by the scaled stage roles and the single
 # profile's "all" role.
 data "aws_iam_policy_document" "ingest_archive" {
+  # The recent-changes index: ingest records every successful mutating CloudTrail call (a conditional
+  # PutItem, so a change delivered twice is stored once).
+  statement {
+    sid       = "RecordChanges"
+    actions   = ["dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.changes.arn]
+  }
   statement {
     sid     = "ArchiveRawHistoryAndDeadLetters"
     actions = local.s3_write_actions
@@ -338,6 +345,13 @@ data "aws_iam_policy_document" "ingest_archive" {
 }
 
 data "aws_iam_policy_document" "detect_archive" {
+  # Learned baselines (`aiops learn --out dynamodb://<patterns table>`), read when detect starts
+  # (history/src/patterns.rs: the `current` item, then its parts).
+  statement {
+    sid       = "LearnedBaselines"
+    actions   = ["dynamodb:GetItem"]
+    resources = [aws_dynamodb_table.patterns.arn]
+  }
   # The findings Parquet table (glue_tables.tf) is written by detect; the writer is being added to
   # pipeline/src/aws_mode (README.md, "Least privilege, per role").
   statement {
@@ -413,10 +427,17 @@ data "aws_iam_policy_document" "act_own" {
       for gsi in aws_dynamodb_table.incidents.global_secondary_index : "${aws_dynamodb_table.incidents.arn}/index/${gsi.name}"
     ]
   }
+  # Cooldown locks (UpdateItem, conditional), incident groups (GetItem, PutItem), and the suppressions
+  # and feedback every finding is checked against (Scan of their key prefix); act/src/dynamo/mod.rs.
   statement {
-    sid       = "CooldownLocks"
-    actions   = ["dynamodb:PutItem"]
+    sid       = "CooldownLocksGroupsSuppressions"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Scan"]
     resources = [aws_dynamodb_table.locks.arn]
+  }
+  statement {
+    sid       = "RelatedChanges"
+    actions   = ["dynamodb:Query"]
+    resources = [aws_dynamodb_table.changes.arn]
   }
   statement {
     sid       = "OutcomeCounters"

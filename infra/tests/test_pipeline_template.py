@@ -28,6 +28,7 @@ EXPECTED_EXAMPLE = {
     "bucket": "aiops-history-123456789012-us-east-1",
     "prefix": "history",
     "projects": {"apply": "aiops-recovery-apply", "verify": "aiops-recovery-verify"},
+    "changes_table": "aiops-changes",
     "topic_arn": "arn:aws:sns:us-east-1:123456789012:aiops-notifications",
     "model_id": "us.anthropic.claude-3-5-haiku-20241022-v1:0",
     "evidence_prefix": "history/evidence",
@@ -76,6 +77,8 @@ class RenderTest(unittest.TestCase):
                 "patterns_table": "aiops-patterns",
                 "history_bucket": "aiops-history-123456789012-us-east-1",
                 "history_prefix": "history",
+                "metrics_namespace": "aiops/aiops",
+                "metrics_interval_secs": 60,
             },
         )
         self.assertEqual(
@@ -91,6 +94,7 @@ class RenderTest(unittest.TestCase):
                     "evidence_bucket": "aiops-history-123456789012-us-east-1",
                     "evidence_prefix": "history/evidence",
                 },
+                "changes": {"table": "aiops-changes"},
                 "notify": {"backend": "sns", "topic_arn": "arn:aws:sns:us-east-1:123456789012:aiops-notifications", "subject_prefix": "aiops"},
                 "recovery": {"executor": "codebuild", "apply_project": "aiops-recovery-apply", "verify_project": "aiops-recovery-verify"},
             },
@@ -191,10 +195,24 @@ class KeySchemaTest(unittest.TestCase):
         act_keys = re.findall(r'\.key_schema\(key\("(\w+)", KeyType::Hash\)\?\)', dynamo)
         self.assertEqual(len(act_keys), 3, "act/src/dynamo/mod.rs create_tables changed shape: update this test")
         assert lease is not None
+        changes = (REPO / "act" / "src" / "dynamo" / "changes.rs").read_text(encoding="utf-8")
+        change_keys = dict(
+            (kind, name)
+            for name, kind in re.findall(r'\.attribute_name\("(\w+)"\)\s*\.key_type\(KeyType::(Hash|Range)\)', changes)
+        )
+        self.assertEqual(set(change_keys), {"Hash", "Range"}, "act/src/dynamo/changes.rs create_table changed shape: update this test")
         self.assertEqual(
             keys,
-            {"leases": lease.group(1), "incidents": act_keys[0], "locks": act_keys[1], "patterns": act_keys[2]},
+            {
+                "leases": lease.group(1),
+                "incidents": act_keys[0],
+                "locks": act_keys[1],
+                "patterns": act_keys[2],
+                "changes": change_keys["Hash"],
+            },
         )
+        range_keys = {name: hcl.unquote(body["range_key"]) for name, body in hcl.resources(doc, "aws_dynamodb_table") if "range_key" in body}
+        self.assertEqual(range_keys, {"changes": change_keys["Range"]})
         self.assertEqual(keys["leases"], "leaseKey")
 
 

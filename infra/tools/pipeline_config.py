@@ -19,7 +19,7 @@ resource names:
 
 Expected names (JSON): {"region", "streams": {"raw", "events", "decisions"}, "shards": {...},
 "tables": {"incidents", "leases", "locks", "patterns"}, "bucket", "prefix", "projects": {"apply",
-"verify"}, "topic_arn", "model_id", "evidence_prefix" (null when not known)}.
+"verify"}, "changes_table", "topic_arn", "model_id", "evidence_prefix" (null when not known)}.
 
 Only what the module uses is evaluated: string templates with `${reference}` parts, numbers and
 references; anything else (a function call, a conditional) is an error naming the expression, so a
@@ -255,6 +255,7 @@ def render(root: pathlib.Path, var_file: pathlib.Path | None) -> tuple[str, dict
             "decisions": module.ref("var.decisions_shard_count"),
         },
         "tables": {k: tables[k] for k in ("incidents", "leases", "locks", "patterns")},
+        "changes_table": tables["changes"],
         "bucket": module.ref("local.history_bucket_name"),
         "prefix": module.ref("var.history_prefix"),
         "projects": {"apply": module.ref("local.apply_project_name"), "verify": module.ref("local.verify_project_name")},
@@ -309,6 +310,7 @@ def from_plan(test_output: pathlib.Path) -> tuple[str, dict[str, Any]]:
         "streams": {k: attr(f'aws_kinesis_stream.this["{k}"]', "name") for k in ("raw", "events", "decisions")},
         "shards": {k: attr(f'aws_kinesis_stream.this["{k}"]', "shard_count") for k in ("raw", "events", "decisions")},
         "tables": {k: attr(f"aws_dynamodb_table.{k}", "name") for k in ("incidents", "leases", "locks", "patterns")},
+        "changes_table": attr("aws_dynamodb_table.changes", "name"),
         "bucket": attr("aws_s3_bucket.history", "bucket"),
         "prefix": lifecycle_prefix,
         "projects": {k: attr(f'aws_codebuild_project.recovery["{k}"]', "name") for k in ("apply", "verify")},
@@ -349,6 +351,7 @@ def compare(config_text: str, expect: dict[str, Any], validate: dict[str, Any]) 
     same("act.store.locks_table", store.get("locks_table"), expect["tables"]["locks"])
     same("act.store.stats_table", store.get("stats_table"), expect["tables"]["patterns"])
     same("act.store.evidence_bucket", store.get("evidence_bucket"), expect["bucket"])
+    same("act.changes.table", act.get("changes", {}).get("table"), expect["changes_table"])
     evidence = str(store.get("evidence_prefix", "")).strip("/")
     if expect.get("evidence_prefix") is not None:
         same("act.store.evidence_prefix", evidence, expect["evidence_prefix"])

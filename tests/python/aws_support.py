@@ -88,6 +88,7 @@ patterns_table = "{names['patterns']}"
 history_bucket = "{names['bucket']}"
 history_prefix = "{names['prefix']}"
 checkpoint_interval_ms = 500
+metrics_interval_secs = 1
 
 [aws.consumer]
 idle_sleep_ms = 200
@@ -127,12 +128,38 @@ def start_stage(aiops_bin, stage, config, env, worker_id, log_path):
 
 
 def stop_stage(proc, timeout=60):
-    """SIGTERM, then the JSON summary lines it printed; asserts a clean exit."""
+    """SIGTERM, then the JSON summary lines it printed; asserts a clean exit. The stage's
+    metrics (CloudWatch Embedded Metric Format lines, the objects with an `_aws` member) are
+    kept apart, in `proc.emf`."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, f"stage exited with {proc.returncode}"
-    return [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    proc.emf = [line for line in lines if "_aws" in line]
+    return [line for line in lines if "_aws" not in line]
+
+
+def emf_totals(emf_lines, dims=("Stage",)):
+    """Sums each metric over the EMF lines whose dimension set is `dims` (a distribution: its
+    sample count), after checking every line against the EMF specification's shape: every
+    declared metric present at the root, every dimension a string at the root."""
+    totals = {}
+    for line in emf_lines:
+        meta = line["_aws"]
+        assert isinstance(meta["Timestamp"], int)
+        (directive,) = meta["CloudWatchMetrics"]
+        (dim_set,) = directive["Dimensions"]
+        for d in dim_set:
+            assert isinstance(line[d], str), line
+        for m in directive["Metrics"]:
+            assert m["Name"] in line, line
+        if tuple(dim_set) != tuple(dims):
+            continue
+        for m in directive["Metrics"]:
+            v = line[m["Name"]]
+            totals[m["Name"]] = totals.get(m["Name"], 0) + (len(v) if isinstance(v, list) else v)
+    return totals
 
 
 def wait_for(what, predicate, timeout):

@@ -19,6 +19,7 @@ from aws_support import (
     stage_env,
     start_stage,
     stop_stage,
+    emf_totals,
     unique_names,
     wait_for,
     write_config,
@@ -178,6 +179,7 @@ def test_three_stage_processes_end_to_end(tmp_path, aiops_bin):
         elapsed = time.monotonic() - started
     finally:
         summaries = {stage: stop_stage(p) for stage, p in procs.items()}
+    emf = {stage: p.emf for stage, p in procs.items()}
 
     # Incidents: one per destructive change, none for the failed, read-only or service calls.
     change = sorted((i["resource_type"]["S"], i["resource_id"]["S"]) for i in items)
@@ -232,6 +234,32 @@ def test_three_stage_processes_end_to_end(tmp_path, aiops_bin):
     leases = ddb.scan(TableName=names["leases"])["Items"]
     assert len(leases) == 2 + 2 + 1
     assert all("leaseOwner" not in lease for lease in leases)
+
+    # Metrics (EMF lines on each stage's stdout, the final flush at the stop at least): the
+    # stage series carry the same counts as the stage's summary.
+    for stage in ("ingest", "detect", "act"):
+        counters = summaries[stage][0]["counters"]
+        totals = emf_totals(emf[stage])
+        assert emf[stage] and all(line["Stage"] == stage for line in emf[stage])
+        assert all(line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "aiops" for line in emf[stage])
+        assert totals["RecordsIn"] == counters["records"], (stage, totals, counters)
+        assert totals["EventsIn"] == counters["events"], (stage, totals, counters)
+        assert totals["DeadLetters"] == counters["dead_letters"] + counters["bad_records"]
+        assert totals["Duplicates"] == counters["duplicates"]
+        assert totals["Findings"] == counters["findings"]
+        assert totals["Incidents"] == counters["incidents"]
+        assert totals["BatchLatency"] >= 1
+        assert "MillisBehindLatest" in totals
+    ingest_totals = emf_totals(emf["ingest"])
+    assert ingest_totals["DeadLetters"] == 1 and ingest_totals["Duplicates"] == 1
+    assert emf_totals(emf["act"])["Incidents"] >= 4
+    assert emf_totals(emf["detect"])["Findings"] >= 1
+    # Per shard (flushed every second while the shard is read): the lag and checkpoint age of
+    # each raw-stream shard ingest read.
+    raw_shards = {sh["ShardId"] for sh in kinesis.list_shards(StreamName=names["raw"])["Shards"]}
+    shard_lines = [line for line in emf["ingest"] if "ShardId" in line]
+    assert {line["ShardId"] for line in shard_lines if "MillisBehindLatest" in line} == raw_shards
+    assert {line["ShardId"] for line in shard_lines if "CheckpointAge" in line} == raw_shards
     print(f"end to end: {len(ids)} rows in {len(keys)} objects, {len(incidents_all)} incidents, {elapsed:.1f} s")
 
 

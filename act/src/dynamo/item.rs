@@ -107,6 +107,7 @@ pub(crate) fn item_to_incident(item: &Item) -> Result<Incident, StoreError> {
         enrichment_note: get_s("enrichment_note"),
         evidence_ref: get_s("evidence_ref"),
         notification: get_s("notification"),
+        raw_answer: get_s("raw_answer"),
         timeline,
         event_time: req_i("event_time")?,
         created_at: req_i("created_at")?,

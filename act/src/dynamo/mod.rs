@@ -213,6 +213,7 @@ fn patch_clauses(e: &mut Expr, patch: &IncidentPatch, sets: &mut Vec<String>) {
     set(e, "outcome", patch.outcome.clone().map(s));
     set(e, "enrichment_note", patch.enrichment_note.clone().map(s));
     set(e, "notification", patch.notification.clone().map(s));
+    set(e, "raw_answer", patch.raw_answer.clone().map(s));
     if let Some(b) = &patch.add_build_id {
         let k = e.name("build_ids");
         let empty = e.value(AttributeValue::L(Vec::new()));
@@ -474,6 +475,7 @@ impl DynamoStore {
         );
         opt("evidence_ref", evidence_ref.map(s));
         opt("notification", i.notification.clone().map(s));
+        opt("raw_answer", i.raw_answer.clone().map(s));
         let size = item_size(&item);
         if size > MAX_ITEM_BYTES {
             return Err(StoreError::Rejected(format!(

@@ -37,7 +37,7 @@ pub struct StageCounters {
 }
 
 /// A snapshot of [`StageCounters`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CountersSnapshot {
     /// See [`StageCounters::records`].
     pub records: u64,

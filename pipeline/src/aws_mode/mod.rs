@@ -13,6 +13,7 @@ mod counters;
 mod detect;
 mod ingest;
 mod keys;
+pub mod metrics;
 mod settings;
 mod setup;
 pub mod tables;
@@ -33,6 +34,7 @@ use aiops_aws::objects::S3ObjectStore;
 use aiops_aws::producer::Producer;
 use aiops_detect::rules::ChangeRules;
 use counters::StageCounters;
+use metrics::StageMetrics;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -49,6 +51,16 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// The stream the stage reads: ingest the raw stream, detect the events stream, act the
+    /// decisions stream.
+    pub fn stream(self, aws: &AwsSection) -> &str {
+        match self {
+            Stage::Ingest => &aws.raw_stream,
+            Stage::Detect => &aws.events_stream,
+            Stage::Act => &aws.decisions_stream,
+        }
+    }
+
     /// The name used in lease keys and logs.
     pub fn name(self) -> &'static str {
         match self {
@@ -102,11 +114,12 @@ fn spawn_worker<F: ProcessorFactory>(
     c: &Clients,
     cfg: &PipelineConfig,
     stage: Stage,
-    stream: &str,
     worker_id: &str,
     factory: F,
+    metrics: Arc<aiops_core::metrics::Registry>,
     stop: watch::Receiver<bool>,
 ) -> WorkerTask {
+    let stream = stage.stream(&cfg.aws);
     let coordinator = Arc::new(LeaseCoordinator::new(
         c.leases.clone(),
         worker_id,
@@ -120,7 +133,8 @@ fn spawn_worker<F: ProcessorFactory>(
         stream,
         cfg.aws.consumer,
         Arc::new(factory),
-    );
+    )
+    .with_metrics(metrics);
     tokio::spawn(worker.run(stop))
 }
 
@@ -202,16 +216,22 @@ pub fn run_stages(
             wait_for_stop(duration).await;
             let _ = stop_tx.send(true);
         });
-        let mut tasks: Vec<(Stage, Arc<StageCounters>, WorkerTask)> = Vec::new();
+        let mut tasks: Vec<(Stage, Arc<StageCounters>, StageMetrics, WorkerTask)> = Vec::new();
         for &stage in stages {
             let counters = Arc::new(StageCounters::default());
+            let metrics = StageMetrics::start(
+                stage.name(),
+                cfg.aws.metrics_namespace.as_deref(),
+                cfg.aws.metrics_interval_secs,
+                counters.clone(),
+            )
+            .context("cannot start the metrics thread")?;
             let producer = || Producer::new(c.kinesis.clone(), cfg.aws.producer);
             let task = match stage {
                 Stage::Ingest => spawn_worker(
                     &c,
                     cfg,
                     stage,
-                    &cfg.aws.raw_stream,
                     &worker_id,
                     ingest::IngestFactory(Arc::new(ingest::IngestShared {
                         producer: producer(),
@@ -224,13 +244,13 @@ pub fn run_stages(
                         counters: counters.clone(),
                         changes: changes.clone(),
                     })),
+                    metrics.registry.clone(),
                     stop_rx.clone(),
                 ),
                 Stage::Detect => spawn_worker(
                     &c,
                     cfg,
                     stage,
-                    &cfg.aws.events_stream,
                     &worker_id,
                     detect::DetectFactory(Arc::new(detect::DetectShared {
                         producer: producer(),
@@ -245,6 +265,7 @@ pub fn run_stages(
                         archive: cfg.archive,
                         baselines: learned.clone(),
                     })),
+                    metrics.registry.clone(),
                     stop_rx.clone(),
                 ),
                 Stage::Act => {
@@ -261,7 +282,6 @@ pub fn run_stages(
                         &c,
                         cfg,
                         stage,
-                        &cfg.aws.decisions_stream,
                         &worker_id,
                         act::ActFactory(Arc::new(act::ActShared {
                             workflow: wf,
@@ -274,15 +294,26 @@ pub fn run_stages(
                             archive: cfg.archive,
                             in_flight: Arc::new(tokio::sync::Semaphore::new(permits)),
                         })),
+                        metrics.registry.clone(),
                         stop_rx.clone(),
                     )
                 }
             };
-            tasks.push((stage, counters, task));
+            tasks.push((stage, counters, metrics, task));
         }
         let mut outcomes = Vec::new();
-        for (stage, counters, task) in tasks {
+        for (stage, counters, metrics, task) in tasks {
             let result = task.await;
+            if !matches!(result, Ok(Ok(_))) {
+                // A worker that failed (not a shard: the consumer counts those) is a stage error.
+                let _ = metrics.registry.add(
+                    aiops_core::metrics::names::ERRORS,
+                    aiops_core::metrics::Unit::Count,
+                    1.0,
+                );
+            }
+            // The final flush, with the final counters, before the summary is printed.
+            metrics.stop();
             let counters = counters.snapshot();
             let report = match result {
                 Ok(Ok(report)) => Ok(report),

@@ -50,8 +50,13 @@ pub struct AwsSection {
     pub bedrock_model_id: Option<String>,
     /// SNS topic for notifications (fills `act.notify.topic_arn` when that is empty).
     pub sns_topic_arn: Option<String>,
-    /// CloudWatch metrics namespace (reserved; metrics are not emitted yet).
+    /// CloudWatch namespace of the stages' own metrics (Embedded Metric Format lines on
+    /// stdout, see `aiops_core::metrics`); default `aiops`. Terraform renders
+    /// `aiops/<deployment name>`, the namespace of its dashboard and alarms.
     pub metrics_namespace: Option<String>,
+    /// Seconds between two flushes of a stage's metrics (EMF lines on stdout); 0 turns them
+    /// off. Default 60 (CloudWatch's standard resolution; counters are summed per flush).
+    pub metrics_interval_secs: u64,
     /// Detect and act checkpoint at most this often, milliseconds (their products are
     /// durable as soon as PutRecords or the store accepted them). Default 5,000.
     pub checkpoint_interval_ms: u64,
@@ -86,6 +91,7 @@ impl Default for AwsSection {
             bedrock_model_id: None,
             sns_topic_arn: None,
             metrics_namespace: None,
+            metrics_interval_secs: 60,
             checkpoint_interval_ms: 5_000,
             consumer: ConsumerConfig::default(),
             leases: LeaseConfig::default(),
@@ -179,6 +185,20 @@ impl AwsSection {
         if self.history_prefix.len() > 512 {
             return Err("history_prefix: longer than 512 bytes".into());
         }
+        if let Some(ns) = &self.metrics_namespace {
+            // CloudWatch: 1-255 characters; the `AWS/` prefix is reserved for AWS services.
+            if ns.is_empty() || ns.chars().count() > 255 || ns.starts_with("AWS/") {
+                return Err(format!(
+                    "metrics_namespace: {ns:?} is not a CloudWatch namespace (1-255 characters, not starting with AWS/)"
+                ));
+            }
+        }
+        if self.metrics_interval_secs > 3_600 {
+            return Err(format!(
+                "metrics_interval_secs: {} is over 3600 (0 turns the metrics off)",
+                self.metrics_interval_secs
+            ));
+        }
         if self.checkpoint_interval_ms == 0 || self.checkpoint_interval_ms > 3_600_000 {
             return Err("checkpoint_interval_ms: must be between 1 and 3600000".into());
         }
@@ -239,6 +259,32 @@ mod tests {
             "history_bucket: is required in aws mode (the S3 bucket of the raw history)"
         );
         assert_eq!(valid().validate(), Ok(()));
+    }
+
+    #[test]
+    fn metrics_settings_are_checked() {
+        let reserved = AwsSection {
+            metrics_namespace: Some("AWS/Kinesis".into()),
+            ..valid()
+        };
+        assert_eq!(
+            reserved.validate().unwrap_err(),
+            "metrics_namespace: \"AWS/Kinesis\" is not a CloudWatch namespace (1-255 characters, not starting with AWS/)"
+        );
+        let slow = AwsSection {
+            metrics_interval_secs: 3_601,
+            ..valid()
+        };
+        assert_eq!(
+            slow.validate().unwrap_err(),
+            "metrics_interval_secs: 3601 is over 3600 (0 turns the metrics off)"
+        );
+        let off = AwsSection {
+            metrics_namespace: Some("aiops/prod".into()),
+            metrics_interval_secs: 0,
+            ..valid()
+        };
+        assert_eq!(off.validate(), Ok(()));
     }
 
     #[test]
