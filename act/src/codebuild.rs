@@ -83,6 +83,20 @@ pub trait BuildApi: Send + Sync {
     /// # Errors
     /// A description of the failure.
     fn stop(&self, build_id: &str) -> Result<(), String>;
+    /// The newest build of `project` (among its last 100) whose environment has
+    /// `CORRELATION_ID` = `correlation_id`, other than `exclude`. The default finds none.
+    ///
+    /// # Errors
+    /// A description of the failure.
+    fn find(
+        &self,
+        project: &str,
+        correlation_id: &str,
+        exclude: &[String],
+    ) -> Result<Option<String>, String> {
+        let _ = (project, correlation_id, exclude);
+        Ok(None)
+    }
 }
 
 impl<T: BuildApi + ?Sized> BuildApi for Arc<T> {
@@ -94,6 +108,14 @@ impl<T: BuildApi + ?Sized> BuildApi for Arc<T> {
     }
     fn stop(&self, build_id: &str) -> Result<(), String> {
         (**self).stop(build_id)
+    }
+    fn find(
+        &self,
+        project: &str,
+        correlation_id: &str,
+        exclude: &[String],
+    ) -> Result<Option<String>, String> {
+        (**self).find(project, correlation_id, exclude)
     }
 }
 
@@ -242,6 +264,62 @@ impl BuildApi for SdkCodeBuild {
                 format!("{code}: {msg}")
             })
     }
+    fn find(
+        &self,
+        project: &str,
+        correlation_id: &str,
+        exclude: &[String],
+    ) -> Result<Option<String>, String> {
+        let err = |e: &dyn std::fmt::Display| truncate_utf8(&e.to_string(), 1024);
+        let listed = self
+            .rt
+            .block_on(
+                self.client
+                    .list_builds_for_project()
+                    .project_name(project)
+                    .sort_order(aws_sdk_codebuild::types::SortOrderType::Descending)
+                    .send(),
+            )
+            .map_err(|e| {
+                let (code, msg) = sdk_error(&e);
+                format!("{code}: {}", err(&msg))
+            })?;
+        let ids: Vec<String> = listed
+            .ids()
+            .iter()
+            .filter(|i| !exclude.contains(i))
+            .take(100)
+            .cloned()
+            .collect();
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .batch_get_builds()
+                    .set_ids(Some(ids.clone()))
+                    .send(),
+            )
+            .map_err(|e| {
+                let (code, msg) = sdk_error(&e);
+                format!("{code}: {}", err(&msg))
+            })?;
+        let ours = |b: &aws_sdk_codebuild::types::Build| {
+            b.environment().is_some_and(|env| {
+                env.environment_variables()
+                    .iter()
+                    .any(|v| v.name() == "CORRELATION_ID" && v.value() == correlation_id)
+            })
+        };
+        // Newest first, as listed.
+        Ok(ids.into_iter().find(|id| {
+            out.builds()
+                .iter()
+                .any(|b| b.id() == Some(id.as_str()) && ours(b))
+        }))
+    }
 }
 
 /// The CodeBuild recovery executor (see the module documentation).
@@ -264,6 +342,17 @@ impl<B: BuildApi> CodeBuildExecutor<B> {
 }
 
 impl<B: BuildApi> RecoveryExecutor for CodeBuildExecutor<B> {
+    fn find_started(&self, plan: &RecoveryPlan, exclude: &[String]) -> Option<String> {
+        let cid = plan.environment.get("CORRELATION_ID")?;
+        match self.api.find(&plan.project, cid, exclude) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(project = %plan.project, error = %e, "cannot look for an unrecorded build; starting one");
+                None
+            }
+        }
+    }
+
     fn run(&self, plan: &RecoveryPlan, started: &mut dyn FnMut(&str)) -> BuildResult {
         let mut attempt = 0;
         let build_id = loop {
@@ -302,6 +391,11 @@ impl<B: BuildApi> RecoveryExecutor for CodeBuildExecutor<B> {
         };
         tracing::info!(project = %plan.project, build_id = %build_id, "recovery build started");
         started(&build_id);
+        self.wait(&build_id)
+    }
+
+    fn wait(&self, build_id: &str) -> BuildResult {
+        let build_id = build_id.to_string();
         let start = self.clock.now_micros();
         let timeout_us = i64::try_from(self.poll.timeout_secs)
             .unwrap_or(i64::MAX / 1_000_000)

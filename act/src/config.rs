@@ -36,6 +36,11 @@ pub struct ActConfig {
     pub grouping: GroupingConfig,
     /// Bounds of the recent-changes index.
     pub changes: ChangeIndexConfig,
+    /// The stuck-incident sweeper (`[act.sweeper]`).
+    pub sweeper: crate::sweeper::SweeperConfig,
+    /// Findings an aws-mode act worker handles at once (over all its shards), never two of
+    /// one resource at once. Default 4; 1..=64 (1: one at a time).
+    pub max_in_flight: usize,
 }
 
 /// `[act.aws]`: SDK settings for the act stage's AWS clients.
@@ -196,6 +201,8 @@ impl Default for ActConfig {
             aws: AwsSection::default(),
             grouping: GroupingConfig::default(),
             changes: ChangeIndexConfig::default(),
+            sweeper: crate::sweeper::SweeperConfig::default(),
+            max_in_flight: 4,
         }
     }
 }
@@ -231,6 +238,13 @@ impl ActConfig {
         }
         if self.cooldown_secs == 0 {
             return bad("cooldown_secs", "must be at least 1".into());
+        }
+        self.sweeper.validate()?;
+        if !(1..=64).contains(&self.max_in_flight) {
+            return bad(
+                "max_in_flight",
+                format!("{} is outside 1..=64", self.max_in_flight),
+            );
         }
         let r = &self.recovery;
         if r.executor != "dry_run" && r.executor != "codebuild" {

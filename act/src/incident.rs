@@ -128,6 +128,11 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// The store refused the write for good: retrying the same write can never succeed
+    /// (DynamoDB `ValidationException`, an item over the size limit). The caller moves on
+    /// (the act stage sends the finding to the dead letters with this reason).
+    #[error("incident store: rejected for good: {0}")]
+    Rejected(String),
     /// The workflow does not allow this transition.
     #[error("incident {id}: transition {from} -> {to} is not allowed")]
     IllegalTransition {
@@ -138,6 +143,14 @@ pub enum StoreError {
         /// Requested state.
         to: WorkflowState,
     },
+}
+
+impl StoreError {
+    /// Whether retrying can never help ([`StoreError::Rejected`], a corrupt item, an illegal
+    /// transition): the finding goes to the dead letters instead of blocking its shard.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, StoreError::Backend(_))
+    }
 }
 
 /// Where incidents and cooldown locks live (SQLite in embedded mode, DynamoDB in aws mode).
@@ -275,6 +288,34 @@ pub trait IncidentStore {
         at: i64,
     ) -> Result<bool, StoreError>;
 
+    /// Incidents in one of `states` last changed before `updated_before` (microseconds since
+    /// the epoch, UTC), oldest change first, at most `limit`: the candidates of the
+    /// stuck-incident sweeper ([`crate::sweeper`]).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails or an item is corrupt.
+    fn stuck(
+        &self,
+        states: &[WorkflowState],
+        updated_before: i64,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError>;
+
+    /// Claims a stuck incident for resuming: sets its `updated_at` to `at` only if it is
+    /// still in `state` with `updated_at == seen_updated_at` (nobody moved or claimed it since
+    /// it was read). Of several sweepers, exactly one claim succeeds. Returns `true` when
+    /// claimed.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store fails.
+    fn claim(
+        &self,
+        incident_id: &str,
+        state: WorkflowState,
+        seen_updated_at: i64,
+        at: i64,
+    ) -> Result<bool, StoreError>;
+
     /// Earlier incidents of the same resource, newest first, at most `limit`, never
     /// `exclude_incident_id` (the incident being decided: it must not count as its own
     /// history).
@@ -378,6 +419,23 @@ macro_rules! forward_store {
                 at: i64,
             ) -> Result<bool, StoreError> {
                 (**self).annotate(incident_id, state, patch, at)
+            }
+            fn stuck(
+                &self,
+                states: &[WorkflowState],
+                updated_before: i64,
+                limit: usize,
+            ) -> Result<Vec<Incident>, StoreError> {
+                (**self).stuck(states, updated_before, limit)
+            }
+            fn claim(
+                &self,
+                incident_id: &str,
+                state: WorkflowState,
+                seen_updated_at: i64,
+                at: i64,
+            ) -> Result<bool, StoreError> {
+                (**self).claim(incident_id, state, seen_updated_at, at)
             }
             fn history(
                 &self,

@@ -50,6 +50,7 @@ pub mod render;
 pub mod setup;
 pub mod sqlite;
 pub mod suppress;
+pub mod sweeper;
 pub mod text;
 pub mod workflow;
 

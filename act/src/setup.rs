@@ -111,7 +111,7 @@ pub fn open_store(
 /// Builds the workflow `[act]` describes: store (`sqlite` | `dynamodb`), explainer
 /// (`statistical` | `bedrock`, falling back to the statistical explainer built from
 /// `rule_profiles`), executor (`dry_run` | `codebuild`) and notifier (`none` | `sns`).
-/// `worker_id` names this worker as holder of cooldown locks.
+/// `worker_id` names this worker in logs (the incident holds its cooldown lock).
 ///
 /// # Errors
 /// [`SetupError`] when the configuration is invalid, the store cannot be opened or the AWS

@@ -735,6 +735,67 @@ impl IncidentStore for SqliteStore {
         })
     }
 
+    fn stuck(
+        &self,
+        states: &[WorkflowState],
+        updated_before: i64,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let mut out = Vec::new();
+        for state in states {
+            let found: Vec<Incident> = self.with(|c| {
+                let mut stmt = c
+                    .prepare(&format!(
+                        "SELECT {COLUMNS} FROM incidents WHERE workflow_state = ?1 AND updated_at < ?2 \
+                         ORDER BY updated_at, incident_id LIMIT ?3"
+                    ))
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(
+                        params![
+                            state.as_str(),
+                            updated_before,
+                            i64::try_from(limit).unwrap_or(i64::MAX)
+                        ],
+                        row_to_incident,
+                    )
+                    .map_err(backend)?;
+                let mut v = Vec::new();
+                for r in rows {
+                    v.push(r.map_err(backend)??);
+                }
+                Ok(v)
+            })?;
+            out.extend(found);
+        }
+        out.sort_by(|a, b| {
+            a.updated_at
+                .cmp(&b.updated_at)
+                .then_with(|| a.incident_id.cmp(&b.incident_id))
+        });
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn claim(
+        &self,
+        incident_id: &str,
+        state: WorkflowState,
+        seen_updated_at: i64,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let n = c
+                .execute(
+                    "UPDATE incidents SET updated_at = ?1 \
+                     WHERE incident_id = ?2 AND workflow_state = ?3 AND updated_at = ?4",
+                    params![at, incident_id, state.as_str(), seen_updated_at],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+    }
+
     fn history(
         &self,
         resource_key: &str,

@@ -62,11 +62,37 @@ pub trait RecoveryExecutor {
     /// build runs). Implementations never return before the build is finished: "accepted" is
     /// not "succeeded".
     fn run(&self, plan: &RecoveryPlan, started: &mut dyn FnMut(&str)) -> BuildResult;
+
+    /// Waits for a build started earlier (its id recorded on an incident the sweeper resumes)
+    /// to end, and reports how it ended, without starting another. The default cannot read
+    /// builds and reports the build as failed.
+    fn wait(&self, build_id: &str) -> BuildResult {
+        BuildResult {
+            build_id: Some(build_id.to_string()),
+            outcome: BuildOutcome::Failed(format!(
+                "build {build_id} was started before a restart and this executor cannot read its status"
+            )),
+        }
+    }
+    /// The id of a build of `plan.project` already started for the same incident (its
+    /// `CORRELATION_ID` override), other than `exclude`, when the executor can tell: a worker
+    /// that died between StartBuild and recording the id left it running. The default finds
+    /// none.
+    fn find_started(&self, plan: &RecoveryPlan, exclude: &[String]) -> Option<String> {
+        let _ = (plan, exclude);
+        None
+    }
 }
 
 impl<T: RecoveryExecutor + ?Sized> RecoveryExecutor for Box<T> {
     fn run(&self, plan: &RecoveryPlan, started: &mut dyn FnMut(&str)) -> BuildResult {
         (**self).run(plan, started)
+    }
+    fn find_started(&self, plan: &RecoveryPlan, exclude: &[String]) -> Option<String> {
+        (**self).find_started(plan, exclude)
+    }
+    fn wait(&self, build_id: &str) -> BuildResult {
+        (**self).wait(build_id)
     }
 }
 
@@ -74,12 +100,39 @@ impl<T: RecoveryExecutor + ?Sized> RecoveryExecutor for &T {
     fn run(&self, plan: &RecoveryPlan, started: &mut dyn FnMut(&str)) -> BuildResult {
         (**self).run(plan, started)
     }
+    fn find_started(&self, plan: &RecoveryPlan, exclude: &[String]) -> Option<String> {
+        (**self).find_started(plan, exclude)
+    }
+    fn wait(&self, build_id: &str) -> BuildResult {
+        (**self).wait(build_id)
+    }
 }
 
 impl<T: RecoveryExecutor + ?Sized> RecoveryExecutor for std::sync::Arc<T> {
     fn run(&self, plan: &RecoveryPlan, started: &mut dyn FnMut(&str)) -> BuildResult {
         (**self).run(plan, started)
     }
+    fn find_started(&self, plan: &RecoveryPlan, exclude: &[String]) -> Option<String> {
+        (**self).find_started(plan, exclude)
+    }
+    fn wait(&self, build_id: &str) -> BuildResult {
+        (**self).wait(build_id)
+    }
+}
+
+/// The environment overrides of an incident's recovery builds: `RESOURCE_TYPE`,
+/// `RESOURCE_ID`, `TF_TARGET`, `CORRELATION_ID` (the incident's), `ACTION`.
+pub fn recovery_env(incident: &Incident, action: &str, target: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("RESOURCE_TYPE".to_string(), incident.resource_type.clone()),
+        ("RESOURCE_ID".to_string(), incident.resource_id.clone()),
+        ("TF_TARGET".to_string(), target.to_string()),
+        (
+            "CORRELATION_ID".to_string(),
+            incident.correlation_id.clone(),
+        ),
+        ("ACTION".to_string(), action.to_string()),
+    ])
 }
 
 /// Records the build it would start and runs nothing.
@@ -96,6 +149,17 @@ impl RecoveryExecutor for DryRunExecutor {
             outcome: BuildOutcome::DryRun,
         }
     }
+
+    fn wait(&self, build_id: &str) -> BuildResult {
+        BuildResult {
+            build_id: Some(build_id.to_string()),
+            outcome: if build_id.starts_with("dry-run:") {
+                BuildOutcome::DryRun
+            } else {
+                BuildOutcome::Failed(format!("build {build_id} is not a dry-run build"))
+            },
+        }
+    }
 }
 
 /// Errors of the workflow.
@@ -104,6 +168,16 @@ pub enum WorkflowError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl WorkflowError {
+    /// Whether handling the same finding again can never succeed (see
+    /// [`StoreError::is_permanent`]): the act stage sends it to the dead letters and moves on.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            WorkflowError::Store(e) => e.is_permanent(),
+        }
+    }
 }
 
 /// The workflow, over a store, an explainer, an executor and a notifier.
@@ -246,8 +320,9 @@ const MAX_REASONING_BYTES: usize = 8 * 1024;
 const MAX_NOTE_BYTES: usize = 4 * 1024;
 
 impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor> Workflow<S, E, X, NoopNotifier> {
-    /// A workflow for one worker (`worker_id` names the holder of cooldown locks), without
-    /// notifications (see [`Workflow::with_notifier`]).
+    /// A workflow for one worker (`worker_id` names the worker in logs; the incident, not
+    /// the worker, holds its cooldown lock), without notifications (see
+    /// [`Workflow::with_notifier`]).
     pub fn new(store: S, explainer: E, executor: X, config: ActConfig, worker_id: String) -> Self {
         Workflow {
             store,
@@ -303,8 +378,14 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
         self
     }
 
-    fn now(&self) -> i64 {
+    /// The workflow's wall clock, microseconds since the epoch, UTC.
+    pub(crate) fn now(&self) -> i64 {
         self.clock.now_micros()
+    }
+
+    /// The worker this workflow runs on (logs).
+    pub(crate) fn worker_id(&self) -> &str {
+        &self.worker_id
     }
 
     /// Why `finding` opens no incident at `now`, when it does not: an active suppression, or
@@ -609,6 +690,23 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
         if !step(Detected, Analyzing, IncidentPatch::default())? {
             return self.finish(&id);
         }
+        let mut analyzing = incident;
+        analyzing.state = Analyzing;
+        self.decide(&analyzing)
+    }
+
+    /// From ANALYZING: decides on the incident's finding (explainer, guard rails), moves it
+    /// to DECIDED, then to MANUAL_REVIEW or on through the cooldown to the recovery.
+    pub(crate) fn decide(&self, incident: &Incident) -> Result<Handled, WorkflowError> {
+        use WorkflowState::*;
+        let id = incident.incident_id.clone();
+        let finding = &incident.finding;
+        let resource_type = incident.resource_type.clone();
+        let resource_id = incident.resource_id.clone();
+        let resource_key = incident.resource_key.clone();
+        let step = |from, to, patch: IncidentPatch| -> Result<bool, WorkflowError> {
+            Ok(self.store.transition(&id, from, to, &patch, self.now())?)
+        };
 
         // Decide. The history excludes this incident: it must not count as its own past.
         let allowed = self.config.allowed_actions(&resource_type).to_vec();
@@ -727,15 +825,28 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
                 ),
             );
         }
+        self.lock_and_recover(incident, &action, &target)
+    }
 
+    /// From DECIDED: takes the cooldown lock (else SKIPPED_COOLDOWN), moves to EXECUTING and
+    /// recovers.
+    pub(crate) fn lock_and_recover(
+        &self,
+        incident: &Incident,
+        action: &str,
+        target: &str,
+    ) -> Result<Handled, WorkflowError> {
+        use WorkflowState::*;
+        let id = incident.incident_id.as_str();
         // Cooldown: one lock per (resource key, action), taken only when no lock of an
         // action at least as destructive is held by another incident. The lock, not a query
         // of recent incidents, decides, so this incident's own record can never make it look
         // like a recovery is already running; a lesser action's cooldown never swallows a
-        // more destructive change.
+        // more destructive change. The incident holds the lock, not the worker: its own
+        // retried write, or a sweeper resuming it on another worker, is recognised.
         let now = self.now();
-        let blocking = blocking_actions(&action, self.config.allowed_actions(&resource_type));
-        let holder = format!("{}/{}", self.worker_id, id);
+        let blocking =
+            blocking_actions(action, self.config.allowed_actions(&incident.resource_type));
         let expires = now.saturating_add(
             i64::try_from(self.config.cooldown_secs)
                 .unwrap_or(i64::MAX / 1_000_000)
@@ -743,10 +854,10 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
         );
         if !self
             .store
-            .try_lock(&resource_key, &action, &blocking, &holder, now, expires)?
+            .try_lock(&incident.resource_key, action, &blocking, id, now, expires)?
         {
             return self.end(
-                &id,
+                id,
                 Decided,
                 SkippedCooldown,
                 format!(
@@ -755,54 +866,78 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
                 ),
             );
         }
-
-        // Recover: apply, then verify; only a verified outcome is RESOLVED.
-        let mut env = BTreeMap::new();
-        env.insert("RESOURCE_TYPE".to_string(), resource_type.clone());
-        env.insert("RESOURCE_ID".to_string(), resource_id.clone());
-        env.insert("TF_TARGET".to_string(), target.clone());
-        env.insert(
-            "CORRELATION_ID".to_string(),
-            incident.correlation_id.clone(),
-        );
-        env.insert("ACTION".to_string(), action.clone());
-        if !step(Decided, Executing, IncidentPatch::default())? {
-            return self.finish(&id);
+        if !self.store.transition(
+            id,
+            Decided,
+            Executing,
+            &IncidentPatch::default(),
+            self.now(),
+        )? {
+            return self.finish(id);
         }
-        let (apply, apply_recorded) =
-            self.run_build(&id, Executing, &self.config.recovery.apply_project, &env);
+        self.recover(incident, action, target, Executing, None)
+    }
+
+    /// The recovery from EXECUTING (apply, then verify) or VERIFYING (verify): apply, then
+    /// verify; only a verified outcome is RESOLVED. With `resume_build` (a build of that
+    /// state started before, its id recorded on the incident) that build is waited for
+    /// instead of starting another.
+    pub(crate) fn recover(
+        &self,
+        incident: &Incident,
+        action: &str,
+        target: &str,
+        from: WorkflowState,
+        resume_build: Option<String>,
+    ) -> Result<Handled, WorkflowError> {
+        use WorkflowState::*;
+        let id = incident.incident_id.as_str();
+        let env = recovery_env(incident, action, target);
         let unrecorded = |r: &BuildResult, recorded: bool| {
             if recorded { None } else { r.build_id.clone() }
         };
-        if let BuildOutcome::Failed(reason) = &apply.outcome {
-            return self.end_with(
-                &id,
+        let mut resume = resume_build;
+        let mut apply_outcome = None;
+        if from == Executing {
+            let (apply, apply_recorded) = match resume.take() {
+                Some(b) => (self.executor.wait(&b), true),
+                None => self.run_build(id, Executing, &self.config.recovery.apply_project, &env),
+            };
+            if let BuildOutcome::Failed(reason) = &apply.outcome {
+                return self.end_with(
+                    id,
+                    Executing,
+                    Failed,
+                    IncidentPatch {
+                        add_build_id: unrecorded(&apply, apply_recorded),
+                        outcome: Some(truncate_utf8(
+                            &format!("apply build failed: {reason}"),
+                            MAX_NOTE_BYTES,
+                        )),
+                        ..IncidentPatch::default()
+                    },
+                );
+            }
+            if !self.store.transition(
+                id,
                 Executing,
-                Failed,
-                IncidentPatch {
+                Verifying,
+                &IncidentPatch {
                     add_build_id: unrecorded(&apply, apply_recorded),
-                    outcome: Some(truncate_utf8(
-                        &format!("apply build failed: {reason}"),
-                        MAX_NOTE_BYTES,
-                    )),
                     ..IncidentPatch::default()
                 },
-            );
+                self.now(),
+            )? {
+                return self.finish(id);
+            }
+            apply_outcome = Some(apply.outcome);
         }
-        if !step(
-            Executing,
-            Verifying,
-            IncidentPatch {
-                add_build_id: unrecorded(&apply, apply_recorded),
-                ..IncidentPatch::default()
-            },
-        )? {
-            return self.finish(&id);
-        }
-        let (verify, verify_recorded) =
-            self.run_build(&id, Verifying, &self.config.recovery.verify_project, &env);
-        let (to, outcome) = match (&apply.outcome, &verify.outcome) {
-            (BuildOutcome::DryRun, _) | (_, BuildOutcome::DryRun) => (
+        let (verify, verify_recorded) = match resume.take() {
+            Some(b) => (self.executor.wait(&b), true),
+            None => self.run_build(id, Verifying, &self.config.recovery.verify_project, &env),
+        };
+        let (to, outcome) = match (&apply_outcome, &verify.outcome) {
+            (Some(BuildOutcome::DryRun), _) | (_, BuildOutcome::DryRun) => (
                 Resolved,
                 "dry_run: apply and verify recorded, not run; nothing was changed".to_string(),
             ),
@@ -812,7 +947,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
             (_, BuildOutcome::Failed(r)) => (Failed, format!("verify build failed: {r}")),
         };
         self.end_with(
-            &id,
+            id,
             Verifying,
             to,
             IncidentPatch {
@@ -855,7 +990,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
         (result, recorded)
     }
 
-    fn end(
+    pub(crate) fn end(
         &self,
         id: &str,
         from: WorkflowState,
@@ -875,7 +1010,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
 
     /// Moves into a final state; the worker whose transition succeeded counts the outcome and
     /// sends the one notification of the incident.
-    fn end_with(
+    pub(crate) fn end_with(
         &self,
         id: &str,
         from: WorkflowState,
@@ -921,7 +1056,7 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
         self.finish(id)
     }
 
-    fn finish(&self, id: &str) -> Result<Handled, WorkflowError> {
+    pub(crate) fn finish(&self, id: &str) -> Result<Handled, WorkflowError> {
         Ok(Handled {
             incident: self.store.get(id)?,
             opened: true,

@@ -463,7 +463,7 @@ data "aws_iam_policy_document" "act_own" {
   }
   statement {
     sid       = "RunRecoveryBuilds"
-    actions   = ["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild"]
+    actions   = ["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild", "codebuild:ListBuildsForProject"]
     resources = [for p in aws_codebuild_project.recovery : p.arn]
   }
   statement {

@@ -37,7 +37,7 @@ use crate::aws::{Blocking, error_chain};
 use crate::changes::{Change, ChangeIndex, ChangeIndexConfig, sort_newest_first};
 use crate::config::StoreConfig;
 use crate::group::IncidentGroup;
-use crate::incident::{Incident, IncidentPatch, IncidentStore, StoreError, TimelineEntry};
+use crate::incident::{Incident, IncidentPatch, IncidentStore, StoreError};
 use crate::suppress::{Feedback, Suppression, SuppressionKind};
 use crate::text::truncate_utf8;
 use aiops_core::{Finding, WorkflowState};
@@ -155,117 +155,20 @@ pub fn trim_finding(finding: &Finding, max_bytes: usize) -> (Finding, bool) {
     (f, true)
 }
 
-fn item_to_incident(item: &Item) -> Result<Incident, StoreError> {
-    let id = match item.get("incident_id") {
-        Some(AttributeValue::S(v)) => v.clone(),
-        _ => {
-            return Err(StoreError::Corrupt {
-                id: "?".into(),
-                reason: "no incident_id".into(),
-            });
-        }
-    };
-    let corrupt = |reason: String| StoreError::Corrupt {
-        id: id.clone(),
-        reason,
-    };
-    let get_s = |k: &str| match item.get(k) {
-        Some(AttributeValue::S(v)) => Some(v.clone()),
-        _ => None,
-    };
-    let req_s = |k: &str| get_s(k).ok_or_else(|| corrupt(format!("missing {k}")));
-    let get_i = |k: &str| -> Result<Option<i64>, StoreError> {
-        match item.get(k) {
-            Some(AttributeValue::N(v)) => v
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|e| corrupt(format!("{k}: {e}"))),
-            _ => Ok(None),
-        }
-    };
-    let req_i = |k: &str| get_i(k)?.ok_or_else(|| corrupt(format!("missing {k}")));
-    let state_name = req_s("workflow_state")?;
-    let state = WorkflowState::parse(&state_name)
-        .ok_or_else(|| corrupt(format!("unknown workflow_state {state_name:?}")))?;
-    let finding: Finding =
-        serde_json::from_str(&req_s("finding")?).map_err(|e| corrupt(format!("finding: {e}")))?;
-    let confidence = match item.get("confidence") {
-        Some(AttributeValue::N(v)) => Some(
-            v.parse::<f64>()
-                .map_err(|e| corrupt(format!("confidence: {e}")))?,
-        ),
-        _ => None,
-    };
-    let severity = get_i("severity")?.and_then(|v| u8::try_from(v).ok());
-    let build_ids = match item.get("build_ids") {
-        Some(AttributeValue::L(l)) => l
-            .iter()
-            .filter_map(|v| match v {
-                AttributeValue::S(s) => Some(s.clone()),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let mut timeline = Vec::new();
-    if let Some(AttributeValue::L(l)) = item.get("timeline") {
-        for e in l {
-            let AttributeValue::M(m) = e else {
-                return Err(corrupt("timeline entry is not a map".into()));
-            };
-            let st = match m.get("state") {
-                Some(AttributeValue::S(v)) => WorkflowState::parse(v),
-                _ => None,
-            }
-            .ok_or_else(|| corrupt("timeline entry without a known state".into()))?;
-            let at = match m.get("at") {
-                Some(AttributeValue::N(v)) => v.parse::<i64>().ok(),
-                _ => None,
-            }
-            .ok_or_else(|| corrupt("timeline entry without a time".into()))?;
-            timeline.push(TimelineEntry { state: st, at });
-        }
-    }
-    let group = match get_s("grp") {
-        None => IncidentGroup::default(),
-        Some(g) => serde_json::from_str(&g).map_err(|e| corrupt(format!("grp: {e}")))?,
-    };
-    Ok(Incident {
-        group,
-        incident_id: id.clone(),
-        correlation_id: req_s("correlation_id")?,
-        resource_key: req_s("resource_key")?,
-        resource_type: get_s("resource_type").unwrap_or_default(),
-        resource_id: get_s("resource_id").unwrap_or_default(),
-        state,
-        finding,
-        classification: get_s("classification"),
-        confidence,
-        severity,
-        reasoning: get_s("reasoning"),
-        action: get_s("action"),
-        explainer: get_s("explainer"),
-        codebuild_project: get_s("codebuild_project"),
-        terraform_target: get_s("terraform_target"),
-        build_ids,
-        outcome: get_s("outcome"),
-        enrichment_note: get_s("enrichment_note"),
-        evidence_ref: get_s("evidence_ref"),
-        notification: get_s("notification"),
-        raw_answer: get_s("raw_answer"),
-        timeline,
-        event_time: req_i("event_time")?,
-        created_at: req_i("created_at")?,
-        updated_at: req_i("updated_at")?,
-    })
-}
-
 fn backend<E, R>(what: &str, err: &SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
     match err {
+        // A request DynamoDB refuses as invalid (an item over 400 KB, an empty key) is refused
+        // again however often it is retried.
+        SdkError::ServiceError(se) if se.err().code() == Some("ValidationException") => {
+            StoreError::Rejected(format!(
+                "{what}: ValidationException: {}",
+                se.err().message().unwrap_or_default()
+            ))
+        }
         SdkError::ServiceError(se) => StoreError::Backend(format!(
             "{what}: {}: {}",
             se.err().code().unwrap_or("unknown"),
@@ -346,6 +249,13 @@ impl DynamoStore {
             rt,
             cfg,
         }
+    }
+
+    /// The same store over another DynamoDB client (tests: a client with interceptors that
+    /// lose responses, to exercise the SDK's retries).
+    pub fn with_client(mut self, client: Client) -> DynamoStore {
+        self.client = client;
+        self
     }
 
     /// The DynamoDB client (tests, tools).
@@ -568,36 +478,12 @@ impl DynamoStore {
         opt("raw_answer", i.raw_answer.clone().map(s));
         let size = item_size(&item);
         if size > MAX_ITEM_BYTES {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::Rejected(format!(
                 "incident {} would be {size} bytes, above the {MAX_ITEM_BYTES}-byte bound",
                 i.incident_id
             )));
         }
         Ok(item)
-    }
-
-    fn update(
-        &self,
-        what: &str,
-        incident_id: &str,
-        e: Expr,
-        sets: Vec<String>,
-        condition: String,
-    ) -> Result<bool, StoreError> {
-        let request = self
-            .client
-            .update_item()
-            .table_name(&self.cfg.incidents_table)
-            .key("incident_id", s(incident_id))
-            .update_expression(format!("SET {}", sets.join(", ")))
-            .condition_expression(condition)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values());
-        match self.rt.block_on(request.send()) {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(backend(what, &err)),
-        }
     }
 
     fn query_index(
@@ -688,20 +574,7 @@ impl DynamoStore {
 impl IncidentStore for DynamoStore {
     fn create(&self, incident: &Incident) -> Result<bool, StoreError> {
         let item = self.to_item(incident)?;
-        let mut e = Expr::default();
-        let id = e.name("incident_id");
-        let request = self
-            .client
-            .put_item()
-            .table_name(&self.cfg.incidents_table)
-            .set_item(Some(item))
-            .condition_expression(format!("attribute_not_exists({id})"))
-            .set_expression_attribute_names(e.names());
-        match self.rt.block_on(request.send()) {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(backend("put incident", &err)),
-        }
+        self.create_item(item)
     }
 
     fn transition(
@@ -1103,6 +976,25 @@ impl IncidentStore for DynamoStore {
         Ok(all)
     }
 
+    fn stuck(
+        &self,
+        states: &[WorkflowState],
+        updated_before: i64,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
+        self.stuck_incidents(states, updated_before, limit)
+    }
+
+    fn claim(
+        &self,
+        incident_id: &str,
+        state: WorkflowState,
+        seen_updated_at: i64,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        self.claim_incident(incident_id, state, seen_updated_at, at)
+    }
+
     fn history(
         &self,
         resource_key: &str,
@@ -1174,7 +1066,11 @@ impl IncidentStore for DynamoStore {
 }
 
 mod changes;
+mod item;
+mod write;
 pub use changes::{CHANGE_BUCKET_MICROS, DynamoChangeIndex};
+use item::item_to_incident;
+pub use write::{WRITE_TOKEN_ATTR, new_write_token};
 
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ pub struct StageCounters {
     pub events: AtomicU64,
     /// Events dropped as duplicates by event id.
     pub duplicates: AtomicU64,
-    /// Records sent to dead letters (ingest).
+    /// Records sent to dead letters (ingest; act: findings the store refused for good).
     pub dead_letters: AtomicU64,
     /// CloudWatch Logs control messages dropped (ingest).
     pub control_messages: AtomicU64,
@@ -33,6 +33,8 @@ pub struct StageCounters {
     pub suppressed_findings: AtomicU64,
     /// Changes not recorded in the recent-changes index (ingest; logged).
     pub change_index_errors: AtomicU64,
+    /// Stuck incidents the sweeper resumed (act).
+    pub resumed_incidents: AtomicU64,
 }
 
 /// A snapshot of [`StageCounters`].
@@ -64,6 +66,8 @@ pub struct CountersSnapshot {
     pub suppressed_findings: u64,
     /// See [`StageCounters::change_index_errors`].
     pub change_index_errors: u64,
+    /// See [`StageCounters::resumed_incidents`].
+    pub resumed_incidents: u64,
 }
 
 impl StageCounters {
@@ -84,6 +88,7 @@ impl StageCounters {
             incidents: g(&self.incidents),
             suppressed_findings: g(&self.suppressed_findings),
             change_index_errors: g(&self.change_index_errors),
+            resumed_incidents: g(&self.resumed_incidents),
         }
     }
 }
@@ -122,7 +127,7 @@ impl StageCounterSet {
 impl CountersSnapshot {
     /// The three stages of one process as one stage reading the raw stream: records, events,
     /// duplicates, control messages, archived rows, objects and change-index errors are
-    /// ingest's; findings detect's; incidents and suppressed findings act's; dead letters and
+    /// ingest's; findings detect's; incidents, suppressed findings and resumed incidents act's; dead letters and
     /// unreadable records are summed over the three; nothing is forwarded to a stream
     /// (`forwarded` 0: events and findings stay in the process).
     pub fn of_pipeline(
@@ -144,6 +149,7 @@ impl CountersSnapshot {
             incidents: act.incidents,
             suppressed_findings: act.suppressed_findings,
             change_index_errors: ingest.change_index_errors,
+            resumed_incidents: act.resumed_incidents,
         }
     }
 }

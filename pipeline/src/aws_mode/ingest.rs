@@ -108,7 +108,8 @@ pub struct IngestProcessor<F, O> {
     archive: RawArchive,
 }
 
-fn dead_letter_line(d: &DeadLetter) -> Vec<u8> {
+/// One dead-letter JSON line (the format of [`DeadLetterLine`]) for `d`.
+pub(super) fn dead_letter_line(d: &DeadLetter) -> Vec<u8> {
     let line = DeadLetterLine {
         reason: &d.reason,
         stream: &d.position.stream,

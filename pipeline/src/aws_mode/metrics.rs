@@ -17,8 +17,9 @@ use std::time::Duration;
 /// increases of 0 included, so a quiet stage still reports `DeadLetters 0` (an alarm then
 /// sees data, not a gap).
 ///
-/// `DeadLetters` sums the records sent to the dead letters (ingest) and the records a stage
-/// could not read and skipped (detect, act: `bad_records`): both are input the stage lost.
+/// `DeadLetters` sums the records sent to the dead letters (ingest; act: findings the incident
+/// store refused for good) and the records a stage could not read and skipped (detect, act:
+/// `bad_records`): both are input the stage lost.
 pub fn counter_deltas(
     before: &CountersSnapshot,
     now: &CountersSnapshot,

@@ -234,6 +234,7 @@ impl Parts<'_> {
                 "act stage without a workflow".into(),
             ));
         };
+        let permits = workflow.config().max_in_flight.max(1);
         Ok(act::ActShared {
             workflow,
             checkpoint_interval: Duration::from_millis(self.cfg.aws.checkpoint_interval_ms),
@@ -241,6 +242,7 @@ impl Parts<'_> {
             objects: self.c.objects.clone(),
             prefix: self.cfg.aws.history_prefix.clone(),
             archive: self.cfg.archive,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(permits)),
         })
     }
 }
@@ -369,12 +371,18 @@ pub fn run_stages(
                     spawn_worker(&c, cfg, stage, &worker_id, factory, registry, stop)
                 }
                 (Stage::Act, StageCounterSet::One(counters)) => {
-                    let factory = act::ActFactory(Arc::new(parts.act(&workflow, counters)?));
+                    let shared = parts.act(&workflow, counters)?;
+                    // Detached: the sweeper ends when `stop` turns true.
+                    let _sweeper =
+                        act::spawn_sweeper(shared.workflow.clone(), counters.clone(), stop.clone());
+                    let factory = act::ActFactory(Arc::new(shared));
                     spawn_worker(&c, cfg, stage, &worker_id, factory, registry, stop)
                 }
                 (Stage::All, StageCounterSet::Pipeline([ic, dc, ac])) => {
-                    let act =
-                        SingleFactory::act(&act::ActFactory(Arc::new(parts.act(&workflow, ac)?)));
+                    let shared = parts.act(&workflow, ac)?;
+                    let _sweeper =
+                        act::spawn_sweeper(shared.workflow.clone(), ac.clone(), stop.clone());
+                    let act = SingleFactory::act(&act::ActFactory(Arc::new(shared)));
                     let detect = detect::DetectFactory(Arc::new(
                         parts.detect(ToProcessor::new(act.clone(), "decisions"), dc),
                     ));
