@@ -27,7 +27,7 @@
 //! - `aiops suppress add|list|remove`: [`Suppression::new`] (kind from
 //!   [`SuppressionKind::guess`]) and [`IncidentStore::put_suppression`],
 //!   [`IncidentStore::list_suppressions`], [`IncidentStore::remove_suppression`];
-//! - detect, to raise a series' threshold after feedback:
+//! - the workflow, to raise a series' threshold after feedback:
 //!   [`suppress::series_min_scores`] over [`IncidentStore::list_feedback`].
 //!
 //! [`setup::build`] assembles the workflow from `[act]` in one call. The AWS adapters block on

@@ -10,8 +10,9 @@
 //! series key of its findings, with the highest score those findings had. **Rule**: a later
 //! finding of such a series opens an incident only when its score is strictly above the
 //! feedback's score (the highest over the series' feedback of the last `feedback_days`);
-//! otherwise it is handled like a suppressed one (recorded, marked, no incident). The detect
-//! side reads the same number through [`series_min_scores`] to raise its threshold.
+//! otherwise it is handled like a suppressed one (recorded, counted, no incident). The act
+//! workflow applies the rule (through [`series_min_scores`]) to every finding it handles; the
+//! detect stage does not read feedback, so the finding itself is still made and recorded.
 
 use crate::group::finding_scope;
 use aiops_core::Finding;
@@ -160,7 +161,7 @@ pub const FEEDBACK_DAYS: i64 = 30;
 
 /// The minimum score per series a finding must exceed to open an incident, from the feedback
 /// given within [`FEEDBACK_DAYS`] before `now` (the rule in the module documentation): series
-/// key -> highest feedback score. What the detect side reads to raise its thresholds.
+/// key -> highest feedback score: the threshold the act workflow holds each series' findings to.
 pub fn series_min_scores(feedback: &[Feedback], now: i64) -> BTreeMap<String, f64> {
     let horizon = now.saturating_sub(FEEDBACK_DAYS * 86_400 * 1_000_000);
     let mut out: BTreeMap<String, f64> = BTreeMap::new();
