@@ -327,7 +327,8 @@ fn own_fixtures_replay_exactly() {
         serde_json::json!({"kind": "summary", "events": 18, "dead_letters": 0, "duplicates": 1,
             "findings": 4, "incidents": 4, "suppressed_findings": 0, "archived_rows": 17, "control_messages": 0,
             "digest_files": 1, "skipped_files": 0, "skipped_inputs": 0, "inputs_read": 7,
-            "input_bytes": 5862, "out_of_range_events": 0})
+            "input_bytes": 5862, "out_of_range_events": 0,
+            "reorder_early_releases": 0, "out_of_order_events": 0})
     );
     assert_eq!(
         incident_keys(&r),
@@ -443,7 +444,8 @@ fn replaying_the_same_inputs_again_adds_no_rows_and_no_incidents() {
         serde_json::json!({"kind": "summary", "events": 0, "dead_letters": 0, "duplicates": 0,
             "findings": 0, "incidents": 0, "suppressed_findings": 0, "archived_rows": 0, "control_messages": 0,
             "digest_files": 0, "skipped_files": 0, "skipped_inputs": 14, "inputs_read": 0,
-            "input_bytes": 0, "out_of_range_events": 0})
+            "input_bytes": 0, "out_of_range_events": 0,
+            "reorder_early_releases": 0, "out_of_order_events": 0})
     );
     assert_eq!(parquet_rows(&data_dir, "raw"), 17);
     assert_eq!(stored_incidents(&data_dir), 4);
