@@ -263,5 +263,12 @@ fn print_summary(
         s.archived_rows,
         data_dir.join("raw").display()
     );
+    if s.out_of_order_events > 0 || s.reorder_early_releases > 0 {
+        out!(
+            "ordering: {} events reached the statistics behind a newer event ({} released early by the full reorder buffer); raise [pipeline] replay_reorder_horizon_secs, replay_reorder_events or replay_reorder_bytes to order them",
+            s.out_of_order_events,
+            s.reorder_early_releases
+        );
+    }
     Ok(())
 }

@@ -327,7 +327,8 @@ fn own_fixtures_replay_exactly() {
         serde_json::json!({"kind": "summary", "events": 18, "dead_letters": 0, "duplicates": 1,
             "findings": 4, "incidents": 4, "suppressed_findings": 0, "archived_rows": 17, "control_messages": 0,
             "digest_files": 1, "skipped_files": 0, "skipped_inputs": 0, "inputs_read": 7,
-            "input_bytes": 5862, "out_of_range_events": 0})
+            "input_bytes": 5862, "out_of_range_events": 0,
+            "reorder_early_releases": 0, "out_of_order_events": 0})
     );
     assert_eq!(
         incident_keys(&r),
@@ -443,7 +444,8 @@ fn replaying_the_same_inputs_again_adds_no_rows_and_no_incidents() {
         serde_json::json!({"kind": "summary", "events": 0, "dead_letters": 0, "duplicates": 0,
             "findings": 0, "incidents": 0, "suppressed_findings": 0, "archived_rows": 0, "control_messages": 0,
             "digest_files": 0, "skipped_files": 0, "skipped_inputs": 14, "inputs_read": 0,
-            "input_bytes": 0, "out_of_range_events": 0})
+            "input_bytes": 0, "out_of_range_events": 0,
+            "reorder_early_releases": 0, "out_of_order_events": 0})
     );
     assert_eq!(parquet_rows(&data_dir, "raw"), 17);
     assert_eq!(stored_incidents(&data_dir), 4);
@@ -806,4 +808,53 @@ fn a_binary_file_is_one_dead_letter_not_one_per_line() {
         .decode(lines[0]["data_base64"].as_str().unwrap())
         .unwrap();
     assert_eq!(kept, binary, "the whole file is kept");
+}
+
+/// CloudTrail Insights records (an Insight on TerminateInstances and the end of one on
+/// GetRole errors) are kept in the raw history and never taken for calls: no change-rule
+/// incident for the TerminateInstances Insight, and the Insight's start is one
+/// `cloudtrail_insight` finding with its API and rates, which opens one review incident.
+#[test]
+fn insights_records_are_history_and_a_finding_of_their_own_never_a_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = root().join("ingest/tests/fixtures/shapes/insights_log_file.json");
+    let r = replay(&[&input], tmp.path(), None);
+    assert_eq!(r.status, 0);
+    assert_eq!(
+        r.summary,
+        serde_json::json!({"kind": "summary", "events": 2, "dead_letters": 0, "duplicates": 0,
+            "findings": 1, "incidents": 1, "suppressed_findings": 0, "archived_rows": 2,
+            "control_messages": 0, "digest_files": 0, "skipped_files": 0, "skipped_inputs": 0,
+            "inputs_read": 1, "input_bytes": 1827, "out_of_range_events": 0,
+            "reorder_early_releases": 0, "out_of_order_events": 0})
+    );
+    assert_eq!(
+        incident_keys(&r),
+        owned(&[(
+            "TerminateInstances",
+            "aws_api",
+            "ec2.amazonaws.com:TerminateInstances",
+            "MANUAL_REVIEW",
+            ""
+        )])
+    );
+    assert_eq!(r.incidents[0]["detector"], "cloudtrail_insight");
+    assert_eq!(parquet_rows(tmp.path(), "raw"), 2);
+    assert_eq!(parquet_rows(tmp.path(), "findings"), 1);
+    let out = Command::new(bin())
+        .args(["incidents", "show", "--data-dir"])
+        .arg(tmp.path())
+        .arg(r.incidents[0]["incident_id"].as_str().unwrap())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in [
+        "Resource:  aws_api ec2.amazonaws.com:TerminateInstances",
+        "Summary:   CloudTrail Insight (ApiCallRateInsight): ec2.amazonaws.com TerminateInstances calls at 12.5/min against a baseline of 0.0104166667/min",
+        "  - 1e92942a0861209a rate_anomaly cloudtrail_insight at 2024-03-05T13:05:00.000000Z (score 1.0000, HIGH)",
+        "      series: cloudtrail_insight:ApiCallRateInsight:ec2.amazonaws.com:TerminateInstances",
+        "  events: d4000000-0000-4000-8000-000000000001",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+    }
 }

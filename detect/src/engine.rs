@@ -782,7 +782,8 @@ impl StatsEngine {
     }
 
     fn cloudtrail_contributions(&mut self, event: &Event, principal: &str) -> Vec<Contribution> {
-        let Some(ct) = event.cloudtrail() else {
+        // An Insights record is not a call (it has its own finding, `crate::insight`).
+        let Some(ct) = event.cloudtrail().filter(|ct| !ct.is_insight()) else {
             return Vec::new();
         };
         let principal_id = aiops_core::stable_hash(&[principal.as_bytes()]);

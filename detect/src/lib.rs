@@ -8,6 +8,7 @@ pub mod config;
 pub mod decision;
 pub mod engine;
 pub mod eval;
+pub mod insight;
 pub mod multiline;
 pub mod numeric;
 pub mod rate;

@@ -181,6 +181,10 @@ pub enum RuleVerdict {
     ConditionFalse,
     /// One finding per resource was produced.
     Finding,
+    /// A CloudTrail Insights record (AWS's anomaly signal, never a call): no change rule
+    /// applies; the record that starts an Insight gives one `cloudtrail_insight` finding
+    /// (see [`crate::insight`]).
+    Insight,
 }
 
 /// The compiled rule set.
@@ -512,10 +516,18 @@ impl ChangeRules {
 
     /// Evaluates one event. Returns the verdict and, for [`RuleVerdict::Finding`], one finding
     /// per resource the call touched (e.g. two for `StopInstances` on two instances).
+    ///
+    /// A CloudTrail Insights record is never a change: its verdict is [`RuleVerdict::Insight`]
+    /// and, for the record that starts an Insight, its finding is the one
+    /// [`crate::insight::insight_finding`] makes (whether or not change rules are enabled).
     pub fn evaluate(&self, event: &Event) -> (RuleVerdict, Vec<Finding>) {
         let Some(ct) = event.cloudtrail() else {
             return (RuleVerdict::NoRule, Vec::new());
         };
+        if ct.is_insight() {
+            let findings = crate::insight::insight_finding(event).into_iter().collect();
+            return (RuleVerdict::Insight, findings);
+        }
         if !self.enabled {
             return (RuleVerdict::NoRule, Vec::new());
         }

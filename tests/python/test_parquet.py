@@ -53,7 +53,8 @@ def test_replay_of_own_fixtures(tmp_path, aiops_bin):
         "kind": "summary", "events": 18, "dead_letters": 0, "duplicates": 1, "findings": 4,
         "incidents": 4, "suppressed_findings": 0, "archived_rows": 17, "control_messages": 0,
         "digest_files": 1, "skipped_files": 0, "skipped_inputs": 0, "inputs_read": 7,
-        "input_bytes": 5862, "out_of_range_events": 0,
+        "input_bytes": 5862, "out_of_range_events": 0, "reorder_early_releases": 0,
+        "out_of_order_events": 0,
     }
     table = check_contract(tmp_path, summary)
     by_source = {}

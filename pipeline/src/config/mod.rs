@@ -114,11 +114,30 @@ pub struct PipelineSection {
     /// gigabytes and seconds of latency. Default 8; 1 to 10,000.
     pub channel_capacity: usize,
     /// `aiops replay` feeds the statistical detectors in event-time order across all its
-    /// files through a reorder buffer of at most this many events (beyond it, each full buffer
-    /// is sorted and fed in turn). 0 feeds them in file order. Default 500,000 (about
-    /// 1 GB at most for CloudTrail events: `benches/compare-python` measured 1.2 GB peak for
-    /// a 1M-event replay).
+    /// inputs through a reorder buffer released by a watermark (the newest event time seen
+    /// minus [`Self::replay_reorder_horizon_secs`]); this is its hard cap in events: beyond
+    /// it the oldest events are released before the watermark passes them (counted in
+    /// `reorder_early_releases`), so memory stays bounded whatever the input's size. 0 feeds
+    /// each input's events sorted, in input order. Default 250,000; at most 50,000,000.
     pub replay_reorder_events: usize,
+    /// Hard cap of the replay reorder buffer in bytes (the events' structs and strings,
+    /// approximately; allocator overhead not counted): beyond it the oldest events are
+    /// released early, as with [`Self::replay_reorder_events`]. Default 64 MiB (about 45,000
+    /// CloudTrail events, ten minutes of a trail at 70 calls/s); at least 1 MiB, at most
+    /// 64 GiB.
+    pub replay_reorder_bytes: u64,
+    /// The horizon of the replay reorder buffer, seconds of event time: an event is held
+    /// until the newest event time seen is this far past it, so inputs whose events are out
+    /// of order by up to this much (files of one delivery period, trails of several regions
+    /// read one after the other within a day directory) reach the statistics in event-time
+    /// order, as long as the caps above are not reached. An event older than one already fed
+    /// is still fed (the statistics count it late) and is counted in `out_of_order_events`.
+    /// Default 3600 (one hour); at most 30 days.
+    pub replay_reorder_horizon_secs: u64,
+    /// Threads that decode whole inputs (files, S3 objects) in parallel during a replay or a
+    /// files source; their results are handed to ingest in input order, so the output does
+    /// not depend on the thread count. 0 (default) uses the machine's cores; at most 256.
+    pub decode_threads: usize,
     /// Threads that score the statistical series at a window close (the first also runs the
     /// detect loop). 0 (default) uses one less than the machine's cores, at least 1, leaving
     /// a core to ingest; at most 256.
@@ -129,7 +148,10 @@ impl Default for PipelineSection {
     fn default() -> Self {
         PipelineSection {
             channel_capacity: 8,
-            replay_reorder_events: 500_000,
+            replay_reorder_events: 250_000,
+            replay_reorder_bytes: 64 * 1024 * 1024,
+            replay_reorder_horizon_secs: 3600,
+            decode_threads: 0,
             scoring_threads: 0,
         }
     }
@@ -301,6 +323,21 @@ impl PipelineConfig {
         if self.pipeline.replay_reorder_events > 50_000_000 {
             return Err(PipelineError::Invalid(
                 "pipeline.replay_reorder_events: must be at most 50000000".into(),
+            ));
+        }
+        if !(1 << 20..=64 << 30).contains(&self.pipeline.replay_reorder_bytes) {
+            return Err(PipelineError::Invalid(
+                "pipeline.replay_reorder_bytes: must be between 1048576 (1 MiB) and 68719476736 (64 GiB)".into(),
+            ));
+        }
+        if self.pipeline.replay_reorder_horizon_secs > 30 * 86_400 {
+            return Err(PipelineError::Invalid(
+                "pipeline.replay_reorder_horizon_secs: must be at most 2592000 (30 days)".into(),
+            ));
+        }
+        if self.pipeline.decode_threads > 256 {
+            return Err(PipelineError::Invalid(
+                "pipeline.decode_threads: must be at most 256".into(),
             ));
         }
         for (i, s) in self.sources.iter().enumerate() {

@@ -1,10 +1,12 @@
 //! The detect thread of the embedded pipeline: the statistics engine at window close, scored
 //! in parallel on its own rayon pool (the detect loop runs on the pool's first thread). A
 //! replay (`RunMode::Once`) feeds the statistics in event-time order across all its files,
-//! through a bounded reorder buffer, so history is seen as it happened however the files are
-//! laid out; a live run (`RunMode::Follow`) feeds each batch of events from ingest (one
+//! through a reorder buffer released by a watermark and bounded in events and bytes
+//! ([`super::reorder`]), so history is seen as it happened however the files are laid out
+//! (within the horizon); a live run (`RunMode::Follow`) feeds each batch of events from ingest (one
 //! delivery) in event-time order, which is how `aiops backtest` will read them back.
 
+use super::reorder::{ReorderBuffer, ReorderLimits};
 use super::shared::{Counters, RunMode, spawn_stage};
 use crate::config::PipelineConfig;
 use crate::error::{Context, Result};
@@ -33,9 +35,17 @@ pub(crate) fn start_detect(
             .context("learned baselines")?,
         None => StatsEngine::new(config.detect.statistics.clone()),
     };
-    let reorder_capacity = match mode {
-        RunMode::Once => config.pipeline.replay_reorder_events,
-        RunMode::Follow => 0,
+    // A replay orders events across inputs through the reorder buffer; a live run sorts each
+    // delivery on its own.
+    let reorder_limits = match mode {
+        RunMode::Once => Some(ReorderLimits {
+            horizon_micros: i64::try_from(config.pipeline.replay_reorder_horizon_secs)
+                .unwrap_or(i64::MAX / 1_000_000)
+                .saturating_mul(1_000_000),
+            max_events: config.pipeline.replay_reorder_events,
+            max_bytes: config.pipeline.replay_reorder_bytes,
+        }),
+        RunMode::Follow => None,
     };
     let scoring_pool = scoring_pool(config.pipeline.scoring_threads)?;
     let counters = counters.clone();
@@ -45,44 +55,56 @@ pub(crate) fn start_detect(
                 counters.findings.fetch_add(1, Ordering::Relaxed);
                 f_tx.send(f).is_ok()
             };
-            let mut reorder: Vec<Event> = Vec::new();
-            let drain = |buf: &mut Vec<Event>, stats: &mut StatsEngine| -> bool {
-                buf.sort_by_key(|e| e.event_time);
-                for e in buf.drain(..) {
-                    for f in stats.observe_owned(e) {
-                        if !send(f) {
-                            return false;
-                        }
-                    }
+            let mut reorder = reorder_limits.map(ReorderBuffer::new);
+            let report = |reorder: &Option<ReorderBuffer>| {
+                if let Some(r) = reorder {
+                    let s = r.stats();
+                    counters
+                        .reorder_early_releases
+                        .store(s.early_releases, Ordering::Relaxed);
+                    counters
+                        .out_of_order_events
+                        .store(s.out_of_order, Ordering::Relaxed);
                 }
-                true
             };
             for mut batch in ev_rx {
-                if reorder_capacity == 0 {
-                    // A delivery is not in event-time order (the calls of one CloudTrail
-                    // delivery, the lines of one subscription payload): fed in event-time
-                    // order (stable, so ties keep their arrival order, as a backtest orders
-                    // them), a live run sees what a backtest of its history sees, up to
-                    // events that straddle two batches.
-                    batch.sort_by_key(|e| e.event_time);
-                }
-                for event in batch {
-                    if reorder_capacity == 0 {
-                        for f in stats.observe_owned(event) {
-                            if !send(f) {
-                                return Ok(());
-                            }
-                        }
-                    } else {
-                        reorder.push(event);
-                        if reorder.len() >= reorder_capacity && !drain(&mut reorder, &mut stats) {
-                            return Ok(());
-                        }
+                let fed = match &mut reorder {
+                    Some(r) => r.push(batch, &mut |e| {
+                        stats.observe_owned(e).into_iter().all(&send)
+                    }),
+                    None => {
+                        // A delivery is not in event-time order (the calls of one CloudTrail
+                        // delivery, the lines of one subscription payload): fed in event-time
+                        // order (stable, so ties keep their arrival order, as a backtest
+                        // orders them), a live run sees what a backtest of its history sees,
+                        // up to events that straddle two batches.
+                        batch.sort_by_key(|e| e.event_time);
+                        batch
+                            .into_iter()
+                            .all(|e| stats.observe_owned(e).into_iter().all(&send))
                     }
+                };
+                if !fed {
+                    report(&reorder);
+                    return Ok(());
                 }
             }
-            if !drain(&mut reorder, &mut stats) {
+            if let Some(r) = &mut reorder
+                && !r.finish(&mut |e| stats.observe_owned(e).into_iter().all(&send))
+            {
+                report(&reorder);
                 return Ok(());
+            }
+            report(&reorder);
+            if let Some(r) = &reorder {
+                let s = r.stats();
+                tracing::debug!(
+                    peak_events = s.peak_events,
+                    peak_bytes = s.peak_bytes,
+                    early_releases = s.early_releases,
+                    out_of_order = s.out_of_order,
+                    "replay reorder buffer"
+                );
             }
             // Sources ended: close every open window.
             for f in stats.flush() {

@@ -5,9 +5,10 @@
 //! the events on to detect. Events outside the replay's event-time range are dropped; the
 //! inputs read in full are returned at the end, for the manifest of ingested inputs.
 
+use super::decode_pool::DecodePool;
 use super::shared::{
     Counters, EARLIEST_EVENT_TIME, Input, LatencySamples, MAX_FUTURE_MICROS, MAX_LATENCY_SAMPLES,
-    spawn_stage,
+    RunMode, spawn_stage,
 };
 use crate::config::PipelineConfig;
 use crate::deadletter::DeadLetterWriter;
@@ -22,11 +23,17 @@ use aiops_ingest::decode::{DecodeOutput, decode_file, decode_kinesis_record};
 use aiops_ingest::dedup::Deduplicator;
 use aiops_ingest::manifest::{EventTimeRange, ManifestEntry};
 use crossbeam_channel::{Receiver, Sender};
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// Most events per batch a replay sends to detect: the channel between them holds
+/// `8 x [pipeline] channel_capacity` batches, so at most 64 x 1,024 events by default
+/// whatever the size of the inputs.
+const REPLAY_BATCH_EVENTS: usize = 1024;
 
 /// Starts the ingest thread: inputs from `in_rx`, event batches to `ev_tx`, change-rule
 /// findings to `findings`, changes to `changes` (when given), events outside `range`
@@ -44,12 +51,18 @@ pub(crate) fn start_ingest(
     findings: Sender<Finding>,
     counters: &Arc<Counters>,
     latency_micros: Option<LatencySamples>,
+    mode: RunMode,
 ) -> Result<JoinHandle<Result<Vec<ManifestEntry>>>> {
     let counters = counters.clone();
     let limits = config.ingest.limits();
     let mut dedup = Deduplicator::new(&config.ingest.dedup)?;
     let mut archive = LocalArchive::new(data_dir, config.archive);
     let mut dlq = DeadLetterWriter::new(&data_dir.join("dead_letters"));
+    let pool = DecodePool::start(config.pipeline.decode_threads, limits)?;
+    let max_batch = match mode {
+        RunMode::Once => REPLAY_BATCH_EVENTS,
+        RunMode::Follow => 0,
+    };
     spawn_stage("ingest", move || -> Result<Vec<ManifestEntry>> {
         let change = ChangeStage {
             rules,
@@ -59,17 +72,16 @@ pub(crate) fn start_ingest(
             latency_micros,
         };
         let mut delivered = Vec::new();
-        let result = ingest_loop(
-            &in_rx,
-            &ev_tx,
-            &change,
-            &limits,
-            range,
-            &mut dedup,
-            &mut archive,
-            &mut dlq,
-            &mut delivered,
-        );
+        let mut sinks = Sinks {
+            tx: &ev_tx,
+            change: &change,
+            dedup: &mut dedup,
+            archive: &mut archive,
+            dlq: &mut dlq,
+            max_batch,
+        };
+        let result = ingest_loop(&in_rx, &pool, &limits, range, &mut sinks, &mut delivered);
+        drop(pool);
         // Whatever happened, make what was accepted durable.
         let flushed = archive.flush();
         let dlq_flushed = dlq.flush();
@@ -159,61 +171,134 @@ impl ChangeStage {
     }
 }
 
+/// An input taken from the sources, in the order taken: being decoded by the pool, or to
+/// decode on the ingest thread when its turn comes.
+enum Pending {
+    /// A whole input the decode pool is decoding.
+    Decoding {
+        result: Receiver<DecodeOutput>,
+        entry: ManifestEntry,
+        already: Vec<EventTimeRange>,
+        bytes: u64,
+        ingest_time: i64,
+    },
+    /// Anything else (Kinesis-like records, unreadable inputs), decoded when its turn comes.
+    Inline(Input),
+}
+
+/// Where ingest sends what it accepted, and what it keeps.
+struct Sinks<'a> {
+    tx: &'a Sender<Vec<Event>>,
+    change: &'a ChangeStage,
+    dedup: &'a mut Deduplicator,
+    archive: &'a mut LocalArchive,
+    dlq: &'a mut DeadLetterWriter,
+    /// Most events per batch sent to detect (0: one batch per input).
+    max_batch: usize,
+}
+
 /// Loops until the inputs end; every input read in full (its events archived and passed on,
-/// its dead letters written) is pushed to `delivered`.
+/// its dead letters written) is pushed to `delivered`. Whole inputs are decoded by `pool`,
+/// several at once, and taken back in the order they came.
 #[allow(clippy::too_many_arguments)]
 fn ingest_loop(
     rx: &Receiver<Input>,
-    tx: &Sender<Vec<Event>>,
-    change: &ChangeStage,
+    pool: &DecodePool,
     limits: &aiops_ingest::decode::DecodeLimits,
     range: EventTimeRange,
-    dedup: &mut Deduplicator,
-    archive: &mut LocalArchive,
-    dlq: &mut DeadLetterWriter,
+    sinks: &mut Sinks<'_>,
     delivered: &mut Vec<ManifestEntry>,
 ) -> Result<()> {
-    let counters: &Counters = &change.counters;
     let mut out = DecodeOutput::default();
     let mut last_roll = Instant::now();
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut sources_ended = false;
     loop {
-        let input = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(i) => Some(i),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        // Take inputs while the pool has room: wait (up to a second, to roll files over) only
+        // when nothing is pending.
+        while !sources_ended && pending.len() < pool.in_flight() {
+            let input = if pending.is_empty() {
+                match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(i) => i,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => break,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        sources_ended = true;
+                        break;
+                    }
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(i) => i,
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        sources_ended = true;
+                        break;
+                    }
+                }
+            };
+            pending.push_back(match input {
+                Input::File {
+                    name,
+                    data,
+                    key,
+                    already,
+                } => {
+                    let ingest_time = now_micros();
+                    let bytes = data.len() as u64;
+                    let result = pool.submit(name.clone(), data, ingest_time);
+                    Pending::Decoding {
+                        result,
+                        entry: ManifestEntry { key, name, range },
+                        already,
+                        bytes,
+                        ingest_time,
+                    }
+                }
+                other => Pending::Inline(other),
+            });
+        }
+        let Some(next) = pending.pop_front() else {
+            if sources_ended {
+                break;
+            }
+            roll(sinks, &mut last_roll)?;
+            continue;
         };
+        let counters: &Counters = &sinks.change.counters;
         let mut ingest_time = now_micros();
         // The input being read when it is a whole one: recorded once its events went on.
         let mut entry: Option<ManifestEntry> = None;
         let mut already = Vec::new();
-        match input {
-            Some(Input::File {
-                name,
-                data,
-                key,
+        match next {
+            Pending::Decoding {
+                result,
+                entry: e,
                 already: before,
-            }) => {
+                bytes,
+                ingest_time: t,
+            } => {
                 counters.inputs_read.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .input_bytes
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
-                decode_file(&name, &data, ingest_time, limits, &mut out);
+                counters.input_bytes.fetch_add(bytes, Ordering::Relaxed);
+                ingest_time = t;
+                match result.recv() {
+                    Ok(decoded) => out = decoded,
+                    Err(_) => out.dead_letters.push(aiops_ingest::decode::DeadLetter {
+                        reason: "the decode thread failed on this input".into(),
+                        data: Vec::new(),
+                        position: file_position(&e.name),
+                    }),
+                }
                 already = before;
-                entry = Some(ManifestEntry { key, name, range });
+                entry = Some(e);
             }
-            Some(Input::Unreadable { name, reason, head }) => {
+            Pending::Inline(Input::Unreadable { name, reason, head }) => {
                 out.dead_letters.push(aiops_ingest::decode::DeadLetter {
                     reason,
                     data: head,
-                    position: Position {
-                        stream: format!("file:{name}"),
-                        shard_id: "file".into(),
-                        sequence_number: "0".into(),
-                        sub_sequence_number: None,
-                    },
+                    position: file_position(&name),
                 });
             }
-            Some(Input::Records {
+            Pending::Inline(Input::Records {
                 records,
                 received_at,
             }) => {
@@ -222,65 +307,109 @@ fn ingest_loop(
                     decode_kinesis_record(&r.data, &r.position, ingest_time, limits, &mut out);
                 }
             }
-            None => {}
+            Pending::Inline(Input::File { name, data, .. }) => {
+                // Never queued inline (whole inputs go to the pool); decoded here all the same.
+                decode_file(&name, &data, ingest_time, limits, &mut out);
+            }
         }
-        record_dead_letters(&mut out, dlq, counters)?;
-        counters
-            .control_messages
-            .fetch_add(std::mem::take(&mut out.control_messages), Ordering::Relaxed);
-        counters
-            .digest_files
-            .fetch_add(std::mem::take(&mut out.digest_files), Ordering::Relaxed);
-        if !out.events.is_empty() {
-            let mut batch = Vec::with_capacity(out.events.len());
-            for e in out.events.drain(..) {
-                // An event time AWS cannot have produced (before 2000, or more than a day
-                // ahead of the clock) would drag the watermark and the de-duplication window
-                // with it: such an event is a dead letter, not history.
-                if e.event_time < EARLIEST_EVENT_TIME
-                    || e.event_time > ingest_time.saturating_add(MAX_FUTURE_MICROS)
-                {
-                    dlq.write(&aiops_ingest::decode::DeadLetter {
-                        reason: format!(
-                            "event time {} is outside [2000-01-01, now + 1 day]",
-                            aiops_core::time::format_rfc3339_micros(e.event_time)
-                        ),
-                        data: serde_json::to_vec(&e).unwrap_or_default(),
-                        position: e.position.clone(),
-                    })?;
-                    counters.dead_letters.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                if !range.contains(e.event_time) {
-                    counters.out_of_range_events.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                counters.events.fetch_add(1, Ordering::Relaxed);
-                // Delivered by an earlier run (the manifest of ingested inputs), or seen in
-                // the de-duplication window.
-                if already.iter().any(|r| r.contains(e.event_time))
-                    || dedup.is_duplicate(&e.event_id, e.event_time)
-                {
-                    counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                if !change.evaluate(&e) {
-                    return Ok(());
-                }
-                archive.append(&e)?;
-                counters.archived_rows.fetch_add(1, Ordering::Relaxed);
-                batch.push(e);
-            }
-            if !batch.is_empty() && tx.send(batch).is_err() {
-                break;
-            }
+        if !deliver(&mut out, ingest_time, range, &already, sinks)? {
+            return Ok(());
         }
         delivered.extend(entry);
         if last_roll.elapsed() >= Duration::from_secs(1) {
-            archive.roll_expired()?;
-            dlq.flush()?;
-            last_roll = Instant::now();
+            roll(sinks, &mut last_roll)?;
         }
     }
     Ok(())
+}
+
+/// Rolls expired Parquet files over and flushes the dead letters.
+fn roll(sinks: &mut Sinks<'_>, last_roll: &mut Instant) -> Result<()> {
+    sinks.archive.roll_expired()?;
+    sinks.dlq.flush()?;
+    *last_roll = Instant::now();
+    Ok(())
+}
+
+/// The position of a whole input named `name`, for its dead letters.
+fn file_position(name: &str) -> Position {
+    Position {
+        stream: format!("file:{name}"),
+        shard_id: "file".into(),
+        sequence_number: "0".into(),
+        sub_sequence_number: None,
+    }
+}
+
+/// Writes the dead letters of one decoded input and passes its events on: events of
+/// impossible times become dead letters, those outside `range` are dropped, duplicates
+/// (seen in the de-duplication window, or in `already`: delivered by an earlier run) are
+/// dropped; the rest go through the change rules, the archive and to detect. False once
+/// act or detect stopped taking what ingest sends.
+fn deliver(
+    out: &mut DecodeOutput,
+    ingest_time: i64,
+    range: EventTimeRange,
+    already: &[EventTimeRange],
+    sinks: &mut Sinks<'_>,
+) -> Result<bool> {
+    let counters: &Counters = &sinks.change.counters;
+    record_dead_letters(out, sinks.dlq, counters)?;
+    counters
+        .control_messages
+        .fetch_add(std::mem::take(&mut out.control_messages), Ordering::Relaxed);
+    counters
+        .digest_files
+        .fetch_add(std::mem::take(&mut out.digest_files), Ordering::Relaxed);
+    if out.events.is_empty() {
+        return Ok(true);
+    }
+    let mut batch = Vec::with_capacity(out.events.len());
+    for e in out.events.drain(..) {
+        // An event time AWS cannot have produced (before 2000, or more than a day ahead of
+        // the clock) would drag the watermark and the de-duplication window with it: such an
+        // event is a dead letter, not history.
+        if e.event_time < EARLIEST_EVENT_TIME
+            || e.event_time > ingest_time.saturating_add(MAX_FUTURE_MICROS)
+        {
+            sinks.dlq.write(&aiops_ingest::decode::DeadLetter {
+                reason: format!(
+                    "event time {} is outside [2000-01-01, now + 1 day]",
+                    aiops_core::time::format_rfc3339_micros(e.event_time)
+                ),
+                data: serde_json::to_vec(&e).unwrap_or_default(),
+                position: e.position.clone(),
+            })?;
+            counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if !range.contains(e.event_time) {
+            counters.out_of_range_events.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        counters.events.fetch_add(1, Ordering::Relaxed);
+        // Delivered by an earlier run (the manifest of ingested inputs), or seen in the
+        // de-duplication window.
+        if already.iter().any(|r| r.contains(e.event_time))
+            || sinks.dedup.is_duplicate(&e.event_id, e.event_time)
+        {
+            counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if !sinks.change.evaluate(&e) {
+            return Ok(false);
+        }
+        sinks.archive.append(&e)?;
+        counters.archived_rows.fetch_add(1, Ordering::Relaxed);
+        batch.push(e);
+        // A replay sends an input's events in parts, so the channel to detect holds a
+        // bounded number of events, not of inputs.
+        if sinks.max_batch > 0 && batch.len() >= sinks.max_batch {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(sinks.max_batch));
+            if sinks.tx.send(full).is_err() {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(batch.is_empty() || sinks.tx.send(batch).is_ok())
 }

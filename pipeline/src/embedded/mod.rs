@@ -13,8 +13,10 @@
 //! the same inputs into the same data directory skips them.
 
 mod act;
+mod decode_pool;
 mod detect;
 mod ingest;
+mod reorder;
 mod shared;
 mod sources;
 
@@ -126,6 +128,7 @@ pub fn run_embedded_with(
         f_tx.clone(),
         &counters,
         change_latency_micros,
+        mode,
     )?;
     let detect_thread = detect::start_detect(
         config,

@@ -141,6 +141,14 @@ pub struct Counters {
     pub skipped_failed_calls: AtomicU64,
     /// Change-rule matches skipped because an AWS service made the call.
     pub skipped_service_calls: AtomicU64,
+    /// Replay: events the reorder buffer released to the statistics before its watermark
+    /// passed them, because it held `[pipeline] replay_reorder_events` or
+    /// `replay_reorder_bytes`.
+    pub reorder_early_releases: AtomicU64,
+    /// Replay: events fed to the statistics after a newer event (their inputs were out of
+    /// order by more than the reorder horizon, or the buffer was full); the statistics count
+    /// those behind their closed window as late.
+    pub out_of_order_events: AtomicU64,
 }
 
 /// The summary printed at the end of a replay (and of a run).
@@ -176,6 +184,12 @@ pub struct Summary {
     pub input_bytes: u64,
     /// Events outside the replay's event-time range, dropped.
     pub out_of_range_events: u64,
+    /// Replay: events the reorder buffer released before its watermark passed them (it was
+    /// full); 0 when every event waited the whole horizon.
+    pub reorder_early_releases: u64,
+    /// Replay: events fed to the statistics after a newer event (inputs out of order by more
+    /// than `[pipeline] replay_reorder_horizon_secs`, or the reorder buffer was full).
+    pub out_of_order_events: u64,
 }
 
 impl Counters {
@@ -198,6 +212,8 @@ impl Counters {
             inputs_read: g(&self.inputs_read),
             input_bytes: g(&self.input_bytes),
             out_of_range_events: g(&self.out_of_range_events),
+            reorder_early_releases: g(&self.reorder_early_releases),
+            out_of_order_events: g(&self.out_of_order_events),
         }
     }
 }
