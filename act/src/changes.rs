@@ -33,7 +33,7 @@ use crate::incident::StoreError;
 use crate::text::truncate_utf8;
 use aiops_core::Event;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 /// Resource names kept per change.
@@ -262,7 +262,15 @@ impl Default for ChangeIndexConfig {
 #[derive(Debug)]
 pub struct MemoryChangeIndex {
     cfg: ChangeIndexConfig,
-    scopes: Mutex<HashMap<(String, String), VecDeque<Change>>>,
+    scopes: Mutex<HashMap<(String, String), Scope>>,
+}
+
+/// The changes of one (account, region), oldest first, and their event ids (so a change
+/// delivered twice is found in O(1), not by a scan of up to `max_per_scope` entries per record).
+#[derive(Debug, Default)]
+struct Scope {
+    queue: VecDeque<Change>,
+    ids: HashSet<String>,
 }
 
 impl MemoryChangeIndex {
@@ -287,22 +295,26 @@ impl ChangeIndex for MemoryChangeIndex {
             .scopes
             .lock()
             .map_err(|_| StoreError::Backend("change index mutex poisoned".into()))?;
-        let q = scopes
+        let scope = scopes
             .entry((change.account.clone(), change.region.clone()))
             .or_default();
-        if q.iter().any(|c| c.event_id == change.event_id) {
+        if scope.ids.contains(&change.event_id) {
             return Ok(false);
         }
+        let q = &mut scope.queue;
         let pos = q
             .iter()
             .rposition(|c| c.event_time <= change.event_time)
             .map_or(0, |p| p + 1);
         q.insert(pos, change.clone());
+        scope.ids.insert(change.event_id.clone());
         let newest = q.back().map_or(change.event_time, |c| c.event_time);
         let horizon = newest.saturating_sub(retention_micros(self.cfg.retention_secs));
         while q.front().is_some_and(|c| c.event_time < horizon) || q.len() > self.cfg.max_per_scope
         {
-            q.pop_front();
+            if let Some(old) = q.pop_front() {
+                scope.ids.remove(&old.event_id);
+            }
         }
         Ok(true)
     }
@@ -321,7 +333,7 @@ impl ChangeIndex for MemoryChangeIndex {
         let mut out: Vec<Change> = scopes
             .iter()
             .filter(|((a, r), _)| scope.is_none_or(|(sa, sr)| sa == a && sr == r))
-            .flat_map(|(_, q)| q.iter())
+            .flat_map(|(_, s)| s.queue.iter())
             .filter(|c| c.event_time >= since && c.event_time <= until)
             .cloned()
             .collect();
@@ -533,6 +545,13 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(ids(idx.recent(None, 12 * s, 12 * s, 10).unwrap()), ["d"]);
+        // A duplicate of a kept change is refused; one of a dropped change is new again.
+        assert!(!idx.record(&change("d", 12 * s, "x")).unwrap());
+        assert!(idx.record(&change("b", 14 * s, "x")).unwrap());
+        assert_eq!(
+            ids(idx.recent(None, 0, i64::MAX, 10).unwrap()),
+            ["b", "e", "d"]
+        );
     }
 
     #[test]
