@@ -330,26 +330,34 @@ impl ChangeIndex for MemoryChangeIndex {
             .scopes
             .lock()
             .map_err(|_| StoreError::Backend("change index mutex poisoned".into()))?;
-        let mut out: Vec<Change> = scopes
+        // Sorted and cut by reference; only the `limit` kept are cloned (an incident's look-up
+        // in a busy account would otherwise copy every change of the lookback).
+        let mut hits: Vec<&Change> = scopes
             .iter()
             .filter(|((a, r), _)| scope.is_none_or(|(sa, sr)| sa == a && sr == r))
-            .flat_map(|(_, s)| s.queue.iter())
-            .filter(|c| c.event_time >= since && c.event_time <= until)
-            .cloned()
+            .flat_map(|(_, s)| {
+                // Each queue is in event-time order: only its [since, until] slice is read.
+                let from = s.queue.partition_point(|c| c.event_time < since);
+                let to = s.queue.partition_point(|c| c.event_time <= until);
+                s.queue.range(from..to.max(from))
+            })
             .collect();
-        sort_newest_first(&mut out);
-        out.truncate(limit);
-        Ok(out)
+        hits.sort_by(|a, b| newest_first(a, b));
+        hits.truncate(limit);
+        Ok(hits.into_iter().cloned().collect())
     }
 }
 
 /// Sorts changes newest first, then by event id.
 pub fn sort_newest_first(v: &mut [Change]) {
-    v.sort_by(|a, b| {
-        b.event_time
-            .cmp(&a.event_time)
-            .then_with(|| a.event_id.cmp(&b.event_id))
-    });
+    v.sort_by(newest_first);
+}
+
+/// The order of [`sort_newest_first`]: later event time first, ties by event id.
+fn newest_first(a: &Change, b: &Change) -> std::cmp::Ordering {
+    b.event_time
+        .cmp(&a.event_time)
+        .then_with(|| a.event_id.cmp(&b.event_id))
 }
 
 /// What an incident is about, for ranking changes against it.
