@@ -6,6 +6,9 @@
 //! the shard checkpoints. With learned baselines (the patterns table, see `aiops learn`), each
 //! shard's engine starts from them.
 //!
+//! Each batch is fed to the rules and the statistics in event-time order (stable), as embedded
+//! mode feeds a delivery and a backtest reads the history back.
+//!
 //! State: the statistics engine's open windows live in the shard processor; they are rebuilt
 //! from the stream only as far back as the checkpoint, so a worker that dies loses the counts
 //! of windows still open (findings of closed windows were already forwarded).
@@ -104,6 +107,7 @@ impl<F: Forward, O: ObjectStore> ShardProcessor for DetectProcessor<F, O> {
     async fn process(&mut self, records: Vec<ConsumedRecord>) -> Result<(), ProcessError> {
         let c = &self.shared.counters;
         let mut entries = Vec::new();
+        let mut events: Vec<Event> = Vec::with_capacity(records.len());
         for r in records {
             c.records.fetch_add(1, Ordering::Relaxed);
             let event: Event = match serde_json::from_slice(&r.data) {
@@ -123,8 +127,15 @@ impl<F: Forward, O: ObjectStore> ShardProcessor for DetectProcessor<F, O> {
                 c.duplicates.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let (_, findings) = self.shared.rules.evaluate(&event);
-            for f in findings.into_iter().chain(self.engine.observe(&event)) {
+            events.push(event);
+        }
+        // A batch of the events stream is not in event-time order (several ingest shards and
+        // deliveries interleave): fed in event-time order (stable: ties keep their shard
+        // order), as embedded mode feeds a delivery and as a backtest reads the history back.
+        events.sort_by_key(|e| e.event_time);
+        for event in &events {
+            let (_, findings) = self.shared.rules.evaluate(event);
+            for f in findings.into_iter().chain(self.engine.observe(event)) {
                 entries.push(finding_entry(&f)?);
                 self.findings.append(f);
             }
@@ -153,5 +164,84 @@ impl<F: Forward, O: ObjectStore> ShardProcessor for DetectProcessor<F, O> {
         }
         self.last_flush = Instant::now();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiops_aws::testing::MemoryObjectStore;
+    use aiops_core::{CloudTrailFields, EventBody, Position, Principal};
+    use std::sync::Mutex;
+
+    /// Keeps what it is given.
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<PutEntry>>);
+
+    impl Forward for Kept {
+        async fn forward(&self, entries: Vec<PutEntry>) -> Result<(), ProcessError> {
+            self.0.lock().unwrap().extend(entries);
+            Ok(())
+        }
+    }
+
+    fn record(n: u64, minute: i64) -> ConsumedRecord {
+        let t = 1_714_550_400_000_000 + minute * 60_000_000;
+        let e = Event {
+            event_id: format!("e{n}"),
+            event_time: t,
+            ingest_time: t,
+            decode_warnings: Vec::new(),
+            account: Some("111122223333".into()),
+            region: Some("us-east-1".into()),
+            position: Position::default(),
+            body: EventBody::Cloudtrail(Box::new(CloudTrailFields {
+                event_source: "s3.amazonaws.com".into(),
+                event_name: "GetObject".into(),
+                principal: Principal {
+                    arn: Some("arn:aws:iam::111122223333:user/alice".into()),
+                    ..Principal::default()
+                },
+                ..CloudTrailFields::default()
+            })),
+        };
+        ConsumedRecord {
+            stream: "events".into(),
+            shard_id: "shardId-0".into(),
+            sequence_number: n.to_string(),
+            sub_sequence_number: None,
+            partition_key: "k".into(),
+            data: serde_json::to_vec(&e).unwrap(),
+            approximate_arrival_micros: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_fed_in_event_time_order_so_no_event_of_it_is_late() {
+        let shared = DetectShared {
+            forward: Kept::default(),
+            rules: ChangeRules::new(&Default::default()).unwrap(),
+            statistics: StatisticsConfig::default(),
+            dedup: DedupConfig::default(),
+            checkpoint_interval: Duration::from_secs(5),
+            counters: Arc::default(),
+            objects: Arc::new(MemoryObjectStore::new()),
+            prefix: "p".into(),
+            archive: ArchiveConfig::default(),
+            baselines: None,
+        };
+        let mut p = DetectFactory(Arc::new(shared)).create("shardId-0");
+        // Minute 10 arrives before minute 0 in the same batch (two ingest shards interleaved):
+        // fed as it arrived, the minute-0 event would be 10 minutes behind the watermark.
+        p.process(vec![record(1, 10), record(2, 0), record(3, 5)])
+            .await
+            .unwrap();
+        let c = p.engine.counters();
+        assert_eq!(c.events, 3);
+        assert_eq!(c.late_events, 0);
+        // A later batch is not reordered with this one: an event older than the watermark
+        // there is late, as it would be in a backtest's order too.
+        p.process(vec![record(4, 1)]).await.unwrap();
+        assert_eq!(p.engine.counters().late_events, 1);
     }
 }
