@@ -34,7 +34,7 @@ data "aws_iam_policy_document" "detect" {
 }
 data "aws_iam_policy_document" "act" {
   statement {
-    actions   = ["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild", "sns:Publish"]
+    actions   = ["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild", "codebuild:ListBuildsForProject", "sns:Publish"]
     resources = ["arn:aws:codebuild:us-east-1:1:project/p", "arn:aws:sns:us-east-1:1:t"]
   }
   statement {
@@ -222,8 +222,8 @@ class IamLintTest(unittest.TestCase):
             'actions   = ["kinesis:PutRecords", "cloudwatch:PutMetricData"]\n    resources = ["arn:aws:kinesis:us-east-1:1:stream/events"]',
         )
         text = text.replace(
-            '["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild", "sns:Publish"]',
-            '["codebuild:BatchGetBuilds", "codebuild:StopBuild", "sns:Publish", "iam:PassRole"]',
+            '["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild", "codebuild:ListBuildsForProject", "sns:Publish"]',
+            '["codebuild:BatchGetBuilds", "codebuild:StopBuild", "codebuild:ListBuildsForProject", "sns:Publish", "iam:PassRole"]',
         )
         problems = lint(text, with_stages=False)
         self.assertEqual(
@@ -262,6 +262,7 @@ data "aws_iam_policy_document" "all" {
                 "all: task role lacks codebuild:StartBuild, which the stage needs",
                 "all: task role lacks codebuild:BatchGetBuilds, which the stage needs",
                 "all: task role lacks codebuild:StopBuild, which the stage needs",
+                "all: task role lacks codebuild:ListBuildsForProject, which the stage needs",
             ],
         )
 

@@ -67,13 +67,15 @@ STAGE_SERVICES = {
 #: Stages checked even when their document is missing (`all` exists in the single profile only).
 REQUIRED_STAGES = ("ingest", "detect", "act")
 #: Actions that exactly one stage may have, and that stage must have (act/src/bedrock.rs calls
-#: Converse, authorised as bedrock:InvokeModel; act/src/codebuild.rs starts, polls and stops builds;
+#: Converse, authorised as bedrock:InvokeModel; act/src/codebuild.rs starts, polls and stops builds,
+#: and lists a project's builds to find one started but never recorded (act/src/sweeper.rs);
 #: act/src/notify.rs publishes).
 STAGE_ONLY = {
     "bedrock:InvokeModel": "act",
     "codebuild:StartBuild": "act",
     "codebuild:BatchGetBuilds": "act",
     "codebuild:StopBuild": "act",
+    "codebuild:ListBuildsForProject": "act",
     "sns:Publish": "act",
 }
 
