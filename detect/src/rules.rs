@@ -587,6 +587,17 @@ impl ChangeRules {
                          (recovery would fight the stack)",
                         f.summary
                     );
+                } else if !event.decode_warnings.is_empty() {
+                    // The decoder repaired the record (invalid UTF-8 replaced, a mistyped field
+                    // dropped): the resource name may not be the real one, and a recovery on a
+                    // name that does not exist would make things worse. Seen, not recovered.
+                    f.recoverable = false;
+                    f.summary = format!(
+                        "{}; {NOT_RECOVERED_MARK}the record was repaired when decoded ({}), so \
+                         the resource name may differ from the real one",
+                        f.summary,
+                        event.decode_warnings.join("; ")
+                    );
                 }
                 findings.push(f);
             }
@@ -964,6 +975,31 @@ mod tests {
             r#"{"name":"example-trail"}"#,
         )));
         assert!(f[0].recoverable);
+    }
+
+    #[test]
+    fn a_destructive_call_in_a_repaired_record_is_detected_not_recovered() {
+        let mut e = ev(ct(
+            "s3.amazonaws.com",
+            "DeleteBucket",
+            "{\"bucketName\":\"secr\u{fffd}ts\"}",
+        ));
+        e.decode_warnings = vec!["invalid UTF-8 replaced with U+FFFD".into()];
+        let (v, f) = rules().evaluate(&e);
+        assert_eq!(v, RuleVerdict::Finding);
+        assert_eq!(f.len(), 1);
+        assert!(!f[0].recoverable);
+        assert!(
+            f[0].summary.ends_with(
+                "; not recovered automatically: the record was repaired when decoded (invalid \
+                 UTF-8 replaced with U+FFFD), so the resource name may differ from the real one"
+            ),
+            "{}",
+            f[0].summary
+        );
+        // The same record decoded cleanly stays recoverable.
+        e.decode_warnings.clear();
+        assert!(rules().evaluate(&e).1[0].recoverable);
     }
 
     #[test]

@@ -268,10 +268,20 @@ impl PipelineConfig {
     pub fn validate(&self) -> Result<()> {
         match self.mode.as_str() {
             "embedded" => {}
-            "aws" => self
-                .aws
-                .validate()
-                .map_err(|e| PipelineError::Invalid(format!("aws.{e}")))?,
+            "aws" => {
+                self.aws
+                    .validate()
+                    .map_err(|e| PipelineError::Invalid(format!("aws.{e}")))?;
+                // aws mode reads the raw stream only: a source here would be ignored silently.
+                if !self.sources.is_empty() {
+                    return Err(PipelineError::Invalid(format!(
+                        "sources: {} [[sources]] in mode \"aws\", which reads only the raw stream \
+                         ([aws] raw_stream); sources are read in embedded mode (or with `aiops \
+                         replay`): remove them",
+                        self.sources.len()
+                    )));
+                }
+            }
             other => {
                 return Err(PipelineError::Invalid(format!(
                     "mode: {other:?} is not \"embedded\" or \"aws\""
@@ -455,5 +465,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(unknown.contains("unknown field `raw_streem`"), "{unknown}");
+        let with_source = PipelineConfig::parse(
+            "mode = \"aws\"\n[aws]\nhistory_bucket = \"b-1\"\n[[sources]]\ntype = \"simulate\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            with_source.validate().unwrap_err().to_string(),
+            "sources: 1 [[sources]] in mode \"aws\", which reads only the raw stream ([aws] \
+             raw_stream); sources are read in embedded mode (or with `aiops replay`): remove them"
+        );
     }
 }
