@@ -84,6 +84,9 @@ impl StageMetrics {
                 flusher: None,
             });
         }
+        // Registered at 0 so every flush carries it: an alarm on stage errors sees data (0)
+        // from a healthy stage, not a gap.
+        let _ = registry.add(names::ERRORS, Unit::Count, 0.0);
         let fed = registry.clone();
         let mut before = CountersSnapshot::default();
         let flusher = Flusher::start_with_hook(
@@ -206,6 +209,7 @@ mod tests {
         assert_eq!(l["Findings"], 3.0);
         assert_eq!(l["Incidents"], 0.0);
         assert_eq!(l["RecordsIn"], 40.0);
+        assert_eq!(l["Errors"], 0.0);
     }
 
     #[test]
