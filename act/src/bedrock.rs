@@ -974,6 +974,7 @@ mod tests {
 
     fn finding(samples: Vec<String>) -> Finding {
         Finding {
+            suppressed: None,
             finding_id: "f".into(),
             kind: FindingKind::ChangeRule,
             detector: "rds_delete_db_instance".into(),

@@ -536,6 +536,7 @@ mod tests {
 
     fn stat(id: &str, series: &str, t: i64, score: f64) -> Finding {
         Finding {
+            suppressed: None,
             finding_id: id.into(),
             kind: FindingKind::RateAnomaly,
             detector: "rate".into(),

@@ -192,6 +192,7 @@ mod tests {
 
     fn f(series: &str, score: f64) -> Finding {
         Finding {
+            suppressed: None,
             finding_id: "f".into(),
             kind: FindingKind::RateAnomaly,
             detector: "rate".into(),

@@ -352,6 +352,7 @@ mod tests {
 
     fn incident(state: WorkflowState, updated_at: i64, build_ids: &[&str]) -> Incident {
         let finding = Finding {
+            suppressed: None,
             finding_id: "f".into(),
             kind: FindingKind::ChangeRule,
             detector: "d".into(),

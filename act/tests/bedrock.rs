@@ -268,6 +268,7 @@ fn obeying_stub() -> BedrockStub {
 fn log_lines_instructing_the_model_never_cause_an_action_outside_the_allowlist() {
     // A log finding whose example lines carry the instruction.
     let log = Finding {
+        suppressed: None,
         finding_id: "inj1".into(),
         kind: FindingKind::Novelty,
         detector: "log_template_novelty".into(),

@@ -12,6 +12,7 @@ const NOW: i64 = 1_800_000_000_000_000;
 
 fn finding(id: &str) -> Finding {
     Finding {
+        suppressed: None,
         finding_id: id.into(),
         kind: FindingKind::ChangeRule,
         detector: "ssm_delete_parameter".into(),

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 fn finding(id: &str, kind: FindingKind, action: Option<&str>) -> Finding {
     Finding {
+        suppressed: None,
         finding_id: id.into(),
         kind,
         detector: "ssm_delete_parameter".into(),

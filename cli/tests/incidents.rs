@@ -63,6 +63,37 @@ fn replay_with(
     (lines, summary)
 }
 
+/// Every row of the local `findings` table under `data`, in file order.
+fn findings_table(data: &Path) -> Vec<aiops_core::Finding> {
+    let mut files = Vec::new();
+    let mut dirs = vec![data.join("findings")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("findings dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut out = Vec::new();
+    for p in files {
+        let file = std::fs::File::open(&p).expect("open parquet");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        for b in reader {
+            out.extend(
+                aiops_ingest::archive::decode_findings_batch(&b.expect("batch")).expect("decode"),
+            );
+        }
+    }
+    out
+}
+
 fn suppressions(data: &Path) -> Vec<serde_json::Value> {
     let (code, out) = aiops(&["suppress", "list", "--json"], data);
     assert_eq!(code, 0);
@@ -102,6 +133,20 @@ fn a_suppressed_series_opens_no_incident_until_removed() {
     assert_eq!(summary["incidents"], 0, "{summary}");
     let (code, out) = aiops(&["incidents", "list"], &data);
     assert_eq!((code, out.as_str()), (0, ""));
+    // The findings table records the finding, marked with why it opened no incident.
+    let recorded = findings_table(&data);
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].evidence.series_key.as_deref(), Some(SERIES));
+    let why = recorded[0]
+        .suppressed
+        .as_deref()
+        .expect("marked suppressed");
+    assert!(
+        why.starts_with("suppressed: ")
+            && why.contains(SERIES)
+            && why.contains("known deploy noise"),
+        "{why}"
+    );
 
     let (code, out) = aiops(&["suppress", "remove", SERIES], &data);
     assert_eq!(

@@ -203,6 +203,11 @@ pub struct Finding {
     /// How urgent it is; decides whether it opens an incident.
     #[serde(default)]
     pub priority: Priority,
+    /// Why act opened no incident for it, when a suppression (`aiops suppress add`) or "not an
+    /// incident" feedback held it back; `None` when it was not suppressed. Set by act only: a
+    /// finding leaves detect with `None`, and the `findings` table records act's verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<String>,
     /// Supporting evidence.
     pub evidence: Evidence,
 }
@@ -396,6 +401,7 @@ mod tests {
     #[test]
     fn only_listed_priorities_and_change_rules_open_incidents() {
         let mut f = Finding {
+            suppressed: None,
             finding_id: "1".into(),
             kind: FindingKind::RateAnomaly,
             detector: "log_template_rate".into(),

@@ -89,6 +89,7 @@ pub fn insight_finding(event: &Event) -> Option<Finding> {
         stable_hash(&[INSIGHT_DETECTOR.as_bytes(), event.event_id.as_bytes()])
     );
     Some(Finding {
+        suppressed: None,
         finding_id,
         kind: FindingKind::RateAnomaly,
         detector: INSIGHT_DETECTOR.to_string(),
@@ -169,6 +170,7 @@ mod tests {
         assert_eq!(
             f,
             Finding {
+                suppressed: None,
                 finding_id: format!(
                     "{:016x}",
                     stable_hash(&[

@@ -684,6 +684,7 @@ impl ChangeRules {
             sample.truncate(end);
         }
         Finding {
+            suppressed: None,
             finding_id,
             kind: FindingKind::ChangeRule,
             detector: rule.name.clone(),

@@ -119,11 +119,13 @@ pub struct LiveComparison {
     pub differences: Vec<FindingDiff>,
 }
 
-/// The compared fields of a finding as JSON: every serialised field but `detected_at`.
+/// The compared fields of a finding as JSON: every serialised field but `detected_at` (wall
+/// clock) and `suppressed` (act's verdict on the finding, which a backtest does not make).
 fn compared_fields(f: &Finding) -> serde_json::Map<String, serde_json::Value> {
     match serde_json::to_value(f) {
         Ok(serde_json::Value::Object(mut m)) => {
             m.remove("detected_at");
+            m.remove("suppressed");
             m
         }
         _ => serde_json::Map::new(),
@@ -323,6 +325,7 @@ mod tests {
 
     fn rate(key: &str, start: i64, score: f64) -> Finding {
         Finding {
+            suppressed: None,
             finding_id: format!("id-{key}-{start}"),
             kind: FindingKind::RateAnomaly,
             detector: "log_level_rate".into(),

@@ -252,6 +252,7 @@ mod tests {
 
     fn f(key: &str, start: i64) -> Finding {
         Finding {
+            suppressed: None,
             finding_id: format!("{key}{start}"),
             kind: FindingKind::RateAnomaly,
             detector: "log_level_rate".into(),

@@ -582,6 +582,7 @@ mod tests {
     #[test]
     fn one_chart_per_plotted_finding_with_drawn_data() {
         let f = Finding {
+            suppressed: None,
             finding_id: "abc".into(),
             kind: FindingKind::RateAnomaly,
             detector: "log_level_rate".into(),

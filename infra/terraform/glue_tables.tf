@@ -284,7 +284,7 @@ resource "aws_glue_catalog_table" "raw" {
 resource "aws_glue_catalog_table" "findings" {
   name          = "findings"
   database_name = aws_glue_catalog_database.history.name
-  description   = "Findings of the detect stage (change rules, statistical anomalies, novelty) (schema version 3)"
+  description   = "Findings of the detect stage (change rules, statistical anomalies, novelty) (schema version 4)"
   table_type    = "EXTERNAL_TABLE"
 
   parameters = {
@@ -302,7 +302,7 @@ resource "aws_glue_catalog_table" "findings" {
     "projection.hour.type"        = "integer"
     "projection.hour.range"       = "0,23"
     "projection.hour.digits"      = "2"
-    "aiops.schema_version"        = "3"
+    "aiops.schema_version"        = "4"
   }
 
   partition_keys {
@@ -485,6 +485,11 @@ resource "aws_glue_catalog_table" "findings" {
 
     columns {
       name = "template_id"
+      type = "string"
+    }
+
+    columns {
+      name = "suppressed"
       type = "string"
     }
   }

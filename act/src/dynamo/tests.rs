@@ -32,6 +32,7 @@ fn expressions_only_use_placeholders() {
 #[test]
 fn big_findings_are_trimmed_below_the_bound() {
     let f = Finding {
+        suppressed: None,
         finding_id: "f".into(),
         kind: FindingKind::RateAnomaly,
         detector: "d".into(),

@@ -64,6 +64,7 @@ pub fn change_finding(
     action: &str,
 ) -> Finding {
     Finding {
+        suppressed: None,
         finding_id: id.into(),
         kind: FindingKind::ChangeRule,
         detector: detector.into(),

@@ -117,6 +117,7 @@ pub fn cfn_delete_trail_event() -> Event {
 /// A statistical finding of `series` at `t`.
 pub fn stat(id: &str, series: &str, t: i64, score: f64, observed: f64, expected: f64) -> Finding {
     Finding {
+        suppressed: None,
         finding_id: id.into(),
         kind: FindingKind::RateAnomaly,
         detector: "rate".into(),

@@ -174,6 +174,7 @@ impl StatsEngine {
             },
         );
         Finding {
+            suppressed: None,
             finding_id: finding_id(detector, &spec.key, c.window_start),
             kind: c.kind,
             detector: detector.to_string(),

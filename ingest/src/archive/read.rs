@@ -258,7 +258,8 @@ fn parse_kind(s: &str) -> Option<FindingKind> {
 /// are looked up by name; in a file of schema version 1 the columns of version 2 are missing
 /// and read as no direction, priority `HIGH`, no top contributors and nothing related; in a
 /// file of version 1 or 2 the `template_id` column of version 3 is missing and reads as no
-/// template id.
+/// template id; in a file of version 1 to 3 the `suppressed` column of version 4 is missing
+/// and reads as not suppressed.
 ///
 /// # Errors
 /// [`ArchiveError::Decode`] when a column has an unexpected type, a required value is null,
@@ -300,6 +301,8 @@ pub fn decode_findings_batch(batch: &RecordBatch) -> Result<Vec<Finding>, Archiv
     );
     // Schema version 3; absent from older files (read as no template id).
     let template_id = s("template_id")?;
+    // Schema version 4; absent from older files (read as not suppressed).
+    let suppressed = s("suppressed")?;
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let need = |v: Option<String>, what: &str| {
@@ -313,6 +316,7 @@ pub fn decode_findings_batch(batch: &RecordBatch) -> Result<Vec<Finding>, Archiv
             region: region.get(i),
         });
         out.push(Finding {
+            suppressed: suppressed.get(i),
             finding_id: need(id.get(i), "finding_id")?,
             kind: parse_kind(&kind_text)
                 .ok_or_else(|| ArchiveError::Decode(format!("row {i}: kind {kind_text:?}")))?,

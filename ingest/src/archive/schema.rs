@@ -142,7 +142,8 @@ pub fn raw_schema() -> SchemaRef {
 /// - 1: the first 26 columns, `schema_version` .. `samples`.
 /// - 2: adds `direction`, `priority`, `top_contributors` and `related` at the end.
 /// - 3: adds `template_id` at the end.
-pub const FINDINGS_SCHEMA_VERSION: i32 = 3;
+/// - 4: adds `suppressed` at the end.
+pub const FINDINGS_SCHEMA_VERSION: i32 = 4;
 /// Version of the `incidents` table schema.
 pub const INCIDENTS_SCHEMA_VERSION: i32 = 1;
 
@@ -160,6 +161,10 @@ pub const INCIDENTS_SCHEMA_VERSION: i32 = 1;
 /// part of a `log_template:<group>:<id>` series key), null for findings not about a template.
 /// The template text beside it is the `template` column (variables as `<*>`), there since
 /// version 1.
+///
+/// Added in version 4 (absent from older files, read as null): `suppressed`, why act opened
+/// no incident for the finding (a suppression's key and reason, or "not an incident"
+/// feedback on its series), null when it was not suppressed.
 pub fn findings_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA
@@ -201,6 +206,8 @@ pub fn findings_schema() -> SchemaRef {
                 s("related"),
                 // Version 3.
                 s("template_id"),
+                // Version 4.
+                s("suppressed"),
             ]))
         })
         .clone()

@@ -173,8 +173,9 @@ pub fn encode_findings_batch(rows: &[&Finding]) -> Result<RecordBatch, ArchiveEr
     let mut observed = Float64Builder::with_capacity(n);
     let mut expected = Float64Builder::with_capacity(n);
     let mut tail: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
-    // direction, priority, top_contributors, related (schema version 2), template_id (3).
-    let mut v2: Vec<StringBuilder> = (0..5).map(|_| StringBuilder::new()).collect();
+    // direction, priority, top_contributors, related (schema version 2), template_id (3),
+    // suppressed (4).
+    let mut v2: Vec<StringBuilder> = (0..6).map(|_| StringBuilder::new()).collect();
     for f in rows {
         version.append_value(FINDINGS_SCHEMA_VERSION);
         id.append_value(&f.finding_id);
@@ -209,6 +210,7 @@ pub fn encode_findings_batch(rows: &[&Finding]) -> Result<RecordBatch, ArchiveEr
         v2[2].append_option(non_empty_json(&e.top_contributors));
         v2[3].append_option(non_empty_json(&e.related));
         v2[4].append_option(e.template_id.as_deref());
+        v2[5].append_option(f.suppressed.as_deref());
     }
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(version.finish()),

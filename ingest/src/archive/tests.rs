@@ -256,6 +256,7 @@ fn assert_utc_micros(meta: &parquet::file::metadata::ParquetMetaData, names: &[&
 
 fn finding(id: &str, kind: FindingKind, series: Option<&str>, observed: Option<f64>) -> Finding {
     Finding {
+        suppressed: None,
         finding_id: id.into(),
         kind,
         detector: "log_level_rate".into(),
@@ -544,8 +545,8 @@ fn schema_versions_add_columns_at_the_end_only() {
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    assert_eq!(FINDINGS_SCHEMA_VERSION, 3);
-    assert_eq!(findings.len(), 31);
+    assert_eq!(FINDINGS_SCHEMA_VERSION, 4);
+    assert_eq!(findings.len(), 32);
     assert_eq!(findings[19], "template");
     assert_eq!(findings[25], "samples");
     assert_eq!(
@@ -555,13 +556,14 @@ fn schema_versions_add_columns_at_the_end_only() {
             "priority",
             "top_contributors",
             "related",
-            "template_id"
+            "template_id",
+            "suppressed"
         ]
     );
     let specs = all_table_specs();
     assert_eq!(
         specs.iter().map(|t| t.version).collect::<Vec<_>>(),
-        [2, 3, 1]
+        [2, 4, 1]
     );
     assert!(
         specs[0].columns[41..]
@@ -836,7 +838,7 @@ fn findings_keep_template_id_and_text_and_leave_them_null_elsewhere() {
         .unwrap()
         .values()
         .to_vec();
-    assert_eq!(versions, [3, 3, 3]);
+    assert_eq!(versions, [4, 4, 4]);
     assert_eq!(decode_findings_batch(b).unwrap(), vec![tpl, level, rule]);
     // In the finding JSON: both keys on the template finding; no template_id key elsewhere.
     let json = serde_json::to_value(template_finding()).unwrap();
@@ -845,6 +847,40 @@ fn findings_keep_template_id_and_text_and_leave_them_null_elsewhere() {
     let plain = serde_json::to_value(finding("f", FindingKind::ChangeRule, None, None)).unwrap();
     assert!(plain["evidence"].get("template_id").is_none(), "{plain}");
     assert_eq!(plain["evidence"]["template"], serde_json::Value::Null);
+}
+
+#[test]
+fn findings_record_why_a_finding_was_suppressed_and_older_files_read_as_not_suppressed() {
+    let mut held = template_finding();
+    held.suppressed = Some("suppressed: series log_template:/ecs/checkout:8c0f6c1b7a3e2d41 until removed (deploy noise)".into());
+    let plain = finding(
+        "f-level",
+        FindingKind::RateAnomaly,
+        Some("log_level:/ecs/checkout:ERROR"),
+        Some(42.0),
+    );
+    let (batches, _) = read_back(&encode_table_parquet(&[&held, &plain], 10, "t").unwrap());
+    assert_eq!(
+        str_cells(&batches[0], "suppressed"),
+        [held.suppressed.clone(), None]
+    );
+    assert_eq!(
+        decode_findings_batch(&batches[0]).unwrap(),
+        vec![held.clone(), plain.clone()]
+    );
+    // A file of version 3 has no `suppressed` column: its findings read as not suppressed.
+    let v3 = versioned_file(&encode_findings_batch(&[&held, &plain]).unwrap(), 31, 3);
+    let (batches, _) = read_back(&v3);
+    assert!(batches[0].column_by_name("suppressed").is_none());
+    let mut unmarked = held;
+    unmarked.suppressed = None;
+    assert_eq!(
+        decode_findings_batch(&batches[0]).unwrap(),
+        vec![unmarked, plain]
+    );
+    // In the finding JSON the key is absent unless set.
+    let json = serde_json::to_value(finding("f", FindingKind::ChangeRule, None, None)).unwrap();
+    assert!(json.get("suppressed").is_none(), "{json}");
 }
 
 #[test]

@@ -20,6 +20,7 @@ const STREAM: &str = "decisions";
 
 fn finding(id: &str, sample_bytes: usize) -> Finding {
     Finding {
+        suppressed: None,
         finding_id: id.into(),
         kind: FindingKind::ChangeRule,
         detector: "ssm_delete_parameter".into(),

@@ -137,6 +137,7 @@ mod tests {
     #[tokio::test]
     async fn findings_go_to_their_partitions() {
         let f = |id: &str, key: Option<&str>| Finding {
+            suppressed: None,
             finding_id: id.into(),
             kind: if key.is_some() {
                 FindingKind::RateAnomaly

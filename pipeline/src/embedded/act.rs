@@ -71,12 +71,18 @@ pub(crate) fn run_act(
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         };
-        if let Err(e) = findings_table.append(finding.clone()) {
+        let handled = workflow.handle(&finding);
+        // The findings table records act's verdict: a suppressed finding is marked with why.
+        let mut recorded = finding.clone();
+        if let Ok(h) = &handled {
+            recorded.suppressed = h.suppressed.clone();
+        }
+        if let Err(e) = findings_table.append(recorded) {
             act_result = Err(e.into());
             stop.store(true, Ordering::SeqCst);
             break;
         }
-        match workflow.handle(&finding) {
+        match handled {
             Ok(h) => {
                 if let Some(reason) = &h.suppressed {
                     counters.suppressed_findings.fetch_add(1, Ordering::Relaxed);
