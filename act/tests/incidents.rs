@@ -35,6 +35,12 @@ fn d_policy_then_delete_bucket_plans_the_recreate() {
 }
 
 #[test]
+fn disable_key_then_schedule_key_deletion_is_not_swallowed_by_the_cooldown() {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    disable_then_schedule_key_deletion_needs_a_person(store.clone(), store);
+}
+
+#[test]
 fn e_suppression_expires_and_feedback_holds_back() {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     suppressed_series_and_feedback(store.clone(), store);
@@ -134,14 +140,14 @@ State:     MANUAL_REVIEW
 Priority:  HIGH
 Resource:  cloudtrail_trail example-trail
 Span:      2019-01-01T00:00:00.000000Z .. 2019-01-01T00:00:00.000000Z (1 finding)
-Summary:   cloudtrail.amazonaws.com DeleteTrail on cloudtrail_trail example-trail by arn:aws:iam::123456789012:role/example-role; not recovered automatically: invoked through cloudformation.amazonaws.com on behalf of a person (recovery would fight the stack)
+Summary:   cloudtrail.amazonaws.com DeleteTrail on cloudtrail_trail example-trail by arn:aws:sts::123456789012:assumed-role/example-role/example-user; not recovered automatically: invoked through cloudformation.amazonaws.com on behalf of a person (recovery would fight the stack)
 
 Related changes (most related first):
   none found in the lookback
 
 Findings:
   - {ID} change_rule cloudtrail_delete_trail at 2019-01-01T00:00:00.000000Z (score 1.0000, HIGH)
-      cloudtrail.amazonaws.com DeleteTrail on cloudtrail_trail example-trail by arn:aws:iam::123456789012:role/example-role; not recovered automatically: invoked through cloudformation.amazonaws.com on behalf of a person (recovery would fight the stack)
+      cloudtrail.amazonaws.com DeleteTrail on cloudtrail_trail example-trail by arn:aws:sts::123456789012:assumed-role/example-role/example-user; not recovered automatically: invoked through cloudformation.amazonaws.com on behalf of a person (recovery would fight the stack)
 
 Evidence (first finding):
   principal: arn:aws:iam::123456789012:role/example-role

@@ -33,6 +33,14 @@ fn d_policy_then_delete_bucket_dynamodb() {
 }
 
 #[test]
+fn disable_key_then_schedule_key_deletion_dynamodb() {
+    let Some(env) = support::moto::env("disable_key_then_schedule_key_deletion_dynamodb") else {
+        return;
+    };
+    disable_then_schedule_key_deletion_needs_a_person(env.dynamo(), Arc::new(env.changes()));
+}
+
+#[test]
 fn e_suppression_and_feedback_dynamodb() {
     let Some(env) = support::moto::env("e_suppression_and_feedback_dynamodb") else {
         return;

@@ -107,6 +107,18 @@ impl Principal {
             _ => "unknown".to_string(),
         }
     }
+
+    /// Who made the call, as CloudTrail names the caller: `userIdentity.arn` when present
+    /// (for an assumed role the session ARN `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`,
+    /// whose session name is usually the person or process behind the role), else
+    /// [`Principal::key`]. For what a person reads (summaries, samples); series, grouping and
+    /// related-change matching use the stable [`Principal::key`].
+    pub fn caller(&self) -> String {
+        match &self.arn {
+            Some(arn) if !arn.is_empty() => arn.clone(),
+            _ => self.key(),
+        }
+    }
 }
 
 /// A resource named by a CloudTrail record's `resources` array.

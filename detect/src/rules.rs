@@ -86,6 +86,17 @@ pub struct ChangeRule {
     /// Severity 1..=10 used by the statistical explainer. Default 7.
     #[serde(default = "default_severity")]
     pub severity: u8,
+    /// When set, the call is detected and never recovered automatically: a Terraform apply
+    /// of the resource's target cannot undo it. The text says what a person does instead;
+    /// `{id}` is replaced by the resource id. It ends the finding's summary after
+    /// `not recovered automatically: ` and so the incident's MANUAL_REVIEW outcome. Example:
+    /// KMS `ScheduleKeyDeletion`, whose key reads as deleted to Terraform while it is pending
+    /// deletion, so an apply would create a new key that cannot decrypt what the old one
+    /// encrypted; the undo is `CancelKeyDeletion` then `EnableKey` (AWS KMS developer guide,
+    /// "Deleting AWS KMS keys": a key pending deletion can be recovered only by cancelling the
+    /// deletion, after which it is disabled). Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual_recovery: Option<String>,
 }
 
 fn default_category() -> String {
@@ -587,6 +598,19 @@ impl ChangeRules {
                          (recovery would fight the stack)",
                         f.summary
                     );
+                } else if let Some(steps) = &rule.manual_recovery {
+                    f.recoverable = false;
+                    f.summary = format!(
+                        "{}; {NOT_RECOVERED_MARK}Terraform cannot undo {}; to undo it: {}",
+                        f.summary,
+                        ct.event_name,
+                        steps.replace(
+                            "{id}",
+                            f.resource
+                                .as_ref()
+                                .map_or("unknown", |r| r.resource_id.as_str())
+                        )
+                    );
                 } else if !event.decode_warnings.is_empty() {
                     // The decoder repaired the record (invalid UTF-8 replaced, a mistyped field
                     // dropped): the resource name may not be the real one, and a recovery on a
@@ -674,7 +698,11 @@ impl ChangeRules {
                 id.as_bytes()
             ])
         );
+        // The evidence names the stable principal (the role of an assumed-role session: what
+        // grouping and related changes match on); the summary names the caller, whose session
+        // name is usually the person behind the role.
         let principal = ct.principal.key();
+        let caller = ct.principal.caller();
         let mut sample = ct.request_parameters.clone().unwrap_or_default();
         if sample.len() > MAX_EVIDENCE_BYTES {
             let mut end = MAX_EVIDENCE_BYTES;
@@ -692,7 +720,7 @@ impl ChangeRules {
             detected_at: now_micros(),
             summary: format!(
                 "{} {} on {} {} by {}",
-                ct.event_source, ct.event_name, rule.resource_type, id, principal
+                ct.event_source, ct.event_name, rule.resource_type, id, caller
             ),
             resource: Some(resource),
             score: 1.0,
@@ -921,6 +949,7 @@ mod tests {
             action: "restore".into(),
             category: "destructive".into(),
             severity: 5,
+            manual_recovery: None,
         });
         assert_eq!(
             ChangeRules::new(&cfg).unwrap_err().to_string(),
@@ -958,9 +987,15 @@ mod tests {
         assert_eq!(
             f[0].summary,
             "cloudtrail.amazonaws.com DeleteTrail on cloudtrail_trail example-trail by \
-             arn:aws:iam::123456789012:role/example-role; not recovered automatically: invoked \
-             through cloudformation.amazonaws.com on behalf of a person (recovery would fight \
-             the stack)"
+             arn:aws:sts::123456789012:assumed-role/example-role/example-user; not recovered \
+             automatically: invoked through cloudformation.amazonaws.com on behalf of a person \
+             (recovery would fight the stack)"
+        );
+        // The summary names the session (the person behind the role); the evidence keeps the
+        // role, the stable principal that grouping and related changes match on.
+        assert_eq!(
+            f[0].evidence.principal.as_deref(),
+            Some("arn:aws:iam::123456789012:role/example-role")
         );
         // The same call with the service name as source address (as real stacks log it).
         let mut c = cfn_delete_trail();

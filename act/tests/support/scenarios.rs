@@ -353,6 +353,55 @@ pub fn policy_then_delete_bucket_plans_recreate<S: IncidentStore>(
     );
 }
 
+/// `DisableKey` then `ScheduleKeyDeletion` of the same key 20 s apart: the disable is restored
+/// (Terraform re-enables the key); the scheduled deletion, which Terraform cannot undo, opens
+/// its own incident in MANUAL_REVIEW with the steps that do, instead of being swallowed by the
+/// disable's cooldown.
+pub fn disable_then_schedule_key_deletion_needs_a_person<S: IncidentStore>(
+    store: S,
+    changes: Arc<dyn ChangeIndex + Send + Sync>,
+) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let wf = workflow(store, changes, clock.clone());
+    let key = "1234abcd-12ab-34cd-56ef-1234567890ab";
+    let disable = ct_event(
+        "ev-disable-key",
+        T0,
+        "kms.amazonaws.com",
+        "DisableKey",
+        &format!(r#"{{"keyId":"{key}"}}"#),
+    );
+    let delete = ct_event(
+        "ev-schedule-deletion",
+        T0 + 20 * SEC,
+        "kms.amazonaws.com",
+        "ScheduleKeyDeletion",
+        &format!(r#"{{"keyId":"{key}","pendingWindowInDays":7}}"#),
+    );
+    let (_, f1) = rules().evaluate(&disable);
+    let i1 = wf.handle(&f1[0]).unwrap().incident.unwrap();
+    assert_eq!(i1.state, aiops_core::WorkflowState::Resolved);
+    assert_eq!(i1.action.as_deref(), Some("restore"));
+    assert_eq!(
+        i1.terraform_target.as_deref(),
+        Some("aws_kms_key.r_1234abcd_12ab_34cd_56ef_1234567890ab")
+    );
+    clock.advance(Duration::from_secs(20));
+    let (_, f2) = rules().evaluate(&delete);
+    assert_eq!(f2.len(), 1);
+    assert!(!f2[0].recoverable);
+    let i2 = wf.handle(&f2[0]).unwrap().incident.unwrap();
+    assert_eq!(i2.state, aiops_core::WorkflowState::ManualReview);
+    assert_eq!(i2.action, None);
+    assert!(i2.build_ids.is_empty());
+    assert_eq!(
+        i2.outcome.as_deref(),
+        Some(&*format!(
+            "detected, not recovered: Terraform cannot undo ScheduleKeyDeletion; to undo it: aws kms cancel-key-deletion --key-id {key} && aws kms enable-key --key-id {key} (within the 7-30 day waiting period); needs a person"
+        ))
+    );
+}
+
 /// (e) A suppressed series key: the finding is marked suppressed and opens no incident; after
 /// the suppression's period (wall clock) the same series opens one again. "Not an incident"
 /// feedback then holds back findings of that series that do not score higher.

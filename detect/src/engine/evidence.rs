@@ -10,8 +10,9 @@ use std::fmt::Write as _;
 
 use super::truncate_chars;
 
-/// The sample text of an event: the log message, or `<source> <name> by <principal>[ from
-/// <ip>][ failed <code>]` for a CloudTrail call, cut to `max` bytes.
+/// The sample text of an event: the log message, or `<source> <name> by <caller>[ from
+/// <ip>][ failed <code>]` for a CloudTrail call (the caller as [`aiops_core::Principal::caller`]:
+/// the session ARN of an assumed role), cut to `max` bytes.
 pub(super) fn sample_of(event: &Event, max: usize) -> String {
     match &event.body {
         EventBody::Logs(l) => truncate_chars(&l.message, max),
@@ -20,7 +21,7 @@ pub(super) fn sample_of(event: &Event, max: usize) -> String {
                 "{} {} by {}",
                 ct.event_source,
                 ct.event_name,
-                ct.principal.key()
+                ct.principal.caller()
             );
             if let Some(ip) = &ct.source_ip {
                 let _ = write!(sample, " from {ip}");
