@@ -64,6 +64,6 @@ pub use setup::{ActWorkflow, SetupError, build, open_change_index, open_store};
 pub use sqlite::SqliteStore;
 pub use suppress::{Feedback, Suppression, SuppressionKind, is_suppressed};
 pub use workflow::{
-    BuildOutcome, BuildResult, DryRunExecutor, Handled, RecoveryExecutor, RecoveryPlan, Workflow,
-    WorkflowError, action_severity, close_not_an_incident,
+    BuildOutcome, BuildResult, ClosedIncident, DryRunExecutor, Handled, RecoveryExecutor,
+    RecoveryPlan, Workflow, WorkflowError, action_severity, close_not_an_incident,
 };

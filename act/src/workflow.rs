@@ -247,10 +247,25 @@ pub fn blocking_actions(action: &str, known: &[String]) -> Vec<String> {
     v
 }
 
+/// What [`close_not_an_incident`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedIncident {
+    /// The incident after the close.
+    pub incident: Incident,
+    /// `true` when it was closed already: nothing was changed and no feedback recorded again.
+    pub already_closed: bool,
+    /// The series keys feedback was recorded for (sorted; empty when already closed, or when
+    /// no finding of the incident has a series, e.g. a change-rule incident: change rules are
+    /// not held back by feedback, a suppression of the resource key silences them).
+    pub feedback_series: Vec<String>,
+}
+
 /// Closes `incident_id` as "not an incident" at `now` (wall clock, microseconds): its group is
 /// marked closed (nothing joins it any more) and one [`Feedback`] per series key of its
 /// findings is recorded with the highest score of that series (the threshold rule in
-/// [`crate::suppress`]). Returns the incident, `None` when it does not exist.
+/// [`crate::suppress`]); findings without a series (change rules) record none. An incident
+/// closed already is returned unchanged (`already_closed`), so feedback is never counted
+/// twice. Returns `None` when the incident does not exist.
 ///
 /// # Errors
 /// [`StoreError`] when the store fails.
@@ -259,11 +274,18 @@ pub fn close_not_an_incident<S: IncidentStore + ?Sized>(
     incident_id: &str,
     note: Option<String>,
     now: i64,
-) -> Result<Option<Incident>, StoreError> {
+) -> Result<Option<ClosedIncident>, StoreError> {
     for _ in 0..5 {
         let Some(i) = store.get(incident_id)? else {
             return Ok(None);
         };
+        if i.group.closed {
+            return Ok(Some(ClosedIncident {
+                incident: i,
+                already_closed: true,
+                feedback_series: Vec::new(),
+            }));
+        }
         let mut g = i.group.clone();
         if g.finding_ids.is_empty() {
             g.finding_ids.push(i.finding.finding_id.clone());
@@ -276,12 +298,15 @@ pub fn close_not_an_incident<S: IncidentStore + ?Sized>(
         }
         let mut per_series: BTreeMap<String, f64> = BTreeMap::new();
         for b in &g.findings {
-            let k = b.series_key.clone().unwrap_or_default();
+            let Some(k) = b.series_key.clone() else {
+                continue;
+            };
             let e = per_series.entry(k).or_insert(b.score);
             if b.score > *e {
                 *e = b.score;
             }
         }
+        let feedback_series: Vec<String> = per_series.keys().cloned().collect();
         for (series_key, score) in per_series {
             store.add_feedback(&Feedback {
                 incident_id: incident_id.to_string(),
@@ -292,7 +317,11 @@ pub fn close_not_an_incident<S: IncidentStore + ?Sized>(
                 at: now,
             })?;
         }
-        return store.get(incident_id);
+        return Ok(store.get(incident_id)?.map(|incident| ClosedIncident {
+            incident,
+            already_closed: false,
+            feedback_series,
+        }));
     }
     Err(StoreError::Backend(format!(
         "incident {incident_id}: group changed five times while closing; try again"

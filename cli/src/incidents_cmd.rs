@@ -140,26 +140,32 @@ pub fn cmd_incidents(command: IncidentsCommand) -> Result<i32> {
             }
             let (cfg, _) = load_config(&config)?;
             let store = open_store(&cfg, true)?;
-            let Some(i) = aiops_act::close_not_an_incident(&store, &id, reason, now_micros())?
+            let Some(c) = aiops_act::close_not_an_incident(&store, &id, reason, now_micros())?
             else {
                 bail!("no incident {id:?}");
             };
-            let series: Vec<&str> = i
-                .group
-                .findings
-                .iter()
-                .filter_map(|b| b.series_key.as_deref())
-                .collect();
-            out!(
-                "closed {} as not an incident; feedback recorded for {} series{}",
-                i.incident_id,
-                series.len(),
-                if series.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", series.join(", "))
-                }
-            );
+            let i = &c.incident;
+            if c.already_closed {
+                out!(
+                    "{} was closed as not an incident already; nothing recorded again",
+                    i.incident_id
+                );
+            } else if c.feedback_series.is_empty() {
+                out!(
+                    "closed {} as not an incident; no feedback recorded: its findings have no \
+                     series (change rules are not held back by feedback; `aiops suppress add {}` \
+                     silences this resource)",
+                    i.incident_id,
+                    i.resource_key
+                );
+            } else {
+                out!(
+                    "closed {} as not an incident; feedback recorded for {} series: {}",
+                    i.incident_id,
+                    c.feedback_series.len(),
+                    c.feedback_series.join(", ")
+                );
+            }
             Ok(0)
         }
     }

@@ -284,6 +284,15 @@ fn an_error_burst_lists_the_delete_parameter_before_it_as_related_change() {
         out.trim(),
         format!("closed {id} as not an incident; feedback recorded for 1 series: {SERIES}")
     );
+    // A second close records nothing again.
+    let (code, out) = aiops(&["incidents", "resolve", id, "--not-an-incident"], &data);
+    assert_eq!(
+        (code, out.trim()),
+        (
+            0,
+            format!("{id} was closed as not an incident already; nothing recorded again").as_str()
+        )
+    );
     let (_, out) = aiops(&["incidents", "show", id, "--json"], &data);
     let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["closed"], true);

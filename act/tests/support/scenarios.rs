@@ -453,11 +453,20 @@ pub fn suppressed_series_and_feedback<S: IncidentStore>(
     )
     .unwrap()
     .unwrap();
-    assert!(closed.group.closed);
+    assert!(closed.incident.group.closed);
+    assert!(!closed.already_closed);
+    assert_eq!(closed.feedback_series, [series]);
     let fb = wf.store().list_feedback(0).unwrap();
     assert_eq!(fb.len(), 1);
     assert_eq!(fb[0].series_key, series);
     assert_eq!(fb[0].score, 0.9995);
+    // Closing it again changes nothing and records no second feedback.
+    let again = close_not_an_incident(wf.store(), "inc-s3", None, clock.now_micros())
+        .unwrap()
+        .unwrap();
+    assert!(again.already_closed);
+    assert!(again.feedback_series.is_empty());
+    assert_eq!(wf.store().list_feedback(0).unwrap().len(), 1);
     // Suppressions and feedback are re-read every `suppression_refresh_secs` (30 s).
     clock.advance(Duration::from_secs(30));
     let h = wf
