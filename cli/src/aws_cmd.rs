@@ -161,14 +161,14 @@ fn setup(cfg: &PipelineConfig, json: bool) -> Result<i32> {
             );
         }
     }
-    for t in tables {
+    for (t, holds) in tables {
         if json {
             out!(
                 "{}",
-                serde_json::json!({"kind": "table", "name": t, "outcome": "ensured", "detail": "incident store"})
+                serde_json::json!({"kind": "table", "name": t, "outcome": "ensured", "detail": holds})
             );
         } else {
-            out!("table {t}: ensured (incident store)");
+            out!("table {t}: ensured ({holds})");
         }
     }
     Ok(0)

@@ -78,9 +78,10 @@ enum Command {
     Validate {
         #[command(flatten)]
         config: ConfigArgs,
-        /// Print the resolved resource names as one JSON object: `{"mode", "streams":
-        /// {"raw", "events", "decisions"}, "tables": {"incidents", "leases", ...}, "bucket",
-        /// "prefix", ...}`.
+        /// Print the resolved resource names as one JSON object: `{"mode",
+        /// "deployment_profile", "streams": {"raw", "events", "decisions"}, "tables":
+        /// {"incidents", "leases", ...}, "bucket", "prefix", ...}` (the single profile's
+        /// `streams` and `shards` name only the raw stream).
         #[arg(long)]
         json: bool,
     },

@@ -9,12 +9,12 @@ use aiops_aws::setup::SetupAction;
 /// incident tables (as the act stage's DynamoDB store defines them), the recent-changes table
 /// and the bucket.
 ///
-/// Returns what was done to each stream, the lease table and the bucket, and the names of
-/// the incident tables ensured.
+/// Returns what was done to each stream, the lease table and the bucket, and each act table
+/// ensured as (name, what it holds).
 ///
 /// # Errors
 /// When the async runtime cannot start or AWS refuses a creation.
-pub fn setup(cfg: &PipelineConfig) -> Result<(Vec<SetupAction>, Vec<String>)> {
+pub fn setup(cfg: &PipelineConfig) -> Result<(Vec<SetupAction>, Vec<(String, &'static str)>)> {
     let aws = &cfg.aws;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -62,10 +62,13 @@ pub fn setup(cfg: &PipelineConfig) -> Result<(Vec<SetupAction>, Vec<String>)> {
         .create_table()
         .context("cannot create the recent-changes table")?;
     let tables = vec![
-        act_cfg.store.incidents_table.clone(),
-        act_cfg.store.locks_table.clone(),
-        act_cfg.store.stats_table.clone(),
-        act_cfg.changes.table.clone(),
+        (act_cfg.store.incidents_table.clone(), "incident store"),
+        (act_cfg.store.locks_table.clone(), "cooldown locks"),
+        (
+            act_cfg.store.stats_table.clone(),
+            "learned baselines and outcome counters",
+        ),
+        (act_cfg.changes.table.clone(), "recent changes"),
     ];
     Ok((actions, tables))
 }

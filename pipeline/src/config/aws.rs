@@ -231,22 +231,35 @@ impl AwsSection {
         Ok(())
     }
 
-    /// The resolved names as one JSON object (for `aiops validate --json`).
+    /// The resolved names as one JSON object (for `aiops validate --json`). Under the single
+    /// deployment profile the stages are joined in memory: `streams` and `shards` name only
+    /// the raw stream.
     pub fn names_json(&self, mode: &str) -> serde_json::Value {
+        let (streams, shards) = match self.deployment_profile {
+            DeploymentProfile::Scaled => (
+                serde_json::json!({
+                    "raw": self.raw_stream,
+                    "events": self.events_stream,
+                    "decisions": self.decisions_stream,
+                }),
+                serde_json::json!({
+                    "raw": self.raw_shards,
+                    "events": self.events_shards,
+                    "decisions": self.decisions_shards,
+                }),
+            ),
+            DeploymentProfile::Single => (
+                serde_json::json!({ "raw": self.raw_stream }),
+                serde_json::json!({ "raw": self.raw_shards }),
+            ),
+        };
         serde_json::json!({
             "mode": mode,
+            "deployment_profile": self.deployment_profile,
             "region": self.region,
             "endpoint_url": self.endpoint_url,
-            "streams": {
-                "raw": self.raw_stream,
-                "events": self.events_stream,
-                "decisions": self.decisions_stream,
-            },
-            "shards": {
-                "raw": self.raw_shards,
-                "events": self.events_shards,
-                "decisions": self.decisions_shards,
-            },
+            "streams": streams,
+            "shards": shards,
             "tables": {
                 "incidents": self.incidents_table,
                 "leases": self.leases_table,
@@ -363,5 +376,15 @@ mod tests {
         assert_eq!(j["tables"]["leases"], "aiops-leases");
         assert_eq!(j["bucket"], "aiops-history-123");
         assert_eq!(j["prefix"], "aiops");
+        assert_eq!(j["deployment_profile"], "scaled");
+        // The single profile creates and reads no events or decisions stream.
+        let single = AwsSection {
+            deployment_profile: DeploymentProfile::Single,
+            ..valid()
+        };
+        let j = single.names_json("aws");
+        assert_eq!(j["deployment_profile"], "single");
+        assert_eq!(j["streams"], serde_json::json!({"raw": "aiops-raw"}));
+        assert_eq!(j["shards"], serde_json::json!({"raw": 2}));
     }
 }
