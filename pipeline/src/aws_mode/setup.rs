@@ -5,16 +5,19 @@ use crate::config::PipelineConfig;
 use crate::error::{Context, Result};
 use aiops_aws::setup::SetupAction;
 
-/// `aiops setup`: creates the three streams with their shard counts, the lease table, the
-/// incident tables (as the act stage's DynamoDB store defines them), the recent-changes table
-/// and the bucket.
+/// An act table `setup` ensured: its name and what it holds.
+pub type EnsuredTable = (String, &'static str);
+
+/// `aiops setup`: creates the streams with their shard counts (only the raw stream under the
+/// single deployment profile), the lease table, the incident tables (as the act stage's
+/// DynamoDB store defines them), the recent-changes table and the bucket.
 ///
 /// Returns what was done to each stream, the lease table and the bucket, and each act table
 /// ensured as (name, what it holds).
 ///
 /// # Errors
 /// When the async runtime cannot start or AWS refuses a creation.
-pub fn setup(cfg: &PipelineConfig) -> Result<(Vec<SetupAction>, Vec<(String, &'static str)>)> {
+pub fn setup(cfg: &PipelineConfig) -> Result<(Vec<SetupAction>, Vec<EnsuredTable>)> {
     let aws = &cfg.aws;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
