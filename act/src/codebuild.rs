@@ -138,6 +138,22 @@ pub fn environment_overrides(plan: &RecoveryPlan) -> Result<Vec<EnvironmentVaria
         .collect()
 }
 
+/// The `idempotencyToken` of a plan's StartBuild: `aiops-<CORRELATION_ID>-<16 hex digits of
+/// a stable hash of the project>`, at most 64 characters (the correlation id is cut to fit),
+/// or `None` without a correlation id. CodeBuild returns the build already started for a
+/// token repeated within 5 minutes instead of starting another (CodeBuild API reference,
+/// StartBuild, `idempotencyToken`), so an SDK retry after a lost response, or a worker that
+/// restarts soon after dying between StartBuild and recording the build, starts no second
+/// build of the same project for the same incident.
+pub fn idempotency_token(plan: &RecoveryPlan) -> Option<String> {
+    let cid = plan.environment.get("CORRELATION_ID")?;
+    let hash = aiops_core::stable_hash(&[plan.project.as_bytes()]);
+    Some(format!(
+        "aiops-{}-{hash:016x}",
+        truncate_utf8(cid, 64 - 6 - 17)
+    ))
+}
+
 /// [`BuildApi`] over the AWS SDK. Blocks on the SDK: never call from inside an async task.
 #[derive(Clone)]
 pub struct SdkCodeBuild {
@@ -176,6 +192,7 @@ impl BuildApi for SdkCodeBuild {
             .client
             .start_build()
             .project_name(&plan.project)
+            .set_idempotency_token(idempotency_token(plan))
             .set_environment_variables_override(Some(env));
         match self.rt.block_on(request.send()) {
             Ok(out) => out
@@ -591,6 +608,30 @@ mod tests {
         assert_eq!(*x.api().stops.lock().unwrap(), vec!["b3".to_string()]);
         // 1 + 2 + 4 + 4 + 4 + 4 + 4 = 23 s >= 20 s
         assert_eq!(*x.api().reads.lock().unwrap(), 7);
+    }
+
+    #[test]
+    fn idempotency_token_is_stable_per_incident_and_project_and_bounded() {
+        let mut p = plan();
+        assert_eq!(idempotency_token(&p), None);
+        p.environment
+            .insert("CORRELATION_ID".into(), "corr-1234".into());
+        let t = idempotency_token(&p).unwrap();
+        assert_eq!(t, idempotency_token(&p).unwrap());
+        assert!(
+            t.starts_with("aiops-corr-1234-") && t.len() == 32,
+            "{t}"
+        );
+        let mut verify = p.clone();
+        verify.project = "aiops-verify".into();
+        assert_ne!(idempotency_token(&verify).unwrap(), t);
+        let mut long = p.clone();
+        long.environment
+            .insert("CORRELATION_ID".into(), "c".repeat(300));
+        assert_eq!(idempotency_token(&long).unwrap().len(), 64);
+        let mut none = p;
+        none.environment.remove("CORRELATION_ID");
+        assert_eq!(idempotency_token(&none), None);
     }
 
     #[test]
