@@ -3,8 +3,8 @@
 use super::intern::{GAP_NONE, GAP_SPACE, Interner};
 use super::token::{
     C_DIGIT, C_NOT_DIGIT, C_SLASH, C_SPLIT, Chunks, MaskKind, WILDCARD_TEXT, common_affix,
-    is_date_word, is_host, is_port, is_unit_word, is_whole, mask_core, mask_marked_token, pieces,
-    unit_core,
+    is_date_word, is_hex_id_chunk, is_host, is_port, is_unit_word, is_whole, mask_core,
+    mask_marked_token, pieces, unit_core,
 };
 use super::{MAX_SHAPES, TemplateConfig, TemplateInfo, TemplateMatch, WILDCARD};
 use ahash::AHashMap;
@@ -184,7 +184,10 @@ impl TemplateMiner {
                     continue;
                 }
             }
-            if flags & C_SPLIT == 0 || (flags & C_SLASH != 0 && is_whole(tok)) {
+            if flags & C_SPLIT == 0
+                || (flags & C_SLASH != 0 && is_whole(tok))
+                || (flags & C_DIGIT != 0 && is_hex_id_chunk(tok))
+            {
                 let id = self.mask_piece(tok, flags);
                 self.push(id, gap);
                 continue;

@@ -179,6 +179,9 @@ fn masking_rules() {
         ("5000ms", "<*>ms"),
         ("16GB,", "<*>GB,"),
         ("07:07:00", "<*>:<*>:<*>"),
+        // Hexadecimal groups joined by `:` (a hardware address) are one variable.
+        ("FF:F2:9F:15:7E:6E:00:0D:60:EA:81:91", "<*>"),
+        ("00:0d:60:ea:81:91,", "<*>,"),
         ("(18.4", "(<*>"),
         ("<1", "<<*>"),
         ("x-5", "x-<*>"),
@@ -188,6 +191,19 @@ fn masking_rules() {
     for (input, want) in cases {
         assert_eq!(masked(input), want, "{input}");
     }
+}
+
+#[test]
+fn hardware_addresses_are_one_token() {
+    assert_eq!(
+        token_texts("Ido chip status changed: FF:F2:9F:15:7E:6E:00:0D:60:EA:81:91 ip=10.0.1.155"),
+        vec!["Ido", "chip", "status", "changed:", "<*>", "ip", "=<*>"]
+    );
+    // A clock time is not one.
+    assert_eq!(
+        token_texts("at 15:31:25"),
+        vec!["at", "<*>", ":<*>", ":<*>"]
+    );
 }
 
 #[test]
