@@ -364,11 +364,12 @@ impl TemplateMiner {
     /// position with a shared affix (`=<*>`) counts as a constant position that
     /// the line matches when the line's token has that prefix and suffix around a non-empty
     /// middle, so `()` does not join `(<*>)`.
-    fn similarity(interner: &Interner, shape: &Shape, line: &[u32]) -> (f64, usize) {
+    fn similarity(interner: &Interner, shape: &Shape, line: &[u32]) -> (f64, usize, usize) {
         let template = &shape.tokens;
         if template.len() != line.len() || line.is_empty() {
-            return (0.0, 0);
+            return (0.0, 0, 0);
         }
+        let mut values = 0usize;
         let mut same = 0usize;
         let mut params = 0usize;
         for (((&a, &x), &k), &b) in template
@@ -386,11 +387,13 @@ impl TemplateMiner {
                 params += 1;
             } else if a == b {
                 same += 1;
-            } else if (k & K_VALUE != 0 && interner.is_value(b))
-                || (k & K_MASKED != 0 && interner.is_masked(b))
-            {
-                // Two values of the same key, or two tokens that both hold a variable: a
-                // parameter position.
+            } else if k & K_VALUE != 0 && interner.is_value(b) {
+                // Two values of the same key: a parameter position, unless it keeps the
+                // values apart as words (see [`WORD_VARIABLE_VALUES`]).
+                params += 1;
+                values += usize::from(k & K_MASKED == 0 && !interner.is_masked(b));
+            } else if k & K_MASKED != 0 && interner.is_masked(b) {
+                // Two tokens that both hold a variable: a parameter position.
                 params += 1;
             }
         }
@@ -400,7 +403,7 @@ impl TemplateMiner {
         } else {
             same as f64 / constants as f64
         };
-        (sim, params)
+        (sim, params, values)
     }
 
     /// Adds one line and returns the template it joined.
@@ -472,7 +475,7 @@ impl TemplateMiner {
     fn add_tokens(&mut self, tokens: &[u32], line: &str) -> TemplateMatch {
         // 1. Drain: most similar shape in the leaf.
         let leaf = self.leaf_for(tokens, true);
-        let mut best: Option<(usize, u8, f64, usize)> = None;
+        let mut best: Option<(usize, u8, f64, usize, usize)> = None;
         if let Some(leaf) = leaf.and_then(|l| self.nodes.get(l)) {
             for &(slot, shape) in &leaf.clusters {
                 let Some(Some(c)) = self.clusters.get(slot) else {
@@ -481,18 +484,21 @@ impl TemplateMiner {
                 let Some(s) = c.shapes.get(shape as usize) else {
                     continue;
                 };
-                let (sim, params) = Self::similarity(&self.interner, s, tokens);
+                let (sim, params, values) = Self::similarity(&self.interner, s, tokens);
                 let better = match best {
                     None => true,
-                    Some((_, _, bs, bp)) => sim > bs || (sim == bs && params > bp),
+                    Some((_, _, bs, bp, bv)) => {
+                        sim > bs || (sim == bs && (values < bv || (values == bv && params > bp)))
+                    }
                 };
                 if better {
-                    best = Some((slot, shape, sim, params));
+                    best = Some((slot, shape, sim, params, values));
                 }
             }
         }
-        if let Some((slot, shape, sim, _)) = best
+        if let Some((slot, shape, sim, _, values)) = best
             && sim >= 1.0
+            && (values == 0 || self.word_difference(slot, shape, tokens).is_none())
         {
             self.merge_into(slot, shape as usize, tokens);
             return self.touch(slot, false);
@@ -537,7 +543,7 @@ impl TemplateMiner {
         // 3. Drain: the most similar shape, if similar enough, unless the line differs from it
         // in a word (Brain's threshold, see [`WORD_VARIABLE_VALUES`]).
         let mut split_from = None;
-        if let Some((slot, shape, sim, _)) = best
+        if let Some((slot, shape, sim, _, _)) = best
             && sim >= self.cfg.similarity_threshold
         {
             match self.word_difference(slot, shape, tokens) {
@@ -594,7 +600,8 @@ impl TemplateMiner {
     }
 
     /// The first position where the line holds a word other than the shape's constant word
-    /// there (both tokens constant, not values of a key, and not the same but for their numbers): the cluster, shape and position to
+    /// there (both tokens constant words, or both values of a key such as `=root` and `=guest`,
+    /// and not the same but for their numbers): the cluster, shape and position to
     /// count it against (the cluster it was split from, when the shape's cluster was itself
     /// started by a different word at that position). `None` when there is none.
     fn word_difference(&self, slot: usize, shape: u8, line: &[u32]) -> Option<(usize, u8, u16)> {
@@ -608,9 +615,9 @@ impl TemplateMiner {
             .position(|((&a, &k), &b)| {
                 a != b
                     && a != WILDCARD
-                    && k & (K_PARAM | K_MASKED | K_VALUE) == 0
+                    && k & (K_PARAM | K_MASKED) == 0
                     && !self.interner.is_masked(b)
-                    && !self.interner.is_value(b)
+                    && (k & K_VALUE != 0) == self.interner.is_value(b)
                     && !same_but_numbers(self.interner.text(a), self.interner.text(b))
             })?;
         let pos = u16::try_from(pos).ok()?;

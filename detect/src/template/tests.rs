@@ -285,12 +285,27 @@ fn drain_groups_and_generalises() {
 }
 
 #[test]
-fn key_value_words_generalise_and_whitespace_is_kept() {
+fn key_values_generalise_and_whitespace_is_kept() {
     let mut m = TemplateMiner::new(&TemplateConfig::default());
+    // A message without spaces is cut into keys and values; a number is a parameter, a word
+    // value is kept until its key has taken four distinct words (Brain's threshold).
     template_of(&mut m, "sync ready=true,policy=3,mode=fast,owner=alice");
     assert_eq!(
-        template_of(&mut m, "sync ready=false,policy=4,mode=fast,owner=bob"),
-        "sync ready=<*>,policy=<*>,mode=fast,owner=<*>"
+        template_of(&mut m, "sync ready=true,policy=4,mode=fast,owner=bob"),
+        "sync ready=true,policy=<*>,mode=fast,owner=bob"
+    );
+    template_of(&mut m, "sync ready=true,policy=5,mode=fast,owner=carol");
+    assert_eq!(
+        template_of(&mut m, "sync ready=true,policy=6,mode=fast,owner=dave"),
+        "sync ready=true,policy=<*>,mode=fast,owner=<*>"
+    );
+    assert_eq!(
+        template_of(&mut m, "sync ready=true,policy=5,mode=fast,owner=bob"),
+        "sync ready=true,policy=<*>,mode=fast,owner=<*>"
+    );
+    assert_eq!(
+        template_of(&mut m, "sync ready=false,policy=7,mode=fast,owner=erin"),
+        "sync ready=false,policy=<*>,mode=fast,owner=erin"
     );
     assert_eq!(
         template_of(&mut m, "boot  (command 2116)"),
