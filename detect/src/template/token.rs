@@ -255,7 +255,20 @@ fn is_hex_id(core: &[u8]) -> bool {
 /// Whether a chunk, without its surrounding punctuation, is a hardware address or similar
 /// identifier ([`is_hex_id`]): masked whole rather than cut at its `:`.
 pub(super) fn is_hex_id_chunk(chunk: &[u8]) -> bool {
+    // Four groups of two and three `:` at least; most chunks fail here.
+    if chunk.len() < 11 {
+        return false;
+    }
     let lo = chunk.iter().take_while(|&&c| is_lead_punct(c)).count();
+    let first = chunk
+        .get(lo..)
+        .unwrap_or(&[])
+        .iter()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .count();
+    if !(2..=4).contains(&first) || chunk.get(lo + first) != Some(&b':') {
+        return false;
+    }
     let mut hi = chunk.len();
     while hi > lo && chunk.get(hi - 1).is_some_and(|&c| is_trail_punct(c)) {
         hi -= 1;
