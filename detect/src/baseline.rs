@@ -902,7 +902,10 @@ mod tests {
     fn seed_lines_mask_back_to_the_same_template() {
         let mut m = TemplateMiner::new(&TemplateConfig::default());
         let a = m.add("login by alice from 10.0.0.1 id=42");
+        // A word position is a parameter once it has taken four distinct words.
         m.add("login by bob from 10.0.0.2 id=43");
+        m.add("login by dave from 10.0.0.3 id=44");
+        m.add("login by erin from 10.0.0.4 id=45");
         let text = m.template_text(a.template_id).unwrap();
         assert_eq!(text, "login by <*> from <*> id=<*>");
         let mut fresh = TemplateMiner::new(&TemplateConfig::default());

@@ -3,8 +3,8 @@
 use super::intern::{GAP_NONE, GAP_SPACE, Interner};
 use super::token::{
     C_DIGIT, C_NOT_DIGIT, C_SLASH, C_SPLIT, Chunks, MaskKind, WILDCARD_TEXT, common_affix,
-    is_date_word, is_host, is_port, is_unit_word, is_whole, mask_core, mask_marked_token, pieces,
-    unit_core,
+    is_date_word, is_hex_id_chunk, is_host, is_port, is_unit_word, is_whole, mask_core,
+    mask_marked_token, pieces, unit_core,
 };
 use super::{MAX_SHAPES, TemplateConfig, TemplateInfo, TemplateMatch, WILDCARD};
 use ahash::AHashMap;
@@ -48,7 +48,25 @@ struct Cluster {
     last_used: u64,
     /// Cached template text; `None` when it must be recomputed.
     text: Option<String>,
+    /// For a cluster started because its line's word differed from a similar cluster's (see
+    /// [`WORD_VARIABLE_VALUES`]): that cluster's id, shape and the position.
+    parent: Option<(u64, u8, u16)>,
+    /// Per (shape, position) where lines with other words were kept apart: the ids of the
+    /// clusters they started (at most [`WORD_VARIABLE_VALUES`] − 2).
+    splits: Vec<(u8, u16, Vec<u64>)>,
 }
+
+/// Distinct words a template position must take before it is a parameter (Brain's
+/// `threshold`: S. Yu et al., "Brain: Log Parsing with Bidirectional Parallel Tree", IEEE TSC
+/// 2023, `down_split`; its published per-data-set settings on the 16 Loghub-2k sets range
+/// from 2 to 6, median 4, and this is that median for every log). A token that masking does
+/// not recognise as a variable (no digit, no path, not the value of a key) is a constant: a
+/// line that differs from a similar template only in such words (`VM Paused` / `VM Resumed`,
+/// `interface ee0` / `interface alt0`) starts a template of its own, as Drain does for words
+/// in the leading positions of its tree. Once a position has taken this many distinct words
+/// (`user alice`, `bob`, `carol`, `dave`), it is a parameter and the templates kept apart
+/// for it join the first one.
+const WORD_VARIABLE_VALUES: usize = 4;
 
 /// The streaming template miner for one log group.
 #[derive(Debug, Clone)]
@@ -62,6 +80,8 @@ pub struct TemplateMiner {
     free: Vec<usize>,
     by_id: AHashMap<u64, usize>,
     by_skeleton: AHashMap<u64, usize>,
+    /// Ids of clusters that joined another one (see [`WORD_VARIABLE_VALUES`]) -> its id.
+    aliases: AHashMap<u64, u64>,
     clock: u64,
     live: usize,
     evicted: u64,
@@ -94,6 +114,7 @@ impl TemplateMiner {
             free: Vec::new(),
             by_id: AHashMap::new(),
             by_skeleton: AHashMap::new(),
+            aliases: AHashMap::new(),
             clock: 0,
             live: 0,
             evicted: 0,
@@ -163,7 +184,10 @@ impl TemplateMiner {
                     continue;
                 }
             }
-            if flags & C_SPLIT == 0 || (flags & C_SLASH != 0 && is_whole(tok)) {
+            if flags & C_SPLIT == 0
+                || (flags & C_SLASH != 0 && is_whole(tok))
+                || (flags & C_DIGIT != 0 && is_hex_id_chunk(tok))
+            {
                 let id = self.mask_piece(tok, flags);
                 self.push(id, gap);
                 continue;
@@ -340,11 +364,12 @@ impl TemplateMiner {
     /// position with a shared affix (`=<*>`) counts as a constant position that
     /// the line matches when the line's token has that prefix and suffix around a non-empty
     /// middle, so `()` does not join `(<*>)`.
-    fn similarity(interner: &Interner, shape: &Shape, line: &[u32]) -> (f64, usize) {
+    fn similarity(interner: &Interner, shape: &Shape, line: &[u32]) -> (f64, usize, usize) {
         let template = &shape.tokens;
         if template.len() != line.len() || line.is_empty() {
-            return (0.0, 0);
+            return (0.0, 0, 0);
         }
+        let mut values = 0usize;
         let mut same = 0usize;
         let mut params = 0usize;
         for (((&a, &x), &k), &b) in template
@@ -362,11 +387,13 @@ impl TemplateMiner {
                 params += 1;
             } else if a == b {
                 same += 1;
-            } else if (k & K_VALUE != 0 && interner.is_value(b))
-                || (k & K_MASKED != 0 && interner.is_masked(b))
-            {
-                // Two values of the same key, or two tokens that both hold a variable: a
-                // parameter position.
+            } else if k & K_VALUE != 0 && interner.is_value(b) {
+                // Two values of the same key: a parameter position, unless it keeps the
+                // values apart as words (see [`WORD_VARIABLE_VALUES`]).
+                params += 1;
+                values += usize::from(k & K_MASKED == 0 && !interner.is_masked(b));
+            } else if k & K_MASKED != 0 && interner.is_masked(b) {
+                // Two tokens that both hold a variable: a parameter position.
                 params += 1;
             }
         }
@@ -376,7 +403,7 @@ impl TemplateMiner {
         } else {
             same as f64 / constants as f64
         };
-        (sim, params)
+        (sim, params, values)
     }
 
     /// Adds one line and returns the template it joined.
@@ -448,7 +475,7 @@ impl TemplateMiner {
     fn add_tokens(&mut self, tokens: &[u32], line: &str) -> TemplateMatch {
         // 1. Drain: most similar shape in the leaf.
         let leaf = self.leaf_for(tokens, true);
-        let mut best: Option<(usize, u8, f64, usize)> = None;
+        let mut best: Option<(usize, u8, f64, usize, usize)> = None;
         if let Some(leaf) = leaf.and_then(|l| self.nodes.get(l)) {
             for &(slot, shape) in &leaf.clusters {
                 let Some(Some(c)) = self.clusters.get(slot) else {
@@ -457,18 +484,21 @@ impl TemplateMiner {
                 let Some(s) = c.shapes.get(shape as usize) else {
                     continue;
                 };
-                let (sim, params) = Self::similarity(&self.interner, s, tokens);
+                let (sim, params, values) = Self::similarity(&self.interner, s, tokens);
                 let better = match best {
                     None => true,
-                    Some((_, _, bs, bp)) => sim > bs || (sim == bs && params > bp),
+                    Some((_, _, bs, bp, bv)) => {
+                        sim > bs || (sim == bs && (values < bv || (values == bv && params > bp)))
+                    }
                 };
                 if better {
-                    best = Some((slot, shape, sim, params));
+                    best = Some((slot, shape, sim, params, values));
                 }
             }
         }
-        if let Some((slot, shape, sim, _)) = best
+        if let Some((slot, shape, sim, _, values)) = best
             && sim >= 1.0
+            && (values == 0 || self.word_difference(slot, shape, tokens).is_none())
         {
             self.merge_into(slot, shape as usize, tokens);
             return self.touch(slot, false);
@@ -510,12 +540,24 @@ impl TemplateMiner {
                 }
             }
         }
-        // 3. Drain: the most similar shape, if similar enough.
-        if let Some((slot, shape, sim, _)) = best
+        // 3. Drain: the most similar shape, if similar enough, unless the line differs from it
+        // in a word (Brain's threshold, see [`WORD_VARIABLE_VALUES`]).
+        let mut split_from = None;
+        if let Some((slot, shape, sim, _, _)) = best
             && sim >= self.cfg.similarity_threshold
         {
-            self.merge_into(slot, shape as usize, tokens);
-            return self.touch(slot, false);
+            match self.word_difference(slot, shape, tokens) {
+                None => {
+                    self.merge_into(slot, shape as usize, tokens);
+                    return self.touch(slot, false);
+                }
+                Some(at) => {
+                    if self.note_word_split(at, tokens) {
+                        return self.touch(at.0, false);
+                    }
+                    split_from = Some(at);
+                }
+            }
         }
         // 4. New cluster.
         if self.live >= self.cfg.max_templates {
@@ -530,6 +572,8 @@ impl TemplateMiner {
             size: 0,
             last_used: 0,
             text: None,
+            parent: None,
+            splits: Vec::new(),
         };
         let slot = match self.free.pop() {
             Some(s) => {
@@ -549,7 +593,129 @@ impl TemplateMiner {
         if let Some(n) = leaf.and_then(|l| self.nodes.get_mut(l)) {
             n.clusters.push((slot, 0));
         }
+        if let Some((parent_slot, shape, pos)) = split_from {
+            self.record_split(parent_slot, shape, pos, slot);
+        }
         self.touch(slot, true)
+    }
+
+    /// The first position where the line holds a word other than the shape's constant word
+    /// there (both tokens constant words, or both values of a key such as `=root` and `=guest`,
+    /// and not the same but for their numbers): the cluster, shape and position to
+    /// count it against (the cluster it was split from, when the shape's cluster was itself
+    /// started by a different word at that position). `None` when there is none.
+    fn word_difference(&self, slot: usize, shape: u8, line: &[u32]) -> Option<(usize, u8, u16)> {
+        let c = self.clusters.get(slot)?.as_ref()?;
+        let s = c.shapes.get(shape as usize)?;
+        let pos = s
+            .tokens
+            .iter()
+            .zip(&s.kinds)
+            .zip(line)
+            .position(|((&a, &k), &b)| {
+                a != b
+                    && a != WILDCARD
+                    && k & (K_PARAM | K_MASKED) == 0
+                    && !self.interner.is_masked(b)
+                    && (k & K_VALUE != 0) == self.interner.is_value(b)
+                    && !same_but_numbers(self.interner.text(a), self.interner.text(b))
+            })?;
+        let pos = u16::try_from(pos).ok()?;
+        if let Some((pid, pshape, ppos)) = c.parent
+            && ppos == pos
+            && let Some(&pslot) = self.by_id.get(&pid)
+        {
+            return Some((pslot, pshape, ppos));
+        }
+        Some((slot, shape, pos))
+    }
+
+    /// Counts a line kept apart from `at` by a word. When the position has now taken
+    /// [`WORD_VARIABLE_VALUES`] distinct words, it becomes a parameter: the line joins the
+    /// cluster, the clusters kept apart for that position join it too (their ids become
+    /// aliases of its id), and `true` is returned.
+    fn note_word_split(&mut self, at: (usize, u8, u16), tokens: &[u32]) -> bool {
+        let (slot, shape, pos) = at;
+        let Some(Some(c)) = self.clusters.get(slot) else {
+            return false;
+        };
+        let siblings: Vec<u64> = c
+            .splits
+            .iter()
+            .find(|(s, p, _)| *s == shape && *p == pos)
+            .map(|(_, _, v)| v.clone())
+            .unwrap_or_default();
+        // This cluster's word, the words kept apart, and the line's.
+        if siblings.len() + 2 < WORD_VARIABLE_VALUES {
+            return false;
+        }
+        let target = c.id;
+        self.merge_into(slot, shape as usize, tokens);
+        let mut joined = 0;
+        for id in siblings {
+            let Some(&sib) = self.by_id.get(&id) else {
+                continue;
+            };
+            if sib == slot {
+                continue;
+            }
+            let size = self
+                .clusters
+                .get(sib)
+                .and_then(|c| c.as_ref())
+                .map_or(0, |c| c.size);
+            self.remove_cluster(sib);
+            self.evicted -= 1;
+            joined += size;
+            self.aliases.retain(|_, v| *v != id);
+            self.aliases.insert(id, target);
+        }
+        if self.aliases.len() > self.cfg.max_templates.saturating_mul(4) {
+            self.aliases.clear();
+        }
+        if let Some(Some(c)) = self.clusters.get_mut(slot) {
+            c.size += joined;
+            c.splits.retain(|(s, p, _)| !(*s == shape && *p == pos));
+        }
+        true
+    }
+
+    /// Records that the new cluster at `child` was kept apart from `parent` by a word at
+    /// (`shape`, `pos`).
+    fn record_split(&mut self, parent: usize, shape: u8, pos: u16, child: usize) {
+        let Some(pid) = self
+            .clusters
+            .get(parent)
+            .and_then(|c| c.as_ref())
+            .map(|c| c.id)
+        else {
+            return;
+        };
+        let Some(cid) = self
+            .clusters
+            .get(child)
+            .and_then(|c| c.as_ref())
+            .map(|c| c.id)
+        else {
+            return;
+        };
+        if let Some(Some(c)) = self.clusters.get_mut(parent) {
+            match c
+                .splits
+                .iter_mut()
+                .find(|(s, p, _)| *s == shape && *p == pos)
+            {
+                Some((_, _, v)) => {
+                    if v.len() + 2 < WORD_VARIABLE_VALUES {
+                        v.push(cid);
+                    }
+                }
+                None => c.splits.push((shape, pos, vec![cid])),
+            }
+        }
+        if let Some(Some(c)) = self.clusters.get_mut(child) {
+            c.parent = Some((pid, shape, pos));
+        }
     }
 
     /// Merges a line into a shape: every position where they differ becomes a parameter,
@@ -699,7 +865,10 @@ impl TemplateMiner {
     /// several shapes, the shapes are aligned (longest common subsequence) and every stretch
     /// where they differ becomes one `<*>`.
     pub fn template_text(&mut self, template_id: u64) -> Option<String> {
-        let slot = *self.by_id.get(&template_id)?;
+        let slot = match self.by_id.get(&template_id) {
+            Some(&s) => s,
+            None => *self.by_id.get(self.aliases.get(&template_id)?)?,
+        };
         let c = self.clusters.get(slot)?.as_ref()?;
         if let Some(t) = &c.text {
             return Some(t.clone());
@@ -763,6 +932,26 @@ impl TemplateMiner {
             })
             .collect()
     }
+}
+
+/// Whether two tokens are the same but for their numbers (`bglio716` and `bglio91`): each
+/// run of digits compares equal to any other. Such tokens differ in a variable number, not in
+/// a word (Brain's `exclude_digits`: a token with digits is a variable).
+fn same_but_numbers(a: &str, b: &str) -> bool {
+    fn shape(t: &str) -> impl Iterator<Item = u8> + '_ {
+        let mut prev_digit = false;
+        t.bytes().filter_map(move |c| {
+            let d = c.is_ascii_digit();
+            let out = match (d, prev_digit) {
+                (true, true) => None,
+                (true, false) => Some(b'0'),
+                _ => Some(c),
+            };
+            prev_digit = d;
+            out
+        })
+    }
+    shape(a).eq(shape(b))
 }
 
 /// Whether a line token fits a parameter position's affix (`=<*>`): it has the affix's

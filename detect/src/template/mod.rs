@@ -23,10 +23,17 @@
 //!   line is kept, and an optional stretch (present in some lines of a template, absent in
 //!   others) is one `<*>` that includes its surrounding whitespace (`bytes<*>sent`).
 //!
-//! Tokenizing and masking are described in [`token`]. Two additions to Drain, both general
+//! Tokenizing and masking are described in [`token`]. Three additions to Drain, all general
 //! rather than tuned to a data set:
 //!
 //! - **Masking** before the tree (see [`token`]).
+//! - **Words are constants until many** (Brain's `down_split` threshold, S. Yu et al., IEEE
+//!   TSC 2023): a line that is similar enough to a template but differs from it in a word
+//!   (a token masking left whole, not the same but for its numbers, or a word value of a key:
+//!   `VM Paused` / `VM Resumed`, `user=root` / `user=guest`) starts a template of its own; once
+//!   one position has taken four distinct words (the median of Brain's published settings on
+//!   the Loghub-2k sets) it is a parameter, and the templates kept apart for it join the first
+//!   one (their ids become aliases of its id for [`TemplateMiner::template_text`]).
 //! - **Optional parameters**: a line that matches no cluster of its own length joins an
 //!   existing cluster whose *skeleton* is identical — the sequence of its constant tokens,
 //!   ignoring parameters and a unit word right after a parameter (`1190 bytes (1.16 KB)
@@ -41,7 +48,8 @@
 //! backtest or a miner seeded from a learned dictionary (whose texts mask to the same text).
 //! A template whose first line held a word that later became a parameter (`user root`, then
 //! `user <*>`) keeps the id of that first line, so its id can differ between runs that saw
-//! different first lines.
+//! different first lines; lines added before such a position became a parameter keep the id
+//! of the template they joined then (an alias of the merged one).
 //!
 //! The hot path allocates nothing per token: one pass over the line's bytes (classified by a
 //! 256-entry table) yields the chunks as slices of the line together with whether they hold a

@@ -179,6 +179,9 @@ fn masking_rules() {
         ("5000ms", "<*>ms"),
         ("16GB,", "<*>GB,"),
         ("07:07:00", "<*>:<*>:<*>"),
+        // Hexadecimal groups joined by `:` (a hardware address) are one variable.
+        ("FF:F2:9F:15:7E:6E:00:0D:60:EA:81:91", "<*>"),
+        ("00:0d:60:ea:81:91,", "<*>,"),
         ("(18.4", "(<*>"),
         ("<1", "<<*>"),
         ("x-5", "x-<*>"),
@@ -188,6 +191,19 @@ fn masking_rules() {
     for (input, want) in cases {
         assert_eq!(masked(input), want, "{input}");
     }
+}
+
+#[test]
+fn hardware_addresses_are_one_token() {
+    assert_eq!(
+        token_texts("Ido chip status changed: FF:F2:9F:15:7E:6E:00:0D:60:EA:81:91 ip=10.0.1.155"),
+        vec!["Ido", "chip", "status", "changed:", "<*>", "ip", "=<*>"]
+    );
+    // A clock time is not one.
+    assert_eq!(
+        token_texts("at 15:31:25"),
+        vec!["at", "<*>", ":<*>", ":<*>"]
+    );
 }
 
 #[test]
@@ -235,25 +251,61 @@ fn drain_groups_and_generalises() {
     // Different constant words, same length: a different template.
     let c = m.add("Deleting block blk_1 file /a/b/blk_1");
     assert_ne!(c.template_id, a.template_id);
-    // A constant word that differs in a long line is generalised.
+    // A word that differs in a similar line starts a template of its own (`VM Paused`,
+    // `VM Resumed`) until the position has taken four distinct words (Brain's threshold);
+    // then it is a parameter and the templates kept apart join the first one.
     let d = m.add("session opened for user root by uid 0");
     let e = m.add("session opened for user news by uid 0");
-    assert_eq!(d.template_id, e.template_id);
+    assert_ne!(d.template_id, e.template_id);
     assert_eq!(
-        m.template_text(d.template_id).as_deref(),
-        Some("session opened for user <*> by uid <*>")
+        m.template_text(e.template_id).as_deref(),
+        Some("session opened for user news by uid <*>")
     );
-    assert_eq!(m.len(), 3);
+    let f = m.add("session opened for user cyrus by uid 0");
+    assert_ne!(f.template_id, d.template_id);
+    assert_eq!(m.len(), 5);
+    let g = m.add("session opened for user test by uid 0");
+    assert_eq!(g.template_id, d.template_id);
+    for id in [d, e, f, g].map(|x| x.template_id) {
+        assert_eq!(
+            m.template_text(id).as_deref(),
+            Some("session opened for user <*> by uid <*>")
+        );
+    }
+    assert_eq!(
+        m.add("session opened for user news by uid 7").template_id,
+        d.template_id
+    );
+    // A token that differs only in its numbers is no other word (`bglio716`, `bglio91`).
+    let h = m.add("NFS mount failed on bglio716, slept 15 seconds");
+    let i = m.add("NFS mount failed on bglio91, slept 15 seconds");
+    assert_eq!(h.template_id, i.template_id);
+    assert_eq!(m.len(), 4);
     assert_eq!(m.template_text(999), None);
 }
 
 #[test]
-fn key_value_words_generalise_and_whitespace_is_kept() {
+fn key_values_generalise_and_whitespace_is_kept() {
     let mut m = TemplateMiner::new(&TemplateConfig::default());
+    // A message without spaces is cut into keys and values; a number is a parameter, a word
+    // value is kept until its key has taken four distinct words (Brain's threshold).
     template_of(&mut m, "sync ready=true,policy=3,mode=fast,owner=alice");
     assert_eq!(
-        template_of(&mut m, "sync ready=false,policy=4,mode=fast,owner=bob"),
-        "sync ready=<*>,policy=<*>,mode=fast,owner=<*>"
+        template_of(&mut m, "sync ready=true,policy=4,mode=fast,owner=bob"),
+        "sync ready=true,policy=<*>,mode=fast,owner=bob"
+    );
+    template_of(&mut m, "sync ready=true,policy=5,mode=fast,owner=carol");
+    assert_eq!(
+        template_of(&mut m, "sync ready=true,policy=6,mode=fast,owner=dave"),
+        "sync ready=true,policy=<*>,mode=fast,owner=<*>"
+    );
+    assert_eq!(
+        template_of(&mut m, "sync ready=true,policy=5,mode=fast,owner=bob"),
+        "sync ready=true,policy=<*>,mode=fast,owner=<*>"
+    );
+    assert_eq!(
+        template_of(&mut m, "sync ready=false,policy=7,mode=fast,owner=erin"),
+        "sync ready=false,policy=<*>,mode=fast,owner=erin"
     );
     assert_eq!(
         template_of(&mut m, "boot  (command 2116)"),

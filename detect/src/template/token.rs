@@ -231,6 +231,51 @@ fn is_uuid(core: &[u8]) -> bool {
     })
 }
 
+/// Whether a token core is a hardware address or similar identifier: at least four groups of
+/// two or more hexadecimal digits joined by `:`, with a digit (`00:0d:60:ea:81:91`,
+/// `FF:F2:9F:15:7E:6E:00:0D`). This is the `ID` mask of Drain3's default masking
+/// (`([0-9a-f]{2,}:){3,}([0-9a-f]{2,})`, here in either case); a clock time (three groups)
+/// is not one.
+fn is_hex_id(core: &[u8]) -> bool {
+    // Fast rejection: a `:` after two to four hexadecimal digits.
+    let first = core.iter().take_while(|c| c.is_ascii_hexdigit()).count();
+    if !(2..=4).contains(&first) || core.get(first) != Some(&b':') {
+        return false;
+    }
+    let mut groups = 0;
+    for g in core.split(|&c| c == b':') {
+        if g.len() < 2 || !g.iter().all(u8::is_ascii_hexdigit) {
+            return false;
+        }
+        groups += 1;
+    }
+    groups >= 4 && core.iter().any(u8::is_ascii_digit)
+}
+
+/// Whether a chunk, without its surrounding punctuation, is a hardware address or similar
+/// identifier ([`is_hex_id`]): masked whole rather than cut at its `:`.
+pub(super) fn is_hex_id_chunk(chunk: &[u8]) -> bool {
+    // Four groups of two and three `:` at least; most chunks fail here.
+    if chunk.len() < 11 {
+        return false;
+    }
+    let lo = chunk.iter().take_while(|&&c| is_lead_punct(c)).count();
+    let first = chunk
+        .get(lo..)
+        .unwrap_or(&[])
+        .iter()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .count();
+    if !(2..=4).contains(&first) || chunk.get(lo + first) != Some(&b':') {
+        return false;
+    }
+    let mut hi = chunk.len();
+    while hi > lo && chunk.get(hi - 1).is_some_and(|&c| is_trail_punct(c)) {
+        hi -= 1;
+    }
+    is_hex_id(chunk.get(lo..hi).unwrap_or(&[]))
+}
+
 /// Whether a token core is a path: it starts with `/`, `./`, `~/` or `../` and has at least
 /// two slashes; or it starts with a drive (`C:\`); or it has at least two backslashes (a
 /// Windows path or registry key); or at least three slashes (a relative path).
@@ -281,7 +326,11 @@ pub(super) fn mask_marked_token(tok: &[u8], flags: u8, out: &mut Vec<u8>) -> Mas
     // Paths and URLs hold `/` or `\`.
     let slashed = flags & C_SLASH != 0;
     let url = if slashed { find(core, b"://") } else { None };
-    if url.is_none() && (is_uuid(core) || (slashed && (is_path(core) || is_name_version(core)))) {
+    if url.is_none()
+        && (is_uuid(core)
+            || is_hex_id(core)
+            || (slashed && (is_path(core) || is_name_version(core))))
+    {
         return mask_whole(tok, lo, hi, out);
     }
     if let Some(pos) = url {
