@@ -8,6 +8,9 @@
 //!
 //! `--held-out` also reports the series / datasets that were kept out while tuning: for NAB
 //! the threshold is chosen on the tuning series only and then applied to the held-out ones.
+//! For NAB, the environment variable `NAB_CONFIG` may hold a JSON `NabConfig` to measure a
+//! variant, e.g. `{"value":{"history":4000,"calibration":8000,"likelihood":false}}` (a field
+//! left out takes the engine default, not the NAB preset's).
 
 use aiops_detect::eval::{loghub, nab};
 use aiops_detect::template::TemplateConfig;
@@ -43,7 +46,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("nab") => {
             let data = arg(&args, "--data").ok_or("--data DIR")?;
             let labels = arg(&args, "--labels").ok_or("--labels FILE")?;
-            let cfg = nab::NabConfig::default();
+            let mut cfg = nab::NabConfig::default();
+            if let Ok(j) = std::env::var("NAB_CONFIG") {
+                cfg = serde_json::from_str(&j)?;
+            }
             let corpus = nab::load_corpus(&data, &labels)?;
             let t0 = std::time::Instant::now();
             let scores = nab::detect_corpus(&corpus, &cfg);

@@ -413,6 +413,12 @@ impl StatisticsConfig {
             v.suppress,
         )?;
         check(
+            v.likelihood_short >= 1 && v.likelihood_short <= 10_000,
+            "value.likelihood_short",
+            "between 1 and 10000 observations",
+            v.likelihood_short,
+        )?;
+        check(
             v.cusum_k >= 0.0 && v.cusum_k.is_finite(),
             "value.cusum_k",
             "a finite number >= 0",

@@ -134,12 +134,56 @@ fn scored_minutes_after_shift(suppress: usize) -> Vec<usize> {
 #[test]
 fn suppression_scores_a_persistent_shift_once() {
     // With the suppression only the onset scores; without it the shift keeps scoring for
-    // the first eleven minutes and again and again as the calibration catches up.
+    // the first twenty-one minutes (the `likelihood` stage's window: the recent mean surprise
+    // stays high while the shift is new) and again as the calibration catches up.
     assert_eq!(scored_minutes_after_shift(100), vec![0]);
     assert_eq!(
         scored_minutes_after_shift(0),
         vec![
-            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 19, 49, 51, 53, 59, 62, 69, 78, 94, 96
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 53, 96
         ]
     );
+}
+
+/// Scores at or above `threshold` (default detector, with or without the `likelihood` stage)
+/// in the hour after the noise of a series at 40 (sd 1) grows to sd `sd` for an hour; minutes
+/// counted from the onset.
+fn scores_after_noise_burst(sd: f64, likelihood: bool, threshold: f64) -> Vec<usize> {
+    let mut v = noisy(31, 2, 40.0, 1.0);
+    let onset = v.len();
+    v.extend(
+        noisy(32, 1, 0.0, 1.0)
+            .iter()
+            .take(60)
+            .map(|z| 40.0 + sd * z),
+    );
+    v.extend(noisy(33, 1, 40.0, 1.0));
+    let cfg = ValueConfig {
+        likelihood,
+        ..ValueConfig::default()
+    };
+    let mut det = ValueDetector::new(&cfg);
+    let mut out = Vec::new();
+    for (i, &x) in v.iter().enumerate() {
+        let s = det.observe(i as i64 * MIN, x);
+        if s.score >= threshold && i >= onset && i < onset + 120 {
+            out.push(i - onset);
+        }
+    }
+    out
+}
+
+#[test]
+fn likelihood_stage_reports_a_noisy_hour_fewer_times() {
+    // The noise grows from sd 1 to sd 2.5 for an hour: no single value is extreme. Without
+    // the stage, six observations reach the NAB preset's threshold (0.24); with it, the
+    // isolated ones are discounted against the (ordinary) recent mean surprise and three
+    // remain, the first within the noisy hour.
+    assert_eq!(
+        scores_after_noise_burst(2.5, false, 0.24),
+        vec![6, 13, 21, 29, 39, 49]
+    );
+    assert_eq!(scores_after_noise_burst(2.5, true, 0.24), vec![21, 39, 49]);
+    // Neither reaches the engine's default threshold (0.5).
+    assert!(scores_after_noise_burst(2.5, true, 0.5).is_empty());
 }
