@@ -170,6 +170,22 @@ pub trait ShardProcessor: Send + 'static {
 
     /// Makes every product of the records processed so far durable; a checkpoint follows.
     fn flush(&mut self) -> impl Future<Output = Result<(), ProcessError>> + Send;
+
+    /// Called once before the first read of a shard, with its stored `checkpoint` (never
+    /// `SHARD_END`): a processor that restores saved state (detect's engine snapshot) answers
+    /// where reading must start instead, the position its state covers; `None` (the default)
+    /// starts after the checkpoint. A processor that answers a position before the checkpoint
+    /// sees those records again and must not repeat their products.
+    ///
+    /// # Errors
+    /// A [`ProcessError`] fails the shard (its lease is released; it is tried again).
+    fn resume(
+        &mut self,
+        checkpoint: &Checkpoint,
+    ) -> impl Future<Output = Result<Option<Checkpoint>, ProcessError>> + Send {
+        let _ = checkpoint;
+        async { Ok(None) }
+    }
 }
 
 /// Creates one processor per shard.
@@ -581,6 +597,23 @@ impl<K: KinesisPort, S: LeaseStore, P: ShardProcessor> ShardRun<'_, K, S, P> {
             }
             Err(error) => {
                 return Err(ConsumerError::Lease {
+                    shard_id: self.lease.shard_id.clone(),
+                    error,
+                });
+            }
+        };
+        if checkpoint == Checkpoint::ShardEnd {
+            return Ok(ShardExit::Ended);
+        }
+        // A processor with saved state says where its state ends.
+        let checkpoint = match self.processor.resume(&checkpoint).await {
+            Ok(Some(start)) if start != Checkpoint::ShardEnd => {
+                tracing::info!(shard = %self.lease.shard_id, checkpoint = ?checkpoint, start = ?start, "reading from the position of the processor's saved state");
+                start
+            }
+            Ok(_) => checkpoint,
+            Err(error) => {
+                return Err(ConsumerError::Process {
                     shard_id: self.lease.shard_id.clone(),
                     error,
                 });

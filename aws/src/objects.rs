@@ -56,6 +56,19 @@ pub trait ObjectStore: Send + Sync + 'static {
         body: Vec<u8>,
         content_type: &str,
     ) -> impl Future<Output = Result<(), ObjectError>> + Send;
+
+    /// Reads the whole object `key`: `None` when it does not exist. A store that cannot read
+    /// (a write-only sink) answers [`ObjectError::Read`].
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, ObjectError>> + Send {
+        let key = key.to_string();
+        async move {
+            Err(ObjectError::Read {
+                bucket: String::new(),
+                key,
+                reason: "this object store cannot read".into(),
+            })
+        }
+    }
 }
 
 /// S3 upload settings (`[aws.s3]`).
@@ -318,6 +331,43 @@ impl ObjectStore for S3ObjectStore {
                             });
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// GetObject, retried as writes are (`[aws.s3] backoff`); `NoSuchKey` is `None`.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError> {
+        let mut backoff = Backoff::new(self.config.backoff);
+        loop {
+            let reason = match self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(resp) => match resp.body.collect().await {
+                    Ok(body) => return Ok(Some(body.into_bytes().to_vec())),
+                    Err(e) => (e.to_string(), true),
+                },
+                Err(SdkError::ServiceError(se)) if se.err().is_no_such_key() => return Ok(None),
+                Err(e) => s3_error(&e),
+            };
+            let delay = if reason.1 { backoff.next_delay() } else { None };
+            match delay {
+                Some(d) => {
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(bucket = %self.bucket, key, error = %reason.0, delay_ms = d.as_millis() as u64, "S3 read failed; retrying");
+                    tokio::time::sleep(d).await;
+                }
+                None => {
+                    return Err(ObjectError::Read {
+                        bucket: self.bucket.clone(),
+                        key: key.to_string(),
+                        reason: reason.0,
+                    });
                 }
             }
         }

@@ -556,6 +556,17 @@ impl ObjectStore for MemoryObjectStore {
         lock(&self.objects).insert(key.to_string(), body);
         Ok(())
     }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError> {
+        Ok(lock(&self.objects).get(key).cloned())
+    }
+}
+
+impl MemoryObjectStore {
+    /// Replaces (or adds) object `key`, as another writer would.
+    pub fn insert(&self, key: &str, body: Vec<u8>) {
+        lock(&self.objects).insert(key.to_string(), body);
+    }
 }
 
 /// Whether a lease is finished (`SHARD_END`).

@@ -31,6 +31,8 @@ struct Journal {
     /// Records in processing order.
     processed: Mutex<Vec<Processed>>,
     flushes: AtomicU64,
+    /// Where the processor's saved state says reading starts (`ShardProcessor::resume`).
+    resume_at: Mutex<Option<Checkpoint>>,
 }
 
 impl Journal {
@@ -76,6 +78,9 @@ impl ShardProcessor for Recording {
         self.since_flush = 0;
         self.journal.flushes.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+    async fn resume(&mut self, _: &Checkpoint) -> Result<Option<Checkpoint>, ProcessError> {
+        Ok(self.journal.resume_at.lock().unwrap().clone())
     }
 }
 
@@ -263,6 +268,28 @@ async fn expired_iterator_mid_shard_resumes_after_the_last_processed_record() {
         }
     );
     assert_eq!(journal.flushes.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_processor_with_saved_state_chooses_where_reading_starts() {
+    let kinesis = Arc::new(FakeKinesis::new());
+    kinesis.create_stream(STREAM, 1, 9);
+    let all = fill(&kinesis, SHARD0, 100, "r");
+    // The lease says TRIM_HORIZON; the processor's state covers records 0..50 (sequence 58).
+    let journal = Arc::new(Journal::default());
+    *journal.resume_at.lock().unwrap() = Some(Checkpoint::Sequence {
+        sequence_number: "58".into(),
+        sub_sequence_number: None,
+    });
+    let j = journal.clone();
+    let (exit, _) = run_one_shard(&kinesis, &journal, 1_000_000, move || j.len() >= 50).await;
+    assert_eq!(exit, ShardExit::Stopped);
+    assert_eq!(journal.data(), all[50..].to_vec());
+    let first = kinesis.calls().into_iter().find_map(|c| match c {
+        FakeCall::GetShardIterator { start, .. } => Some(start),
+        _ => None,
+    });
+    assert_eq!(first, Some(IteratorStart::AfterSequenceNumber("58".into())));
 }
 
 #[tokio::test(start_paused = true)]

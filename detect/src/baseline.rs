@@ -477,7 +477,7 @@ fn windows_in(a: i64, b: i64, len: i64) -> u64 {
     u64::try_from(last_excl - first).unwrap_or(0)
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 struct Moments {
     n: u64,
     sum: f64,
@@ -498,7 +498,7 @@ impl Moments {
 
 /// What the learner accumulates for one series while it runs over history (fixed size for
 /// count series; at most `recent_cap` values for value series).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeriesProfile {
     first_window: Option<i64>,
     last_window: i64,

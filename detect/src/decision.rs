@@ -5,7 +5,7 @@
 use crate::config::DecisionConfig;
 
 /// Per-series decision state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Decision {
     /// Windows or observations of cooldown left.
     cooldown_left: u32,

@@ -53,14 +53,14 @@ use aiops_core::{
     Contributor, Direction, Event, EventBody, Evidence, Finding, FindingKind, LogLevel, ResourceKey,
 };
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 const MICROS: i64 = 1_000_000;
 
 /// Engine counters (a snapshot; see [`StatsEngine::counters`]).
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct EngineCounters {
     /// Events fed to [`StatsEngine::observe`].
     pub events: u64,
@@ -128,26 +128,28 @@ pub struct WindowTrace {
     pub score: f64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum Model {
     Count(Box<RateModel>),
     Value(Box<ValueDetector>),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Spec {
     key: String,
-    detector: &'static str,
+    #[serde(deserialize_with = "snapshot::detector_name")]
+    detector: snapshot::StaticName,
     what: String,
     resource: Option<ResourceKey>,
     /// Log group and template id, for template series.
     template: Option<(String, u64)>,
     /// Scope for the novelty cap (log group or principal).
     novelty_scope: Option<String>,
-    novelty_detector: &'static str,
+    #[serde(deserialize_with = "snapshot::detector_name")]
+    novelty_detector: snapshot::StaticName,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct WindowAcc {
     start: i64,
     count: u64,
@@ -166,7 +168,7 @@ struct WindowAcc {
     top: TopK,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Series {
     spec: Spec,
     model: Model,
@@ -183,13 +185,13 @@ struct Series {
 }
 
 /// Learned baselines not yet applied: series and log groups seed themselves when first seen.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Seeds {
     series: AHashMap<String, SeriesBaseline>,
     groups: AHashMap<String, LogGroupBaseline>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Candidate {
     slot: usize,
     kind: FindingKind,
@@ -206,7 +208,7 @@ struct Candidate {
     marginal: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct LogGroup {
     miner: TemplateMiner,
     first_seen: i64,
@@ -215,7 +217,7 @@ struct LogGroup {
 }
 
 /// A bounded set of keys with their last-seen time; when full, the oldest tenth is forgotten.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct SeenSet {
     map: AHashMap<u64, i64>,
     cap: usize,
@@ -1180,6 +1182,7 @@ fn seed_group(
 mod close;
 mod evidence;
 mod findings;
+pub mod snapshot;
 
 use close::{CloseCtx, close_series};
 use evidence::{Earliest, sample_of};

@@ -51,7 +51,7 @@ impl Default for MultilineConfig {
 }
 
 /// A pending entry of one stream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Pending {
     event: Event,
     lines: usize,
@@ -67,7 +67,7 @@ struct Pending {
 }
 
 /// Counters of the joiner.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MultilineCounters {
     /// Fragments absorbed into a previous fragment's entry.
     pub joined_fragments: u64,
@@ -78,9 +78,10 @@ pub struct MultilineCounters {
 }
 
 /// Joins consecutive fragments of the same log stream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MultilineJoiner {
     cfg: MultilineConfig,
+    #[serde(with = "crate::engine::snapshot::map_as_pairs")]
     pending: BTreeMap<(String, String), Pending>,
     counters: MultilineCounters,
 }

@@ -35,7 +35,7 @@ pub fn surprise_score(p: f64, decades: f64) -> f64 {
 /// A bounded window of the most recent finite values, kept both in arrival order (to drop the
 /// oldest) and sorted (to answer order statistics). Insertion and removal cost `O(capacity)`
 /// memory moves; median is `O(1)`, MAD `O(n)`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SortedWindow {
     order: VecDeque<f64>,
     sorted: Vec<f64>,

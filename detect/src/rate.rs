@@ -152,7 +152,7 @@ impl Default for RateConfig {
 
 /// Hour-of-day (24 buckets, UTC) and day-of-week (7 buckets) exponentially weighted means of
 /// the count per window.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeasonalProfile {
     hour: [f64; 24],
     day: [f64; 7],
@@ -302,7 +302,7 @@ pub struct RateScore {
 }
 
 /// One recurring-burst slot (see the module documentation).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Slot {
     /// Seconds since Monday 00:00 UTC of the window start.
     pos: u32,
@@ -319,7 +319,7 @@ struct Slot {
 
 /// The rate model of one count series: fixed-size moments and profile (about 400 bytes) plus
 /// at most [`MAX_RECURRING`] slots (12 bytes each, allocated only for series with bursts).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RateModel {
     /// Recent EW mean and second moment of the count.
     mean: f64,

@@ -41,7 +41,7 @@ pub const FAR_SCORE: f64 = 0.9;
 /// One counter of the sketch: contributor id, count and error. The id is named when a
 /// finding is made (principals from the engine's name table, templates from their miner), so
 /// counting allocates nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TopEntry {
     /// Contributor id: a hash of the principal, or a template id.
     pub id: u64,
@@ -53,7 +53,7 @@ pub struct TopEntry {
 
 /// A Space-Saving sketch of at most [`TOP_K`] counters (see the module documentation). Empty
 /// sketches do not allocate.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TopK {
     entries: Vec<TopEntry>,
 }

@@ -209,7 +209,7 @@ const MAX_SEASONAL_DAYS: usize = 7;
 
 /// One time-of-day slot: the means of the slot on the last completed days (a ring) and the
 /// running sum of the current day.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 struct Slot {
     days: [f64; MAX_SEASONAL_DAYS],
     len: usize,
@@ -329,7 +329,7 @@ pub fn combine(p_values: &[Option<f64>]) -> Option<(f64, usize)> {
 }
 
 /// The streaming value detector of one series.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ValueDetector {
     cfg: ValueConfig,
     history: SortedWindow,

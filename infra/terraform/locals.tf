@@ -40,6 +40,9 @@ locals {
   # (<incident_id>/finding.json, act/src/dynamo/mod.rs), outside every Glue table location.
   dead_letters_prefix = "${var.history_prefix}/dead_letters"
   evidence_prefix     = "${var.history_prefix}/evidence"
+  # Detect's saved engine state, one object per events shard (pipeline/src/aws_mode/snapshot.rs:
+  # state/detect/<events stream>/<shard id>/engine.json.gz), outside every Glue table location.
+  detect_state_prefix = "${var.history_prefix}/state/detect"
 
   # CloudWatch namespace of the metrics the log metric filters of alarms.tf derive from the stages' logs.
   metrics_namespace = "aiops/${var.name}"

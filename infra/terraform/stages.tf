@@ -390,6 +390,24 @@ data "aws_iam_policy_document" "detect" {
     actions   = local.kinesis_write_actions
     resources = [local.stream_arns.decisions]
   }
+  # Each events shard's engine state ([aws.detect_state]): written before each checkpoint, read
+  # when a worker takes the shard (GetObject; a missing object is NoSuchKey only with ListBucket,
+  # otherwise AccessDenied, which detect treats as a read failure: so ListBucket on the prefix).
+  statement {
+    sid       = "DetectState"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = ["${local.history_bucket_arn}/${local.detect_state_prefix}/${local.stream_names.events}/*"]
+  }
+  statement {
+    sid       = "DetectStateMissing"
+    actions   = ["s3:ListBucket"]
+    resources = [local.history_bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.detect_state_prefix}/${local.stream_names.events}/*"]
+    }
+  }
 }
 
 data "aws_iam_policy_document" "act" {

@@ -172,11 +172,64 @@ impl Deduplicator {
         self.evict();
         false
     }
+
+    /// What the de-duplicator remembers, to save it (detect's state snapshot) and restore it
+    /// with [`Deduplicator::with_state`].
+    pub fn state(&self) -> DedupState {
+        DedupState {
+            order: self.order.iter().copied().collect(),
+            newest: self.newest,
+        }
+    }
+
+    /// A de-duplicator for `config` remembering what `state` holds (ids beyond `config`'s
+    /// capacity or horizon are forgotten at once, as they would have been).
+    ///
+    /// # Errors
+    /// [`DedupConfigError`] when the configuration is out of range.
+    pub fn with_state(config: &DedupConfig, state: DedupState) -> Result<Self, DedupConfigError> {
+        let mut d = Deduplicator::new(config)?;
+        for (hash, time) in state.order {
+            // In insertion order: a re-recorded id ends with its latest time, as it was.
+            d.seen.insert(hash, time);
+            d.order.push_back((hash, time));
+        }
+        d.newest = state.newest;
+        d.evict();
+        Ok(d)
+    }
+}
+
+/// The ids a [`Deduplicator`] remembers (see [`Deduplicator::state`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupState {
+    /// `(id hash, event time µs)` in insertion order.
+    pub order: Vec<(u64, i64)>,
+    /// The newest event time seen, µs.
+    pub newest: Option<i64>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restored_deduplicator_answers_as_the_original_would() {
+        let cfg = DedupConfig {
+            capacity: 3,
+            horizon_secs: 60,
+        };
+        let mut a = Deduplicator::new(&cfg).unwrap();
+        for (id, t) in [("a", 100), ("b", 110), ("a", 200), ("c", 205), ("d", 206)] {
+            a.is_duplicate(id, t * S);
+        }
+        let mut b = Deduplicator::with_state(&cfg, a.state()).unwrap();
+        assert_eq!(b.state(), a.state());
+        for (id, t) in [("a", 207), ("b", 207), ("c", 208), ("e", 209), ("d", 300)] {
+            assert_eq!(b.is_duplicate(id, t * S), a.is_duplicate(id, t * S), "{id}");
+        }
+        assert_eq!(b.state(), a.state());
+    }
 
     const S: i64 = 1_000_000;
 

@@ -37,7 +37,7 @@ pub(super) fn sample_of(event: &Event, max: usize) -> String {
 
 /// The at most `max` earliest events of a window by `(event time µs, event id)`, each with a
 /// value (a sample text, or nothing for the event-id list), kept sorted.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Earliest<T> {
     items: Vec<(i64, String, T)>,
 }

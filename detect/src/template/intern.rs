@@ -14,7 +14,7 @@ pub(super) const GAP_SPACE: u32 = 2;
 /// seeded hash of the token bytes; the texts live in one arena string. The hash mixes 8-byte
 /// words with the folded multiply of aHash's fallback hasher, from a seed drawn at random per
 /// interner, so colliding tokens cannot be prepared in advance.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct Interner {
     /// `id + 1` per slot, 0 when empty; the length is a power of two.
     slots: Vec<u32>,
@@ -25,7 +25,7 @@ pub(super) struct Interner {
     seed: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct InternEntry {
     hash: u64,
     /// For a text of at most 8 bytes, its bytes as one word (see `small_word`), so that

@@ -9,7 +9,7 @@ use super::token::{
 use super::{MAX_SHAPES, TemplateConfig, TemplateInfo, TemplateMatch, WILDCARD};
 use ahash::AHashMap;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Node {
     children: AHashMap<u32, usize>,
     wildcard: Option<usize>,
@@ -24,7 +24,7 @@ const K_VALUE: u8 = 2;
 /// Token kind: holds a mask.
 const K_MASKED: u8 = 4;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Shape {
     tokens: Vec<u32>,
     /// Per position: the whitespace before the token in the line that created the shape
@@ -39,7 +39,7 @@ struct Shape {
     leaf: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Cluster {
     id: u64,
     shapes: Vec<Shape>,
@@ -69,7 +69,7 @@ struct Cluster {
 const WORD_VARIABLE_VALUES: usize = 4;
 
 /// The streaming template miner for one log group.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TemplateMiner {
     cfg: TemplateConfig,
     pub(super) interner: Interner,
@@ -85,10 +85,14 @@ pub struct TemplateMiner {
     clock: u64,
     live: usize,
     evicted: u64,
+    #[serde(skip)]
     scratch: Vec<u8>,
+    #[serde(skip)]
     tokens: Vec<u32>,
     /// Per token of the current line: the byte range of the whitespace before it.
+    #[serde(skip)]
     gap_ranges: Vec<(usize, usize)>,
+    #[serde(skip)]
     pieces: Vec<(usize, usize)>,
 }
 

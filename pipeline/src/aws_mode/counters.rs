@@ -35,6 +35,21 @@ pub struct StageCounters {
     pub change_index_errors: AtomicU64,
     /// Stuck incidents the sweeper resumed (act).
     pub resumed_incidents: AtomicU64,
+    /// Engine states saved (detect).
+    pub state_saved: AtomicU64,
+    /// Shards resumed from a saved engine state (detect).
+    pub state_restored: AtomicU64,
+    /// Shards started cold because no state was saved, or the last one was too large to
+    /// save (detect).
+    pub state_missing: AtomicU64,
+    /// Saved states refused (corrupt, another version, configuration, stream or shard): the
+    /// shard started cold (detect).
+    pub state_refused: AtomicU64,
+    /// States too large to save (detect; a marker was saved instead).
+    pub state_too_large: AtomicU64,
+    /// Records read again after a restore from a state behind the checkpoint: fed to the
+    /// engine, their findings not forwarded again (detect).
+    pub replayed_records: AtomicU64,
 }
 
 /// A snapshot of [`StageCounters`].
@@ -68,6 +83,18 @@ pub struct CountersSnapshot {
     pub change_index_errors: u64,
     /// See [`StageCounters::resumed_incidents`].
     pub resumed_incidents: u64,
+    /// See [`StageCounters::state_saved`].
+    pub state_saved: u64,
+    /// See [`StageCounters::state_restored`].
+    pub state_restored: u64,
+    /// See [`StageCounters::state_missing`].
+    pub state_missing: u64,
+    /// See [`StageCounters::state_refused`].
+    pub state_refused: u64,
+    /// See [`StageCounters::state_too_large`].
+    pub state_too_large: u64,
+    /// See [`StageCounters::replayed_records`].
+    pub replayed_records: u64,
 }
 
 impl StageCounters {
@@ -89,6 +116,12 @@ impl StageCounters {
             suppressed_findings: g(&self.suppressed_findings),
             change_index_errors: g(&self.change_index_errors),
             resumed_incidents: g(&self.resumed_incidents),
+            state_saved: g(&self.state_saved),
+            state_restored: g(&self.state_restored),
+            state_missing: g(&self.state_missing),
+            state_refused: g(&self.state_refused),
+            state_too_large: g(&self.state_too_large),
+            replayed_records: g(&self.replayed_records),
         }
     }
 }
@@ -150,6 +183,12 @@ impl CountersSnapshot {
             suppressed_findings: act.suppressed_findings,
             change_index_errors: ingest.change_index_errors,
             resumed_incidents: act.resumed_incidents,
+            state_saved: detect.state_saved,
+            state_restored: detect.state_restored,
+            state_missing: detect.state_missing,
+            state_refused: detect.state_refused,
+            state_too_large: detect.state_too_large,
+            replayed_records: detect.replayed_records,
         }
     }
 }

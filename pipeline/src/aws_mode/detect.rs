@@ -9,16 +9,35 @@
 //! Each batch is fed to the rules and the statistics in event-time order (stable), as embedded
 //! mode feeds a delivery and a backtest reads the history back.
 //!
-//! State: the statistics engine's open windows live in the shard processor; they are rebuilt
-//! from the stream only as far back as the checkpoint, so a worker that dies loses the counts
-//! of windows still open (findings of closed windows were already forwarded).
+//! State (`[aws.detect_state]`, see [`super::snapshot`]): the statistics engine (open windows,
+//! series models, template dictionaries, watermark) and the de-duplication window live in the
+//! shard processor, and are saved to S3 at each flush, before the checkpoint: the saved state
+//! covers exactly the records read so far. A processor that takes the shard (after a crash, a
+//! lease move or a restart) restores the state and reads on after the position it covers, so
+//! an event is counted once: never lost with a dead worker, never counted twice.
+//! - the state is ahead of the checkpoint (the worker died between the two writes): reading
+//!   starts after the state's position; the records in between were fed and their findings
+//!   forwarded before the state was written;
+//! - the state is behind the checkpoint (an older object, e.g. written late by a worker that
+//!   had lost its lease): reading starts after the state's position, the records up to the
+//!   checkpoint are fed again and their findings, forwarded before, are not forwarded again;
+//! - no state, a marker of a state too large to save, or a state refused (corrupt, of another
+//!   version, configuration, stream or shard): logged and counted, the engine starts cold
+//!   from the checkpoint, as without saved state. A read that fails (S3 unreachable) fails the
+//!   shard, which is tried again, rather than starting cold.
+//!
+//! Without saved state (`enabled = false`, and the single profile, whose one detect processor
+//! is shared by every raw shard), a worker that dies loses the counts of the windows still
+//! open (findings of closed windows were already forwarded).
 
 use super::counters::StageCounters;
 use super::forward::Forward;
 use super::keys::partition_key;
+use super::snapshot::{self, Header, Position, STATE_FORMAT, STATE_VERSION, StateError};
 use super::tables::TableBuffer;
 use aiops_aws::consumer::{ConsumedRecord, ProcessError, ProcessorFactory, ShardProcessor};
 use aiops_aws::kinesis::PutEntry;
+use aiops_aws::lease::Checkpoint;
 use aiops_aws::objects::ObjectStore;
 use aiops_core::{Event, Finding};
 use aiops_detect::baseline::Baselines;
@@ -53,6 +72,19 @@ pub struct DetectShared<F, O> {
     pub archive: ArchiveConfig,
     /// Learned baselines each shard's engine starts from (validated against `statistics`).
     pub baselines: Option<Arc<Baselines>>,
+    /// Where and how often each shard saves its engine state (`None`: in memory only).
+    pub state: Option<StateSettings>,
+}
+
+/// How detect saves its state (`[aws.detect_state]`).
+#[derive(Debug, Clone)]
+pub struct StateSettings {
+    /// The stream read (part of the object key).
+    pub stream: String,
+    /// Least time between two snapshots (and checkpoints) of a shard.
+    pub interval: Duration,
+    /// Largest snapshot, compressed bytes.
+    pub max_bytes: u64,
 }
 
 /// Creates one [`DetectProcessor`] per shard.
@@ -77,6 +109,10 @@ impl<F: Forward, O: ObjectStore> ProcessorFactory for DetectFactory<F, O> {
             dedup: Deduplicator::new(&self.0.dedup).ok(),
             engine: Box::new(engine),
             last_flush: Instant::now(),
+            shard_id: shard_id.to_string(),
+            position: None,
+            saved: None,
+            replay_through: None,
         }
     }
 }
@@ -88,6 +124,14 @@ pub struct DetectProcessor<F, O> {
     engine: Box<StatsEngine>,
     findings: TableBuffer<Finding>,
     last_flush: Instant,
+    shard_id: String,
+    /// The last record fed to the engine.
+    position: Option<Position>,
+    /// The position of the state last saved or restored.
+    saved: Option<Position>,
+    /// Records at or before this position are read again after a restore from a state
+    /// behind the checkpoint: fed to the engine, their findings not forwarded again.
+    replay_through: Option<Position>,
 }
 
 /// The decisions-stream record of a finding.
@@ -107,9 +151,21 @@ impl<F: Forward, O: ObjectStore> ShardProcessor for DetectProcessor<F, O> {
     async fn process(&mut self, records: Vec<ConsumedRecord>) -> Result<(), ProcessError> {
         let c = &self.shared.counters;
         let mut entries = Vec::new();
-        let mut events: Vec<Event> = Vec::with_capacity(records.len());
+        let mut events: Vec<(Event, bool)> = Vec::with_capacity(records.len());
+        if let Some(last) = records.last() {
+            self.position = Some(Position::of(
+                &last.sequence_number,
+                last.sub_sequence_number,
+            ));
+        }
         for r in records {
             c.records.fetch_add(1, Ordering::Relaxed);
+            let replayed = self.replay_through.as_ref().is_some_and(|p| {
+                p.covers(&Position::of(&r.sequence_number, r.sub_sequence_number))
+            });
+            if replayed {
+                c.replayed_records.fetch_add(1, Ordering::Relaxed);
+            }
             let event: Event = match serde_json::from_slice(&r.data) {
                 Ok(e) => e,
                 Err(e) => {
@@ -127,15 +183,24 @@ impl<F: Forward, O: ObjectStore> ShardProcessor for DetectProcessor<F, O> {
                 c.duplicates.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            events.push(event);
+            events.push((event, replayed));
+        }
+        if let (Some(through), Some(pos)) = (&self.replay_through, &self.position)
+            && !through.covers(pos)
+        {
+            self.replay_through = None;
         }
         // A batch of the events stream is not in event-time order (several ingest shards and
         // deliveries interleave): fed in event-time order (stable: ties keep their shard
         // order), as embedded mode feeds a delivery and as a backtest reads the history back.
-        events.sort_by_key(|e| e.event_time);
-        for event in &events {
+        events.sort_by_key(|(e, _)| e.event_time);
+        for (event, replayed) in &events {
             let (_, findings) = self.shared.rules.evaluate(event);
             for f in findings.into_iter().chain(self.engine.observe(event)) {
+                if *replayed {
+                    // Forwarded before the checkpoint this record is behind.
+                    continue;
+                }
                 entries.push(finding_entry(&f)?);
                 self.findings.append(f);
             }
@@ -148,7 +213,11 @@ impl<F: Forward, O: ObjectStore> ShardProcessor for DetectProcessor<F, O> {
     }
 
     fn flush_due(&self) -> bool {
-        self.last_flush.elapsed() >= self.shared.checkpoint_interval || self.findings.flush_due()
+        let interval = match &self.shared.state {
+            Some(s) => s.interval,
+            None => self.shared.checkpoint_interval,
+        };
+        self.last_flush.elapsed() >= interval || self.findings.flush_due()
     }
 
     async fn flush(&mut self) -> Result<(), ProcessError> {
@@ -162,10 +231,151 @@ impl<F: Forward, O: ObjectStore> ShardProcessor for DetectProcessor<F, O> {
                 .map_err(|e| ProcessError(e.to_string()))?;
             tracing::info!(objects = keys.len(), "findings table flushed");
         }
+        // Then the state covering every record read: the checkpoint follows it.
+        self.save_state().await?;
         self.last_flush = Instant::now();
         Ok(())
     }
+
+    async fn resume(
+        &mut self,
+        checkpoint: &Checkpoint,
+    ) -> Result<Option<Checkpoint>, ProcessError> {
+        self.restore_state(checkpoint).await
+    }
 }
+
+impl<F: Forward, O: ObjectStore> DetectProcessor<F, O> {
+    fn state_key(&self, s: &StateSettings) -> String {
+        snapshot::state_key(&self.shared.prefix, &s.stream, &self.shard_id)
+    }
+
+    /// Saves the state covering `self.position` (nothing when nothing was read since the last
+    /// one). A state too large is replaced by a marker, so a restart starts cold rather than
+    /// from an older state.
+    async fn save_state(&mut self) -> Result<(), ProcessError> {
+        let Some(s) = &self.shared.state else {
+            return Ok(());
+        };
+        let Some(position) = self.position.clone() else {
+            return Ok(());
+        };
+        if self.saved.as_ref() == Some(&position) {
+            return Ok(());
+        }
+        let c = &self.shared.counters;
+        let mut header = Header {
+            format: STATE_FORMAT.into(),
+            version: STATE_VERSION,
+            stream: s.stream.clone(),
+            shard: self.shard_id.clone(),
+            position: position.clone(),
+            written_at: aiops_core::time::now_micros(),
+            engine: true,
+            omitted: None,
+        };
+        let key = self.state_key(s);
+        let body = match snapshot::encode(
+            &header,
+            self.dedup.as_ref(),
+            Some(&self.engine),
+            s.max_bytes,
+        ) {
+            Ok(b) => b,
+            Err(e @ StateError::TooLarge { .. }) => {
+                c.state_too_large.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(key = %key, error = %e, "detect state not saved (a restart of this shard starts cold); raise [aws.detect_state] max_bytes or lower [detect.statistics] max_series");
+                header.engine = false;
+                header.omitted = Some(e.to_string());
+                snapshot::encode(&header, None, None, s.max_bytes)
+                    .map_err(|e| ProcessError(e.to_string()))?
+            }
+            Err(e) => return Err(ProcessError(e.to_string())),
+        };
+        let bytes = body.len();
+        self.shared
+            .objects
+            .put(&key, body, "application/gzip")
+            .await
+            .map_err(|e| ProcessError(format!("cannot save the detect state: {e}")))?;
+        c.state_saved.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(key = %key, bytes, sequence_number = %position.sequence_number, "detect state saved");
+        self.saved = Some(position);
+        Ok(())
+    }
+
+    /// Restores the shard's saved state, if any, and answers where reading starts (see the
+    /// module documentation).
+    async fn restore_state(
+        &mut self,
+        checkpoint: &Checkpoint,
+    ) -> Result<Option<Checkpoint>, ProcessError> {
+        let Some(s) = &self.shared.state else {
+            return Ok(None);
+        };
+        let c = &self.shared.counters;
+        let key = self.state_key(s);
+        let body = match self.shared.objects.get(&key).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                c.state_missing.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(key = %key, checkpoint = ?checkpoint, "no saved detect state; the engine starts cold");
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(ProcessError(format!("cannot read the detect state: {e}")));
+            }
+        };
+        let restored = match snapshot::decode(
+            &body,
+            &s.stream,
+            &self.shard_id,
+            &self.shared.statistics,
+            Some(&self.shared.dedup),
+            s.max_bytes,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                c.state_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(key = %key, error = %e, "saved detect state refused; the engine starts cold");
+                return Ok(None);
+            }
+        };
+        let position = restored.header.position;
+        let Some(engine) = restored.engine else {
+            c.state_missing.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(key = %key, omitted = ?restored.header.omitted, "the last detect state was not saved; the engine starts cold");
+            return Ok(None);
+        };
+        let behind = match Position::of_checkpoint(checkpoint) {
+            Some(cp) => match position.compare(&cp) {
+                Some(std::cmp::Ordering::Less) => Some(cp),
+                Some(_) => None,
+                None => {
+                    c.state_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(key = %key, "saved detect state or checkpoint has a sequence number that is not a number; the engine starts cold");
+                    return Ok(None);
+                }
+            },
+            None => None,
+        };
+        *self.engine = engine;
+        if let Some(d) = restored.dedup {
+            self.dedup = Some(d);
+        }
+        self.position = Some(position.clone());
+        self.saved = Some(position.clone());
+        self.replay_through = behind;
+        c.state_restored.fetch_add(1, Ordering::Relaxed);
+        let e = self.engine.counters();
+        tracing::info!(key = %key, sequence_number = %position.sequence_number, checkpoint = ?checkpoint, replay_through = ?self.replay_through, events = e.events, series = e.series_tracked, watermark = ?e.watermark, "detect state restored; reading after its position");
+        Ok(Some(position.checkpoint()))
+    }
+}
+
+#[cfg(test)]
+#[path = "detect_state_tests.rs"]
+mod state_tests;
 
 #[cfg(test)]
 mod tests {
@@ -229,6 +439,7 @@ mod tests {
             prefix: "p".into(),
             archive: ArchiveConfig::default(),
             baselines: None,
+            state: None,
         };
         let mut p = DetectFactory(Arc::new(shared)).create("shardId-0");
         // Minute 10 arrives before minute 0 in the same batch (two ingest shards interleaved):

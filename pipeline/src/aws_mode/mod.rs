@@ -18,6 +18,7 @@ pub mod metrics;
 mod settings;
 mod setup;
 mod single;
+pub mod snapshot;
 pub mod tables;
 
 pub use crate::config::{AwsSection, DeploymentProfile};
@@ -221,6 +222,7 @@ impl Parts<'_> {
             prefix: self.cfg.aws.history_prefix.clone(),
             archive: self.cfg.archive,
             baselines: self.learned.clone(),
+            state: None,
         }
     }
 
@@ -366,7 +368,15 @@ pub fn run_stages(
                     spawn_worker(&c, cfg, stage, &worker_id, factory, registry, stop)
                 }
                 (Stage::Detect, StageCounterSet::One(counters)) => {
-                    let shared = parts.detect(to_stream(&cfg.aws.decisions_stream), counters);
+                    let mut shared = parts.detect(to_stream(&cfg.aws.decisions_stream), counters);
+                    // Each shard of the events stream saves its engine state (the single
+                    // profile's detect is shared by every raw shard: in memory only).
+                    let st = &cfg.aws.detect_state;
+                    shared.state = st.enabled.then(|| detect::StateSettings {
+                        stream: cfg.aws.events_stream.clone(),
+                        interval: Duration::from_millis(st.interval_ms),
+                        max_bytes: st.max_bytes,
+                    });
                     let factory = detect::DetectFactory(Arc::new(shared));
                     spawn_worker(&c, cfg, stage, &worker_id, factory, registry, stop)
                 }

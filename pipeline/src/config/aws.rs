@@ -85,6 +85,62 @@ pub struct AwsSection {
     pub producer: BackoffConfig,
     /// S3 uploads (`[aws.s3]`).
     pub s3: S3Config,
+    /// Detect's engine state snapshots (`[aws.detect_state]`).
+    pub detect_state: DetectStateConfig,
+}
+
+/// `[aws.detect_state]`: each detect shard saves its statistics engine's state (open windows,
+/// series models, template dictionaries, watermark, de-duplication window) to
+/// `s3://<history_bucket>/<history_prefix>/state/detect/<events stream>/<shard id>/engine.json.gz`
+/// before each checkpoint, so a worker that takes the shard over (or the same one restarted)
+/// resumes exactly where it stopped. Scaled profile only (the single profile's detect is shared
+/// by every raw shard of the process and keeps its state in memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectStateConfig {
+    /// Whether detect saves and restores its state. Default true.
+    pub enabled: bool,
+    /// Least time between two snapshots of a shard, milliseconds, 1,000..=3,600,000. Detect
+    /// checkpoints only after a snapshot of the same position, so while this is on it is also
+    /// detect's checkpoint interval (in place of `checkpoint_interval_ms`; a flush forced by
+    /// the findings buffer snapshots too). Default 30,000.
+    pub interval_ms: u64,
+    /// Largest snapshot, gzip-compressed bytes, 1 KiB..=1 GiB: a larger state is not saved (a
+    /// marker is written instead, so a restart starts cold rather than from an older state)
+    /// and is counted and logged. Default 64 MiB.
+    pub max_bytes: u64,
+}
+
+impl Default for DetectStateConfig {
+    fn default() -> Self {
+        DetectStateConfig {
+            enabled: true,
+            interval_ms: 30_000,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl DetectStateConfig {
+    /// Checks the ranges.
+    ///
+    /// # Errors
+    /// A message naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1_000..=3_600_000).contains(&self.interval_ms) {
+            return Err(format!(
+                "interval_ms: {} is outside 1000..=3600000",
+                self.interval_ms
+            ));
+        }
+        if !(1024..=1024 * 1024 * 1024).contains(&self.max_bytes) {
+            return Err(format!(
+                "max_bytes: {} is outside 1024..=1073741824",
+                self.max_bytes
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for AwsSection {
@@ -115,6 +171,7 @@ impl Default for AwsSection {
             leases: LeaseConfig::default(),
             producer: BackoffConfig::default(),
             s3: S3Config::default(),
+            detect_state: DetectStateConfig::default(),
         }
     }
 }
@@ -228,6 +285,9 @@ impl AwsSection {
             .validate()
             .map_err(|e| format!("producer.{e}"))?;
         self.s3.validate().map_err(|e| format!("s3.{e}"))?;
+        self.detect_state
+            .validate()
+            .map_err(|e| format!("detect_state.{e}"))?;
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 
 mod aws;
 
-pub use aws::{AwsSection, DeploymentProfile};
+pub use aws::{AwsSection, DeploymentProfile, DetectStateConfig};
 
 use crate::error::{Context, PipelineError, Result};
 use aiops_act::ActConfig;
