@@ -618,10 +618,7 @@ mod tests {
             .insert("CORRELATION_ID".into(), "corr-1234".into());
         let t = idempotency_token(&p).unwrap();
         assert_eq!(t, idempotency_token(&p).unwrap());
-        assert!(
-            t.starts_with("aiops-corr-1234-") && t.len() == 32,
-            "{t}"
-        );
+        assert!(t.starts_with("aiops-corr-1234-") && t.len() == 32, "{t}");
         let mut verify = p.clone();
         verify.project = "aiops-verify".into();
         assert_ne!(idempotency_token(&verify).unwrap(), t);

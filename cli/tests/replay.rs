@@ -235,13 +235,7 @@ fn shared_cloudtrail_fixtures_open_exactly_the_expected_incidents() {
         ),
         // Same KMS key as DisableKey a moment earlier: Terraform cannot undo a scheduled
         // deletion, so it needs a person (and is not swallowed by the DisableKey cooldown).
-        (
-            "ScheduleKeyDeletion",
-            "kms_key",
-            "1",
-            "MANUAL_REVIEW",
-            "",
-        ),
+        ("ScheduleKeyDeletion", "kms_key", "1", "MANUAL_REVIEW", ""),
         (
             "StopInstances",
             "ec2_instance",
