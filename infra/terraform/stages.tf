@@ -353,13 +353,6 @@ data "aws_iam_policy_document" "detect_archive" {
     actions   = ["dynamodb:GetItem"]
     resources = [aws_dynamodb_table.patterns.arn]
   }
-  # The findings Parquet table (glue_tables.tf) is written by detect; the writer is being added to
-  # pipeline/src/aws_mode (README.md, "Least privilege, per role").
-  statement {
-    sid       = "ArchiveFindings"
-    actions   = local.s3_write_actions
-    resources = ["${local.history_bucket_arn}/${local.history_table_prefixes.findings}/*"]
-  }
 }
 
 data "aws_iam_policy_document" "ingest" {
@@ -468,11 +461,15 @@ data "aws_iam_policy_document" "act_own" {
     actions   = ["s3:PutObject"]
     resources = ["${local.history_bucket_arn}/${local.evidence_prefix}/*"]
   }
-  # The incidents Parquet table (glue_tables.tf), written by act once the writer lands.
+  # The findings and incidents Parquet tables (glue_tables.tf), written by act (pipeline/src/aws_mode/act.rs):
+  # each finding is recorded with act's verdict (suppressed or not) beside the incidents.
   statement {
-    sid       = "ArchiveIncidents"
+    sid       = "ArchiveFindingsAndIncidents"
     actions   = local.s3_write_actions
-    resources = ["${local.history_bucket_arn}/${local.history_table_prefixes.incidents}/*"]
+    resources = [
+      "${local.history_bucket_arn}/${local.history_table_prefixes.findings}/*",
+      "${local.history_bucket_arn}/${local.history_table_prefixes.incidents}/*",
+    ]
   }
   statement {
     sid       = "EnrichWithConfiguredModel"

@@ -10,8 +10,8 @@ and `incidents` tables to S3. Then:
 - DuckDB runs the five example queries of docs/athena.md, as written there, over the same files
   (downloaded: DuckDB's S3 extension would need a download of its own), and each result is
   checked against values this test computes from its own input;
-- `aiops backtest --history s3://bucket/prefix` finds exactly the findings the live detect stage
-  wrote to the `findings` table.
+- `aiops backtest --history s3://bucket/prefix` finds exactly the findings the live stages
+  recorded in the `findings` table (act writes it, each finding with its verdict).
 """
 import gzip
 import io

@@ -3,8 +3,10 @@
 //! store, explainer, executor and notifier `[act]` configures (in aws mode: DynamoDB). The
 //! workflow's AWS adapters block on their own runtime, so each finding runs on a blocking
 //! thread. A finding delivered twice opens one incident (the incident id derives from the
-//! finding id, created conditionally). Every incident snapshot handled is buffered for the
-//! `incidents` history table on S3, written at flush, before the shard checkpoints.
+//! finding id, created conditionally). Every finding read is buffered for the `findings`
+//! history table with the workflow's verdict (`suppressed`: the reason, when a suppression
+//! matched it), and every incident snapshot handled for the `incidents` table; both are
+//! written to S3 at flush, before the shard checkpoints.
 //!
 //! A finding the store refuses for good (DynamoDB `ValidationException`, an item over the
 //! size bound: [`aiops_act::WorkflowError::is_permanent`]) goes to the dead letters
@@ -43,11 +45,11 @@ pub struct ActShared<O> {
     pub checkpoint_interval: Duration,
     /// Counters.
     pub counters: Arc<StageCounters>,
-    /// Where the `incidents` table goes.
+    /// Where the `findings` and `incidents` tables and the dead letters go.
     pub objects: Arc<O>,
     /// Key prefix of the history.
     pub prefix: String,
-    /// Roll-over bounds of the `incidents` objects.
+    /// Roll-over bounds of the `findings` and `incidents` objects.
     pub archive: ArchiveConfig,
     /// Findings handled at once by this worker, over all its shards (`[act] max_in_flight`
     /// permits).
@@ -84,6 +86,7 @@ impl<O: ObjectStore> ProcessorFactory for ActFactory<O> {
     type Processor = ActProcessor<O>;
     fn create(&self, shard_id: &str) -> ActProcessor<O> {
         ActProcessor {
+            findings: TableBuffer::new(&self.0.prefix, shard_id, self.0.archive),
             incidents: TableBuffer::new(&self.0.prefix, shard_id, self.0.archive),
             dead_letters: RawArchive::new(&self.0.prefix, self.0.archive),
             shared: self.0.clone(),
@@ -95,6 +98,7 @@ impl<O: ObjectStore> ProcessorFactory for ActFactory<O> {
 /// The act processor of one shard.
 pub struct ActProcessor<O> {
     shared: Arc<ActShared<O>>,
+    findings: TableBuffer<Finding>,
     incidents: TableBuffer<IncidentRow>,
     dead_letters: RawArchive,
     last_flush: Instant,
@@ -137,7 +141,7 @@ impl<O: ObjectStore> ShardProcessor for ActProcessor<O> {
                     // A retryable failure ends the lane: the resource's later findings wait
                     // for the records to be read again.
                     let stop = matches!(&result, Err(e) if !e.is_permanent());
-                    out.push((r, f.finding_id, result));
+                    out.push((r, f, result));
                     if stop {
                         break;
                     }
@@ -154,11 +158,12 @@ impl<O: ObjectStore> ShardProcessor for ActProcessor<O> {
                     continue;
                 }
             };
-            for (r, finding_id, result) in results {
+            for (r, mut finding, result) in results {
                 let handled = match result {
                     Ok(h) => h,
                     Err(e) if e.is_permanent() => {
-                        let reason = format!("finding {finding_id} cannot be handled: {e}");
+                        let reason =
+                            format!("finding {} cannot be handled: {e}", finding.finding_id);
                         tracing::error!(shard = %r.shard_id, sequence_number = %r.sequence_number, %reason, "dead letter");
                         let d = DeadLetter {
                             reason,
@@ -173,6 +178,8 @@ impl<O: ObjectStore> ShardProcessor for ActProcessor<O> {
                         self.dead_letters
                             .append_dead_letter(&d.position, &dead_letter_line(&d));
                         c.dead_letters.fetch_add(1, Ordering::Relaxed);
+                        // The finding itself is still history (no incident came of it).
+                        self.findings.append(finding);
                         continue;
                     }
                     Err(e) => {
@@ -184,6 +191,8 @@ impl<O: ObjectStore> ShardProcessor for ActProcessor<O> {
                     c.suppressed_findings.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(shard = %r.shard_id, %reason, "finding suppressed: recorded, no incident");
                 }
+                finding.suppressed = handled.suppressed.clone();
+                self.findings.append(finding);
                 if handled.opened {
                     c.incidents.fetch_add(1, Ordering::Relaxed);
                 }
@@ -202,11 +211,20 @@ impl<O: ObjectStore> ShardProcessor for ActProcessor<O> {
 
     fn flush_due(&self) -> bool {
         self.last_flush.elapsed() >= self.shared.checkpoint_interval
+            || self.findings.flush_due()
             || self.incidents.flush_due()
             || self.dead_letters.flush_due()
     }
 
     async fn flush(&mut self) -> Result<(), ProcessError> {
+        if self.findings.rows() > 0 {
+            let keys = self
+                .findings
+                .flush(self.shared.objects.as_ref())
+                .await
+                .map_err(|e| ProcessError(e.to_string()))?;
+            tracing::info!(objects = keys.len(), "findings table flushed");
+        }
         if self.incidents.rows() > 0 {
             let keys = self
                 .incidents

@@ -319,3 +319,86 @@ fn lanes_group_by_resource_in_record_order() {
         .collect();
     assert_eq!(got, vec![vec!["a", "a2"], vec!["b"], vec!["n"]]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_finding_is_recorded_with_its_verdict_in_the_findings_table() {
+    use aiops_act::{IncidentStore, Suppression, SuppressionKind};
+    let store = aiops_act::SqliteStore::in_memory().unwrap();
+    // The resource of finding "a" is suppressed; "b" is not.
+    let quiet = finding("a", 10);
+    let key = quiet.resource.as_ref().unwrap().key();
+    let now = aiops_core::time::now_micros();
+    store
+        .put_suppression(&Suppression::new(
+            SuppressionKind::Resource,
+            &key,
+            Some("planned migration".into()),
+            now,
+            Some(3600),
+        ))
+        .unwrap();
+    let workflow: ActWorkflow = Workflow::new(
+        Box::new(store) as DynStore,
+        Box::new(StatisticalExplainer::new(profiles())) as DynExplainer,
+        Box::new(DryRunExecutor) as DynExecutor,
+        ActConfig::default(),
+        "w1".into(),
+    )
+    .with_notifier(Box::new(NoopNotifier) as DynNotifier);
+    let counters = Arc::new(StageCounters::default());
+    let objects = Arc::new(MemoryObjectStore::new());
+    let factory = ActFactory(Arc::new(ActShared {
+        workflow: Arc::new(workflow),
+        checkpoint_interval: Duration::from_secs(60),
+        counters: counters.clone(),
+        objects: objects.clone(),
+        prefix: "history".into(),
+        archive: ArchiveConfig::default(),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(2)),
+    }));
+    let mut p = factory.create("shardId-000000000000");
+    p.process(vec![record(1, &quiet), record(2, &finding("b", 10))])
+        .await
+        .unwrap();
+    p.flush().await.unwrap();
+    let c = counters.snapshot();
+    assert_eq!((c.findings, c.suppressed_findings, c.incidents), (2, 1, 1));
+    // Both findings are in the findings table, "a" marked with the suppression's reason.
+    let mut rows: Vec<(String, Option<String>)> = Vec::new();
+    for (k, body) in objects.objects() {
+        if !k.starts_with("history/findings/") {
+            continue;
+        }
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, &body).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            for f in aiops_ingest::archive::decode_findings_batch(&batch.unwrap()).unwrap() {
+                rows.push((f.finding_id, f.suppressed));
+            }
+        }
+    }
+    rows.sort();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].0, "a");
+    assert!(
+        rows[0]
+            .1
+            .as_deref()
+            .is_some_and(|r| r.contains("planned migration")),
+        "{rows:?}"
+    );
+    assert_eq!(rows[1], ("b".to_string(), None));
+    // The incidents table has the one incident ("b").
+    assert_eq!(
+        objects
+            .objects()
+            .keys()
+            .filter(|k| k.starts_with("history/incidents/"))
+            .count(),
+        1
+    );
+}

@@ -1,9 +1,9 @@
 //! The detect stage on Kinesis: each record of the events stream is one JSON `Event`; change
 //! rules and the statistics engine turn events into findings, forwarded to the decisions
 //! stream (one JSON `Finding` per record, partition key = the resource key, or the finding id)
-//! before the batch counts as processed. Enrichment and the incident workflow happen in act.
-//! Findings are also buffered for the `findings` history table on S3, written at flush, before
-//! the shard checkpoints. With learned baselines (the patterns table, see `aiops learn`), each
+//! before the batch counts as processed. Enrichment and the incident workflow happen in act,
+//! which also writes the `findings` history table (each finding with act's verdict: suppressed
+//! or not). With learned baselines (the patterns table, see `aiops learn`), each
 //! shard's engine starts from them.
 //!
 //! Each batch is fed to the rules and the statistics in event-time order (stable), as embedded
@@ -34,7 +34,6 @@ use super::counters::StageCounters;
 use super::forward::Forward;
 use super::keys::partition_key;
 use super::snapshot::{self, Header, Position, STATE_FORMAT, STATE_VERSION, StateError};
-use super::tables::TableBuffer;
 use aiops_aws::consumer::{ConsumedRecord, ProcessError, ProcessorFactory, ShardProcessor};
 use aiops_aws::kinesis::PutEntry;
 use aiops_aws::lease::Checkpoint;
@@ -44,7 +43,6 @@ use aiops_detect::baseline::Baselines;
 use aiops_detect::config::StatisticsConfig;
 use aiops_detect::engine::StatsEngine;
 use aiops_detect::rules::ChangeRules;
-use aiops_ingest::archive::ArchiveConfig;
 use aiops_ingest::dedup::{DedupConfig, Deduplicator};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -64,12 +62,10 @@ pub struct DetectShared<F, O> {
     pub checkpoint_interval: Duration,
     /// Counters.
     pub counters: Arc<StageCounters>,
-    /// Where the `findings` table goes.
+    /// Where the engine state goes (`[aws.detect_state]`).
     pub objects: Arc<O>,
     /// Key prefix of the history.
     pub prefix: String,
-    /// Roll-over bounds of the `findings` objects.
-    pub archive: ArchiveConfig,
     /// Learned baselines each shard's engine starts from (validated against `statistics`).
     pub baselines: Option<Arc<Baselines>>,
     /// Where and how often each shard saves its engine state (`None`: in memory only).
@@ -104,7 +100,6 @@ impl<F: Forward, O: ObjectStore> ProcessorFactory for DetectFactory<F, O> {
             None => StatsEngine::new(statistics),
         };
         DetectProcessor {
-            findings: TableBuffer::new(&self.0.prefix, shard_id, self.0.archive),
             shared: self.0.clone(),
             dedup: Deduplicator::new(&self.0.dedup).ok(),
             engine: Box::new(engine),
@@ -122,7 +117,6 @@ pub struct DetectProcessor<F, O> {
     shared: Arc<DetectShared<F, O>>,
     dedup: Option<Deduplicator>,
     engine: Box<StatsEngine>,
-    findings: TableBuffer<Finding>,
     last_flush: Instant,
     shard_id: String,
     /// The last record fed to the engine.
@@ -202,7 +196,6 @@ impl<F: Forward, O: ObjectStore> ShardProcessor for DetectProcessor<F, O> {
                     continue;
                 }
                 entries.push(finding_entry(&f)?);
-                self.findings.append(f);
             }
         }
         let forwarded = entries.len() as u64;
@@ -217,21 +210,12 @@ impl<F: Forward, O: ObjectStore> ShardProcessor for DetectProcessor<F, O> {
             Some(s) => s.interval,
             None => self.shared.checkpoint_interval,
         };
-        self.last_flush.elapsed() >= interval || self.findings.flush_due()
+        self.last_flush.elapsed() >= interval
     }
 
     async fn flush(&mut self) -> Result<(), ProcessError> {
-        // Findings were forwarded in `process`; their history rows are written now, before
-        // the checkpoint.
-        if self.findings.rows() > 0 {
-            let keys = self
-                .findings
-                .flush(self.shared.objects.as_ref())
-                .await
-                .map_err(|e| ProcessError(e.to_string()))?;
-            tracing::info!(objects = keys.len(), "findings table flushed");
-        }
-        // Then the state covering every record read: the checkpoint follows it.
+        // Findings were forwarded in `process` (act records them in the findings table); the
+        // state covering every record read is saved now: the checkpoint follows it.
         self.save_state().await?;
         self.last_flush = Instant::now();
         Ok(())
@@ -437,7 +421,6 @@ mod tests {
             counters: Arc::default(),
             objects: Arc::new(MemoryObjectStore::new()),
             prefix: "p".into(),
-            archive: ArchiveConfig::default(),
             baselines: None,
             state: None,
         };

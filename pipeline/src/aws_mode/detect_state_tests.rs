@@ -104,7 +104,6 @@ fn shared(objects: Arc<MemoryObjectStore>) -> Arc<DetectShared<Kept, MemoryObjec
         counters: Arc::default(),
         objects,
         prefix: "aiops".into(),
-        archive: ArchiveConfig::default(),
         baselines: None,
         state: Some(StateSettings {
             stream: "events".into(),
@@ -308,7 +307,6 @@ impl DetectShared<Kept, MemoryObjectStore> {
             counters: Arc::default(),
             objects: self.objects.clone(),
             prefix: self.prefix.clone(),
-            archive: self.archive,
             baselines: None,
             state: self.state.clone(),
         }

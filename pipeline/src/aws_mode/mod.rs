@@ -220,7 +220,6 @@ impl Parts<'_> {
             counters: counters.clone(),
             objects: self.c.objects.clone(),
             prefix: self.cfg.aws.history_prefix.clone(),
-            archive: self.cfg.archive,
             baselines: self.learned.clone(),
             state: None,
         }

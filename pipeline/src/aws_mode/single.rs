@@ -8,8 +8,9 @@
 //!
 //! Delivery: a raw batch is processed once detect and act processed what it produced; a raw
 //! shard checkpoints after its own archive and the shared findings and incidents buffers were
-//! flushed to S3. As in the scaled profile, the statistics engine's open windows live in
-//! memory only.
+//! flushed to S3 (act writes both tables). Unlike the scaled profile, the shared statistics
+//! engine's open windows live in memory only (no `[aws.detect_state]` snapshots: one engine
+//! serves every raw shard, so no single shard checkpoint covers its state).
 
 use super::act::{ActFactory, ActProcessor};
 use super::detect::{DetectFactory, DetectProcessor};
