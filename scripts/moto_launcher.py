@@ -1,4 +1,4 @@
-"""Starts moto in server mode on 127.0.0.1 for the aiops tests (see DESIGN §8), with four
+"""Starts moto in server mode on 127.0.0.1 for the aiops tests (see DESIGN §8), with five
 small patches that make the emulator behave like the services where the tests depend on it:
 
 1. Kinesis `Shard.get_max_sequence_number` (and `get_min_sequence_number`) walk every record of
@@ -15,14 +15,25 @@ small patches that make the emulator behave like the services where the tests de
 4. DynamoDB conditional writes check the condition and then write without a lock; one lock
    around item writes makes each conditional write atomic, as DynamoDB's are (the lease
    table depends on it).
+5. CodeBuild `StartBuild` drops `environmentVariablesOverride` and `idempotencyToken`: the
+   build's `environment.environmentVariables` (BatchGetBuilds) are the project's, and a
+   repeated request starts a second build. CodeBuild returns the overrides with the build and,
+   for a repeated token within 5 minutes, the build the token already started (StartBuild in
+   the CodeBuild API Reference). Both are kept here. For crash tests, a project whose
+   description starts with `aiops-test: hold StartBuild response <N> s` answers StartBuild
+   N seconds after the build was recorded (the build exists while its caller still waits).
 
 Usage: python moto_launcher.py PORT
 """
 import sys
 import threading
+import time
+
+import moto.codebuild.responses as codebuild_responses
 
 import moto.dynamodb.models as dynamodb_models
 import moto.kinesis.models as kinesis_models
+from moto.core.responses import ActionResult
 from moto.server import main
 
 
@@ -83,6 +94,38 @@ for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
         _name,
         _locked(getattr(dynamodb_models.DynamoDBBackend, _name)),
     )
+
+_codebuild_lock = threading.RLock()
+_codebuild_tokens = {}  # (account, region, project, token) -> (monotonic time, build metadata)
+_HOLD = "aiops-test: hold StartBuild response "
+_original_start_build = codebuild_responses.CodeBuildResponse.start_build
+
+
+def _start_build(self):
+    project = self._get_param("projectName")
+    token = self._get_param("idempotencyToken")
+    key = (self.current_account, self.region, project, token)
+    with _codebuild_lock:
+        if token and key in _codebuild_tokens:
+            at, metadata = _codebuild_tokens[key]
+            if time.monotonic() - at < 300:
+                return ActionResult({"build": metadata})
+        result = _original_start_build(self)
+        metadata = self.codebuild_backend.build_metadata[project].build_metadata
+        overrides = self._get_param("environmentVariablesOverride") or []
+        metadata["environment"]["environmentVariables"] = [
+            {"name": v["name"], "value": v.get("value", ""), "type": v.get("type", "PLAINTEXT")}
+            for v in overrides
+        ]
+        if token:
+            _codebuild_tokens[key] = (time.monotonic(), metadata)
+        described = self.codebuild_backend.codebuild_projects[project].project_metadata.get("description") or ""
+    if described.startswith(_HOLD):
+        time.sleep(float(described[len(_HOLD):].split()[0]))
+    return result
+
+
+codebuild_responses.CodeBuildResponse.start_build = _start_build
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():

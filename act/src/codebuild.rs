@@ -139,15 +139,17 @@ pub fn environment_overrides(plan: &RecoveryPlan) -> Result<Vec<EnvironmentVaria
 }
 
 /// The `idempotencyToken` of a plan's StartBuild: `aiops-<CORRELATION_ID>-<16 hex digits of
-/// a stable hash of the project>`, at most 64 characters (the correlation id is cut to fit),
-/// or `None` without a correlation id. CodeBuild returns the build already started for a
+/// a stable hash of the project and the `PHASE` variable>`, at most 64 characters (the
+/// correlation id is cut to fit), or `None` without a correlation id. The phase keeps apart
+/// the apply and verify builds of a configuration that runs both in one project. CodeBuild returns the build already started for a
 /// token repeated within 5 minutes instead of starting another (CodeBuild API reference,
 /// StartBuild, `idempotencyToken`), so an SDK retry after a lost response, or a worker that
 /// restarts soon after dying between StartBuild and recording the build, starts no second
 /// build of the same project for the same incident.
 pub fn idempotency_token(plan: &RecoveryPlan) -> Option<String> {
     let cid = plan.environment.get("CORRELATION_ID")?;
-    let hash = aiops_core::stable_hash(&[plan.project.as_bytes()]);
+    let phase = plan.environment.get("PHASE").map_or("", String::as_str);
+    let hash = aiops_core::stable_hash(&[plan.project.as_bytes(), phase.as_bytes()]);
     Some(format!(
         "aiops-{}-{hash:016x}",
         truncate_utf8(cid, 64 - 6 - 17)
@@ -622,6 +624,17 @@ mod tests {
         let mut verify = p.clone();
         verify.project = "aiops-verify".into();
         assert_ne!(idempotency_token(&verify).unwrap(), t);
+        // One project for both builds: the phase tells them apart.
+        let mut apply = p.clone();
+        apply.environment.insert("PHASE".into(), "apply".into());
+        let mut verify_same_project = p.clone();
+        verify_same_project
+            .environment
+            .insert("PHASE".into(), "verify".into());
+        assert_ne!(
+            idempotency_token(&apply).unwrap(),
+            idempotency_token(&verify_same_project).unwrap()
+        );
         let mut long = p.clone();
         long.environment
             .insert("CORRELATION_ID".into(), "c".repeat(300));

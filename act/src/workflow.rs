@@ -121,7 +121,8 @@ impl<T: RecoveryExecutor + ?Sized> RecoveryExecutor for std::sync::Arc<T> {
 }
 
 /// The environment overrides of an incident's recovery builds: `RESOURCE_TYPE`,
-/// `RESOURCE_ID`, `TF_TARGET`, `CORRELATION_ID` (the incident's), `ACTION`.
+/// `RESOURCE_ID`, `TF_TARGET`, `CORRELATION_ID` (the incident's), `ACTION`; each build adds
+/// `PHASE` (`apply` or `verify`) when it starts.
 pub fn recovery_env(incident: &Incident, action: &str, target: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("RESOURCE_TYPE".to_string(), incident.resource_type.clone()),
@@ -1009,10 +1010,22 @@ impl<S: IncidentStore, E: Explainer, X: RecoveryExecutor, N: Notifier> Workflow<
                 }
             }
         };
+        // PHASE tells the two builds apart (one project may run both; the StartBuild
+        // idempotency token differs with it).
+        let mut environment = env.clone();
+        environment.insert(
+            "PHASE".to_string(),
+            if state == WorkflowState::Verifying {
+                "verify"
+            } else {
+                "apply"
+            }
+            .to_string(),
+        );
         let result = self.executor.run(
             &RecoveryPlan {
                 project: project.to_string(),
-                environment: env.clone(),
+                environment,
             },
             &mut started,
         );

@@ -93,6 +93,7 @@ fn confident_destructive_change_is_resolved_with_both_builds_recorded() {
     let expected_env: BTreeMap<String, String> = [
         ("ACTION", "recreate"),
         ("CORRELATION_ID", i.correlation_id.as_str()),
+        ("PHASE", "apply"),
         ("RESOURCE_ID", "prod-db"),
         ("RESOURCE_TYPE", "rds_db_instance"),
         ("TF_TARGET", "aws_db_instance.prod_db"),
