@@ -1,5 +1,6 @@
 """The backtest report in a real browser: `aiops run` on the built-in simulated account (with
-its injected incidents: destructive calls, an ERROR burst, an AccessDenied burst) writes raw
+its injected incidents: destructive calls, an ERROR burst, an AccessDenied burst; 40 s, as the
+quick-start demo, so a loaded machine still simulates the bursts and the windows after them) writes raw
 history; `aiops backtest --report` renders it; headless Chromium (Debian package `chromium`)
 loads the file with the network off and the test checks the rendered DOM: one SVG chart per
 plotted finding, each with a drawn observed line of many points, the expected band or line,
@@ -35,7 +36,7 @@ def test_backtest_report_renders_one_chart_per_finding_in_chromium(tmp_path, aio
     browser = chromium()
     data = tmp_path / "data"
     run = subprocess.run(
-        [aiops_bin, "run", "--duration", "24", "--data-dir", str(data), "--json"],
+        [aiops_bin, "run", "--duration", "40", "--data-dir", str(data), "--json"],
         capture_output=True, text=True, timeout=180, cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr
