@@ -20,7 +20,7 @@ mod replay_cmd;
 use aiops_act::Incident;
 use aiops_pipeline::aws_mode;
 use aiops_pipeline::config::PipelineConfig;
-use aiops_pipeline::embedded::{Counters, RunMode, run_embedded};
+use aiops_pipeline::embedded::{Counters, RunMode, bound_simulation, run_embedded};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use config_args::{ConfigArgs, load_config};
@@ -50,7 +50,9 @@ enum Command {
     Run {
         #[command(flatten)]
         config: ConfigArgs,
-        /// Stop after this many seconds (0: run until Ctrl-C).
+        /// Stop after this many seconds (0: run until Ctrl-C). A simulate source emits the
+        /// traffic of that many seconds and then ends (on a slow machine the run takes longer,
+        /// with the same traffic); other sources stop after that much wall-clock time.
         #[arg(long, default_value_t = 0)]
         duration: u64,
         /// Print JSON lines on stdout: one per incident, then a summary when stopped.
@@ -361,7 +363,10 @@ fn cmd_run(
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .context("cannot install the Ctrl-C handler")?;
     }
-    if duration > 0 {
+    // Simulated traffic ends by itself after `duration` (the same traffic on a slow machine);
+    // other sources are stopped after `duration` seconds of wall-clock time.
+    let mut sources = cfg.sources.clone();
+    if duration > 0 && !bound_simulation(&mut sources, duration) {
         let stop = stop.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs(duration));
@@ -373,7 +378,6 @@ fn cmd_run(
     let done = Arc::new(AtomicBool::new(false));
     let ticker = spawn_progress(pb.clone(), counters.clone(), done.clone(), None);
     let printer = pb.clone();
-    let sources = cfg.sources.clone();
     let result = run_embedded(
         &cfg,
         sources,

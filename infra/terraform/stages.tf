@@ -464,8 +464,8 @@ data "aws_iam_policy_document" "act_own" {
   # The findings and incidents Parquet tables (glue_tables.tf), written by act (pipeline/src/aws_mode/act.rs):
   # each finding is recorded with act's verdict (suppressed or not) beside the incidents.
   statement {
-    sid       = "ArchiveFindingsAndIncidents"
-    actions   = local.s3_write_actions
+    sid     = "ArchiveFindingsAndIncidents"
+    actions = local.s3_write_actions
     resources = [
       "${local.history_bucket_arn}/${local.history_table_prefixes.findings}/*",
       "${local.history_bucket_arn}/${local.history_table_prefixes.incidents}/*",

@@ -34,8 +34,8 @@ pub struct SimulateConfig {
     /// Distinct log groups. Default 120.
     pub log_groups: usize,
     /// Inject the incident scenario (deleted SSM parameter, terminated instance, deleted
-    /// Lambda function, failed DeleteTable, autoscaling termination, error burst,
-    /// AccessDenied burst). Default true.
+    /// Lambda function, failed DeleteTable, autoscaling termination, a deploy of
+    /// checkout-api, its error burst, AccessDenied burst). Default true.
     pub inject_incidents: bool,
     /// Fraction of records delivered twice (producer retries). Default 0.001.
     pub duplicate_fraction: f64,
@@ -133,16 +133,20 @@ enum Injection {
     FailedDeleteTable,
     DeleteFunction,
     AutoscalingTerminate,
+    DeployCheckoutApi,
     ErrorBurst,
     AccessDeniedBurst,
 }
 
-const INJECTIONS: [(f64, Injection); 7] = [
+const INJECTIONS: [(f64, Injection); 8] = [
     (2.0, Injection::DeleteParameter),
     (4.0, Injection::TerminateInstance),
     (6.0, Injection::FailedDeleteTable),
     (8.0, Injection::DeleteFunction),
     (10.0, Injection::AutoscalingTerminate),
+    // A deploy of checkout-api (a new task definition) six simulated minutes before its
+    // ERROR burst: not destructive (no change rule), the burst incident's related change.
+    (14.0, Injection::DeployCheckoutApi),
     (16.0, Injection::ErrorBurst),
     (18.0, Injection::AccessDeniedBurst),
 ];
@@ -741,6 +745,21 @@ impl Simulator {
                     "autoscaling.amazonaws.com",
                 )
             }
+            Injection::DeployCheckoutApi => {
+                let deployer = json!({"type": "AssumedRole", "principalId": "AROADEPLOY:gha-run-8812", "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/github-actions-deploy/gha-run-8812"), "accountId": ACCOUNT,
+                                      "sessionContext": {"sessionIssuer": {"type": "Role", "arn": format!("arn:aws:iam::{ACCOUNT}:role/github-actions-deploy"), "accountId": ACCOUNT, "userName": "github-actions-deploy"}}});
+                self.record(
+                    t,
+                    "ecs.amazonaws.com",
+                    "UpdateService",
+                    deployer,
+                    "aws-sdk-go-v2/1.24.0",
+                    json!({"cluster": "prod", "service": "checkout-api", "taskDefinition": "checkout-api:42"}),
+                    None,
+                    false,
+                    "192.0.2.44",
+                )
+            }
             Injection::ErrorBurst => {
                 self.burst_start = next_minute(t);
                 self.burst_left = BURST_LINES;
@@ -970,6 +989,7 @@ mod tests {
             .collect();
         for name in [
             "\"DeleteParameter\"",
+            "\"UpdateService\"",
             "\"DeleteFunction20150331\"",
             "\"GetSecretValue\"",
         ] {

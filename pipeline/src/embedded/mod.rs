@@ -20,6 +20,8 @@ mod reorder;
 mod shared;
 mod sources;
 
+pub use sources::bound_simulation;
+
 pub use shared::{
     Counters, EARLIEST_EVENT_TIME, FeedFile, FileFeed, IncidentSink, LatencySamples,
     MAX_FUTURE_MICROS, MAX_LATENCY_SAMPLES, Probes, RecordFeed, RunMode, Summary,

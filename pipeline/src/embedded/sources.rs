@@ -236,6 +236,31 @@ fn file_source(
     }
 }
 
+/// Bounds the simulate sources of `sources` to `duration_secs` wall-clock seconds (`aiops run
+/// --duration`): each one's `duration_secs` becomes at most `duration_secs`, so it emits
+/// exactly the simulated traffic of that span and then ends, however slowly the pipeline
+/// consumes it (a loaded machine takes longer; the traffic, and so the findings, are the
+/// same). Returns whether every source now ends by itself (only simulate sources): then no
+/// wall-clock stop is needed, and one would cut the simulated traffic short on a slow machine.
+/// `duration_secs == 0` changes nothing and returns false.
+pub fn bound_simulation(sources: &mut [SourceConfig], duration_secs: u64) -> bool {
+    if duration_secs == 0 {
+        return false;
+    }
+    let mut all_simulated = !sources.is_empty();
+    for source in sources.iter_mut() {
+        match source {
+            SourceConfig::Simulate(sim) => {
+                if sim.duration_secs == 0 || sim.duration_secs > duration_secs {
+                    sim.duration_secs = duration_secs;
+                }
+            }
+            _ => all_simulated = false,
+        }
+    }
+    all_simulated
+}
+
 fn simulate_source(config: SimulateConfig, mode: RunMode, tx: &Sender<Input>, stop: &AtomicBool) {
     let started = Instant::now();
     let duration = config.duration_secs;
@@ -245,7 +270,13 @@ fn simulate_source(config: SimulateConfig, mode: RunMode, tx: &Sender<Input>, st
             return;
         }
         let elapsed = started.elapsed().as_secs_f64();
-        let until = sim.sim_time_at(elapsed);
+        // With a duration, the traffic ends exactly at its simulated end, even when this loop
+        // was held up by a slow pipeline past it.
+        let until = if duration > 0 {
+            sim.sim_time_at(elapsed.min(duration as f64))
+        } else {
+            sim.sim_time_at(elapsed)
+        };
         let mut out = Vec::new();
         sim.advance_to(until, &mut out);
         while !out.is_empty() {
