@@ -23,7 +23,24 @@ pub(super) struct Interner {
     /// Every interned text, back to back.
     arena: String,
     seed: u64,
+    /// A direct-mapped cache of short texts (at most 8 bytes) in front of the table, indexed
+    /// by the low bits of their hash: a repeated short token is found with one load instead
+    /// of a slot and then its entry. Not serialized; refilled as tokens are looked up.
+    #[serde(skip)]
+    recent: Vec<Recent>,
 }
+
+/// One slot of [`Interner::recent`]: a short text as its word (see `small_word`) and its
+/// length, and its id + 1 (0 when the slot is empty).
+#[derive(Debug, Clone, Copy, Default)]
+struct Recent {
+    word: u64,
+    len: u32,
+    id_plus_one: u32,
+}
+
+/// Slots of [`Interner::recent`] (a power of two; 16 KiB).
+const RECENT_SLOTS: usize = 1024;
 
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct InternEntry {
@@ -97,6 +114,7 @@ impl Interner {
             entries: Vec::new(),
             arena: String::new(),
             seed,
+            recent: Vec::new(),
         };
         let id = i.intern(WILDCARD_TEXT, true, true);
         debug_assert_eq!(id, WILDCARD);
@@ -116,6 +134,43 @@ impl Interner {
         let short = b.len() <= 8;
         let word = if short { small_word(b) } else { 0 };
         let hash = hash_token(self.seed, b, word);
+        let len = u32::try_from(b.len()).unwrap_or(u32::MAX);
+        let at = hash as usize & (RECENT_SLOTS - 1);
+        if short
+            && let Some(r) = self.recent.get(at)
+            && r.id_plus_one != 0
+            && r.word == word
+            && r.len == len
+        {
+            // The word and the length determine a short text.
+            return r.id_plus_one - 1;
+        }
+        let id = self.lookup_or_insert(b, hash, word, masked, param_like);
+        if short {
+            if self.recent.is_empty() {
+                self.recent = vec![Recent::default(); RECENT_SLOTS];
+            }
+            if let Some(r) = self.recent.get_mut(at) {
+                *r = Recent {
+                    word,
+                    len,
+                    id_plus_one: id.saturating_add(1),
+                };
+            }
+        }
+        id
+    }
+
+    /// The table lookup of [`Interner::intern_bytes`], inserting the text when it is new.
+    fn lookup_or_insert(
+        &mut self,
+        b: &[u8],
+        hash: u64,
+        word: u64,
+        masked: bool,
+        param_like: bool,
+    ) -> u32 {
+        let short = b.len() <= 8;
         let mask = self.slots.len() - 1;
         let mut pos = hash as usize & mask;
         loop {

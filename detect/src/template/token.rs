@@ -280,8 +280,11 @@ pub(super) fn is_hex_id_chunk(chunk: &[u8]) -> bool {
 /// two slashes; or it starts with a drive (`C:\`); or it has at least two backslashes (a
 /// Windows path or registry key); or at least three slashes (a relative path).
 fn is_path(core: &[u8]) -> bool {
-    let slashes = core.iter().filter(|&&b| b == b'/').count();
-    let backslashes = core.iter().filter(|&&b| b == b'\\').count();
+    let (mut slashes, mut backslashes) = (0usize, 0usize);
+    for &b in core {
+        slashes += usize::from(b == b'/');
+        backslashes += usize::from(b == b'\\');
+    }
     let starts = core.first() == Some(&b'/')
         || core.starts_with(b"./")
         || core.starts_with(b"~/")
@@ -507,8 +510,20 @@ fn mask_segments(tok: &[u8], out: &mut Vec<u8>) -> MaskKind {
     }
 }
 
+/// The first position of `needle` (non-empty) in `hay`: a scan for its first byte, comparing
+/// the rest only there.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let (&first, rest) = needle.split_first()?;
+    let last = hay.len().checked_sub(needle.len())?;
+    let mut from = 0;
+    while from <= last {
+        let at = from + hay.get(from..=last)?.iter().position(|&c| c == first)?;
+        if hay.get(at + 1..at + needle.len()) == Some(rest) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Whether a piece (without its leading delimiters) is a host name: letters, digits, `.`,
@@ -519,12 +534,18 @@ pub(super) fn is_host(piece: &[u8]) -> bool {
         lo += 1;
     }
     let core = piece.get(lo..).unwrap_or(&[]);
-    !core.is_empty()
-        && core
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
-        && core.iter().any(u8::is_ascii_alphabetic)
-        && core.iter().any(|&c| matches!(c, b'.' | b'-'))
+    // One pass: every byte allowed, with a letter and a `.` or `-` among them.
+    let (mut letter, mut sep) = (false, false);
+    for &c in core {
+        if c.is_ascii_alphabetic() {
+            letter = true;
+        } else if matches!(c, b'.' | b'-') {
+            sep = true;
+        } else if !(c.is_ascii_digit() || c == b'_') {
+            return false;
+        }
+    }
+    letter && sep
 }
 
 /// Whether a piece is `:` and a port number (with trailing punctuation).
@@ -547,29 +568,49 @@ pub(super) fn is_date_word(tok: &[u8]) -> bool {
     if tok.len() < 3 {
         return false;
     }
-    let lower = |i: usize| tok.get(i).map_or(0, u8::to_ascii_lowercase);
-    // The first three letters, lowercase: every name has its own (and is either just those
-    // three letters or the full name).
-    let name: &[u8] = match (lower(0), lower(1), lower(2)) {
-        (b'm', b'o', b'n') => b"monday",
-        (b't', b'u', b'e') => b"tuesday",
-        (b'w', b'e', b'd') => b"wednesday",
-        (b't', b'h', b'u') => b"thursday",
-        (b'f', b'r', b'i') => b"friday",
-        (b's', b'a', b't') => b"saturday",
-        (b's', b'u', b'n') => b"sunday",
-        (b'j', b'a', b'n') => b"january",
-        (b'f', b'e', b'b') => b"february",
-        (b'm', b'a', b'r') => b"march",
-        (b'a', b'p', b'r') => b"april",
-        (b'm', b'a', b'y') => b"may",
-        (b'j', b'u', b'n') => b"june",
-        (b'j', b'u', b'l') => b"july",
-        (b'a', b'u', b'g') => b"august",
-        (b's', b'e', b'p') => b"september",
-        (b'o', b'c', b't') => b"october",
-        (b'n', b'o', b'v') => b"november",
-        (b'd', b'e', b'c') => b"december",
+    // Most words fail here: the first letter of no weekday or month name.
+    if !tok.first().is_some_and(|c| {
+        matches!(
+            c.to_ascii_lowercase(),
+            b'a' | b'd' | b'f' | b'j' | b'm' | b'n' | b'o' | b's' | b't' | b'w'
+        )
+    }) {
+        return false;
+    }
+    // The first three bytes, ASCII lowercase, as one word: every name has its own three
+    // letters (and is either just those or the full name).
+    let key = match tok.get(..3) {
+        Some(&[a, b, c]) => u32::from_be_bytes([
+            0,
+            a.to_ascii_lowercase(),
+            b.to_ascii_lowercase(),
+            c.to_ascii_lowercase(),
+        ]),
+        _ => return false,
+    };
+    const fn k(t: &[u8; 3]) -> u32 {
+        u32::from_be_bytes([0, t[0], t[1], t[2]])
+    }
+    let name: &[u8] = match key {
+        x if x == k(b"mon") => b"monday",
+        x if x == k(b"tue") => b"tuesday",
+        x if x == k(b"wed") => b"wednesday",
+        x if x == k(b"thu") => b"thursday",
+        x if x == k(b"fri") => b"friday",
+        x if x == k(b"sat") => b"saturday",
+        x if x == k(b"sun") => b"sunday",
+        x if x == k(b"jan") => b"january",
+        x if x == k(b"feb") => b"february",
+        x if x == k(b"mar") => b"march",
+        x if x == k(b"apr") => b"april",
+        x if x == k(b"may") => b"may",
+        x if x == k(b"jun") => b"june",
+        x if x == k(b"jul") => b"july",
+        x if x == k(b"aug") => b"august",
+        x if x == k(b"sep") => b"september",
+        x if x == k(b"oct") => b"october",
+        x if x == k(b"nov") => b"november",
+        x if x == k(b"dec") => b"december",
         _ => return false,
     };
     let mut t = tok;
