@@ -451,7 +451,7 @@ fn nab_to_metric_stream(data: &Path, out: &Path) -> usize {
 }
 
 /// The same detector as `aiops eval nab` (NabConfig: value history 4000, calibration 8000,
-/// return period per hour, threshold 0.2, cooldown 100) inside the engine, with 5-minute windows (one row each) and
+/// return period per hour, weekly profile, threshold 0.2, cooldown 100) inside the engine, with 5-minute windows (one row each) and
 /// no idle eviction within a year (the engine forgets a series idle for `idle_eviction_secs`;
 /// some NAB series pause for days).
 const NAB_CONFIG: &str = r#"
@@ -463,6 +463,7 @@ idle_eviction_secs = 31536000
 history = 4000
 calibration = 8000
 return_period_secs = 3600.0
+weekly = true
 [detect.statistics.decision]
 finding_threshold = 0.2
 cooldown = 100

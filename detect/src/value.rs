@@ -15,6 +15,14 @@
 //!   Vallis & Kejariwal, "Automatic Anomaly Detection in the Cloud Via Statistical Learning",
 //!   2017: an incident on one day does not become the next day's expectation), used once the
 //!   series spans `seasonal_min_days` and the slot has `seasonal_min_samples` completed days;
+//!   with `weekly` on, the measure is `min(|x − m_slot|, |x − w_slot|)`, where `w_slot` is the
+//!   same median over the slot of the same weekday on the last `seasonal_days` completed weeks
+//!   (used once the series spans `7 · seasonal_min_days` days and the weekly slot has
+//!   `seasonal_min_samples` completed weeks): a value explained by either the daily or the
+//!   weekly profile is not a seasonal surprise (a quiet weekend is not a drop), as in the
+//!   multiple seasonal periods of Hochenbaum et al. 2017 and of TBATS (De Livera, Hyndman &
+//!   Snyder, "Forecasting time series with complex seasonal patterns using exponential
+//!   smoothing", JASA 106, 2011);
 //! - `step`: `|x − previous observation|`;
 //! - `cusum`: the larger of the two one-sided CUSUM statistics of the robust z-score
 //!   `z = (x − median) / (1.4826 · MAD)`, `S⁺ ← min(cap, max(0, S⁺ + z − k))` and
@@ -75,7 +83,7 @@
 //!
 //! Memory per detector is bounded: `16 · (history + 6 · calibration) + 16 · suppress +
 //! 8 · likelihood_short` bytes for the windows plus about 100 bytes per seasonal slot
-//! (`slots_per_day` slots).
+//! (`slots_per_day` slots, eight times as many with `weekly`).
 
 use crate::numeric::{MAD_TO_SIGMA, SortedWindow, surprise_score};
 use serde::{Deserialize, Serialize};
@@ -153,6 +161,9 @@ pub struct ValueConfig {
     /// measures how rare the observation is per unit of time rather than per observation.
     /// 0 turns it off (the default; the NAB preset uses 3600, one hour); finite, 0..=10⁹.
     pub return_period_secs: f64,
+    /// Let the `seasonal` measure also use the weekly profile (see the module documentation).
+    /// Default false (the NAB preset turns it on); costs `7 · slots_per_day` slots.
+    pub weekly: bool,
 }
 
 impl Default for ValueConfig {
@@ -182,6 +193,7 @@ impl Default for ValueConfig {
             likelihood: true,
             likelihood_short: 20,
             return_period_secs: 0.0,
+            weekly: false,
         }
     }
 }
@@ -211,8 +223,8 @@ pub struct ValueScore {
     pub raw_score: f64,
     /// Combined p-value (1 when not scored).
     pub p_value: f64,
-    /// What the observation was compared with: the seasonal slot mean when the seasonal
-    /// measure decided the score, else the trailing median (the observation itself before any
+    /// What the observation was compared with: the seasonal slot mean (of the daily or the
+    /// weekly profile, whichever is nearer) when the seasonal measure decided the score, else the trailing median (the observation itself before any
     /// history).
     pub expected: f64,
     /// Index into [`MEASURE_NAMES`] of the measure with the smallest p-value, or
@@ -365,6 +377,9 @@ pub struct ValueDetector {
     likelihood_recent: VecDeque<f64>,
     /// Calibration of the `likelihood` stage: the trailing averages of those raw scores.
     likelihood_calibration: SortedWindow,
+    /// Slots of the weekly profile (`7 · slots_per_day`; empty when `weekly` is off).
+    #[serde(default)]
+    weekly_slots: Vec<Slot>,
 }
 
 impl ValueDetector {
@@ -392,6 +407,11 @@ impl ValueDetector {
             raw_scores: VecDeque::new(),
             likelihood_recent: VecDeque::new(),
             likelihood_calibration: SortedWindow::new(cal),
+            weekly_slots: if cfg.weekly {
+                vec![Slot::default(); 7 * cfg.slots_per_day.clamp(1, 1440) as usize]
+            } else {
+                Vec::new()
+            },
             cfg,
         }
     }
@@ -405,6 +425,12 @@ impl ValueDetector {
         let n = self.slots.len().max(1) as i64;
         let len = (DAY_US / n).max(1);
         ((t.rem_euclid(DAY_US) / len) as usize).min(self.slots.len().saturating_sub(1))
+    }
+
+    fn week_slot_of(&self, t: i64) -> usize {
+        let n = self.weekly_slots.len().max(1) as i64;
+        let len = (7 * DAY_US / n).max(1);
+        ((t.rem_euclid(7 * DAY_US) / len) as usize).min(self.weekly_slots.len().saturating_sub(1))
     }
 
     /// Scores `x` observed at `t` (µs since the epoch, UTC; used for the seasonal slot), then
@@ -423,6 +449,7 @@ impl ValueDetector {
         }
         let first = *self.first_time.get_or_insert(t);
         let slot = self.slot_of(t);
+        let week_slot = self.week_slot_of(t);
         let median = self.history.median().unwrap_or(x);
         let mut out = ValueScore {
             score: 0.0,
@@ -460,8 +487,20 @@ impl ValueDetector {
                     .get(slot)
                     .and_then(|s| s.expected(self.cfg.seasonal_min_samples as usize))
             {
-                measures[2] = Some((x - m).abs());
+                let mut a = (x - m).abs();
                 slot_mean = Some(m);
+                // The weekly profile, when it explains x better (module documentation).
+                if (t - first) as f64 >= 7.0 * self.cfg.seasonal_min_days * DAY_US as f64
+                    && let Some(w) = self
+                        .weekly_slots
+                        .get(week_slot)
+                        .and_then(|s| s.expected(self.cfg.seasonal_min_samples as usize))
+                    && (x - w).abs() < a
+                {
+                    a = (x - w).abs();
+                    slot_mean = Some(w);
+                }
+                measures[2] = Some(a);
             }
             if self.cfg.step
                 && let Some(p) = self.previous
@@ -596,6 +635,9 @@ impl ValueDetector {
         let keep = self.cfg.seasonal_days;
         if let Some(s) = self.slots.get_mut(slot) {
             s.add(day, x, keep);
+        }
+        if let Some(s) = self.weekly_slots.get_mut(week_slot) {
+            s.add(t.div_euclid(7 * DAY_US), x, keep);
         }
         self.observed += 1;
         out

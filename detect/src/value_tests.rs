@@ -215,3 +215,43 @@ fn return_period_scales_the_p_value_by_the_sampling_interval() {
         assert_eq!(*a, (b * 3600.0 / 300.0).min(1.0));
     }
 }
+
+#[test]
+fn weekly_profile_explains_a_quiet_weekend() {
+    // Hourly traffic at 100 on weekdays and 20 on weekends (sd 1) for five weeks. On the fifth
+    // Saturday the daily profile (the last three days: Wednesday to Friday) expects 100; the
+    // weekly profile (the last three Saturdays) expects 20, so with `weekly` on the seasonal
+    // measure sees no surprise and the first weekend hours score lower.
+    let mut n = Noise(51);
+    let v: Vec<(i64, f64)> = (0..5 * 7 * 24)
+        .map(|h: i64| {
+            let weekend = (h / 24) % 7 >= 5;
+            let base = if weekend { 20.0 } else { 100.0 };
+            (h * 60 * MIN, base + n.normal())
+        })
+        .collect();
+    let saturday = 4 * 7 * 24 + 5 * 24;
+    let run = |weekly: bool| {
+        let cfg = ValueConfig {
+            weekly,
+            ..ValueConfig::default()
+        };
+        let mut det = ValueDetector::new(&cfg);
+        let mut out = Vec::new();
+        for (i, &(t, x)) in v.iter().enumerate() {
+            let s = det.observe(t, x);
+            if (saturday..saturday + 3).contains(&i) {
+                out.push((s.raw_score, s.expected, s.measure));
+            }
+        }
+        out
+    };
+    let (on, off) = (run(true), run(false));
+    assert_eq!(on.len(), 3);
+    for (a, b) in on.iter().zip(&off) {
+        // The step and the level measures decide (the weekend is far from the median either
+        // way), but the seasonal measure no longer adds its surprise to the combination.
+        assert_eq!(a.2, b.2);
+        assert!(a.0 < b.0, "{a:?} {b:?}");
+    }
+}
