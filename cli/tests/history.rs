@@ -451,7 +451,7 @@ fn nab_to_metric_stream(data: &Path, out: &Path) -> usize {
 }
 
 /// The same detector as `aiops eval nab` (NabConfig: value history 4000, calibration 8000,
-/// threshold 0.24, cooldown 100) inside the engine, with 5-minute windows (one row each) and
+/// return period per hour, weekly profile, threshold 0.2, cooldown 100) inside the engine, with 5-minute windows (one row each) and
 /// no idle eviction within a year (the engine forgets a series idle for `idle_eviction_secs`;
 /// some NAB series pause for days).
 const NAB_CONFIG: &str = r#"
@@ -462,8 +462,10 @@ idle_eviction_secs = 31536000
 [detect.statistics.value]
 history = 4000
 calibration = 8000
+return_period_secs = 3600.0
+weekly = true
 [detect.statistics.decision]
-finding_threshold = 0.24
+finding_threshold = 0.2
 cooldown = 100
 "#;
 
@@ -556,7 +558,7 @@ fn check_nab_consistency(data: &Path, labels_path: &Path, tmp: &Path) -> serde_j
         results.to_str().unwrap(),
         "--json",
     ]);
-    let (inside, outside, detected, windows) = eval_nab_counts(&results, 0.24);
+    let (inside, outside, detected, windows) = eval_nab_counts(&results, 0.2);
     let l = &backtest["labels"];
     assert_eq!(l["true_findings"].as_u64(), Some(inside as u64), "{l}");
     assert_eq!(l["false_findings"].as_u64(), Some(outside as u64), "{l}");

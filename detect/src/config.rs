@@ -419,6 +419,12 @@ impl StatisticsConfig {
             v.likelihood_short,
         )?;
         check(
+            v.return_period_secs.is_finite() && (0.0..=1e9).contains(&v.return_period_secs),
+            "value.return_period_secs",
+            "a finite number of seconds in [0, 1e9]",
+            v.return_period_secs,
+        )?;
+        check(
             v.cusum_k >= 0.0 && v.cusum_k.is_finite(),
             "value.cusum_k",
             "a finite number >= 0",

@@ -110,7 +110,8 @@ fn harmonic_mean_combination_exact_values() {
 }
 
 /// Minutes, counted from the onset, in the two hours after a 17 % -> 27 % shift whose score
-/// reaches the NAB preset's finding threshold (0.24), without the decision's cooldown.
+/// reaches the NAB preset's finding threshold (0.2, with the preset's return period per hour),
+/// without the decision's cooldown.
 fn scored_minutes_after_shift(suppress: usize) -> Vec<usize> {
     let nab = crate::eval::nab::NabConfig::default();
     let mut v = noisy(11, 2, 17.0, 1.0);
@@ -134,15 +135,10 @@ fn scored_minutes_after_shift(suppress: usize) -> Vec<usize> {
 #[test]
 fn suppression_scores_a_persistent_shift_once() {
     // With the suppression only the onset scores; without it the shift keeps scoring for
-    // the first twenty-one minutes (the `likelihood` stage's window: the recent mean surprise
-    // stays high while the shift is new) and again as the calibration catches up.
+    // its first three minutes (on this 1-minute series the return period per hour makes a
+    // p-value 60 times larger, so only the most surprising minutes of the shift reach 0.2).
     assert_eq!(scored_minutes_after_shift(100), vec![0]);
-    assert_eq!(
-        scored_minutes_after_shift(0),
-        vec![
-            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 53, 96
-        ]
-    );
+    assert_eq!(scored_minutes_after_shift(0), vec![0, 1, 2]);
 }
 
 /// Scores at or above `threshold` (default detector, with or without the `likelihood` stage)
@@ -186,4 +182,76 @@ fn likelihood_stage_reports_a_noisy_hour_fewer_times() {
     assert_eq!(scores_after_noise_burst(2.5, true, 0.24), vec![21, 39, 49]);
     // Neither reaches the engine's default threshold (0.5).
     assert!(scores_after_noise_burst(2.5, true, 0.5).is_empty());
+}
+
+#[test]
+fn return_period_scales_the_p_value_by_the_sampling_interval() {
+    // The same values observed every 5 minutes and every hour: without the return period the
+    // p-values are equal; per hour (3600 s) the 5-minute series' p-value is multiplied by
+    // 3600 / 300 = 12 and the hourly one by 1 (capped at 1).
+    let v = noisy(41, 2, 10.0, 1.0);
+    let run = |step: i64, unit: f64| {
+        let cfg = ValueConfig {
+            seasonal: false,
+            return_period_secs: unit,
+            ..ValueConfig::default()
+        };
+        let mut det = ValueDetector::new(&cfg);
+        let mut out = Vec::new();
+        for (i, &x) in v.iter().enumerate() {
+            out.push(det.observe(i as i64 * step * MIN, x).p_value);
+        }
+        out
+    };
+    let base = run(5, 0.0);
+    assert_eq!(run(60, 0.0), base);
+    let hourly = run(60, 3600.0);
+    for (a, b) in hourly.iter().zip(&base) {
+        assert_eq!(*a, (b * 3600.0 / 3600.0).min(1.0));
+    }
+    let five = run(5, 3600.0);
+    assert_eq!(five.len(), base.len());
+    for (a, b) in five.iter().zip(&base) {
+        assert_eq!(*a, (b * 3600.0 / 300.0).min(1.0));
+    }
+}
+
+#[test]
+fn weekly_profile_explains_a_quiet_weekend() {
+    // Hourly traffic at 100 on weekdays and 20 on weekends (sd 1) for five weeks. On the fifth
+    // Saturday the daily profile (the last three days: Wednesday to Friday) expects 100; the
+    // weekly profile (the last three Saturdays) expects 20, so with `weekly` on the seasonal
+    // measure sees no surprise and the first weekend hours score lower.
+    let mut n = Noise(51);
+    let v: Vec<(i64, f64)> = (0..5 * 7 * 24)
+        .map(|h: i64| {
+            let weekend = (h / 24) % 7 >= 5;
+            let base = if weekend { 20.0 } else { 100.0 };
+            (h * 60 * MIN, base + n.normal())
+        })
+        .collect();
+    let saturday = 4 * 7 * 24 + 5 * 24;
+    let run = |weekly: bool| {
+        let cfg = ValueConfig {
+            weekly,
+            ..ValueConfig::default()
+        };
+        let mut det = ValueDetector::new(&cfg);
+        let mut out = Vec::new();
+        for (i, &(t, x)) in v.iter().enumerate() {
+            let s = det.observe(t, x);
+            if (saturday..saturday + 3).contains(&i) {
+                out.push((s.raw_score, s.expected, s.measure));
+            }
+        }
+        out
+    };
+    let (on, off) = (run(true), run(false));
+    assert_eq!(on.len(), 3);
+    for (a, b) in on.iter().zip(&off) {
+        // The step and the level measures decide (the weekend is far from the median either
+        // way), but the seasonal measure no longer adds its surprise to the combination.
+        assert_eq!(a.2, b.2);
+        assert!(a.0 < b.0, "{a:?} {b:?}");
+    }
 }

@@ -276,20 +276,25 @@ pub struct NabConfig {
 impl Default for NabConfig {
     /// The preset used by `aiops eval nab`: a longer history (4000 rows) and calibration
     /// (8000 values per measure) than the engine default, since a NAB series is up to 22 000
-    /// rows of one metric; every other value setting (measures, seasonal expectation, CUSUM,
-    /// suppression of 100 rows) is the engine default, so `cli/tests/history.rs`'s engine
-    /// configuration reproduces it. Findings at score 0.24 (a combined harmonic-mean p-value of
-    /// about 4e−3) with a cooldown of 100 rows. One configuration for every series: nothing
-    /// depends on the file.
+    /// rows of one metric, and return period scoring per hour (`return_period_secs` 3600, see
+    /// [`crate::value`]: NAB's series are sampled every 5 minutes to every hour) and the weekly
+    /// seasonal profile (`weekly`; some series span months of weekday traffic); every other
+    /// value setting (measures, seasonal expectation, CUSUM, suppression of 100 rows) is the
+    /// engine default, so `cli/tests/history.rs`'s engine configuration reproduces it. Findings
+    /// at score 0.2 (an event expected about once in 100 hours at the series' sampling rate)
+    /// with a cooldown of 100 rows. One configuration for every series: nothing depends on the
+    /// file.
     fn default() -> Self {
         NabConfig {
             value: ValueConfig {
                 history: 4000,
                 calibration: 8000,
+                return_period_secs: 3600.0,
+                weekly: true,
                 ..ValueConfig::default()
             },
             decision: DecisionConfig {
-                finding_threshold: 0.24,
+                finding_threshold: 0.2,
                 cooldown: 100,
             },
         }
