@@ -364,7 +364,11 @@ fn deliver(
     if out.events.is_empty() {
         return Ok(true);
     }
-    let mut batch = Vec::with_capacity(out.events.len());
+    let room = match sinks.max_batch {
+        0 => out.events.len(),
+        n => out.events.len().min(n),
+    };
+    let mut batch = Vec::with_capacity(room);
     for e in out.events.drain(..) {
         // An event time AWS cannot have produced (before 2000, or more than a day ahead of
         // the clock) would drag the watermark and the de-duplication window with it: such an
