@@ -51,9 +51,10 @@ pub struct ArchiveConfig {
     /// builders) buffered per partition before they are encoded as one row group, whatever
     /// the row count. Up to [`super::local::WRITER_QUEUE`] such row groups wait for the
     /// writer thread and one more is being encoded, so this bounds the archive's memory:
-    /// 16,384 CloudTrail rows are about 23 MB, and six of them held a fifth of a
-    /// 1M-event replay's peak. Default 8 MiB (about 5,800 CloudTrail rows); 64 KiB to
-    /// 1 GiB.
+    /// 16,384 CloudTrail rows are about 23 MB, and the groups held at once were about
+    /// 90 MiB of a 1M-event replay's peak RSS (4 MiB groups: 351-356 MiB peak, 8 MiB:
+    /// 368-384 MiB, 16,384 rows: 436-442 MiB). Default 4 MiB (about 2,900 CloudTrail rows,
+    /// still a few hundred KB a column chunk after compression); 64 KiB to 1 GiB.
     pub max_row_group_bytes: usize,
     /// Largest number of partitions with an open file at once; opening one more closes the
     /// oldest. Default 64.
@@ -67,7 +68,7 @@ impl Default for ArchiveConfig {
             max_bytes_per_file: 128 * 1024 * 1024,
             max_file_age_secs: 300,
             rows_per_row_group: 16_384,
-            max_row_group_bytes: 8 * 1024 * 1024,
+            max_row_group_bytes: 4 * 1024 * 1024,
             max_open_partitions: 64,
         }
     }
