@@ -137,7 +137,8 @@ impl LocalArchive {
     }
 
     /// Buffers one event; hands its partition's rows to the writer thread as one row group
-    /// when `rows_per_row_group` rows or `max_row_group_bytes` bytes are pending. The writer rolls files over by rows and size.
+    /// when `rows_per_row_group` rows or `max_row_group_bytes` bytes are pending. The writer
+    /// rolls files over by rows and size.
     ///
     /// # Errors
     /// [`ArchiveError::Writer`] once the writer thread failed (a file could not be created or

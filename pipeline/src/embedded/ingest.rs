@@ -31,7 +31,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Most events per batch a replay sends to detect: the channel between them holds
-/// `8 x [pipeline] channel_capacity` batches, so at most 64 x 1,024 events by default
+/// `[pipeline] channel_capacity` batches in a replay, so at most 8 x 1,024 events by default
 /// whatever the size of the inputs.
 const REPLAY_BATCH_EVENTS: usize = 1024;
 
