@@ -33,7 +33,7 @@ use crate::incident::StoreError;
 use crate::text::truncate_utf8;
 use aiops_core::Event;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
 /// Resource names kept per change.
@@ -265,12 +265,16 @@ pub struct MemoryChangeIndex {
     scopes: Mutex<HashMap<(String, String), Scope>>,
 }
 
-/// The changes of one (account, region), oldest first, and their event ids (so a change
-/// delivered twice is found in O(1), not by a scan of up to `max_per_scope` entries per record).
+/// The changes of one (account, region) keyed by (event time, arrival number), so oldest
+/// first and ties in arrival order, and their event ids (so a change delivered twice is found
+/// in O(1), not by a scan of up to `max_per_scope` entries per record). A change recorded out
+/// of event-time order (the calls of one CloudTrail delivery are not sorted) is placed in
+/// O(log n), not by shifting the newer changes of the queue.
 #[derive(Debug, Default)]
 struct Scope {
-    queue: VecDeque<Change>,
+    queue: BTreeMap<(i64, u64), Change>,
     ids: HashSet<String>,
+    next_seq: u64,
 }
 
 impl MemoryChangeIndex {
@@ -301,18 +305,17 @@ impl ChangeIndex for MemoryChangeIndex {
         if scope.ids.contains(&change.event_id) {
             return Ok(false);
         }
+        let seq = scope.next_seq;
+        scope.next_seq += 1;
         let q = &mut scope.queue;
-        let pos = q
-            .iter()
-            .rposition(|c| c.event_time <= change.event_time)
-            .map_or(0, |p| p + 1);
-        q.insert(pos, change.clone());
+        q.insert((change.event_time, seq), change.clone());
         scope.ids.insert(change.event_id.clone());
-        let newest = q.back().map_or(change.event_time, |c| c.event_time);
+        let newest = q.last_key_value().map_or(change.event_time, |(k, _)| k.0);
         let horizon = newest.saturating_sub(retention_micros(self.cfg.retention_secs));
-        while q.front().is_some_and(|c| c.event_time < horizon) || q.len() > self.cfg.max_per_scope
+        while q.first_key_value().is_some_and(|(k, _)| k.0 < horizon)
+            || q.len() > self.cfg.max_per_scope
         {
-            if let Some(old) = q.pop_front() {
+            if let Some((_, old)) = q.pop_first() {
                 scope.ids.remove(&old.event_id);
             }
         }
@@ -337,9 +340,12 @@ impl ChangeIndex for MemoryChangeIndex {
             .filter(|((a, r), _)| scope.is_none_or(|(sa, sr)| sa == a && sr == r))
             .flat_map(|(_, s)| {
                 // Each queue is in event-time order: only its [since, until] slice is read.
-                let from = s.queue.partition_point(|c| c.event_time < since);
-                let to = s.queue.partition_point(|c| c.event_time <= until);
-                s.queue.range(from..to.max(from))
+                let range = if since <= until {
+                    s.queue.range((since, 0)..=(until, u64::MAX))
+                } else {
+                    s.queue.range((since, 0)..(since, 0))
+                };
+                range.map(|(_, c)| c)
             })
             .collect();
         hits.sort_by(|a, b| newest_first(a, b));
@@ -559,6 +565,21 @@ mod tests {
         assert_eq!(
             ids(idx.recent(None, 0, i64::MAX, 10).unwrap()),
             ["b", "e", "d"]
+        );
+        // A change recorded out of event-time order takes its place by event time: the count
+        // bound then drops the oldest by event time (d), not the first recorded.
+        assert!(idx.record(&change("f", 13 * s + 1, "x")).unwrap());
+        assert_eq!(
+            ids(idx.recent(None, 0, i64::MAX, 10).unwrap()),
+            ["b", "f", "e"]
+        );
+        assert_eq!(
+            ids(idx.recent(None, 13 * s, 13 * s + 1, 10).unwrap()),
+            ["f", "e"]
+        );
+        assert_eq!(
+            ids(idx.recent(None, 14 * s, 13 * s, 10).unwrap()),
+            Vec::<String>::new()
         );
     }
 

@@ -47,6 +47,15 @@ pub struct ArchiveConfig {
     pub max_file_age_secs: u64,
     /// Rows buffered per partition before they are encoded as one row group. Default 16,384.
     pub rows_per_row_group: usize,
+    /// Bytes of row data (the rows' strings and fixed-width values, as buffered in the Arrow
+    /// builders) buffered per partition before they are encoded as one row group, whatever
+    /// the row count. Up to [`super::local::WRITER_QUEUE`] such row groups wait for the
+    /// writer thread and one more is being encoded, so this bounds the archive's memory:
+    /// 16,384 CloudTrail rows are about 23 MB, and the groups held at once were about
+    /// 90 MiB of a 1M-event replay's peak RSS (4 MiB groups: 351-356 MiB peak, 8 MiB:
+    /// 368-384 MiB, 16,384 rows: 436-442 MiB). Default 4 MiB (about 2,900 CloudTrail rows,
+    /// still a few hundred KB a column chunk after compression); 64 KiB to 1 GiB.
+    pub max_row_group_bytes: usize,
     /// Largest number of partitions with an open file at once; opening one more closes the
     /// oldest. Default 64.
     pub max_open_partitions: usize,
@@ -59,6 +68,7 @@ impl Default for ArchiveConfig {
             max_bytes_per_file: 128 * 1024 * 1024,
             max_file_age_secs: 300,
             rows_per_row_group: 16_384,
+            max_row_group_bytes: 4 * 1024 * 1024,
             max_open_partitions: 64,
         }
     }
@@ -92,6 +102,12 @@ impl ArchiveConfig {
         }
         if self.rows_per_row_group == 0 || self.rows_per_row_group > 1_048_576 {
             return bad("rows_per_row_group", "must be between 1 and 1048576");
+        }
+        if !(64 * 1024..=1024 * 1024 * 1024).contains(&self.max_row_group_bytes) {
+            return bad(
+                "max_row_group_bytes",
+                "must be between 65536 (64 KiB) and 1073741824 (1 GiB)",
+            );
         }
         if self.max_open_partitions == 0 || self.max_open_partitions > 10_000 {
             return bad("max_open_partitions", "must be between 1 and 10000");

@@ -54,8 +54,8 @@ enum WriterCommand {
 }
 
 /// Row groups waiting for the writer thread, at most: a slow disk slows `append` instead of
-/// queueing memory.
-const WRITER_QUEUE: usize = 4;
+/// queueing memory (each at most `max_row_group_bytes`).
+pub(crate) const WRITER_QUEUE: usize = 4;
 
 /// Writes the `raw` table under a local directory, partitioned and rolled over by size and
 /// age. The caller's thread only copies each event into its partition's Arrow column
@@ -137,7 +137,8 @@ impl LocalArchive {
     }
 
     /// Buffers one event; hands its partition's rows to the writer thread as one row group
-    /// when `rows_per_row_group` are pending. The writer rolls files over by rows and size.
+    /// when `rows_per_row_group` rows or `max_row_group_bytes` bytes are pending. The writer
+    /// rolls files over by rows and size.
     ///
     /// # Errors
     /// [`ArchiveError::Writer`] once the writer thread failed (a file could not be created or
@@ -187,6 +188,7 @@ impl LocalArchive {
             Some(g) => {
                 g.rows.push(event);
                 g.rows.len() >= self.config.rows_per_row_group
+                    || g.rows.bytes() >= self.config.max_row_group_bytes
             }
             None => false,
         };

@@ -90,6 +90,24 @@ impl RawBatchBuilder {
         self.rows == 0
     }
 
+    /// Bytes of row data pending, approximately: the strings of every string column plus
+    /// the fixed-width values and offsets (8 bytes a value), not the builders' spare
+    /// capacity.
+    pub fn bytes(&self) -> usize {
+        let strings: usize = std::iter::once(&self.event_id)
+            .chain(&self.strings)
+            .chain(&self.ct)
+            .chain(&self.ct2)
+            .chain(&self.logs)
+            .chain(&self.met)
+            .chain(&self.met2)
+            .chain(&self.v2)
+            .map(|b| b.values_slice().len())
+            .sum();
+        // Offsets of the 35 string columns and the 9 fixed-width columns, 8 bytes or less each.
+        strings + self.rows * 8 * 44
+    }
+
     /// Appends one event as a row.
     pub fn push(&mut self, e: &Event) {
         self.rows += 1;

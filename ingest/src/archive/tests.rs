@@ -213,6 +213,53 @@ fn config_validation_names_the_field() {
         "archive.rows_per_row_group: must be between 1 and 1048576"
     );
     assert!(ArchiveConfig::default().validate().is_ok());
+    for bytes in [65_535, 1_073_741_825] {
+        let bad = ArchiveConfig {
+            max_row_group_bytes: bytes,
+            ..ArchiveConfig::default()
+        };
+        assert_eq!(
+            bad.validate().unwrap_err().to_string(),
+            "archive.max_row_group_bytes: must be between 65536 (64 KiB) and 1073741824 (1 GiB)"
+        );
+    }
+    for bytes in [65_536, 1_073_741_824] {
+        let ok = ArchiveConfig {
+            max_row_group_bytes: bytes,
+            ..ArchiveConfig::default()
+        };
+        assert_eq!(ok.validate(), Ok(()));
+    }
+}
+
+#[test]
+fn row_groups_are_cut_by_bytes_before_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ArchiveConfig {
+        rows_per_row_group: 1000,
+        max_row_group_bytes: 65_536,
+        ..ArchiveConfig::default()
+    };
+    let mut a = LocalArchive::new(dir.path(), cfg);
+    // About 30 KB a row: the third row of a group passes 64 KiB and cuts it.
+    let params = format!(r#"{{"v":"{}"}}"#, "x".repeat(30_000));
+    for i in 0..10 {
+        let mut e = ct_event(&format!("b{i}"), 1_635_551_409_000_000 + i);
+        if let EventBody::Cloudtrail(ct) = &mut e.body {
+            ct.request_parameters = Some(params.clone());
+        }
+        a.append(&e).unwrap();
+    }
+    let files = a.flush().unwrap();
+    assert_eq!(files.len(), 1);
+    let reader = SerializedFileReader::new(File::open(&files[0].path).unwrap()).unwrap();
+    let groups: Vec<i64> = reader
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows())
+        .collect();
+    assert_eq!(groups, vec![3, 3, 3, 1]);
 }
 
 fn read_back(bytes: &[u8]) -> (Vec<RecordBatch>, parquet::file::metadata::ParquetMetaData) {

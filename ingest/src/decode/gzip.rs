@@ -41,18 +41,32 @@ pub fn gunzip_bounded(data: &[u8], max_bytes: usize) -> Result<Vec<u8>, GzipErro
         .unwrap_or(u64::MAX)
         .saturating_add(1);
     let mut reader = MultiGzDecoder::new(data).take(cap);
-    // Typical compression ratios of JSON are 5-20x; start there, never above the limit.
-    let initial = data
-        .len()
-        .saturating_mul(8)
-        .min(max_bytes.saturating_add(1))
-        .min(16 * 1024 * 1024);
-    let mut out = Vec::with_capacity(initial);
+    let mut out = Vec::with_capacity(initial_capacity(data, max_bytes));
     reader.read_to_end(&mut out).map_err(GzipError::Corrupt)?;
     if out.len() > max_bytes {
         return Err(GzipError::TooLarge { limit: max_bytes });
     }
     Ok(out)
+}
+
+/// Room to inflate `data` into: the size the last member's trailer states (ISIZE, RFC 1952
+/// §2.3.1: the input size modulo 2^32, exact for the usual single-member file), so the
+/// output is not grown and copied while it is inflated; 8x the compressed size when the
+/// trailer is missing or implausible (more than deflate's 1032:1 can produce). Never above
+/// `max_bytes + 1` nor 64 MiB (a larger payload grows as it is read).
+fn initial_capacity(data: &[u8], max_bytes: usize) -> usize {
+    let ceiling = max_bytes.saturating_add(1).min(64 * 1024 * 1024);
+    let stated = data
+        .len()
+        .checked_sub(4)
+        .and_then(|at| data.get(at..))
+        .and_then(|t| <[u8; 4]>::try_from(t).ok())
+        .map(|t| u32::from_le_bytes(t) as usize)
+        .filter(|&n| n > 0 && n <= data.len().saturating_mul(1032));
+    // Typical compression ratios of JSON are 5-20x.
+    stated
+        .unwrap_or_else(|| data.len().saturating_mul(8))
+        .min(ceiling)
 }
 
 #[cfg(test)]
@@ -84,6 +98,23 @@ mod tests {
             err.to_string(),
             "gzip payload exceeds 10 bytes decompressed (gzip bomb?)"
         );
+    }
+
+    #[test]
+    fn output_is_sized_from_the_trailer() {
+        let data: Vec<u8> = (0..100_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let z = gz(&data);
+        assert_eq!(initial_capacity(&z, 1 << 20), 100_000);
+        assert_eq!(initial_capacity(&z, 999), 1_000);
+        assert_eq!(gunzip_bounded(&z, 1 << 20).unwrap(), data);
+        // A trailer claiming more than deflate can produce: 8x the compressed size.
+        let mut lie = z.clone();
+        let n = lie.len();
+        lie[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(initial_capacity(&lie, usize::MAX), n * 8);
+        assert_eq!(initial_capacity(b"ab", 1 << 20), 16);
     }
 
     #[test]

@@ -108,7 +108,8 @@ pub struct DetectSection {
 pub struct PipelineSection {
     /// Capacity of the channels between stages, in batches: sources -> ingest carries whole
     /// files or batches of up to 500 Kinesis records; ingest -> detect carries the events of
-    /// one such batch and holds 8 times as many (so a window close does not hold up ingest);
+    /// one such batch and holds 8 times as many in a live run (so a window close does not
+    /// hold up ingest), and in a replay as many batches of at most 1,024 events;
     /// ingest and detect -> act carry single findings and hold 128 times as many. Small on
     /// purpose: a full channel slows the producer (back-pressure) instead of queueing
     /// gigabytes and seconds of latency. Default 8; 1 to 10,000.

@@ -31,7 +31,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Most events per batch a replay sends to detect: the channel between them holds
-/// `8 x [pipeline] channel_capacity` batches, so at most 64 x 1,024 events by default
+/// `[pipeline] channel_capacity` batches in a replay, so at most 8 x 1,024 events by default
 /// whatever the size of the inputs.
 const REPLAY_BATCH_EVENTS: usize = 1024;
 
@@ -364,7 +364,11 @@ fn deliver(
     if out.events.is_empty() {
         return Ok(true);
     }
-    let mut batch = Vec::with_capacity(out.events.len());
+    let room = match sinks.max_batch {
+        0 => out.events.len(),
+        n => out.events.len().min(n),
+    };
+    let mut batch = Vec::with_capacity(room);
     for e in out.events.drain(..) {
         // An event time AWS cannot have produced (before 2000, or more than a day ahead of
         // the clock) would drag the watermark and the de-duplication window with it: such an

@@ -41,6 +41,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
+/// Batches of events the channel from ingest to detect holds per `[pipeline]
+/// channel_capacity` in a live run (a replay holds `channel_capacity` batches of at most
+/// 1,024 events): room for the deliveries that arrive while detect closes a window.
+const LIVE_EVENT_BATCHES_PER_SLOT: usize = 8;
+
 /// Runs the embedded pipeline until the sources end (`RunMode::Once`) or `stop` is set. With
 /// `baselines`, detect starts from them (see `aiops_detect::baseline`). Whole inputs (files)
 /// the data directory already holds are skipped (`skipped_inputs`); those read are recorded
@@ -101,9 +106,16 @@ pub fn run_embedded_with(
     let ledger = Arc::new(Ledger::open(&data_dir)?);
     let cap = config.pipeline.channel_capacity;
     let (in_tx, in_rx) = bounded::<Input>(cap);
-    // Decoded events wait for detect in up to 8x as many batches: a window close (scoring
-    // every series with events) must not hold up ingest and, with it, the change rules.
-    let (ev_tx, ev_rx) = bounded::<Vec<Event>>(cap.saturating_mul(8));
+    // Decoded events wait for detect in up to 8x as many batches in a live run: a window
+    // close (scoring every series with events) must not hold up ingest and, with it, the
+    // change rules. A replay sends batches of at most 1,024 events and detect holds its own
+    // reorder buffer, so `cap` batches are enough to keep both threads busy; 8x as many held
+    // 64 x 1,024 decoded events (about 100 MB of a 1M-event CloudTrail replay's peak).
+    let ev_batches = match mode {
+        RunMode::Once => cap,
+        RunMode::Follow => cap.saturating_mul(LIVE_EVENT_BATCHES_PER_SLOT),
+    };
+    let (ev_tx, ev_rx) = bounded::<Vec<Event>>(ev_batches);
     let (f_tx, f_rx) = bounded::<Finding>(cap.saturating_mul(128));
     let rules = ChangeRules::new(&config.detect.change_rules)?;
     let changes = change_index(config)?;
